@@ -1,0 +1,170 @@
+"""The ``pdn-ops`` command: serve, db, inventory and, as they arrive, lab and user subcommands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import pdn_ops
+from pdn_ops.errors import ConfigError, DatabaseNotReady, InventoryError
+from pdn_ops.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _db_url_option(func: F) -> F:
+    return click.option("--database-url", envvar="PDN_OPS_DATABASE_URL", default=None,
+                        help="SQLAlchemy URL; default: a SQLite file in the data directory.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(pdn_ops.__version__, prog_name="pdn-ops")
+def main() -> None:
+    """pdn-ops keeps a regency data centre's hosted VMs and websites running."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+def _resolved_url(database_url: str | None) -> str:
+    settings = _settings(database_url=database_url, demo=True)
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.effective_database_url
+
+
+@db.command("upgrade")
+@_db_url_option
+@click.argument("revision", default="head")
+def db_upgrade(database_url: str | None, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    from pdn_ops.db import migrate
+
+    migrate.upgrade(_resolved_url(database_url), revision)
+    click.echo(f"database at revision {revision}")
+
+
+@db.command("downgrade")
+@_db_url_option
+@click.argument("revision")
+def db_downgrade(database_url: str | None, revision: str) -> None:
+    """Migrate the database down to REVISION ('base' removes every table)."""
+    from pdn_ops.db import migrate
+
+    migrate.downgrade(_resolved_url(database_url), revision)
+    click.echo(f"database at revision {revision}")
+
+
+@db.command("current")
+@_db_url_option
+def db_current(database_url: str | None) -> None:
+    """Print the database's revision and the newest one."""
+    from pdn_ops.db import migrate
+    from pdn_ops.db.engine import make_engine
+
+    engine = make_engine(_resolved_url(database_url))
+    try:
+        click.echo(f"current: {migrate.current_revision(engine)}  head: {migrate.head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def inventory() -> None:
+    """Check and load the inventory file."""
+
+
+@inventory.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def inventory_check(file: Path) -> None:
+    """Validate FILE; print every problem as FILE:LINE: key: message (exit 1), or a summary (exit 0)."""
+    from pdn_ops.inventory import load_inventory
+
+    try:
+        inv = load_inventory(file)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"{len(exc.problems)} problem(s) in {file}", err=True)
+        sys.exit(1)
+    click.echo(f"{file}: OK: {inv.summary()}")
+
+
+@inventory.command("sync")
+@_db_url_option
+@click.option("--inventory", "inventory_path", type=click.Path(path_type=Path), envvar="PDN_OPS_INVENTORY",
+              default=None, help="Inventory file (default: PDN_OPS_INVENTORY or inventory.example.yaml).")
+def inventory_sync(database_url: str | None, inventory_path: Path | None) -> None:
+    """Upsert OPDs, VMs and sites from the inventory; retire (never delete) what disappeared."""
+    from pdn_ops.db import migrate
+    from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+    from pdn_ops.inventory import load_inventory
+    from pdn_ops.services.inventory_sync import sync_inventory
+
+    settings = _settings(database_url=database_url, inventory=inventory_path, demo=True)
+    try:
+        inv = load_inventory(settings.inventory)
+    except InventoryError as exc:
+        raise click.ClickException("\n".join(exc.problems)) from None
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrate.require_current(engine)
+        with transaction(make_sessionmaker(engine)) as session:
+            report = sync_inventory(session, inv)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"{inv.summary()}: {report.summary()}")
+
+
+@main.command()
+@_db_url_option
+@click.option("--inventory", "inventory_path", type=click.Path(path_type=Path), envvar="PDN_OPS_INVENTORY",
+              default=None)
+@click.option("--listen", default=None, envvar="PDN_OPS_LISTEN", help="HOST:PORT (default 127.0.0.1:8000).")
+def serve(database_url: str | None, inventory_path: Path | None, listen: str | None) -> None:
+    """Run the web service (and its single scheduler) in the foreground."""
+    import uvicorn
+
+    from pdn_ops.web.app import create_app, sync_inventory_at_start
+
+    settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
+    try:
+        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx)])
+    except (DatabaseNotReady, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:8000", show_default=True)
+def demo(listen: str) -> None:
+    """`make run`: migrate the default SQLite database and serve the demo on embedded defaults."""
+    import uvicorn
+
+    from pdn_ops.db import migrate
+    from pdn_ops.web.app import create_app, sync_inventory_at_start
+
+    settings = _settings(demo=True, listen=listen)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    app = create_app(settings, start_hooks=[sync_inventory_at_start])
+    click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  (database {settings.effective_database_url})")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

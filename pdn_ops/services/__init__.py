@@ -1,0 +1,1 @@
+"""Services: the only layer that combines the database, the domain logic and the plug-ins."""

@@ -1,0 +1,98 @@
+"""The application factory. Everything the app needs is built here from Settings, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import pdn_ops
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.inventory import load_inventory
+from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.settings import Settings
+from pdn_ops.web.context import AppContext
+from pdn_ops.web.routes import health, home
+from pdn_ops.web.templating import make_environment, render
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+
+# A hook later issues use to start workers (scheduler, remediation, outbox) inside the lifespan.
+StartHook = Callable[[AppContext], Callable[[], None] | None]
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks: list[StartHook] | None = None,
+               check_database: bool = True) -> FastAPI:
+    engine = engine or make_engine(settings.effective_database_url)
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+    if check_database:
+        migrate.require_current(engine)  # raises DatabaseNotReady naming the command to run
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stoppers: list[Callable[[], None]] = []
+        for hook in start_hooks or []:
+            stop = hook(ctx)
+            if stop is not None:
+                stoppers.append(stop)
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+
+    app = FastAPI(title="pdn-ops", version=pdn_ops.__version__, lifespan=lifespan,
+                  docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None)
+    app.state.ctx = ctx
+    app.state.jinja = make_environment()
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (health, home):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        key = "error.not_found" if exc.status_code == 404 else "error.server"
+        return render(request, "error.html", status_code=exc.status_code, message_key=key)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # The traceback goes to the log; the page shows no internals (no secrets, no SQL, no paths).
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if _wants_json(request):
+            return JSONResponse({"detail": "internal server error"}, status_code=500)
+        return render(request, "error.html", status_code=500, message_key="error.server")
+
+    return app
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
+
+
+def sync_inventory_at_start(ctx: AppContext) -> None:
+    """Load the inventory file named in the settings and upsert it (also run by `pdn-ops inventory sync`)."""
+    inventory = load_inventory(ctx.settings.inventory)
+    with transaction(ctx.sessions) as session:
+        report = sync_inventory(session, inventory)
+    ctx.inventory = inventory
+    log.info("inventory %s: %s (%s)", ctx.settings.inventory, inventory.summary(), report.summary())

@@ -1,0 +1,41 @@
+"""Jinja2 templates with autoescaping and the message catalogue as ``t(key)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from pdn_ops.i18n import LANGUAGES, translate
+from pdn_ops.web.deps import LANG_COOKIE, get_language
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def make_environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    env: Environment = request.app.state.jinja
+    lang = get_language(request)
+
+    def t(key: str, **params: object) -> str:
+        return translate(key, lang, **params)
+
+    body = env.get_template(template).render(
+        request=request, lang=lang, languages=LANGUAGES, t=t, **context
+    )
+    response = HTMLResponse(body, status_code=status_code)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax")
+    return response

@@ -1,0 +1,41 @@
+"""One catalogue, two languages: every key complete, every template key known."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pdn_ops.i18n import catalogue, negotiate, translate
+
+PKG = Path(__file__).resolve().parent.parent / "pdn_ops"
+
+
+def test_every_message_has_indonesian_and_english() -> None:
+    for key, entry in catalogue().items():
+        assert set(entry) == {"id", "en"}, key
+        assert entry["id"].strip() and entry["en"].strip(), key
+        assert re.findall(r"{(\w+)}", entry["id"]) == re.findall(r"{(\w+)}", entry["en"]) or sorted(
+            re.findall(r"{(\w+)}", entry["id"])
+        ) == sorted(re.findall(r"{(\w+)}", entry["en"])), f"{key}: placeholders differ"
+
+
+def test_templates_use_only_catalogue_keys() -> None:
+    keys = set(catalogue())
+    used: set[str] = set()
+    for template in PKG.rglob("*.html"):
+        used |= set(re.findall(r"""\bt\(\s*['"]([\w.]+)['"]""", template.read_text()))
+    assert used, "templates should take their text from the catalogue"
+    assert used <= keys, sorted(used - keys)
+
+
+def test_translate_and_negotiate() -> None:
+    assert translate("home.counts", "en", opds=1, vms=2, sites=3) == "1 OPDs, 2 VMs, 3 sites in the inventory."
+    assert translate("home.title", "fr") == "Selamat datang"
+    with pytest.raises(KeyError):
+        translate("no.such.key")
+    assert negotiate(None) == "id"
+    assert negotiate("en-GB,en;q=0.9,id;q=0.8") == "en"
+    assert negotiate("id,en;q=0.5") == "id"
+    assert negotiate("fr, de;q=0.5") == "id"
