@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from pdn_ops.domain.access import Principal
 from pdn_ops.i18n import LANGUAGES, negotiate
 from pdn_ops.web.context import AppContext
 
@@ -34,3 +35,32 @@ def get_language(request: Request) -> str:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 DbSession = Annotated[Session, Depends(get_session)]
 Language = Annotated[str, Depends(get_language)]
+
+
+# Authentication is pluggable so pages can be built before the account system lands: the account system stores
+# a callable in ctx.extras["authenticate"] that maps a request to a Principal (or None when not logged in).
+def current_principal_or_none(request: Request) -> Principal | None:
+    ctx: AppContext = request.app.state.ctx
+    authenticate = ctx.extras.get("authenticate")
+    if authenticate is None:
+        return None
+    principal: Principal | None = authenticate(request)
+    return principal
+
+
+def current_principal(request: Request) -> Principal:
+    principal = current_principal_or_none(request)
+    if principal is None:
+        raise HTTPException(status_code=401, detail="login required")
+    return principal
+
+
+def require_staff(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_staff:
+        # Staff pages answer like missing pages to OPD users: they should not learn what exists.
+        raise HTTPException(status_code=404, detail="Not Found")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+Staff = Annotated[Principal, Depends(require_staff)]
