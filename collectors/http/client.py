@@ -19,6 +19,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.connector import Connection
 from cryptography import x509
 
 from collectors.http.parse import RawFetch
@@ -46,13 +47,16 @@ def _cert_not_after(der: bytes | None) -> datetime | None:
         return None
 
 
-def _peer_not_after(response: aiohttp.ClientResponse) -> datetime | None:
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if ssl_object is None:
-        return None
-    return _cert_not_after(ssl_object.getpeercert(binary_form=True))
+class _CertResponse(aiohttp.ClientResponse):
+    """Keeps the peer certificate: a small answer releases (and closes) its connection before we could look."""
+
+    peer_cert_der: bytes | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        self.peer_cert_der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        return await super().start(connection)
 
 
 async def peek_not_after(host: str, port: int, timeout: float) -> datetime | None:
@@ -125,7 +129,7 @@ class SiteClient:
         )
         self._session = aiohttp.ClientSession(
             connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=True,
-            cookie_jar=aiohttp.DummyCookieJar(),
+            cookie_jar=aiohttp.DummyCookieJar(), response_class=_CertResponse,
         )
         return self
 
@@ -166,7 +170,7 @@ class SiteClient:
                     ttfb = time.perf_counter() - started
                     status = response.status
                     redirects = len(response.history)
-                    not_after = _peer_not_after(response)
+                    not_after = _cert_not_after(getattr(response, "peer_cert_der", None))
                     body, truncated = await self._read_capped(response)
         except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as exc:
             failure, detail = classify(exc)
