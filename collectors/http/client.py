@@ -59,7 +59,7 @@ class _CertResponse(aiohttp.ClientResponse):
         return await super().start(connection)
 
 
-async def peek_not_after(host: str, port: int, timeout: float) -> datetime | None:
+async def peek_not_after(host: str, port: int, time_limit: float) -> datetime | None:
     """Expiry of the certificate a server presents, read from a handshake that verifies nothing.
 
     Used only after a verified connection failed, to report *why* (expired, and since when); the connection
@@ -69,7 +69,7 @@ async def peek_not_after(host: str, port: int, timeout: float) -> datetime | Non
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # read-only peek: no request, no data, the check has already failed
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
     except (OSError, TimeoutError, ssl.SSLError):
         return None
@@ -151,8 +151,8 @@ class SiteClient:
             size += len(chunk)
         return b"".join(chunks), not response.content.at_eof()
 
-    async def fetch(self, url: str, *, timeout: float, follow_redirects: bool = True) -> RawFetch:
-        """GET one URL within ``timeout`` seconds in total (DNS, connect, TLS, redirects, capped body)."""
+    async def fetch(self, url: str, *, time_limit: float, follow_redirects: bool = True) -> RawFetch:
+        """GET one URL within ``time_limit`` seconds in total (DNS, connect, TLS, redirects, capped body)."""
         if self._session is None:
             raise RuntimeError("SiteClient is used outside 'async with'")
         started = time.perf_counter()
@@ -160,7 +160,7 @@ class SiteClient:
         status: int | None = None
         redirects = 0
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(time_limit):
                 async with self._session.get(
                     url,
                     allow_redirects=follow_redirects,
@@ -177,7 +177,7 @@ class SiteClient:
             elapsed = time.perf_counter() - started
             cert = None
             if failure is FailureClass.TLS:
-                cert = await self._peek(url, max(0.1, timeout - elapsed))
+                cert = await self._peek(url, max(0.1, time_limit - elapsed))
             return RawFetch(
                 url=url, status=status, redirects=redirects, ttfb_s=ttfb, total_s=elapsed,
                 cert_not_after=cert, failure=failure, detail=detail,
@@ -187,9 +187,9 @@ class SiteClient:
             total_s=time.perf_counter() - started, cert_not_after=not_after,
         )
 
-    async def _peek(self, url: str, timeout: float) -> datetime | None:
+    async def _peek(self, url: str, time_limit: float) -> datetime | None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             return None
-        return await peek_not_after(parts.hostname, parts.port or 443, min(timeout, 5.0))
+        return await peek_not_after(parts.hostname, parts.port or 443, min(time_limit, 5.0))
 

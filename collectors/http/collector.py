@@ -28,7 +28,7 @@ class SiteCollector:
 
     async def check(self, site: Site) -> SiteCheck:
         now = self._clock()
-        raw = await self.client.fetch(site.url, timeout=site.timeout, follow_redirects=site.follow_redirects)
+        raw = await self.client.fetch(site.url, time_limit=site.timeout, follow_redirects=site.follow_redirects)
         return parse.evaluate(raw, expect_status=site.expect_status, keyword=site.keyword, now=now)
 
     async def collect(self, sites: Iterable[Site]) -> list[SiteCheck]:

@@ -59,8 +59,9 @@ class PinnedFingerprintAdapter(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+    ) -> Any:
+        host_params, typed_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool_kwargs: dict[str, Any] = dict(typed_kwargs)
         pool_kwargs.pop("ca_certs", None)
         pool_kwargs.pop("ca_cert_dir", None)
         pool_kwargs["cert_reqs"] = "CERT_NONE"  # replaced by the pin below, never used without it

@@ -8,8 +8,8 @@ good cycle, and at most ``max_targeted`` of them.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 

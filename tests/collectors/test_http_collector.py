@@ -86,7 +86,7 @@ class _Servers:
         self.silent: asyncio.Server | None = None
         self.held: list[asyncio.StreamWriter] = []
 
-    def call(self, coro):  # type: ignore[no-untyped-def]
+    def call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     async def start(self, tls: dict[str, ssl.SSLContext | None], port: int, silent_host: str) -> None:
