@@ -18,11 +18,11 @@ from fakepve.server import FakePve
 TOKEN_ID = "bench@pve!collector"
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, token: str) -> None:
     pve = FakePve(user="root@pam", password="secret", host=args.host, port=0)
     pve.time_scale = 0
     pve.max_requests = 10_000_000
-    pve.apitokens[TOKEN_ID] = Path(args.token_file).read_text().strip()
+    pve.apitokens[TOKEN_ID] = token
     nodes = [f"pve{i}" for i in range(1, args.nodes + 1)]
     for i in range(args.guests):
         vmid = 100 + i
@@ -48,7 +48,8 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--count-file", required=True)
-    asyncio.run(serve(parser.parse_args()))
+    args = parser.parse_args()
+    asyncio.run(serve(args, Path(args.token_file).read_text().strip()))
 
 
 if __name__ == "__main__":
