@@ -88,7 +88,8 @@ class TargetView:
 
     @property
     def is_problem(self) -> bool:
-        return self.state != "up"
+        """Not UP, once observed: a target never checked yet is UNKNOWN but not an incident."""
+        return self.state != "up" and self.target_id is not None
 
 
 @dataclass(frozen=True, slots=True)
