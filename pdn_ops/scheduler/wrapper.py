@@ -4,14 +4,22 @@ A run is written as ``running`` before the job starts, so a run whose process di
 ``collect`` runs outside any transaction (network I/O must not hold database locks); ``record`` runs in one
 transaction. An exception is recorded (run row, job status, log with traceback) and re-raised so APScheduler
 reports it too: nothing is swallowed.
+
+SQLite allows one writer at a time, and a deferred transaction that read before another connection committed
+cannot upgrade to a writer (SQLITE_BUSY_SNAPSHOT, which no busy timeout retries). So on SQLite the jobs' write
+transactions take turns on a lock (collection, the slow part, still runs in parallel) and each one begins with a
+write, which the busy timeout does retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.db.engine import transaction
@@ -27,34 +35,41 @@ class JobWrapper:
     def __init__(self, sessions: sessionmaker[Session], *, after_run: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
         self._after_run = after_run
+        bind = sessions.kw.get("bind")
+        self._serialise = getattr(getattr(bind, "dialect", None), "name", "") == "sqlite"
+        self._write_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Session]:
+        with self._write_lock if self._serialise else contextlib.nullcontext(), transaction(self._sessions) as s:
+            yield s
 
     def run(self, spec: JobSpec) -> None:
         started = utcnow()
         t0 = time.perf_counter()
-        with transaction(self._sessions) as session:
+        with self._writing() as session:
             run = JobRunRow(job=spec.name, started_at=started, outcome="running", error="")
             session.add(run)
-            status = self._status(session, spec)
-            status.last_started_at = started
             session.flush()
             run_id = run.id
+            status = self._status(session, spec)
+            status.last_started_at = started
         error: BaseException | None = None
         try:
             result = spec.collect()
-            with transaction(self._sessions) as session:
+            with self._writing() as session:
+                session.execute(update(JobStatusRow).where(JobStatusRow.job == spec.name)
+                                .values(last_started_at=started))
                 spec.record(session, result)
         except Exception as exc:
             error = exc
         duration = time.perf_counter() - t0
         finished = utcnow()
         message = "" if error is None else f"{type(error).__name__}: {error}"[:ERROR_MAX]
-        with transaction(self._sessions) as session:
-            run_row = session.get(JobRunRow, run_id)
-            if run_row is not None:
-                run_row.finished_at = finished
-                run_row.duration_s = duration
-                run_row.outcome = "failed" if error else "succeeded"
-                run_row.error = message
+        with self._writing() as session:
+            session.execute(update(JobRunRow).where(JobRunRow.id == run_id).values(
+                finished_at=finished, duration_s=duration, outcome="failed" if error else "succeeded",
+                error=message))
             status = self._status(session, spec)
             status.runs_total += 1
             status.last_finished_at = finished
