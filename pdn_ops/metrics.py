@@ -12,7 +12,7 @@ Health series (this module):
     pdn_site_up / pdn_vm_up / pdn_guest_up / pdn_node_up / pdn_cluster_up   1 UP or DEGRADED, 0 DOWN (UNKNOWN: absent)
     pdn_site_dependency_down / pdn_vm_dependency_down   1 when the target is down because a dependency is
     pdn_site_response_seconds, pdn_site_http_status_code
-    pdn_tls_cert_expiry_timestamp_seconds, pdn_tls_cert_expiry_days
+    pdn_tls_cert_expiry_timestamp_seconds, pdn_tls_cert_expiry_remaining_seconds (days: / 86400)
     pdn_vm_cpu_ratio, pdn_vm_cpus, pdn_vm_memory_{used,total}_bytes, pdn_vm_disk_{used,total}_bytes
     pdn_guest_filesystem_used_ratio{mount}, pdn_guest_memory_{available,total}_bytes, pdn_guest_load1,
     pdn_guest_services_inactive, pdn_guest_failed_units
@@ -94,7 +94,9 @@ FAMILIES = (
     Family("pdn_site_response_seconds", "Total time of the latest site check.", SITE),
     Family("pdn_site_http_status_code", "HTTP status of the latest site check.", SITE),
     Family("pdn_tls_cert_expiry_timestamp_seconds", "Expiry of the site's TLS certificate (Unix time).", SITE),
-    Family("pdn_tls_cert_expiry_days", "Days until the site's TLS certificate expires.", SITE),
+    # Days are what people ask for, but Prometheus names carry base units (promtool refuses "_days"):
+    # dashboards and rules divide by 86400.
+    Family("pdn_tls_cert_expiry_remaining_seconds", "Time left until the site's TLS certificate expires.", SITE),
     Family("pdn_vm_up", "1 when Proxmox reports the VM running, 0 when not.", VM),
     Family("pdn_vm_dependency_down", "1 when the VM is down because its node or cluster is.", VM),
     Family("pdn_vm_cpu_ratio", "CPU use of the VM as a ratio of its allocated CPUs.", VM),
@@ -115,8 +117,7 @@ FAMILIES = (
     Family("pdn_cluster_up", "1 when the cluster's API answers, 0 when it is DOWN.", ("cluster",)),
 )
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
-               ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"), ("pdn_tls_cert_expiry_days",
-                                                                             "tls_days_left"))
+               ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
 VM_VALUES = (("pdn_vm_cpu_ratio", "cpu"), ("pdn_vm_cpus", "maxcpu"), ("pdn_vm_memory_used_bytes", "mem"),
              ("pdn_vm_memory_total_bytes", "maxmem"), ("pdn_vm_disk_used_bytes", "disk"),
              ("pdn_vm_disk_total_bytes", "maxdisk"))
@@ -148,6 +149,8 @@ def render_health(snap: HealthSnapshot) -> str:
     state, site_up, site_dep = lines["pdn_target_state"], lines["pdn_site_up"], lines["pdn_site_dependency_down"]
     vm_up, vm_dep, guest_up = lines["pdn_vm_up"], lines["pdn_vm_dependency_down"], lines["pdn_guest_up"]
     fs_used = lines["pdn_guest_filesystem_used_ratio"]
+    tls_left = lines["pdn_tls_cert_expiry_remaining_seconds"]
+    now = snap.taken_at.timestamp()
     for t in snap.targets:
         opd = _esc(t.opd or "")
         up = UP_VALUE.get(t.state)
@@ -163,6 +166,9 @@ def render_health(snap: HealthSnapshot) -> str:
                 value = _num(values.get(key))
                 if value is not None:
                     lines[name].append(f"{name}{{{lbl}}} {value}")
+            expiry = values.get("tls_expiry_ts")
+            if isinstance(expiry, int | float):
+                tls_left.append(f"pdn_tls_cert_expiry_remaining_seconds{{{lbl}}} {_num(round(expiry - now, 3))}")
         elif t.kind == "vm":
             cluster, _, vmid = t.ref.partition("/")
             lbl = f'vm_id="{t.vm_id}",cluster="{_esc(cluster)}",vmid="{_esc(vmid)}",opd="{opd}"'

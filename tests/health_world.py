@@ -31,13 +31,14 @@ from pdn_ops.services.inventory_sync import sync_inventory
 ROOT = Path(__file__).resolve().parent.parent
 TH = Thresholds(down_after=2, up_after=2)
 SITE_A, SITE_B = "http://127.0.10.1/", "https://127.0.10.2/"
+TLS_EXPIRY = datetime(2027, 1, 1, tzinfo=UTC)
 
 
 def record_world(session: Session, now: datetime | None = None) -> None:
     now = now or utcnow()
     sync_inventory(session, load_inventory(ROOT / "inventory.example.yaml"), now=now - timedelta(minutes=10))
-    for step in range(2):
-        at = now - timedelta(minutes=2 - step)
+    for step in range(3):
+        at = now - timedelta(minutes=3 - step)
         guests = tuple(
             GuestObservation(cluster="pdn1", vmid=vmid, node="pve1", name=f"vm{vmid}", type="qemu",
                              status="stopped" if vmid == 102 else "running", cpu=0.125, maxcpu=2,
@@ -48,6 +49,8 @@ def record_world(session: Session, now: datetime | None = None) -> None:
             guests=guests, api_calls=2, duration_s=0.05), thresholds=TH)
         health.record_site_checks(session, [
             SiteCheck(url=SITE_A, at=at, ok=True, status_code=200, total_s=0.042, ttfb_s=0.03, keyword_found=True),
+            SiteCheck(url=SITE_B, at=at, ok=True, status_code=200, total_s=0.08, tls_expires_at=TLS_EXPIRY,
+                      tls_days_left=(TLS_EXPIRY - at).total_seconds() / 86400) if step == 0 else
             SiteCheck(url=SITE_B, at=at, ok=False, failure=FailureClass.REFUSED, detail="connection refused"),
         ], thresholds=TH)
         health.record_ssh(session, [SshObservation(
@@ -63,6 +66,3 @@ def record_world(session: Session, now: datetime | None = None) -> None:
                      last_ok=False, last_error="TimeoutError: "),
     ])
     session.flush()
-
-
-TLS_EXPIRY = datetime(2027, 1, 1, tzinfo=UTC)

@@ -154,12 +154,16 @@ def record_site_checks(session: Session, checks: Sequence[SiteCheck], *, thresho
         warning = site.settings.get("tls_warning_days") if isinstance(site.settings, dict) else None
         verdict = model.assess_site(check, thresholds,
                                     tls_warning_days=float(warning) if isinstance(warning, int | float) else None)
+        previous = row.values or {}
+        tls_known = check.tls_expires_at is not None or check.ok
         row.values = {
             "status_code": check.status_code,
             "response_s": check.total_s,
             "ttfb_s": check.ttfb_s,
-            "tls_expiry_ts": check.tls_expires_at.timestamp() if check.tls_expires_at else None,
-            "tls_days_left": check.tls_days_left,
+            # A failed check says nothing about the certificate: keep what the last good one saw.
+            "tls_expiry_ts": (check.tls_expires_at.timestamp() if check.tls_expires_at else None) if tls_known
+            else previous.get("tls_expiry_ts"),
+            "tls_days_left": check.tls_days_left if tls_known else previous.get("tls_days_left"),
         }
         batch.fold(row, verdict, check.at, thresholds, duration_s=check.total_s)
     return batch.finish()
