@@ -230,3 +230,38 @@ def test_the_sqlite_lock_file_sits_next_to_the_database(tmp_path: Path) -> None:
     assert other.try_acquire()
     other.release()
     engine.dispose()
+
+
+def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from pdn_ops.scheduler.service import SchedulerService, scheduler_hook
+    from pdn_ops.settings import load_settings
+    from pdn_ops.web.app import create_app, sync_inventory_at_start
+
+    url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    migrate.upgrade(url)
+    inventory = ROOT / "inventory.example.yaml"
+    factory = RecordedFactory()
+    settings = load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=True)
+    app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook(factory)])
+    sessions = app.state.ctx.sessions
+    with TestClient(app):
+        service = app.state.ctx.extras["scheduler"]
+        assert isinstance(service, SchedulerService)
+        assert service.became_leader.wait(WAIT_S) and service.scheduler is not None
+        assert {job.id for job in service.scheduler.get_jobs()} == {
+            "health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s", "ssh:60s"}
+        wait_for(lambda: (s := status(sessions, "sites:60s")) is not None and s.runs_total >= 1,
+                 "the site job ran at start")
+        with sessions() as session:
+            states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
+        assert states == ["up", "up"]
+    assert service.scheduler is None, "stopped with the app"
+    app.state.ctx.engine.dispose()
+
+    quiet = create_app(load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=False),
+                       start_hooks=[scheduler_hook(factory)])
+    with TestClient(quiet):
+        assert "scheduler" not in quiet.state.ctx.extras
+    quiet.state.ctx.engine.dispose()
