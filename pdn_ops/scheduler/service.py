@@ -133,7 +133,7 @@ def scheduler_hook(factory: CollectorFactory | None = None) -> Callable[[object]
         def after_run() -> None:
             cache = extras.get("health_snapshot_cache")  # created by the first /metrics scrape, if any
             if cache is not None:
-                cache.invalidate()
+                cache.refresh()  # here, in the job's thread: scrapes then render without waiting
 
         service = start_scheduler(ctx.sessions, leader_lock_for(ctx.engine), specs, after_run=after_run)
         ctx.extras["scheduler"] = service

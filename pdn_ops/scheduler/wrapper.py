@@ -81,7 +81,11 @@ class JobWrapper:
             else:
                 status.errors_total += 1
         if self._after_run is not None:
-            self._after_run()
+            try:
+                self._after_run()
+            except Exception:
+                # A stale metrics snapshot must not turn a successful run into a failed one; it is logged.
+                log.exception("after-run hook of job %s failed", spec.name)
         if error is not None:
             log.error("job %s failed after %.3f s: %s", spec.name, duration, message, exc_info=error)
             raise error
