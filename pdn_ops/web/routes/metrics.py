@@ -33,4 +33,4 @@ def _metrics_state(ctx: AppContext) -> tuple[SnapshotCache, CollectorRegistry]:
 @router.get("/metrics")
 def metrics(ctx: Ctx) -> Response:
     cache, registry = _metrics_state(ctx)
-    return Response(render(cache.get, registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(render(cache, registry), media_type=CONTENT_TYPE_LATEST)
