@@ -227,6 +227,7 @@ class LabGuest:
         runner, self._runner = self._runner, None
         if runner is not None:
             self.site_faults.release.set()
+            abort_connections(runner)
             await runner.cleanup()
             self.site_faults.release = asyncio.Event()
 
@@ -293,6 +294,16 @@ class LabGuest:
 
 def _url(scheme: str, host: str, port: int, default: int) -> str:
     return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+
+
+def abort_connections(runner: web.BaseRunner | None) -> None:
+    """Drop every open connection at once. A powered-off guest (or a stopping lab) does not say goodbye, and a TLS
+    close would otherwise wait up to 30 s for the peer's close_notify, outliving the event loop."""
+    server = runner.server if runner is not None else None
+    for handler in server.connections if server is not None else []:
+        transport = handler.transport
+        if transport is not None:
+            transport.abort()
 
 
 def ensure_privsep_dir() -> None:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pdn_ops.lab.guests import GuestSpec, LabGuest, SiteSpec, ensure_privsep_dir
+from pdn_ops.lab.guests import GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
 from pdn_ops.lab.pve import LabPve, _bytes
 
@@ -185,6 +185,7 @@ class Lab:
             await self._control.close()
         for guest in self.guests.values():
             await guest.power_off()
+        abort_connections(self.pve.runner)
         await self.pve.stop()
         # Let closed transports run their connection_lost callbacks, and end what is left (hung site
         # requests, fakepve's timers), so nothing is collected after the loop closes.

@@ -18,7 +18,7 @@ from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
 from fakepve.routing import die, param_error
 from fakepve.schema import load as load_schema
 from fakepve.schema import validate as schema_validate
-from fakepve.server import API, error, ok, params
+from fakepve.server import API, USER, error, ok, params
 
 GiB = 1024**3
 
@@ -114,6 +114,62 @@ class LabPve(FakePve):
         for item in body["data"]:
             item["ssl_fingerprint"] = self.ssl_fingerprint
         return ok(body["data"])
+
+    async def _config_get(self, request: Any) -> Any:
+        """PVE returns the pending values by default, ``current=1`` the running ones, ``snapshot=`` a snapshot's."""
+        response = await super()._config_get(request)
+        p = await params(request)
+        vm = self._vm(request)
+        if p.get("snapshot"):
+            snap = vm.snapshots.get(str(p["snapshot"]))
+            if snap is None:
+                return error(500, f"snapshot '{p['snapshot']}' does not exist")
+            return ok(dict(snap, digest=vm.digest()))
+        if _truthy(p.get("current")) or not vm.pending:
+            return response
+        config = json.loads(response.text)["data"]
+        for key, value in vm.pending.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = str(value) if key == "memory" else value
+        return ok(config)
+
+    async def _task_list(self, request: Any) -> Any:
+        """The node's tasks with PVE's filters (fakepve honours only vmid, start and limit).
+
+        ``source=active``: running tasks only; ``archive``: finished only; ``all`` and the lab's default: both
+        (fakepve's behaviour, kept so a client polling for its own running task finds it)."""
+        node = request.match_info["node"]
+        user = request[USER]
+        p = self._verify(request, await params(request))
+        audit = self.allowed(user, "/nodes/" + node, "Sys.Audit")
+        types = set(_split(p.get("typefilter")))
+        statuses = {s.lower() for s in _split(p.get("statusfilter"))}
+        source = p.get("source") or "all"
+        rows = []
+        for task in self.tasklog:
+            if task["node"] != node or not (audit or self._task_owner(user, task)):
+                continue
+            running = task["status"] == "running"
+            kind = "running" if running else _status_type(str(task.get("exitstatus", "")))
+            if (source == "active" and not running) or (source == "archive" and running):
+                continue
+            if p.get("vmid") is not None and task["id"] != str(p["vmid"]):
+                continue
+            if (types and task["type"] not in types) or (statuses and kind not in statuses):
+                continue
+            if _truthy(p.get("errors")) and kind in ("ok", "running"):
+                continue
+            if p.get("userfilter") and str(p["userfilter"]) not in task["user"]:
+                continue
+            if (p.get("since") is not None and task["starttime"] < int(p["since"])) or \
+                    (p.get("until") is not None and task["starttime"] > int(p["until"])):
+                continue
+            rows.append(self._task_view(task, True))
+        rows.sort(key=lambda t: -t["starttime"])
+        start = int(p.get("start") or 0)
+        return ok(rows[start:start + int(p.get("limit") or 50)])
 
     def _vm_usage(self, vm: Any) -> dict[str, Any]:
         """Usage that differs per VM and moves with uptime (fakepve reports the same constants for every VM)."""
@@ -257,6 +313,25 @@ class LabPve(FakePve):
     def _lab_changed(self, vmid: Any) -> None:
         for callback in self.on_change:
             callback(vmid)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _split(value: Any) -> list[str]:
+    return [item for item in re.split(r"[,;\s]+", str(value or "")) if item]
+
+
+def _status_type(exitstatus: str) -> str:
+    """PVE::Tools::upid_normalize_status_type."""
+    if exitstatus == "OK":
+        return "ok"
+    if exitstatus.startswith("WARNINGS"):
+        return "warning"
+    if exitstatus in ("", "unknown", "unexpected status"):
+        return "unknown"
+    return "error"
 
 
 def _bytes(text: str) -> int | None:
