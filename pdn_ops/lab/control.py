@@ -78,6 +78,20 @@ class ControlServer:
                 await writer.wait_closed()
 
 
+def refuse_if_running(workdir: Path) -> None:
+    """Two labs in one directory would overwrite each other's keys and inventory."""
+    from pdn_ops.lab.lab import LabError
+
+    path = Path(workdir) / SOCKET_NAME
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return
+    raise LabError(f"a lab is already running in {workdir} (its control socket answers)")
+
+
 def send(workdir: Path, fault: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
     """Ask the lab running in ``workdir`` to apply a fault (or ``status``); returns its answer."""
     path = Path(workdir) / SOCKET_NAME

@@ -14,6 +14,7 @@ import html
 import logging
 import os
 import shlex
+import signal
 import ssl
 import subprocess
 import sys
@@ -151,9 +152,13 @@ class LabGuest:
             err.close()
 
     def stop_sshd(self) -> None:
+        """Stop sshd by PID, and first the sessions it forked (a powered-off VM drops its connections)."""
         proc, self._sshd = self._sshd, None
         if proc is None:
             return
+        for pid in descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -294,6 +299,28 @@ class LabGuest:
 
 def _url(scheme: str, host: str, port: int, default: int) -> str:
     return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+
+
+def descendants(root: int) -> list[int]:
+    """PIDs of every process below ``root`` (sshd's session processes call setsid(), so a process group kill
+    would miss them), deepest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found[::-1]
 
 
 def abort_connections(runner: web.BaseRunner | None) -> None:

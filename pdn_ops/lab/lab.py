@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pdn_ops.lab.guests import GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
+from pdn_ops.lab.guests import SSHD, GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
 from pdn_ops.lab.pve import LabPve, _bytes
 
@@ -124,7 +124,13 @@ class Lab:
         self.stop()
 
     def _start(self) -> None:
+        if self.guest_count and not (Path(SSHD).exists() and os.access(SSHD, os.X_OK)):
+            raise LabError(f"lab guests need OpenSSH's {SSHD} (Debian package openssh-server); "
+                           "or start the lab with guests=0")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        from pdn_ops.lab.control import refuse_if_running
+
+        refuse_if_running(self.workdir)
         keys = self.workdir / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
         keys.chmod(0o700)

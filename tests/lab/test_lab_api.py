@@ -269,3 +269,11 @@ def test_node_task_list_filters(make_lab):
     assert node.tasks.get(vmid=102) == []
     assert node.tasks.get(source="active") == []
     assert {t["upid"] for t in node.tasks.get(userfilter="pdn-ops@pve")} == {ok, failed}
+
+
+def test_a_second_lab_in_the_same_directory_is_refused(lab):
+    from pdn_ops.lab import Lab, LabError
+
+    with pytest.raises(LabError, match="already running"):
+        Lab.start(lab.workdir, vms=1, guests=0)
+    assert lab_proxmox(lab).version.get()  # the first one is untouched

@@ -152,8 +152,14 @@ def test_guest_follows_vm_power_stop_start_and_rollback(make_lab):
     prox = lab_proxmox(lab)
     guest = lab.guest(101)
     _task(prox, prox.nodes("pve1").qemu(101).snapshot.post(snapname="clean"))
-    _task(prox, prox.nodes("pve1").qemu(101).status.stop.post())
-    _until(lambda: _refused(guest.address, guest.ssh_port) and _refused(guest.address, 80))
+    lab.faults.ssh_hang(101)
+    with lab_ssh(lab, 101) as client:
+        client.exec_command("uptime")  # hangs inside the guest until the power goes
+        transport = client.get_transport()
+        assert transport is not None and transport.is_active()
+        _task(prox, prox.nodes("pve1").qemu(101).status.stop.post())
+        _until(lambda: _refused(guest.address, guest.ssh_port) and _refused(guest.address, 80))
+        _until(lambda: not transport.is_active())  # a powered-off VM drops its sessions
     assert guest.sshd_pid is None and guest.state()["power"] == "stopped"
     _task(prox, prox.nodes("pve1").qemu(101).status.start.post())
     lab.wait_guest(101, up=True)
