@@ -51,6 +51,7 @@ OPDS = (
 SITE_SERVICES = ["nginx.service", "php8.2-fpm.service"]
 OTHER_SERVICES = ["postgresql.service"]
 CALL_TIMEOUT = 30.0
+SHUTDOWN_SECS, START_SECS, STOP_SECS = 8, 3, 1
 
 
 class LabError(RuntimeError):
@@ -240,8 +241,10 @@ class Lab:
                         "bridge=vmbr0",
                 "tags": f"opd-{code}",
             }
-            pve.add_vm(vmid, self._vm_name(index), node=self.nodes[index % len(self.nodes)], status="running",
-                       config=config)
+            vm = pve.add_vm(vmid, self._vm_name(index), node=self.nodes[index % len(self.nodes)],
+                            status="running", config=config)
+            # Proxmox seconds each task takes, so clients see tasks `running` and must poll, as on a real node.
+            vm.shutdown_secs, vm.start_secs, vm.stop_secs = SHUTDOWN_SECS, START_SECS, STOP_SECS
             volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
                                             "ctime": int(time.time())}
         pve.on_change.append(self._changed)

@@ -277,3 +277,15 @@ def test_a_second_lab_in_the_same_directory_is_refused(lab):
     with pytest.raises(LabError, match="already running"):
         Lab.start(lab.workdir, vms=1, guests=0)
     assert lab_proxmox(lab).version.get()  # the first one is untouched
+
+
+def test_a_guest_ignoring_acpi_makes_shutdown_time_out(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0, time_scale=0.001)
+    prox = lab_proxmox(lab)
+    lab.faults.ignore_acpi(101)
+    done = _wait_task(prox, prox.nodes("pve1").qemu(101).status.shutdown.post(timeout=30))
+    assert done["exitstatus"] == "VM quit/powerdown failed - got timeout"
+    assert _resources(prox, 101)["status"] == "running"
+    done = _wait_task(prox, prox.nodes("pve1").qemu(101).status.shutdown.post(timeout=30, forceStop=1))
+    assert done["exitstatus"] == "OK"
+    assert _resources(prox, 101)["status"] == "stopped"

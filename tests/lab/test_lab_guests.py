@@ -180,3 +180,17 @@ def test_resize_is_seen_inside_the_guest(make_lab):
     _until(lambda: lab.guest(101).state()["disk"]["size"] == 40 * 1024**3)
     _, out, _ = lab_run(lab, 101, "df -P /")
     assert int(out.splitlines()[1].split()[1]) == 40 * 1024**2
+
+
+def test_overload_shows_inside_the_guest_and_in_proxmox(lab):
+    prox = lab_proxmox(lab)
+    lab.faults.overload(103)
+    try:
+        _, out, _ = lab_run(lab, 103, "cat /proc/loadavg")
+        assert float(out.split()[0]) > 10
+        vm = next(r for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 103)
+        assert vm["cpu"] > 0.9 and vm["mem"] > 0.9 * vm["maxmem"]
+    finally:
+        lab.faults.overload(103, on=False)
+    vm = next(r for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 103)
+    assert vm["cpu"] < 0.5
