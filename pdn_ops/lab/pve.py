@@ -115,6 +115,14 @@ class LabPve(FakePve):
             item["ssl_fingerprint"] = self.ssl_fingerprint
         return ok(body["data"])
 
+    def check_password(self, user: str, password: Any) -> bool:
+        """PVE also takes a valid, unexpired ticket of the same user as the password: that is how proxmoxer renews
+        its ticket after an hour. fakepve knows only real passwords."""
+        if super().check_password(user, password):
+            return True
+        session = self.tickets.get(str(password))
+        return session is not None and session["user"] == user and session["expires"] > time.time()
+
     async def _config_get(self, request: Any) -> Any:
         """PVE returns the pending values by default, ``current=1`` the running ones, ``snapshot=`` a snapshot's."""
         response = await super()._config_get(request)

@@ -289,3 +289,16 @@ def test_a_guest_ignoring_acpi_makes_shutdown_time_out(make_lab):
     done = _wait_task(prox, prox.nodes("pve1").qemu(101).status.shutdown.post(timeout=30, forceStop=1))
     assert done["exitstatus"] == "OK"
     assert _resources(prox, 101)["status"] == "stopped"
+
+
+def test_proxmoxer_renews_its_ticket_with_the_old_ticket(lab):
+    prox = lab_proxmox(lab, ticket=True)
+    auth = prox._store["session"].auth
+    old = auth.pve_auth_ticket
+    auth.birth_time -= auth.renew_age + 1  # an hour later: the next call renews first
+    assert prox.nodes("pve1").qemu.get()
+    assert auth.pve_auth_ticket != old
+    lab.pve.revoke_tickets()
+    with pytest.raises(ResourceException) as exc:
+        prox.nodes("pve1").qemu.get()
+    assert exc.value.status_code == 401
