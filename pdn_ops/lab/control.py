@@ -64,11 +64,13 @@ class ControlServer:
                 if name == "status":
                     answer = {"ok": True, "result": self._status()}
                 else:
+                    from pdn_ops.lab.lab import LabError
+
                     try:
                         result = await asyncio.get_running_loop().run_in_executor(
                             None, self._lab.faults.apply, name, args)
                         answer = {"ok": True, "result": result}
-                    except (ValueError, TypeError, KeyError) as exc:
+                    except (ValueError, TypeError, KeyError, LabError) as exc:
                         answer = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()

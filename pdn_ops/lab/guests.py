@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import html
 import logging
@@ -32,6 +33,12 @@ from pdn_ops.lab.pki import LabCa, make_ssh_key
 log = logging.getLogger(__name__)
 SSHD = "/usr/sbin/sshd"
 HANG_MAX_SECS = 600.0
+PR_SET_PDEATHSIG = 1
+_PRCTL: Any
+try:  # resolved before any fork: dlopen in a child of a threaded process could deadlock
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
 STOP_WAIT = 3.0
 
 
@@ -147,6 +154,7 @@ class LabGuest:
                 [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                preexec_fn=_die_with_lab,
             )
         finally:
             err.close()
@@ -299,6 +307,13 @@ class LabGuest:
 
 def _url(scheme: str, host: str, port: int, default: int) -> str:
     return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+
+
+def _die_with_lab() -> None:
+    """In the sshd child before exec: SIGTERM when the lab's thread dies, so a killed lab (SIGKILL, a crashed
+    test run) leaves no sshd listening. Linux only; elsewhere the lab stops sshd itself as usual."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def descendants(root: int) -> list[int]:
