@@ -102,6 +102,19 @@ def time_exporter(lab: Lab, workdir: Path) -> dict[str, float]:
             proc.wait(10)
 
 
+def time_small_start(workdir: Path, rounds: int = 5) -> tuple[float, float]:
+    """Median time of Lab.start and Lab.stop for the test fixture's shape (3 VMs with sshd guests, 2 sites)."""
+    starts, stops = [], []
+    for n in range(rounds):
+        t0 = time.perf_counter()
+        lab = Lab.start(workdir / f"small{n}", vms=3, sites=2, time_scale=0.02)
+        t1 = time.perf_counter()
+        lab.stop()
+        starts.append(t1 - t0)
+        stops.append(time.perf_counter() - t1)
+    return statistics.median(starts), statistics.median(stops)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=2000)
@@ -110,6 +123,10 @@ def main() -> None:
     parser.add_argument("--no-exporter", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lab-scale-") as tmp:
+        if shutil.which("sshd") or Path("/usr/sbin/sshd").exists():
+            small_start, small_stop = time_small_start(Path(tmp))
+            print(f"Lab.start, 3 VMs with sshd guests: median {small_start * 1000:.0f} ms "
+                  f"(stop {small_stop * 1000:.0f} ms)")
         start = time.perf_counter()
         with Lab.start(Path(tmp) / "lab", nodes=args.nodes, vms=args.vms, sites=0, guests=0, time_scale=0.0) as lab:
             started = time.perf_counter() - start
