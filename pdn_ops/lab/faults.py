@@ -58,10 +58,11 @@ class Faults:
     # ------------------------------------------------------------ guests
     def _run(self, fn: Any) -> Any:
         async def call() -> Any:
-            result = fn()
-            if hasattr(result, "__await__"):
-                result = await result
-            await self._lab.reconcile()
+            async with self._lab.lock:
+                result = fn()
+                if hasattr(result, "__await__"):
+                    result = await result
+                await self._lab.reconcile_locked()
             return result
         return self._lab.call(call())
 

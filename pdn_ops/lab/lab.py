@@ -103,6 +103,9 @@ class Lab:
         self._control: Any = None
         self._stopped = False
         self._booting: set[asyncio.Future[None]] = set()
+        # Guests change from the reconciler, boot timers and faults: one at a time, or two could both start a
+        # site on the same address.
+        self.lock = asyncio.Lock()
         from pdn_ops.lab.faults import Faults
 
         self.faults = Faults(self)
@@ -190,8 +193,9 @@ class Lab:
                 await self._reconciler
         if self._control is not None:
             await self._control.close()
-        for guest in self.guests.values():
-            await guest.power_off()
+        async with self.lock:
+            for guest in self.guests.values():
+                await guest.power_off()
         abort_connections(self.pve.runner)
         await self.pve.stop()
         # Let closed transports run their connection_lost callbacks, and end what is left (hung site
@@ -318,6 +322,10 @@ class Lab:
 
     async def reconcile(self) -> None:
         """Make every guest follow its VM: running -> (after the boot delay) services up; otherwise down."""
+        async with self.lock:
+            await self.reconcile_locked()
+
+    async def reconcile_locked(self) -> None:
         for guest in self.guests.values():
             vm = self.pve.vm(guest.vmid)
             running = vm is not None and vm.status == "running"
@@ -345,10 +353,11 @@ class Lab:
         task.add_done_callback(self._booting.discard)
 
     async def _boot(self, guest: LabGuest) -> None:
-        guest.boot_handle = None
-        vm = self.pve.vm(guest.vmid)
-        if vm is not None and vm.status == "running" and vm.started_at == guest.seen_start:
-            await guest.power_on()
+        async with self.lock:
+            guest.boot_handle = None
+            vm = self.pve.vm(guest.vmid)
+            if vm is not None and vm.status == "running" and vm.started_at == guest.seen_start:
+                await guest.power_on()
 
     # ------------------------------------------------------------ views
     def guest(self, vmid: int) -> LabGuest:
