@@ -101,6 +101,8 @@ class LabGuest:
         self.powered = False  # VM running and booted: services may run
         self.seen_start: float | None = None  # the VM's started_at this boot belongs to
         self.boot_handle: asyncio.TimerHandle | None = None
+        self.frozen = False  # the VM is paused: its processes stand still
+        self._thawed = asyncio.Event()
         self._state_mtime = 0.0
         self._write_sshd_config()
 
@@ -167,6 +169,8 @@ class LabGuest:
         for pid in descendants(proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a paused VM's sshd is SIGSTOPped: SIGTERM would wait
+            os.kill(proc.pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -195,6 +199,9 @@ class LabGuest:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         faults = self.site_faults
+        if self.frozen:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._thawed.wait(), HANG_MAX_SECS)
         if faults.mode == "hang":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(faults.release.wait(), HANG_MAX_SECS)
@@ -257,6 +264,29 @@ class LabGuest:
             await self.start_site()
 
     # ----------------------------------------------------------- power
+    def _signal_sshd(self, sig: int) -> None:
+        if self._sshd is None or self._sshd.poll() is not None:
+            return
+        for pid in [self._sshd.pid, *descendants(self._sshd.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def freeze(self) -> None:
+        """A paused VM: sshd and its sessions are stopped (SIGSTOP) and the site holds every request; TCP
+        connections are still accepted by the kernel, then nothing answers, as with a paused guest."""
+        if self.frozen:
+            return
+        self.frozen = True
+        self._thawed.clear()
+        self._signal_sshd(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if not self.frozen:
+            return
+        self.frozen = False
+        self._signal_sshd(signal.SIGCONT)
+        self._thawed.set()
+
     def boot_state(self) -> None:
         now = time.time()
         with self.state_file.update() as state:
@@ -273,6 +303,8 @@ class LabGuest:
         await self.sync_services(force=True)
 
     async def power_off(self) -> None:
+        self.frozen = False
+        self._thawed.set()
         if self.boot_handle is not None:
             self.boot_handle.cancel()
             self.boot_handle = None

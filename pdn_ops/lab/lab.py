@@ -342,6 +342,10 @@ class Lab:
                 guest.boot_handle = self._loop.call_later(self.boot_secs * self.time_scale, self._boot_soon, guest)
                 continue
             if guest.powered:
+                if vm.qmpstatus == "paused":
+                    guest.freeze()
+                else:
+                    guest.thaw()
                 await guest.sync_services()
                 size = _disk_size(vm.config)
                 if size:

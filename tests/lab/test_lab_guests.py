@@ -194,3 +194,21 @@ def test_overload_shows_inside_the_guest_and_in_proxmox(lab):
         lab.faults.overload(103, on=False)
     vm = next(r for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 103)
     assert vm["cpu"] < 0.5
+
+
+def test_a_paused_vm_accepts_connections_but_answers_nothing_until_resumed(make_lab):
+    lab = make_lab(vms=1, sites=1)
+    prox = lab_proxmox(lab)
+    guest = lab.guest(101)
+    _task(prox, prox.nodes("pve1").qemu(101).status.suspend.post())
+    _until(lambda: guest.frozen)
+    with socket.create_connection((guest.address, guest.ssh_port), timeout=2) as sock:  # the kernel still accepts
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(64)  # ... but no SSH banner comes
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        _get(guest.site_urls[0], timeout=0.5)
+    _task(prox, prox.nodes("pve1").qemu(101).status.resume.post())
+    _until(lambda: not guest.frozen)
+    assert _get(guest.site_urls[0])[0] == 200
+    assert lab_run(lab, 101, "true")[0] == 0
