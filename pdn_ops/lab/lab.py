@@ -16,6 +16,7 @@ import contextlib
 import errno
 import getpass
 import ipaddress
+import logging
 import os
 import random
 import secrets
@@ -34,6 +35,7 @@ from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
 from pdn_ops.lab.pve import LabPve, _bytes
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 GiB = 1024**3
 TOKEN_ID = "pdn-ops@pve!collector"
 CLUSTER = "lab"
@@ -51,6 +53,7 @@ OPDS = (
 SITE_SERVICES = ["nginx.service", "php8.2-fpm.service"]
 OTHER_SERVICES = ["postgresql.service"]
 CALL_TIMEOUT = 30.0
+RETRY_SECS = 1.0
 SHUTDOWN_SECS, START_SECS, STOP_SECS = 8, 3, 1
 
 
@@ -315,10 +318,9 @@ class Lab:
             self._wake.clear()
             try:
                 await self.reconcile()
-            except Exception:
-                import logging
-
-                logging.getLogger(__name__).exception("lab reconcile failed")
+            except Exception:  # one guest's trouble (a port taken by someone else) must not stop the lab
+                log.exception("lab reconcile failed; retrying in %.0f s", RETRY_SECS)
+                await asyncio.sleep(RETRY_SECS)
 
     async def reconcile(self) -> None:
         """Make every guest follow its VM: running -> (after the boot delay) services up; otherwise down."""
