@@ -12,6 +12,7 @@ import click
 
 import pdn_ops
 from pdn_ops.errors import ConfigError, DatabaseNotReady, InventoryError
+from pdn_ops.lab.cli import lab as lab_commands
 from pdn_ops.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -185,7 +186,5 @@ def demo(listen: str, with_lab: bool) -> None:
         if running_lab is not None:
             running_lab.stop()
 
-
-from pdn_ops.lab.cli import lab as lab_commands  # noqa: E402  (registration, kept apart for merges)
 
 main.add_command(lab_commands)
