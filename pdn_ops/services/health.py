@@ -143,15 +143,19 @@ def record_site_checks(session: Session, checks: Sequence[SiteCheck], *, thresho
     urls = {c.url for c in checks}
     if not urls:
         return batch.finish()
-    sites = {s.url: s for s in session.scalars(select(SiteRow).where(SiteRow.retired_at.is_(None)))}
-    vm_refs = {vm.id: f"{vm.cluster}/{vm.vmid}" for vm in session.scalars(select(VmRow))}
+    # Plain column reads: thousands of ORM entities would cost more than the evaluation itself.
+    sites = {url: (site_id, opd_id, vm_id, settings) for site_id, url, opd_id, vm_id, settings in session.execute(
+        select(SiteRow.id, SiteRow.url, SiteRow.opd_id, SiteRow.vm_id, SiteRow.settings)
+        .where(SiteRow.retired_at.is_(None)))}
+    vm_refs = {vm_id: f"{cluster}/{vmid}" for vm_id, cluster, vmid in session.execute(
+        select(VmRow.id, VmRow.cluster, VmRow.vmid))}
     known = [c for c in checks if c.url in sites]
     rows = _targets(session, Kind.SITE, {c.url for c in known})
     for check in known:
-        site, row = sites[check.url], rows[check.url]
-        row.site_id, row.opd_id, row.vm_id = site.id, site.opd_id, site.vm_id
-        row.parent_key = model.target_key(Kind.VM, vm_refs[site.vm_id]) if site.vm_id in vm_refs else None
-        warning = site.settings.get("tls_warning_days") if isinstance(site.settings, dict) else None
+        (site_id, opd_id, vm_id, settings), row = sites[check.url], rows[check.url]
+        row.site_id, row.opd_id, row.vm_id = site_id, opd_id, vm_id
+        row.parent_key = model.target_key(Kind.VM, vm_refs[vm_id]) if vm_id in vm_refs else None
+        warning = settings.get("tls_warning_days") if isinstance(settings, dict) else None
         verdict = model.assess_site(check, thresholds,
                                     tls_warning_days=float(warning) if isinstance(warning, int | float) else None)
         previous = row.values or {}
@@ -180,8 +184,8 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "quorate": observation.quorate}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
-    vms = {vm.vmid: vm for vm in session.scalars(
-        select(VmRow).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
+    vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
+        select(VmRow.id, VmRow.vmid, VmRow.opd_id).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
     vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
     node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
@@ -200,9 +204,9 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         row.values = {"cpu": node.cpu, "mem": node.mem, "maxmem": node.maxmem}
         batch.fold(row, model.assess_node(node), observation.at, thresholds)
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
-    for vmid, vm in vms.items():
+    for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
-        row.vm_id, row.opd_id = vm.id, vm.opd_id
+        row.vm_id, row.opd_id = vm_id, opd_id
         guest = guests.get(vmid)
         if guest is not None:
             row.parent_key = model.target_key(Kind.NODE, f"{cluster_ref}/{guest.node}")
