@@ -265,3 +265,18 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
     with TestClient(quiet):
         assert "scheduler" not in quiet.state.ctx.extras
     quiet.state.ctx.engine.dispose()
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql"])
+def test_the_advisory_lock_admits_one_holder_and_knows_when_it_holds(db) -> None:
+    from pdn_ops.scheduler.leader import PgAdvisoryLeaderLock
+
+    _url, engine, _sessions = db
+    first, second = leader_lock_for(engine), PgAdvisoryLeaderLock(engine)
+    assert isinstance(first, PgAdvisoryLeaderLock)
+    assert first.try_acquire() and first.held()
+    assert not second.try_acquire() and not second.held()
+    first.release()
+    assert not first.held()
+    assert second.try_acquire() and second.held()
+    second.release()
