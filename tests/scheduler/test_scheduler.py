@@ -327,3 +327,24 @@ def test_a_site_that_breaks_is_down_within_two_runs_of_its_job(db) -> None:
                 HealthCheckRow.target_id == target_id, HealthCheckRow.ok.is_(False),
                 HealthCheckRow.at <= down_at)).all()
             assert len(failed) == 2, "DOWN on the second failed run of the job, not later"
+
+
+def test_staleness_waits_for_three_runs_of_the_slowest_collector(db) -> None:
+    from datetime import timedelta
+
+    from pdn_ops.db.tables import utcnow
+
+    _url, _engine, sessions = db
+    inventory = load_inventory(ROOT / "inventory.example.yaml")
+    hourly = inventory.model_copy(update={"sites": [s.model_copy(update={"interval": 3600}) for s in inventory.sites]})
+    with transaction(sessions) as session:
+        sync_inventory(session, hourly)
+    specs = {s.name: s for s in build_jobs(hourly, RecordedFactory(), HealthConfig(stale_after=timedelta(minutes=15)))}
+    JobWrapper(sessions).run(specs["sites:3600s"])
+    with transaction(sessions) as session:  # as if the last check was 20 minutes ago
+        for row in session.scalars(select(HealthTargetRow)):
+            row.last_check_at = utcnow() - timedelta(minutes=20)
+    JobWrapper(sessions).run(specs["health:stale"])
+    with sessions() as session:
+        states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
+    assert states == ["up", "up"], "20 minutes of silence is normal for an hourly check"
