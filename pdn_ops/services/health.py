@@ -297,7 +297,8 @@ def record_ssh(session: Session, observations: Sequence[SshObservation], *, thre
                 "services_inactive": sum(1 for u in vm.services or () if obs.services.get(u) != "active"),
                 "failed_units": len(obs.failed_units),
             }
-        if obs.failure is FailureClass.HOST_KEY:
+        if obs.failure is FailureClass.HOST_KEY and row.failure != FailureClass.HOST_KEY.value:
+            # One event when the key changes, not one per refused run while it stays changed.
             batch.security_event(row, obs.at, Reason.HOST_KEY, obs.detail)
         batch.fold(row, verdict, obs.at, thresholds)
     return batch.finish()
