@@ -1,0 +1,271 @@
+"""The lab's Proxmox VE API: fakepve's FakePve with the gaps our clients hit filled in.
+
+fakepve is the engine; this subclass only adds or corrects behaviour, through fakepve's own extension points
+(a ``_routes_lab`` table of schema-checked handlers, and overrides of its hook methods). Every gap is listed in
+pdn_ops/lab/README.md with the Proxmox behaviour it follows (shared/reference/PVE-API-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from fakepve import FakePve, PveError, TaskError
+from fakepve.lxc import SIZE_UNITS, format_size
+from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
+from fakepve.routing import die, param_error
+from fakepve.schema import load as load_schema
+from fakepve.schema import validate as schema_validate
+from fakepve.server import API, error, ok, params
+
+GiB = 1024**3
+
+SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT])?\Z")
+# Keys that change a running VM at once whatever `hotplug` says (qemu-server vmconfig_hotplug_pending).
+ALWAYS_LIVE = ("balloon", "cpulimit", "cpuunits", "shares")
+DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+\Z")
+IGNORED_PARAMS = ("_dc",)
+
+
+def hotplug_set(config: dict[str, Any]) -> set[str]:
+    """The VM's `hotplug` option as a set; PVE's default is network,disk,usb; 0 turns it off, 1 is the default."""
+    raw = str(config.get("hotplug", "network,disk,usb")).strip()
+    if raw in ("0", ""):
+        return set()
+    if raw == "1":
+        return {"network", "disk", "usb"}
+    return {item for item in re.split(r"[,;\s]+", raw) if item}
+
+
+def live_keys(config: dict[str, Any], keys: list[str]) -> list[str]:
+    """Which pending keys PVE applies to a running VM at once (PVE-API-NOTES section 5)."""
+    plug = hotplug_set(config)
+    numa = str(config.get("numa", "0")) == "1"
+    rules = (
+        lambda key: key in ALWAYS_LIVE,
+        lambda key: key == "vcpus" and "cpu" in plug,
+        lambda key: key == "memory" and "memory" in plug and numa,
+        lambda key: re.fullmatch(r"net\d+", key) is not None and "network" in plug,
+        lambda key: DISK_KEY.match(key) is not None and "disk" in plug,
+        lambda key: re.fullmatch(r"usb\d+", key) is not None and "usb" in plug,
+    )
+    return [key for key in keys if any(rule(key) for rule in rules)]
+
+
+class LabPve(FakePve):
+    """FakePve plus: disk resize, 400 on unknown parameters everywhere, live hotplug, an empty replication list."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Called (vmid) after every change of a VM's power or disk; the lab uses it to wake its reconciler.
+        self.on_change: list[Any] = []
+        # What /nodes shows as ssl_fingerprint: the certificate the API really serves (set by the lab).
+        self.ssl_fingerprint = ""
+        # vmid -> whether the snapshot a pending rollback goes back to holds RAM state.
+        self._lab_vmstate: dict[int, bool] = {}
+
+    # ------------------------------------------------------------ routes
+    def _routes_lab(self) -> list[tuple[str, str, Any]]:
+        return [
+            ("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._lab_resize),
+            ("GET", "/nodes/{node}/replication", self._lab_replication_list),
+            ("GET", "/cluster/backup-info/not-backed-up", self._lab_not_backed_up),
+            ("GET", "/nodes/{node}/status", self._lab_node_status),
+        ]
+
+    async def _lab_not_backed_up(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        # The lab has no backup jobs, so every guest is "not backed up" (fakepve invents one sample entry).
+        return [{"type": "qemu", "vmid": vm.vmid, "name": vm.name} for vm in sorted(self.vms, key=lambda v: v.vmid)
+                if self.allowed(user, f"/vms/{vm.vmid}", "VM.Audit")]
+
+    async def _lab_node_status(self, values: dict[str, Any], user: str) -> dict[str, Any]:
+        """A node's status with plausible numbers (fakepve's sample has zeros and 'fake' strings)."""
+        node = values["node"]
+        if not self.nodes.get(node, {}).get("online", True):
+            raise PveError(595, "No route to host")
+        guests = [vm for vm in self.vms if vm.node == node and vm.status == "running"]
+        total = 64 * GiB
+        used = min(total - GiB, 4 * GiB + sum(self._vm_usage(vm)["mem"] for vm in guests))
+        load = round(0.2 + 0.05 * len(guests), 2)
+        return {
+            "cpu": min(0.02 + 0.01 * len(guests), 1.0), "wait": 0.001, "uptime": 864000,
+            "loadavg": [f"{load:.2f}", f"{load * 0.9:.2f}", f"{load * 0.8:.2f}"],
+            "cpuinfo": {"cores": 8, "cpus": 16, "sockets": 1, "model": "Intel(R) Xeon(R) Silver 4314 CPU @ 2.40GHz",
+                        "mhz": "2400.000", "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae"},
+            "memory": {"total": total, "used": used, "free": total - used, "available": total - used},
+            "swap": {"total": 8 * GiB, "used": 0, "free": 8 * GiB},
+            "rootfs": {"total": 100 * GiB, "used": 12 * GiB, "free": 88 * GiB, "avail": 83 * GiB},
+            "ksm": {"shared": 0},
+            "kversion": "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64",
+            "current-kernel": {"sysname": "Linux", "release": "6.14.8-2-pve", "machine": "x86_64",
+                               "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z)"},
+            "boot-info": {"mode": "efi", "secureboot": 0},
+            "pveversion": f"pve-manager/{self.version}/{'0' * 16}",
+            "idle": 0,
+        }
+
+    async def _nodes(self, request: Any) -> Any:
+        response = await super()._nodes(request)
+        if not self.ssl_fingerprint:
+            return response
+        body = json.loads(response.text)
+        for item in body["data"]:
+            item["ssl_fingerprint"] = self.ssl_fingerprint
+        return ok(body["data"])
+
+    def _vm_usage(self, vm: Any) -> dict[str, Any]:
+        """Usage that differs per VM and moves with uptime (fakepve reports the same constants for every VM)."""
+        data: dict[str, Any] = super()._vm_usage(vm)
+        if vm.status != "running":
+            return data
+        seed = int(vm.vmid)
+        uptime = int(data.get("uptime") or 0)
+        data["cpu"] = round(0.01 + (seed * 37 % 23) / 100, 4)
+        data["mem"] = data["memhost"] = int(data["maxmem"] * (0.30 + (seed * 13 % 40) / 100))
+        data["netin"] = (seed % 50 + 10) * 1024 * (uptime + 60)
+        data["netout"] = (seed % 70 + 20) * 1024 * (uptime + 60)
+        data["diskread"] = (seed % 30 + 5) * 4096 * (uptime + 60)
+        data["diskwrite"] = (seed % 20 + 5) * 4096 * (uptime + 60)
+        data.update((k, v) for k, v in vm.stats.items() if k in data)
+        return data
+
+    async def _qm_rollback(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        snap = vm.snapshots.get(v.get("snapname"))
+        self._lab_vmstate[vm.vmid] = bool(snap and snap.get("vmstate"))
+        return await super()._qm_rollback(v, user)
+
+    async def _lab_replication_list(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        # The lab configures no storage replication: PVE answers an empty list (fakepve invents a job
+        # without `type`, which makes prometheus-pve-exporter's default scrape fail with HTTP 500).
+        return []
+
+    async def _lab_resize(self, v: dict[str, Any], user: str) -> str:
+        """qemu-server resize_vm: grow a disk by +N or to N; refuse to shrink; a `resize` task (PVE >= 8)."""
+        vm = self.find(v["node"], v["vmid"])
+        if v.get("skiplock") and user != "root@pam":
+            raise param_error(skiplock="Only root may use this option.")
+        if v.get("digest") and v["digest"] != vm.digest():
+            raise die("checksum mismatch (file change by other user?)")
+        disk = str(v["disk"])
+        value = vm.config.get(disk)
+        if value is None:
+            raise die(f"disk '{disk}' does not exist")
+        volume, props = split_drive(value)
+        if is_cdrom(volume, props):
+            raise die("you can't resize a cdrom")
+        if not volume or volume_ref(volume)[0] is None:
+            raise die(f"disk '{disk}' has no associated volume")
+        current = _bytes(props.get("size", ""))
+        if current is None:
+            raise die(f"Could not determine current size of volume '{volume}'")
+        found = SIZE.match(str(v["size"]))
+        if found is None:  # the schema's pattern already refuses this; kept for a clear message
+            raise param_error(size="value does not match the regex pattern")
+        amount = int(float(found.group(2)) * SIZE_UNITS.get(found.group(3) or "", 1))
+        new = current + amount if found.group(1) else amount
+        if new < current:
+            raise die("shrinking disks is not supported")
+        if vm.lock and not v.get("skiplock"):
+            raise die(f"VM is locked ({vm.lock})")
+
+        async def body() -> str | None:
+            if new == current:
+                return None
+            fresh_volume, fresh_props = split_drive(vm.config.get(disk, value))
+            fresh_props = dict(fresh_props, size=format_size(new))
+            vm.config[disk] = join_drive(fresh_volume, fresh_props)
+            sid, name = volume_ref(fresh_volume)
+            store = self.storages.get(sid, {})
+            vol = store.get("volumes", {}).get(name)
+            if vol is not None:
+                grown = new - int(vol.get("size") or current)
+                if "avail" in store:
+                    if grown > store["avail"]:
+                        raise TaskError(f"unable to write to storage '{sid}': No space left on device")
+                    store["avail"] -= grown
+                vol["size"] = new
+            self._lab_changed(vm.vmid)
+            return f"Image resized from {current} to {new} bytes"
+
+        upid: str = await self.task(vm.node, "resize", vm.vmid, user, body, vm=vm)
+        return upid
+
+    # ------------------------------------------------------------ hooks on fakepve
+    async def _answer(self, request: Any, handler: Any, generic: Any, path_node: Any) -> Any:
+        # fakepve's own routes (status actions, config, tasks, lists) skip its schema check; Proxmox checks
+        # every method (additionalProperties: 0), so an unknown or malformed parameter is a 400 here too.
+        if generic is None:
+            try:
+                await self._lab_check_params(request)
+            except PveError as exc:
+                return error(exc.status, exc.message, exc.errors)
+        return await super()._answer(request, handler, generic, path_node)
+
+    async def _lab_check_params(self, request: Any) -> None:
+        match = self.resolve(request, API)
+        if match is None or request.method not in match.methods:
+            return
+        info = match.methods[request.method]
+        values = {k: v for k, v in (await params(request)).items() if k not in IGNORED_PARAMS}
+        for key, val in match.params.items():
+            if key in values and str(values[key]) != str(val):
+                raise PveError(400, "Parameter verification failed.",
+                               {key: "conflicting value in URI and request parameters"})
+            values[key] = val
+        declared = (info.get("parameters") or {}).get("properties", {})
+        for key in [k for k in match.params if k not in declared]:
+            values.pop(key, None)
+        _checked, errors = schema_validate(info.get("parameters"), values)
+        if errors:
+            raise PveError(400, "Parameter verification failed.", errors)
+
+    async def _apply_config(self, vm: Any, user: str, p: dict[str, Any]) -> None:
+        await super()._apply_config(vm, user, p)
+        if vm.status != "running" or not vm.pending:
+            return
+        # fakepve leaves every change to a running VM pending; PVE hot-applies what `hotplug` allows.
+        for key in live_keys({**vm.config, **{k: x for k, x in vm.pending.items() if x is not None}},
+                             list(vm.pending)):
+            new = vm.pending.pop(key)
+            if new is None:
+                vm.config.pop(key, None)
+            else:
+                vm.config[key] = new
+        self._lab_changed(vm.vmid)
+
+    async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None,
+                   lock: bool = True, log: Any = ()) -> str:
+        async def watched() -> Any:
+            try:
+                note = await body()
+                if ttype == "qmrollback" and self._lab_vmstate.pop(int(tid), False):
+                    # PVE starts the VM from the snapshot's RAM state; fakepve leaves it stopped.
+                    target = self.vm(int(tid))
+                    if target is not None and target.status == "stopped":
+                        target.status = target.qmpstatus = "running"
+                        target.started_at = time.time()
+                return note
+            finally:
+                if tid not in ("", None):
+                    self._lab_changed(tid)
+        upid: str = await super().task(node, ttype, tid, user, watched, vm=vm, lock=lock, log=log)
+        return upid
+
+    def _lab_changed(self, vmid: Any) -> None:
+        for callback in self.on_change:
+            callback(vmid)
+
+
+def _bytes(text: str) -> int | None:
+    """A drive's size= value in bytes (a bare number is bytes, K/M/G/T are powers of 1024)."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT])?", text.strip())
+    if found is None:
+        return None
+    return int(float(found.group(1)) * SIZE_UNITS.get(found.group(2) or "", 1))
+
+
+def schema_has(method: str, template: str) -> bool:
+    return method in load_schema().paths.get(template, {})
