@@ -189,8 +189,8 @@ class SiteClient:
             failure, detail = classify(exc)
             elapsed = time.perf_counter() - started
             cert = None
-            if failure is FailureClass.TLS:
-                cert = await self._peek(url, max(0.1, time_limit - elapsed))
+            if failure is FailureClass.TLS and time_limit - elapsed > 0.05:  # the peek stays inside the bound
+                cert = await self._peek(url, time_limit - elapsed)
             return RawFetch(
                 url=url, status=status, redirects=redirects, ttfb_s=ttfb, total_s=elapsed,
                 cert_not_after=cert, failure=failure, detail=detail,
