@@ -37,7 +37,11 @@ class InventoryCollectorFactory:
         def collect() -> ClusterObservation:
             if not built:
                 cls: Any = collector_class("proxmox")
-                built.append(cls.from_inventory(cluster, self._inventory.vms, base_dir=self._base_dir))
+                try:
+                    built.append(cls.from_inventory(cluster, self._inventory.vms, base_dir=self._base_dir))
+                except ConfigError as exc:  # unreadable token or CA file: the cluster shows why, others go on
+                    return ClusterObservation(cluster=cluster.name, at=utcnow(), ok=False,
+                                              failure=FailureClass.ERROR, detail=str(exc))
             observation: ClusterObservation = built[0].collect()
             return observation
 

@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from collectors.factory import InventoryCollectors
 from collectors.http.collector import run_cycle
 from collectors.proxmox.collector import ProxmoxCollector
 from collectors.ssh.client import SshClient
@@ -23,6 +22,7 @@ from collectors.ssh.collector import SshCollector
 from pdn_ops.domain.drift import guest_drift
 from pdn_ops.domain.observations import FailureClass
 from pdn_ops.inventory import Inventory, Vm, load_inventory
+from pdn_ops.scheduler.collectors import InventoryCollectorFactory as InventoryCollectors
 from tests.support import missing, port_open
 
 SSHD = "/usr/sbin/sshd"
