@@ -165,6 +165,23 @@ def demo(listen: str) -> None:
     settings = _settings(demo=True, listen=listen)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
-    app = create_app(settings, start_hooks=[sync_inventory_at_start])
+    app = create_app(settings, start_hooks=[sync_inventory_at_start, _demo_accounts])
     click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  (database {settings.effective_database_url})")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+def _demo_accounts(ctx: Any) -> None:
+    """Demo mode: create and print the demo accounts (after the inventory sync made the OPDs)."""
+    from pdn_ops.db.engine import transaction
+    from pdn_ops.services import accounts
+
+    with transaction(ctx.sessions) as session:
+        made = accounts.ensure_demo_accounts(session)
+    click.echo(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
+    for username, role, opd in made:
+        click.echo(f"  {username:<16} {role:<11} {opd}")
+
+
+from pdn_ops.accounts_cli import user as _user_group  # noqa: E402
+
+main.add_command(_user_group)
