@@ -10,6 +10,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -66,7 +67,8 @@ def audit(session: Session, actor: str, action: str, subject: str, detail: str =
 
 
 def create_user(session: Session, *, username: str, password: str, role: Role, opd_code: str | None = None,
-                display_name: str = "", language: str = "id", actor: str = "cli") -> UserRow:
+                display_name: str = "", language: str = "id", actor: str = "cli",
+                password_hash: str | None = None) -> UserRow:
     username = username.strip().lower()
     if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError("a user name is 1-64 letters, digits, '.', '-' or '_'")
@@ -83,7 +85,8 @@ def create_user(session: Session, *, username: str, password: str, role: Role, o
     if session.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
         raise Conflict(f"user {username!r} exists")
     now = utcnow()
-    user = UserRow(username=username, display_name=display_name or username, password_hash=hash_password(password),
+    user = UserRow(username=username, display_name=display_name or username,
+                   password_hash=password_hash or hash_password(password),
                    role=str(role), opd_id=opd_id, language=language, active=True, created_at=now, updated_at=now)
     session.add(user)
     session.flush()
@@ -299,6 +302,12 @@ def usernames(session: Session, ids: set[int]) -> dict[int, str]:
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105  (printed by `make run`; demo mode only)
 
 
+@cache
+def _demo_hash() -> str:
+    # One argon2 hash (about half a second) for every demo account, which share the printed password.
+    return hash_password(DEMO_PASSWORD)
+
+
 def ensure_demo_accounts(session: Session) -> list[tuple[str, str, str]]:
     """Demo mode: an engineer, a supervisor, and a head and admin for the first two OPDs. Returns (user, role, opd)."""
     wanted: list[tuple[str, Role, str | None]] = [("engineer", Role.ENGINEER, None),
@@ -310,6 +319,6 @@ def ensure_demo_accounts(session: Session) -> list[tuple[str, str, str]]:
     for username, role, opd_code in wanted:
         if session.scalar(select(UserRow.id).where(UserRow.username == username)) is None:
             create_user(session, username=username, password=DEMO_PASSWORD, role=role, opd_code=opd_code,
-                        actor="demo")
+                        actor="demo", password_hash=_demo_hash())
         made.append((username, str(role), opd_code or "-"))
     return made

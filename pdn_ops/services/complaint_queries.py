@@ -119,7 +119,7 @@ def notes(session: Session, principal: Principal, row: ComplaintRow) -> list[tup
         return []
     stmt = (select(WorkNoteRow, UserRow.display_name).join(UserRow, UserRow.id == WorkNoteRow.author_id)
             .where(WorkNoteRow.complaint_id == row.id).order_by(WorkNoteRow.id))
-    return [(note, name) for note, name in session.execute(stmt).tuples()]
+    return [(note, name) for note, name in session.execute(stmt)]
 
 
 def attachment(session: Session, principal: Principal, complaint_id: int, attachment_id: int, *,
