@@ -34,16 +34,20 @@ def login(request: Request, ctx: Ctx, username: Annotated[str, Form(max_length=2
           password: Annotated[str, Form(max_length=1000)] = "", next: Annotated[str, Form()] = "/complaints",
           ) -> Response:
     client = request.client.host if request.client else "unknown"
-    try:
-        with unit_of_work(ctx) as session:
+    failure: Exception | None = None
+    with unit_of_work(ctx) as session:
+        # Caught inside the unit of work so the failed attempt is committed: it is what throttling counts.
+        try:
+            key, _, _ = accounts.login(session, username=username, password=password, client=client)
             old = request.cookies.get(auth.SESSION_COOKIE)
             if old:
                 accounts.logout(session, old)
-            key, _, _ = accounts.login(session, username=username, password=password, client=client)
-    except accounts.LoginThrottled:
+        except (accounts.LoginThrottled, accounts.LoginFailed) as exc:
+            failure = exc
+    if isinstance(failure, accounts.LoginThrottled):
         return render(request, "login.html", status_code=429, next=_safe_next(next), error="auth.throttled",
                       username=username)
-    except accounts.LoginFailed:
+    if failure is not None:
         # One answer for an unknown user, a wrong password and a deactivated account.
         return render(request, "login.html", status_code=401, next=_safe_next(next), error="auth.failed",
                       username=username)
