@@ -8,7 +8,22 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
+from argon2 import PasswordHasher
+
+from pdn_ops.services import accounts
 from tests.complaints.world import World, build_world
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> Iterator[None]:
+    """Real argon2, with the low-memory cost: production parameters take ~0.5 s a hash on this machine."""
+    with pytest.MonkeyPatch.context() as patch:
+        cheap = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+        patch.setattr(accounts, "_hasher", cheap)
+        patch.setattr(accounts, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
+        accounts._demo_hash.cache_clear()
+        yield
+        accounts._demo_hash.cache_clear()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
