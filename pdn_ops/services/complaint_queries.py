@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.complaint_tables import (
@@ -36,11 +37,29 @@ class Page:
     next_cursor: str | None
 
 
+# What a list shows: no description, no audit columns. Plain rows (not ORM objects) keep a page of 200 cheap;
+# they carry the same attribute names, so code that reads a ComplaintRow reads these too.
+LIST_COLUMNS = (ComplaintRow.id, ComplaintRow.opd_id, ComplaintRow.vm_id, ComplaintRow.site_id,
+                ComplaintRow.category, ComplaintRow.state, ComplaintRow.version, ComplaintRow.created_at,
+                ComplaintRow.submitted_at, ComplaintRow.fixed_at, ComplaintRow.closed_at, ComplaintRow.auto_closed,
+                ComplaintRow.merged_into_id, ComplaintRow.sla_mode, ComplaintRow.sla_budget, ComplaintRow.sla_elapsed,
+                ComplaintRow.sla_running_since, ComplaintRow.sla_due_at, ComplaintRow.sla_risk50_at,
+                ComplaintRow.sla_risk80_at, ComplaintRow.sla_breached)
+
+
+def _fetch(session: Session, stmt: Select[Any], light: bool, limit: int) -> list[Any]:
+    if light:
+        stmt = stmt.with_only_columns(*LIST_COLUMNS)
+        return list(session.execute(stmt.limit(limit + 1)).all())
+    return list(session.scalars(stmt.limit(limit + 1)))
+
+
 def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
 
 
-def queue(session: Session, principal: Principal, *, cursor: str | None = None, limit: int = PAGE) -> Page:
+def queue(session: Session, principal: Principal, *, cursor: str | None = None, limit: int = PAGE,
+          light: bool = False) -> Page:
     """Running complaints (submitted, verified, in progress), the least SLA time left first."""
     if not principal.is_staff:
         raise NotFound("no such page")
@@ -54,7 +73,7 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
             raise NotFound("bad cursor") from None
         stmt = stmt.where(or_(ComplaintRow.sla_due_at > due,
                               and_(ComplaintRow.sla_due_at == due, ComplaintRow.id > last_id)))
-    rows = list(session.scalars(stmt.order_by(ComplaintRow.sla_due_at, ComplaintRow.id).limit(limit + 1)))
+    rows = _fetch(session, stmt.order_by(ComplaintRow.sla_due_at, ComplaintRow.id), light, limit)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
@@ -63,7 +82,7 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
 
 
 def listing(session: Session, principal: Principal, *, state: str | None = None, opd_id: int | None = None,
-            cursor: str | None = None, limit: int = PAGE) -> Page:
+            cursor: str | None = None, limit: int = PAGE, light: bool = False) -> Page:
     """Newest first; OPD users get only their OPD whatever ``opd_id`` says."""
     limit = _limit(limit)
     stmt = scoped(select(ComplaintRow), principal)
@@ -78,7 +97,7 @@ def listing(session: Session, principal: Principal, *, state: str | None = None,
         if not cursor.isdigit():
             raise NotFound("bad cursor")
         stmt = stmt.where(ComplaintRow.id < int(cursor))
-    rows = list(session.scalars(stmt.order_by(ComplaintRow.id.desc()).limit(limit + 1)))
+    rows = _fetch(session, stmt.order_by(ComplaintRow.id.desc()), light, limit)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, str(rows[-1].id) if more and rows else None)

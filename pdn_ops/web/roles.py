@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.engine import transaction
 from pdn_ops.domain.access import OPD_ROLES, Principal, Role
 from pdn_ops.services.complaints import ComplaintConfig
 from pdn_ops.web.context import AppContext
-from pdn_ops.web.deps import current_principal, get_ctx
+from pdn_ops.web.deps import current_principal
 
 
 def _need(principal: Principal, *roles: Role) -> Principal:
@@ -37,15 +37,29 @@ def require_opd_user(principal: Annotated[Principal, Depends(current_principal)]
     return _need(principal, *OPD_ROLES)
 
 
-def complaint_config(ctx: Annotated[AppContext, Depends(get_ctx)]) -> ComplaintConfig:
-    config: ComplaintConfig = ctx.extras["complaint_config"]
+# Async on purpose: FastAPI runs a sync dependency in the thread pool, a hop that costs more than this lookup.
+async def app_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+async def complaint_config(request: Request) -> ComplaintConfig:
+    config: ComplaintConfig = request.app.state.ctx.extras["complaint_config"]
     return config
+
+
+async def require_staff_fast(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_staff:
+        raise HTTPException(status_code=404, detail="Not Found")
+    return principal
 
 
 OpdHead = Annotated[Principal, Depends(require_opd_head)]
 OpdAdmin = Annotated[Principal, Depends(require_opd_admin)]
 OpdUser = Annotated[Principal, Depends(require_opd_user)]
 Config = Annotated[ComplaintConfig, Depends(complaint_config)]
+FastCtx = Annotated[AppContext, Depends(app_ctx)]
+FastStaff = Annotated[Principal, Depends(require_staff_fast)]
 
 
 @contextmanager

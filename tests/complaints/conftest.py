@@ -6,9 +6,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-
 from argon2 import PasswordHasher
+from sqlalchemy import create_engine, text
 
 from pdn_ops.services import accounts
 from tests.complaints.world import World, build_world

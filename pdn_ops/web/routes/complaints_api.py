@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -18,8 +18,8 @@ from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.complaints import Action
 from pdn_ops.domain.sla import SlaPolicy
 from pdn_ops.services import complaint_queries, complaints, photos
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff
-from pdn_ops.web.roles import Config, OpdAdmin, unit_of_work
+from pdn_ops.web.deps import Ctx, CurrentUser, DbSession
+from pdn_ops.web.roles import Config, FastCtx, FastStaff, OpdAdmin, unit_of_work
 from pdn_ops.web.routes.complaints import read_uploads, scoped_complaint
 
 router = APIRouter(prefix="/api/v1", tags=["complaints"])
@@ -109,23 +109,31 @@ def list_assets(ctx: Ctx, user: CurrentUser, session: DbSession) -> list[AssetOu
             for a in found]
 
 
-@router.get("/complaints")
-def list_complaints(user: CurrentUser, session: DbSession, config: Config, state: str | None = None,
+# The two hot lists: one thread-pool hop for the principal, one for the query; the page is serialised once.
+@router.get("/complaints", response_model=ComplaintPage)
+def list_complaints(ctx: FastCtx, user: CurrentUser, config: Config, state: str | None = None,
                     opd_id: int | None = None, cursor: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=complaint_queries.MAX_PAGE)] = complaint_queries.PAGE,
-                    ) -> ComplaintPage:
-    page = complaint_queries.listing(session, user, state=state, opd_id=opd_id, cursor=cursor, limit=limit)
-    now = utcnow()
-    return ComplaintPage(items=[_out(r, now, config.policy) for r in page.rows], next_cursor=page.next_cursor)
+                    ) -> Response:
+    with ctx.sessions() as session:
+        page = complaint_queries.listing(session, user, state=state, opd_id=opd_id, cursor=cursor, limit=limit,
+                                         light=True)
+    return _page_response(page, config.policy)
 
 
-@router.get("/complaints/queue")
-def engineer_queue(user: Staff, session: DbSession, config: Config, cursor: str | None = None,
+@router.get("/complaints/queue", response_model=ComplaintPage)
+def engineer_queue(ctx: FastCtx, user: FastStaff, config: Config, cursor: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=complaint_queries.MAX_PAGE)] = complaint_queries.PAGE,
-                   ) -> ComplaintPage:
-    page = complaint_queries.queue(session, user, cursor=cursor, limit=limit)
+                   ) -> Response:
+    with ctx.sessions() as session:
+        page = complaint_queries.queue(session, user, cursor=cursor, limit=limit, light=True)
+    return _page_response(page, config.policy)
+
+
+def _page_response(page: complaint_queries.Page, policy: SlaPolicy) -> Response:
     now = utcnow()
-    return ComplaintPage(items=[_out(r, now, config.policy) for r in page.rows], next_cursor=page.next_cursor)
+    body = ComplaintPage(items=[_out(r, now, policy) for r in page.rows], next_cursor=page.next_cursor)
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.post("/complaints", status_code=201)
