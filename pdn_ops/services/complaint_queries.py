@@ -49,8 +49,8 @@ LIST_COLUMNS = (ComplaintRow.id, ComplaintRow.opd_id, ComplaintRow.vm_id, Compla
 
 def _fetch(session: Session, stmt: Select[Any], light: bool, limit: int) -> list[Any]:
     if light:
-        stmt = stmt.with_only_columns(*LIST_COLUMNS)
-        return list(session.execute(stmt.limit(limit + 1)).all())
+        narrow = stmt.with_only_columns(*LIST_COLUMNS)
+        return list(session.execute(narrow.limit(limit + 1)).all())
     return list(session.scalars(stmt.limit(limit + 1)))
 
 

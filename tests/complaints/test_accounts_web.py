@@ -98,7 +98,9 @@ def test_password_change_ends_every_session(world) -> None:
 def test_api_tokens_work_without_csrf_are_stored_hashed_and_can_be_revoked(world) -> None:
     client = world.client("admin-dinkes")
     page = client.post("/account/tokens", data={"name": "script"})
-    token = re.search(r'<code id="new-token">([^<]+)</code>', page.text).group(1)
+    found = re.search(r'<code id="new-token">([^<]+)</code>', page.text)
+    assert found is not None
+    token = found.group(1)
     with transaction(world.ctx.sessions) as session:
         rows = session.scalars(select(ApiTokenRow)).all()
     assert all(token not in (r.token_hash, r.prefix) for r in rows)

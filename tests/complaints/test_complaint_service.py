@@ -19,7 +19,7 @@ from pdn_ops.inventory import load_inventory
 from pdn_ops.services import accounts, complaint_queries, complaints
 from pdn_ops.services.complaints import ComplaintConfig, ComplaintEvent, ComplaintListeners, Draft
 from pdn_ops.services.inventory_sync import sync_inventory
-from tests.complaints.world import ROOT, jpeg
+from tests.complaints.world import ROOT, jpeg, principal_named
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # Monday 09:00 WIB
 
@@ -28,9 +28,8 @@ class Named:
     def __init__(self, session: Session) -> None:
         sync_inventory(session, load_inventory(ROOT / "inventory.example.yaml"))
         accounts.ensure_demo_accounts(session)
-        self.users = {u: accounts.principal_of(session.scalar(select(accounts.UserRow).where(
-            accounts.UserRow.username == u))) for u in ("admin-dinkes", "head-dinkes", "admin-disdik", "engineer",
-                                                       "supervisor")}
+        self.users = {u: principal_named(session, u) for u in ("admin-dinkes", "head-dinkes", "admin-disdik",
+                                                               "engineer", "supervisor")}
         self.vm = {v.name: v.id for v in session.scalars(select(VmRow))}
         self.site = {s.url: s.id for s in session.scalars(select(SiteRow))}
 
@@ -147,8 +146,7 @@ def test_nothing_is_hard_deleted_and_photos_are_all_or_nothing(session, named, c
     actions = session.scalars(select(AuditRow.action).where(AuditRow.subject == f"user:{made.id}")).all()
     assert "disposition.assign" in actions and "disposition.revoke" in actions
     with pytest.raises(NotFound):
-        accounts.revoke_admin(session, named.users["admin-dinkes"] and accounts.principal_of(
-            session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == "head-disdik"))), made.id)
+        accounts.revoke_admin(session, principal_named(session, "head-disdik"), made.id)
 
 
 def test_roles_cannot_be_changed_except_by_a_supervisor(session, named) -> None:

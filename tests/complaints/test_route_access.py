@@ -12,7 +12,7 @@ from sqlalchemy import select
 from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow
 from pdn_ops.db.engine import transaction
 from pdn_ops.services import accounts
-from tests.complaints.world import file_complaint
+from tests.complaints.world import file_complaint, principal_named
 
 ANON = "anonymous"
 HEAD, ADMIN, OTHER, ENGINEER, SUPERVISOR = "head-dinkes", "admin-dinkes", "admin-disdik", "engineer", "supervisor"
@@ -101,15 +101,14 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
     response = file_complaint(clients[ADMIN], f"vm:{world.vm['web-dinkes']}")
     assert response.status_code == 303
     with transaction(world.ctx.sessions) as session:
-        complaint = session.scalar(select(ComplaintRow).where(ComplaintRow.opd_id == world.opd["dinkes"])
-                                   .order_by(ComplaintRow.id.desc()))
-        photo = session.scalar(select(AttachmentRow).where(AttachmentRow.complaint_id == complaint.id))
-        head = accounts.principal_of(session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == HEAD)))
+        complaint_id = session.scalar(select(ComplaintRow.id).where(ComplaintRow.opd_id == world.opd["dinkes"])
+                                      .order_by(ComplaintRow.id.desc()))
+        photo_id = session.scalar(select(AttachmentRow.id).where(AttachmentRow.complaint_id == complaint_id))
+        head = principal_named(session, HEAD)
         spare = accounts.assign_admin(session, head, username="spare-admin", display_name="", password="x" * 12)
-        admin = accounts.principal_of(session.scalar(select(accounts.UserRow).where(
-            accounts.UserRow.username == ADMIN)))
+        admin = principal_named(session, ADMIN)
         _, token = accounts.create_token(session, admin, "route-table")
-        params = {"complaint_id": complaint.id, "attachment_id": photo.id, "action": "start", "token_id": token.id,
+        params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id}
     wrong: list[str] = []
     checked: list[str] = []

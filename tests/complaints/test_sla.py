@@ -15,8 +15,8 @@ from pdn_ops.domain.sla import DAY, SlaClock, SlaPolicy, SlaStatus, parse_holida
 WIB = ZoneInfo("Asia/Jakarta")
 
 
-def wib(*args: int) -> datetime:
-    return datetime(*args, tzinfo=WIB)  # type: ignore[misc]
+def wib(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=WIB)
 
 
 def test_calendar_clock_runs_pauses_while_returned_and_stops_at_resolution() -> None:

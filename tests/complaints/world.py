@@ -60,6 +60,12 @@ class World:
         return client
 
 
+def principal_named(session, username: str) -> accounts.Principal:
+    user = session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == username))
+    assert user is not None, username
+    return accounts.principal_of(user)
+
+
 def csrf_of(client: TestClient, path: str = "/account") -> str:
     page = client.get(path)
     found = CSRF.search(page.text)
