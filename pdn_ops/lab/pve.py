@@ -28,6 +28,7 @@ SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT])?\Z")
 ALWAYS_LIVE = ("balloon", "cpulimit", "cpuunits", "shares")
 DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+\Z")
 IGNORED_PARAMS = ("_dc",)
+CLUSTER_TASKS = 50
 SIZE_VALUE = re.compile(r"(\d+(?:\.\d+)?)([KMGT])?")
 DRIVE_SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?[KMGT]?)(?:,|$)")
 
@@ -76,7 +77,15 @@ class LabPve(FakePve):
             ("GET", "/nodes/{node}/replication", self._lab_replication_list),
             ("GET", "/cluster/backup-info/not-backed-up", self._lab_not_backed_up),
             ("GET", "/nodes/{node}/status", self._lab_node_status),
+            ("GET", "/cluster/tasks", self._lab_cluster_tasks),
         ]
+
+    async def _lab_cluster_tasks(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        """The cluster's recent tasks, newest first, as the node lists show them (fakepve invents a sample)."""
+        rows = [self._task_view(task, True) for task in self.tasklog
+                if self._task_owner(user, task) or self.allowed(user, "/nodes/" + task["node"], "Sys.Audit")]
+        rows.sort(key=lambda t: -t["starttime"])
+        return rows[:CLUSTER_TASKS]
 
     async def _lab_not_backed_up(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
         # The lab has no backup jobs, so every guest is "not backed up" (fakepve invents one sample entry).

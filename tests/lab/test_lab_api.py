@@ -302,3 +302,12 @@ def test_proxmoxer_renews_its_ticket_with_the_old_ticket(lab):
     with pytest.raises(ResourceException) as exc:
         prox.nodes("pve1").qemu.get()
     assert exc.value.status_code == 401
+
+
+def test_cluster_tasks_lists_the_real_recent_tasks(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0)
+    prox = lab_proxmox(lab)
+    upid = prox.nodes("pve1").qemu(101).status.reboot.post()
+    _wait_task(prox, upid)
+    tasks = prox.cluster.tasks.get()
+    assert [t["upid"] for t in tasks] == [upid] and tasks[0]["status"] == "OK"
