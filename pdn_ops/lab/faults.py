@@ -24,6 +24,8 @@ FAULTS: dict[str, str] = {
     "expire_certificate": "vmid days_ago=1            the HTTPS site's certificate expired days_ago",
     "set_certificate_expiry": "vmid days=10           the HTTPS certificate expires in days",
     "change_host_key": "vmid                          the guest's SSH host key changes",
+    "revoke_client_key": "vmid on=1                   the guest no longer accepts the lab's client key",
+    "revoke_token": "on=1                             the API token is refused (401 authentication failure)",
     "ssh_hang": "vmid on=1                            sshd accepts keys, then the session never answers",
     "overload": "vmid on=1                            CPU and memory near 100% (guest load, free, PVE usage)",
     "ignore_acpi": "vmid on=1                         the guest ignores ACPI: shutdown tasks time out",
@@ -140,6 +142,22 @@ class Faults:
         if guest.powered:
             self._lab.wait_guest(vmid, up=True)
         return key
+
+    def revoke_client_key(self, vmid: int, on: Any = True) -> None:
+        guest = self._lab.guest(vmid)
+        keys = guest.dir / "authorized_keys"
+        line = self._lab.client_key_path.with_name(self._lab.client_key_path.name + ".pub").read_text()
+        self._run(lambda: keys.write_text("" if _flag(on) else line, encoding="utf-8"))
+
+    def revoke_token(self, on: Any = True) -> None:
+        lab = self._lab
+
+        def change() -> None:
+            if _flag(on):
+                lab.pve.apitokens.pop(lab.token_id, None)
+            else:
+                lab.pve.apitokens[lab.token_id] = lab.token_secret
+        self._run(change)
 
     def ssh_hang(self, vmid: int, on: Any = True) -> None:
         guest = self._lab.guest(vmid)
