@@ -29,6 +29,7 @@ FAULTS: dict[str, str] = {
     "ssh_hang": "vmid on=1                            sshd accepts keys, then the session never answers",
     "overload": "vmid on=1                            CPU and memory near 100% (guest load, free, PVE usage)",
     "ignore_acpi": "vmid on=1                         the guest ignores ACPI: shutdown tasks time out",
+    "storage_full": "storage=local-lvm on=1           no space left: disk allocations and resizes fail",
     "task_failure": "vmid action=start message=...   the VM's next start task ends with TASK ERROR",
     "lock": "vmid lock=backup                         the VM is locked",
     "unlock": "vmid                                   clear the VM's lock",
@@ -206,6 +207,24 @@ class Faults:
             # A named catalogue error raised inside the worker would need its exact name; a plain 500 is what
             # the API answers when the worker cannot even start.
             pve.fail("POST", path, 500, text, times=1)
+        self._run(change)
+
+    def storage_full(self, storage: str = "local-lvm", on: Any = True) -> None:
+        pve = self._lab.pve
+        if storage not in pve.storages:
+            raise ValueError(f"no storage {storage!r}; known: {', '.join(sorted(pve.storages))}")
+        store = pve.storages[storage]
+
+        def change() -> None:
+            if _flag(on):
+                store.setdefault("_lab_avail", store.get("avail"))
+                store["avail"] = 0
+            elif "_lab_avail" in store:
+                before = store.pop("_lab_avail")
+                if before is None:
+                    store.pop("avail", None)
+                else:
+                    store["avail"] = before
         self._run(change)
 
     def lock(self, vmid: int, lock: str = "backup") -> None:

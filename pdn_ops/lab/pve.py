@@ -118,6 +118,14 @@ class LabPve(FakePve):
             "idle": 0,
         }
 
+    def _storage_resource(self, node: str, name: str) -> dict[str, Any] | None:
+        """fakepve reports every storage as empty; with free space known (``avail``), used = size - free."""
+        item: dict[str, Any] | None = super()._storage_resource(node, name)
+        store = self.storages[name]
+        if item is not None and "avail" in store:
+            item["disk"] = max(int(item["maxdisk"]) - int(store["avail"]), 0)
+        return item
+
     async def _nodes(self, request: Any) -> Any:
         response = await super()._nodes(request)
         if not self.ssl_fingerprint:
@@ -261,18 +269,17 @@ class LabPve(FakePve):
             if new == current:
                 return None
             fresh_volume, fresh_props = split_drive(vm.config.get(disk, value))
-            fresh_props = dict(fresh_props, size=format_size(new))
-            vm.config[disk] = join_drive(fresh_volume, fresh_props)
             sid, name = volume_ref(fresh_volume)
             store = self.storages.get(sid, {})
             vol = store.get("volumes", {}).get(name)
+            grown = new - int((vol or {}).get("size") or current)
+            if "avail" in store and grown > int(store["avail"]):
+                raise TaskError(f"unable to write to storage '{sid}': No space left on device")
+            if "avail" in store:
+                store["avail"] -= grown
             if vol is not None:
-                grown = new - int(vol.get("size") or current)
-                if "avail" in store:
-                    if grown > store["avail"]:
-                        raise TaskError(f"unable to write to storage '{sid}': No space left on device")
-                    store["avail"] -= grown
                 vol["size"] = new
+            vm.config[disk] = join_drive(fresh_volume, dict(fresh_props, size=format_size(new)))
             self._lab_changed(vm.vmid)
             return f"Image resized from {current} to {new} bytes"
 
