@@ -32,7 +32,7 @@ import yaml
 
 from pdn_ops.lab.guests import SSHD, GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
-from pdn_ops.lab.pve import LabPve, _bytes
+from pdn_ops.lab.pve import LabPve, size_bytes
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -440,5 +440,5 @@ def _disk_size(config: dict[str, Any]) -> int | None:
     for part in value.split(",")[1:]:
         key, _, val = part.partition("=")
         if key == "size":
-            return _bytes(val)
+            return size_bytes(val)
     return None

@@ -17,7 +17,6 @@ from fakepve.lxc import SIZE_UNITS, format_size
 from fakepve.model import DRIVE_PREFIXES
 from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
 from fakepve.routing import die, param_error
-from fakepve.schema import load as load_schema
 from fakepve.schema import validate as schema_validate
 from fakepve.server import API, USER, error, ok, params
 
@@ -252,7 +251,7 @@ class LabPve(FakePve):
             raise die("you can't resize a cdrom")
         if not volume or volume_ref(volume)[0] is None:
             raise die(f"disk '{disk}' has no associated volume")
-        current = _bytes(props.get("size", ""))
+        current = size_bytes(props.get("size", ""))
         if current is None:
             raise die(f"Could not determine current size of volume '{volume}'")
         found = SIZE.match(str(v["size"]))
@@ -388,18 +387,14 @@ def _first_disk_bytes(vm: Any) -> int:
     size = 0
     if first is not None:
         found = DRIVE_SIZE.search(str(config[first]))
-        size = (_bytes(found.group(1)) or 0) if found else 0
+        size = (size_bytes(found.group(1)) or 0) if found else 0
     vm._lab_maxdisk = (config, len(config), first, config.get(first) if first else None, size)
     return size
 
 
-def _bytes(text: str) -> int | None:
+def size_bytes(text: str) -> int | None:
     """A drive's size= value in bytes (a bare number is bytes, K/M/G/T are powers of 1024)."""
     found = SIZE_VALUE.fullmatch(text.strip())
     if found is None:
         return None
     return int(float(found.group(1)) * SIZE_UNITS.get(found.group(2) or "", 1))
-
-
-def schema_has(method: str, template: str) -> bool:
-    return method in load_schema().paths.get(template, {})
