@@ -48,6 +48,8 @@ def _flag(value: Any) -> bool:
 class Faults:
     def __init__(self, lab: Lab) -> None:
         self._lab = lab
+        # storage -> its (total, avail) before storage_full, kept here: fakepve lists unknown storage keys.
+        self._sizes: dict[str, tuple[Any, Any]] = {}
 
     def apply(self, name: str, args: dict[str, Any]) -> Any:
         """Run the fault called ``name`` (as the control endpoint does) with string or typed arguments."""
@@ -216,15 +218,18 @@ class Faults:
         store = pve.storages[storage]
 
         def change() -> None:
+            # The storage shrinks to what its volumes use, so fakepve's own accounting says: no space left.
             if _flag(on):
-                store.setdefault("_lab_avail", store.get("avail"))
-                store["avail"] = 0
-            elif "_lab_avail" in store:
-                before = store.pop("_lab_avail")
-                if before is None:
-                    store.pop("avail", None)
-                else:
-                    store["avail"] = before
+                self._sizes.setdefault(storage, (store.get("total"), store.get("avail")))
+                store.pop("avail", None)
+                store["total"] = pve._space(store)[1]
+            elif storage in self._sizes:
+                total, avail = self._sizes.pop(storage)
+                for key, value in (("total", total), ("avail", avail)):
+                    if value is None:
+                        store.pop(key, None)
+                    else:
+                        store[key] = value
         self._run(change)
 
     def lock(self, vmid: int, lock: str = "backup") -> None:

@@ -254,6 +254,9 @@ class Lab:
             vm.shutdown_secs, vm.start_secs, vm.stop_secs = SHUTDOWN_SECS, START_SECS, STOP_SECS
             volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
                                             "ctime": int(time.time())}
+        # Thin provisioning: room for twice what the VMs were given (at least 2 TiB), so resizes fit.
+        provisioned = sum(int(v["size"]) for v in volumes.values())
+        pve.storages["local-lvm"]["total"] = max(2 * 1024 * GiB, 2 * provisioned)
         pve.on_change.append(self._changed)
         pve.ssl_fingerprint = self.fingerprint
         return pve

@@ -118,11 +118,12 @@ class LabPve(FakePve):
         }
 
     def _storage_resource(self, node: str, name: str) -> dict[str, Any] | None:
-        """fakepve reports every storage as empty; with free space known (``avail``), used = size - free."""
+        """fakepve reports every storage as an empty 100 GiB here, whatever its storage status says; the lab
+        reports the same size and use as ``/nodes/{node}/storage`` (fakepve's own accounting of volumes)."""
         item: dict[str, Any] | None = super()._storage_resource(node, name)
-        store = self.storages[name]
-        if item is not None and "avail" in store:
-            item["disk"] = max(int(item["maxdisk"]) - int(store["avail"]), 0)
+        if item is not None:
+            total, used, _avail = self._space(self.storages[name])
+            item.update(maxdisk=int(total), disk=int(used))
         return item
 
     async def _nodes(self, request: Any) -> Any:
@@ -272,7 +273,7 @@ class LabPve(FakePve):
             store = self.storages.get(sid, {})
             vol = store.get("volumes", {}).get(name)
             grown = new - int((vol or {}).get("size") or current)
-            if "avail" in store and grown > int(store["avail"]):
+            if store and grown > self._space(store)[2]:
                 raise TaskError(f"unable to write to storage '{sid}': No space left on device")
             if "avail" in store:
                 store["avail"] -= grown
