@@ -96,12 +96,12 @@ class LabPve(FakePve):
         node = values["node"]
         if not self.nodes.get(node, {}).get("online", True):
             raise PveError(595, "No route to host")
-        guests = [vm for vm in self.vms if vm.node == node and vm.status == "running"]
-        total = 64 * GiB
-        used = min(total - GiB, 4 * GiB + sum(self._vm_usage(vm)["mem"] for vm in guests))
-        load = round(0.2 + 0.05 * len(guests), 2)
+        guests = sum(1 for vm in self.vms if vm.node == node and vm.status == "running")
+        stats = self._node_stats(True)
+        total, used = stats["maxmem"], stats["mem"]
+        load = round(0.2 + 0.05 * guests, 2)
         return {
-            "cpu": min(0.02 + 0.01 * len(guests), 1.0), "wait": 0.001, "uptime": 864000,
+            "cpu": stats["cpu"], "wait": 0.001, "uptime": stats["uptime"],
             "loadavg": [f"{load:.2f}", f"{load * 0.9:.2f}", f"{load * 0.8:.2f}"],
             "cpuinfo": {"cores": 8, "cpus": 16, "sockets": 1, "model": "Intel(R) Xeon(R) Silver 4314 CPU @ 2.40GHz",
                         "mhz": "2400.000", "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae"},
@@ -116,6 +116,14 @@ class LabPve(FakePve):
             "pveversion": f"pve-manager/{self.version}/{'0' * 16}",
             "idle": 0,
         }
+
+    def _node_stats(self, online: bool) -> dict[str, Any]:
+        """A node as /nodes, /cluster/resources and the node status show it: a 16-CPU, 64 GiB host (fakepve's
+        4 CPUs and 8 GiB leave no room for the lab's VMs to grow). Same numbers in every listing."""
+        if not online:
+            return {}
+        return {"cpu": 0.06, "maxcpu": 16, "mem": 24 * GiB, "maxmem": 64 * GiB, "disk": 12 * GiB,
+                "maxdisk": 100 * GiB, "uptime": 864000}
 
     def _storage_resource(self, node: str, name: str) -> dict[str, Any] | None:
         """fakepve reports every storage as an empty 100 GiB here, whatever its storage status says; the lab
