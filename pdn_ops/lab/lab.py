@@ -186,7 +186,6 @@ class Lab:
         for guest in self.guests.values():
             guest.stop_sshd()
         if self._thread is None or not self._thread.is_alive():
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
     async def _shutdown(self) -> None:
@@ -210,6 +209,8 @@ class Lab:
         await asyncio.gather(*rest, return_exceptions=True)
         for _ in range(3):
             await asyncio.sleep(0.01)
+        # Here, on the lab's own loop: the caller's thread may be running a loop of its own (an async test).
+        await asyncio.get_running_loop().shutdown_asyncgens()
 
     # ------------------------------------------------------------ building
     def _pick_block(self) -> ipaddress.IPv4Address:
