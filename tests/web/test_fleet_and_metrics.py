@@ -74,7 +74,7 @@ def test_detail_pages_show_state_checks_events_and_related_targets(client: TestC
         assert text in vm.text, text
     site = client.get(f"/fleet/site/{known[SITE_B]}?lang=id")
     assert site.status_code == 200
-    assert "Disebabkan oleh vm:pdn1/102" in site.text and "koneksi ditolak" in site.text
+    assert "Disebabkan oleh vm:pdn1/102" in site.text and "Koneksi ditolak" in site.text
     assert f'href="/fleet/vm/{known["vm102"]}"' in site.text
     assert client.get("/fleet/vm/99999").status_code == 404
     assert client.get("/fleet/site/99999").status_code == 404
@@ -152,6 +152,7 @@ def test_every_state_reason_failure_and_kind_has_text_in_both_languages() -> Non
     from pdn_ops.i18n import catalogue
 
     keys = set(catalogue())
-    for prefix, values in (("state", State), ("reason", Reason), ("failure", FailureClass), ("kind", Kind)):
+    for prefix, values in (("health.state", State), ("health.reason", Reason), ("collectors.failure", FailureClass),
+                           ("health.kind", Kind)):
         for value in values:
-            assert f"health.{prefix}.{value.value}" in keys, f"health.{prefix}.{value.value}"
+            assert f"{prefix}.{value.value}" in keys, f"{prefix}.{value.value}"
