@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -156,3 +157,25 @@ def test_every_state_reason_failure_and_kind_has_text_in_both_languages() -> Non
                            ("health.kind", Kind)):
         for value in values:
             assert f"{prefix}.{value.value}" in keys, f"{prefix}.{value.value}"
+
+
+def test_a_scrape_reads_only_the_current_state_never_history(client: TestClient, app: FastAPI) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = app.state.ctx.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        scrape(client)  # may reuse the snapshot in memory
+        app.state.ctx.extras["health_snapshot_cache"].refresh()  # what a job does after writing
+        scrape(client)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    tables = {name for statement in statements for name in re.findall(r"FROM (\w+)", statement)}
+    assert {"health_targets", "job_status"} <= tables, "the refresh read the current state"
+    assert tables <= {"health_targets", "opds", "job_status"}, tables
+    assert not {"health_checks", "health_events", "health_rollups", "job_runs"} & tables
