@@ -299,16 +299,23 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
 # deploy/prometheus/rules and deploy/grafana use these names (pdn_ops/complaint_metrics.py defines them):
 #   pdn_complaints_open{opd,state}      gauge: open complaints per OPD code and complaint state
 #   pdn_complaints_sla{opd,level}       gauge: open complaints at SLA risk (level at_risk_50 | at_risk_80) or breached
-# Register its collector by appending a factory to AREA_COLLECTORS, e.g.
-#   AREA_COLLECTORS.append(lambda ctx: ComplaintCollector(complaint_stats.reader(ctx.sessions)))
 # === remediation: the remediation area (issue 6) ===============================================================
 #   pdn_remediation_runs_total{playbook,outcome}   counter: playbook runs by outcome (succeeded|failed|unknown)
 #   pdn_remediation_running{playbook}              gauge: runs in progress
 # ==============================================================================================================
 
-# Factories receive the app's context (pdn_ops.web.context.AppContext) and return a Collector.
+# Factories receive the app's context (pdn_ops.web.context.AppContext) and return a Collector; one line per area.
 AreaCollectorFactory = Callable[[Any], Collector]
-AREA_COLLECTORS: list[AreaCollectorFactory] = []
+
+
+def _complaints(ctx: Any) -> Collector:
+    from pdn_ops.complaint_metrics import ComplaintCollector
+    from pdn_ops.services import complaint_stats
+
+    return ComplaintCollector(complaint_stats.reader(ctx.sessions))
+
+
+AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints,)
 
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:
