@@ -127,11 +127,11 @@ def peer_offset_vs_keyset(url: str) -> list[str]:
         cursor = f"{deep[0].isoformat()}~{deep[1]}"
 
         def keyset() -> None:
-            complaint_queries.queue(session, staff, cursor=cursor, limit=50)
+            complaint_queries.queue(session, staff, cursor=cursor, limit=50, light=True)
 
         def offset() -> None:
-            list(session.scalars(select(ComplaintRow).where(ComplaintRow.sla_due_at.is_not(None))
-                                 .order_by(ComplaintRow.sla_due_at, ComplaintRow.id).offset(depth).limit(50)))
+            session.execute(select(*complaint_queries.LIST_COLUMNS).where(ComplaintRow.sla_due_at.is_not(None))
+                            .order_by(ComplaintRow.sla_due_at, ComplaintRow.id).offset(depth).limit(51)).all()
 
         for name, fn in (("keyset (ours)", keyset), ("OFFSET (peer)", offset)):
             fn()

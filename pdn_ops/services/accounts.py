@@ -23,6 +23,7 @@ from pdn_ops.domain.access import OPD_ROLES, Principal, Role
 from pdn_ops.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
 
 SESSION_LIFETIME = timedelta(hours=12)
+TOUCH_EVERY = timedelta(minutes=1)
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_CLIENT = 20
@@ -135,6 +136,8 @@ class Authenticated:
     principal: Principal
     csrf_token: str | None  # None for API tokens, which are exempt from CSRF
     via: str  # session | token
+    token_id: int | None = None
+    touch: bool = False  # the token's last use is more than a minute old: record it (see touch_token)
 
 
 def by_session_key(session: Session, key: str, now: datetime | None = None) -> Authenticated | None:
@@ -161,10 +164,21 @@ def by_api_token(session: Session, token: str, now: datetime | None = None) -> A
     if row is None:
         return None
     token_row, user = row
-    # Written at most once a minute: a script polling the API should not turn every read into a write.
-    if token_row.last_used_at is None or now - token_row.last_used_at > timedelta(minutes=1):
-        token_row.last_used_at = now
-    return Authenticated(principal_of(user), None, "token")
+    stale = token_row.last_used_at is None or now - token_row.last_used_at > TOUCH_EVERY
+    return Authenticated(principal_of(user), None, "token", token_row.id, stale)
+
+
+def touch_token(session: Session, token_id: int, now: datetime | None = None) -> None:
+    """Record a token's use, at most once a minute, in a transaction of its own that starts with the write.
+
+    A read-then-write transaction cannot wait for a concurrent writer on SQLite (its snapshot is stale), so
+    parallel API calls would fail with "database is locked"; a conditional UPDATE alone simply waits its turn.
+    """
+    now = now or utcnow()
+    session.execute(update(ApiTokenRow).where(
+        ApiTokenRow.id == token_id,
+        (ApiTokenRow.last_used_at.is_(None)) | (ApiTokenRow.last_used_at < now - TOUCH_EVERY),
+    ).values(last_used_at=now))
 
 
 def logout(session: Session, key: str, now: datetime | None = None) -> None:
