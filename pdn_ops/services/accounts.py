@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -140,17 +141,25 @@ class Authenticated:
     touch: bool = False  # the token's last use is more than a minute old: record it (see touch_token)
 
 
+# Every request runs one of these two lookups: plain columns, not ORM objects, keep them cheap.
+_WHO = (UserRow.id, UserRow.username, UserRow.role, UserRow.opd_id, UserRow.language)
+
+
+def _principal(row: Any) -> Principal:
+    return Principal(user_id=row.id, username=row.username, role=Role(row.role), opd_id=row.opd_id,
+                     language=row.language)
+
+
 def by_session_key(session: Session, key: str, now: datetime | None = None) -> Authenticated | None:
     now = now or utcnow()
     row = session.execute(
-        select(WebSessionRow, UserRow).join(UserRow, UserRow.id == WebSessionRow.user_id).where(
+        select(*_WHO, WebSessionRow.csrf_token).join(WebSessionRow, UserRow.id == WebSessionRow.user_id).where(
             WebSessionRow.key_hash == _digest(key), WebSessionRow.revoked_at.is_(None),
             WebSessionRow.expires_at > now, UserRow.active.is_(True))
     ).first()
     if row is None:
         return None
-    web_session, user = row
-    return Authenticated(principal_of(user), web_session.csrf_token, "session")
+    return Authenticated(_principal(row), row.csrf_token, "session")
 
 
 def by_api_token(session: Session, token: str, now: datetime | None = None) -> Authenticated | None:
@@ -158,14 +167,14 @@ def by_api_token(session: Session, token: str, now: datetime | None = None) -> A
         return None
     now = now or utcnow()
     row = session.execute(
-        select(ApiTokenRow, UserRow).join(UserRow, UserRow.id == ApiTokenRow.user_id).where(
+        select(*_WHO, ApiTokenRow.id.label("token_id"), ApiTokenRow.last_used_at)
+        .join(ApiTokenRow, UserRow.id == ApiTokenRow.user_id).where(
             ApiTokenRow.token_hash == _digest(token), ApiTokenRow.revoked_at.is_(None), UserRow.active.is_(True))
     ).first()
     if row is None:
         return None
-    token_row, user = row
-    stale = token_row.last_used_at is None or now - token_row.last_used_at > TOUCH_EVERY
-    return Authenticated(principal_of(user), None, "token", token_row.id, stale)
+    stale = row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY
+    return Authenticated(_principal(row), None, "token", row.token_id, stale)
 
 
 def touch_token(session: Session, token_id: int, now: datetime | None = None) -> None:

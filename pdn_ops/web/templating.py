@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pdn_ops.i18n import LANGUAGES, catalogue, translate
+from pdn_ops.web.auth import csrf_token, finish_response, principal_or_none
 from pdn_ops.web.deps import LANG_COOKIE, get_language
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -31,8 +32,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
     def t(key: str, **params: object) -> str:
         return translate(key, lang, **params)
-
-    from pdn_ops.web.auth import csrf_token, finish_response, principal_or_none
 
     context.setdefault("user", principal_or_none(request))
     context.setdefault("csrf_token", csrf_token(request))
