@@ -42,3 +42,30 @@ def test_the_picker_shows_live_health_and_staff_see_fitting_actions(world: World
                           action="remediation.restart_service", detail="nginx.service")
     page = world.client("engineer").get(url)
     assert page.status_code == 200 and "remediation.restart_service" in page.text
+
+
+def test_concurrent_state_changes_queue_instead_of_failing(world: World) -> None:
+    import threading
+
+    from sqlalchemy import func, select
+
+    from pdn_ops.db.complaint_tables import WorkNoteRow
+
+    url = file_complaint(world.client("admin-dinkes"), f"vm:{world.vm['web-dinkes']}").headers["location"]
+    engineers = [world.client("engineer") for _ in range(6)]
+    codes: list[int] = []
+
+    def write(client) -> None:
+        for i in range(5):
+            codes.append(client.post(f"{url}/notes", data={"body": f"catatan {i}"}).status_code)
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in engineers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert codes == [303] * 30
+    with transaction(world.ctx.sessions) as session:
+        stored = session.scalar(select(func.count()).select_from(WorkNoteRow).where(
+            WorkNoteRow.complaint_id == int(url.rsplit("/", 1)[1])))
+    assert stored == 30
