@@ -69,3 +69,16 @@ def test_concurrent_state_changes_queue_instead_of_failing(world: World) -> None
         stored = session.scalar(select(func.count()).select_from(WorkNoteRow).where(
             WorkNoteRow.complaint_id == int(url.rsplit("/", 1)[1])))
     assert stored == 30
+
+
+def test_english_pages_and_the_openapi_description(world: World) -> None:
+    admin = world.client("admin-dinkes")
+    english = admin.get("/complaints/new?lang=en").text
+    assert '<html lang="en">' in english and "New complaint" in english and "Description of the technical" in english
+    schema = world.client().get("/api/v1/openapi.json").json()
+    for path in ("/api/v1/complaints", "/api/v1/complaints/queue", "/api/v1/complaints/{complaint_id}",
+                 "/api/v1/complaints/{complaint_id}/actions/{action}", "/api/v1/assets", "/api/v1/me"):
+        assert path in schema["paths"], path
+    listed = schema["paths"]["/api/v1/complaints"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listed["schema"]["$ref"].endswith("/ComplaintPage")
+    assert "/complaints/{complaint_id}" not in schema["paths"], "HTML pages stay out of the API description"
