@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 
-from pdn_ops.complaint_settings import ComplaintSettings, complaint_config
+from pdn_ops.complaint_settings import complaint_config, load_complaint_settings
 from pdn_ops.db.engine import transaction
 from pdn_ops.domain.access import Principal
 from pdn_ops.services import accounts
@@ -63,7 +63,7 @@ def make_authenticator(ctx: AppContext) -> Callable[[Request], Principal | None]
 
 def install(ctx: AppContext) -> None:
     ctx.extras["authenticate"] = make_authenticator(ctx)
-    ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, ComplaintSettings())
+    ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, load_complaint_settings())
     ctx.extras["complaint_listeners"] = ctx.extras["complaint_config"].listeners
 
 
