@@ -1,8 +1,10 @@
 """Prometheus view of complaints: open complaints by state and OPD, SLA at-risk and breached gauges.
 
-A custom collector over a reader callable (``pdn_ops.services.complaint_stats.reader``) that runs two grouped
-counts on the open complaints at scrape time; bounded labels: state names and OPD codes, never user text.
-Registered in ``pdn_ops.metrics.AREA_COLLECTORS``.
+A custom collector that reads the current state at scrape time (bounded labels: state names and OPD codes, never
+user text). The lead registers it in ``pdn_ops.metrics``::
+
+    from pdn_ops.services import complaint_stats
+    registry.register(ComplaintCollector(complaint_stats.reader(ctx.sessions)))
 """
 
 from __future__ import annotations
@@ -13,24 +15,25 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pdn_ops.domain.sla import SlaStatus
+from pdn_ops.services.complaint_stats import ComplaintSnapshot
 
-SLA_LEVELS = (SlaStatus.AT_RISK_50, SlaStatus.AT_RISK_80, SlaStatus.BREACHED)
+SLA_LEVELS = frozenset({str(SlaStatus.AT_RISK_50), str(SlaStatus.AT_RISK_80), str(SlaStatus.BREACHED)})
 
 
 class ComplaintCollector(Collector):
-    def __init__(self, read: Callable[[], tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]]) -> None:
+    def __init__(self, read: Callable[[], ComplaintSnapshot]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         open_gauge = GaugeMetricFamily("pdn_complaints_open", "Open complaints by state and OPD",
                                        labels=["opd", "state"])
-        sla_gauge = GaugeMetricFamily("pdn_complaints_sla", "Open complaints by SLA level (at_risk_50, at_risk_80, "
-                                      "breached) and OPD", labels=["opd", "level"])
-        by_state, by_level = self._read()
-        for code, state, n in by_state:
+        sla_gauge = GaugeMetricFamily("pdn_complaints_sla", "Open complaints at SLA risk (at_risk_50, at_risk_80) "
+                                      "or breached, by OPD", labels=["opd", "level"])
+        found = self._read()
+        for code, state, n in found.by_state:
             open_gauge.add_metric([code, state], n)
-        for code, lv, n in by_level:
-            if lv in {str(s) for s in SLA_LEVELS}:
-                sla_gauge.add_metric([code, lv], n)
+        for code, level, n in found.by_level:
+            if level in SLA_LEVELS:
+                sla_gauge.add_metric([code, level], n)
         yield open_gauge
         yield sla_gauge
