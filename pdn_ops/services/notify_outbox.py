@@ -19,6 +19,7 @@ that window, and at least once (a possible duplicate, the same Message-ID on e-m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -301,3 +302,13 @@ def snapshot(session: Session, *, now: datetime | None = None) -> OutboxSnapshot
         NotifyInboundRow.status.in_(["pending", "processing"]), NotifyInboundRow.channel != STATUS_CHANNEL))
     age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
     return OutboxSnapshot(counts=counts, oldest_undelivered_seconds=age, inbound_pending=int(pending or 0))
+
+
+def snapshot_reader(factory: sessionmaker[Session]) -> Callable[[], OutboxSnapshot]:
+    """A snapshot callable for ``pdn_ops.notify.metrics.NotifyCollector``: a short session per scrape."""
+
+    def read() -> OutboxSnapshot:
+        with factory() as session:
+            return snapshot(session)
+
+    return read
