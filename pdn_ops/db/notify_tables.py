@@ -65,6 +65,7 @@ class NotifyInboundRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | processing | done | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    claim_token: Mapped[str | None] = mapped_column(String(64), default=None)
     outcome: Mapped[str | None] = mapped_column(String(40), default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

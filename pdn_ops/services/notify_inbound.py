@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.db.notify_tables import NotifyInboundRow
@@ -50,7 +51,7 @@ def record_messages(session: Session, messages: list[InboundMessage], *, now: da
             "channel": message.channel.value, "external_id": message.external_id[:400],
             "sender": message.sender[:320], "payload": _payload(message), "status": "pending", "attempts": 0,
             "received_at": now,
-        }, ["channel", "external_id"])
+        }, ["channel", "external_id"]) is not None
     return fresh
 
 
@@ -67,6 +68,7 @@ def record_webhook(session: Session, messages: list[InboundMessage], statuses: l
 @dataclass(frozen=True, slots=True)
 class InboundClaim:
     id: int
+    token: str
     channel: Channel
     external_id: str
     sender: str
@@ -77,28 +79,27 @@ class InboundClaim:
 
 def claim_inbound(factory: sessionmaker[Session], *, now: datetime, lease: timedelta,
                   limit: int = 20) -> list[InboundClaim]:
+    """Claim pending messages (or ones whose lease ran out) with one conditional UPDATE, like the outbox."""
+    token = uuid.uuid4().hex
+    claimable = and_(NotifyInboundRow.channel.in_([c.value for c in Channel]),
+                     or_(NotifyInboundRow.status == "pending",
+                         and_(NotifyInboundRow.status == "processing", NotifyInboundRow.lease_until < now)))
+    due = select(NotifyInboundRow.id).where(claimable).order_by(NotifyInboundRow.id).limit(limit)
     claims: list[InboundClaim] = []
     with factory() as session, session.begin():
-        candidates = session.scalars(select(NotifyInboundRow.id).where(
-            NotifyInboundRow.channel.in_([c.value for c in Channel]),
-            ((NotifyInboundRow.status == "pending")
-             | ((NotifyInboundRow.status == "processing") & (NotifyInboundRow.lease_until < now))),
-        ).order_by(NotifyInboundRow.id).limit(limit)).all()
-        for row_id in candidates:
-            result = session.execute(update(NotifyInboundRow).where(
-                NotifyInboundRow.id == row_id,
-                (NotifyInboundRow.status == "pending")
-                | ((NotifyInboundRow.status == "processing") & (NotifyInboundRow.lease_until < now)),
-            ).values(status="processing", lease_until=now + lease, attempts=NotifyInboundRow.attempts + 1))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            row = session.get(NotifyInboundRow, row_id)
-            assert row is not None
+        if session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        session.execute(update(NotifyInboundRow).where(NotifyInboundRow.id.in_(due.scalar_subquery()), claimable)
+                        .values(status="processing", lease_until=now + lease, claim_token=token,
+                                attempts=NotifyInboundRow.attempts + 1)
+                        .execution_options(synchronize_session=False))
+        for row in session.scalars(select(NotifyInboundRow).where(NotifyInboundRow.claim_token == token)
+                                   .order_by(NotifyInboundRow.id)):
             payload: dict[str, Any] = dict(row.payload)
             media = tuple(InboundMedia(str(m["id"]), m.get("mime_type")) for m in payload.get("media", []))
             attachments = tuple((str(a["name"]), base64.b64decode(str(a["b64"])))
                                 for a in payload.get("attachments", []))
-            claims.append(InboundClaim(row.id, Channel(row.channel), row.external_id, row.sender,
+            claims.append(InboundClaim(row.id, token, Channel(row.channel), row.external_id, row.sender,
                                        str(payload.get("text", "")), media, attachments))
     return claims
 
@@ -154,7 +155,8 @@ def complete_inbound(session: Session, claim: InboundClaim, *, intake: Complaint
                     params={"number": reply.number, "link": reply.link}, idempotency_key=f"{key}:reply", now=now)
             outcome = "created" if reply.created else "continued"
     result = session.execute(update(NotifyInboundRow).where(
-        NotifyInboundRow.id == claim.id, NotifyInboundRow.status == "processing").values(
+        NotifyInboundRow.id == claim.id, NotifyInboundRow.status == "processing",
+        NotifyInboundRow.claim_token == claim.token).values(
         status="done", outcome=outcome, processed_at=now, lease_until=None))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         # Another worker took over after our lease ran out and finished first: undo ours entirely.
@@ -166,7 +168,7 @@ def release_inbound(factory: sessionmaker[Session], claim: InboundClaim, *, erro
                     retry_in: timedelta, max_attempts: int) -> None:
     with factory() as session, session.begin():
         row = session.get(NotifyInboundRow, claim.id)
-        if row is None or row.status != "processing":
+        if row is None or row.status != "processing" or row.claim_token != claim.token:
             return
         row.detail = error[:1000]
         if row.attempts >= max_attempts:

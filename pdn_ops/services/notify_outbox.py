@@ -19,6 +19,7 @@ that window, and at least once (a possible duplicate, the same Message-ID on e-m
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,13 +42,15 @@ STATUS_CHANNEL = "wa_status"  # status callbacks are recorded in notify_inbound 
 
 
 def insert_ignore(session: Session, table: type[NotifyOutboxRow] | type[NotifyInboundRow],
-                  values: dict[str, object], conflict: list[str]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING on both engines; True when a row was inserted."""
+                  values: dict[str, object], conflict: list[str]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id on both engines: the new row's id, or None if it existed.
+
+    (RETURNING, not rowcount: psycopg reports -1 for an INSERT whose conflict clause skipped the row.)
+    """
     dialect = session.get_bind().dialect.name
     builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = builder(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    stmt = builder(table).values(**values).on_conflict_do_nothing(index_elements=conflict).returning(table.id)
+    return session.execute(stmt).scalar()
 
 
 def _subject(recipient: Recipient) -> str:
@@ -95,21 +98,21 @@ def enqueue(session: Session, *, event: str, recipients: list[Recipient], params
         if pref is not None and not is_urgent:
             due = quiet_until(now, pref.quiet_start, pref.quiet_end, zone) or now
         key = f"{idempotency_key}:{recipient.channel.value}:{recipient.address}"
-        inserted = insert_ignore(session, NotifyOutboxRow, {
+        row_id = insert_ignore(session, NotifyOutboxRow, {
             "idempotency_key": key, "event": event, "channel": recipient.channel.value,
             "address": recipient.address, "language": recipient.language, "user_id": recipient.user_id,
             "params": {k: str(v) for k, v in params.items()}, "urgent": is_urgent, "status": Status.QUEUED.value,
             "attempts": 0, "next_attempt_at": due, "created_at": now, "updated_at": now,
         }, ["idempotency_key"])
-        if inserted:
-            created.append(session.scalars(
-                select(NotifyOutboxRow.id).where(NotifyOutboxRow.idempotency_key == key)).one())
+        if row_id is not None:
+            created.append(row_id)
     return created
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     id: int
+    token: str  # claimed_by: worker id plus a per-batch nonce; only its holder records the outcome
     idempotency_key: str
     event: str
     channel: Channel
@@ -123,45 +126,43 @@ def claim_due(factory: sessionmaker[Session], *, worker_id: str, now: datetime, 
               limit: int = 20, channels: frozenset[Channel] | None = None) -> list[Claim]:
     """Claim due queued messages for this worker; committed before any provider call.
 
-    Each row is taken by a conditional UPDATE (``WHERE status = 'queued'``): when two workers race for a row,
-    exactly one UPDATE matches. On PostgreSQL the candidates are read with FOR UPDATE SKIP LOCKED, so workers do
-    not even queue behind each other's locks.
+    One conditional UPDATE (``... WHERE id IN (due ids) AND status = 'queued'``) takes the rows: when two workers
+    race, a row matches exactly one UPDATE. On PostgreSQL the due ids are selected FOR UPDATE SKIP LOCKED, so
+    workers do not queue behind each other's locks; on SQLite the single write statement takes the write lock
+    first (a read-then-write transaction could deadlock on the lock upgrade).
     """
-    claims: list[Claim] = []
+    token = f"{worker_id}/{uuid.uuid4().hex[:12]}"
+    due = (select(NotifyOutboxRow.id)
+           .where(NotifyOutboxRow.status == Status.QUEUED.value, NotifyOutboxRow.next_attempt_at <= now)
+           .order_by(NotifyOutboxRow.next_attempt_at, NotifyOutboxRow.id).limit(limit))
+    if channels is not None:
+        due = due.where(NotifyOutboxRow.channel.in_([c.value for c in channels]))
     with factory() as session, session.begin():
-        query = (select(NotifyOutboxRow.id)
-                 .where(NotifyOutboxRow.status == Status.QUEUED.value, NotifyOutboxRow.next_attempt_at <= now)
-                 .order_by(NotifyOutboxRow.next_attempt_at, NotifyOutboxRow.id).limit(limit))
-        if channels is not None:
-            query = query.where(NotifyOutboxRow.channel.in_([c.value for c in channels]))
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        for row_id in session.scalars(query).all():
-            result = session.execute(
-                update(NotifyOutboxRow)
-                .where(NotifyOutboxRow.id == row_id, NotifyOutboxRow.status == Status.QUEUED.value)
-                .values(status=Status.SENDING.value, claimed_by=worker_id, lease_until=now + lease,
-                        attempts=NotifyOutboxRow.attempts + 1, updated_at=now)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            row = session.get(NotifyOutboxRow, row_id)
-            assert row is not None
-            claims.append(Claim(row.id, row.idempotency_key, row.event, Channel(row.channel), row.address,
-                                row.language, dict(row.params), row.attempts))
-    return claims
+            due = due.with_for_update(skip_locked=True)
+        session.execute(
+            update(NotifyOutboxRow)
+            .where(NotifyOutboxRow.id.in_(due.scalar_subquery()), NotifyOutboxRow.status == Status.QUEUED.value)
+            .values(status=Status.SENDING.value, claimed_by=token, lease_until=now + lease,
+                    attempts=NotifyOutboxRow.attempts + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        rows = session.scalars(select(NotifyOutboxRow).where(NotifyOutboxRow.claimed_by == token,
+                                                             NotifyOutboxRow.status == Status.SENDING.value)
+                               .order_by(NotifyOutboxRow.id)).all()
+        return [Claim(row.id, token, row.idempotency_key, row.event, Channel(row.channel), row.address,
+                      row.language, dict(row.params), row.attempts) for row in rows]
 
 
-def _mine(claim: Claim, worker_id: str) -> ColumnElement[bool]:
-    # Only the worker holding the claim may record its outcome; a callback or a takeover wins otherwise.
+def _mine(claim: Claim) -> ColumnElement[bool]:
+    # Only the holder of the claim may record its outcome; a callback or a takeover wins otherwise.
     return and_(NotifyOutboxRow.id == claim.id, NotifyOutboxRow.status == Status.SENDING.value,
-                NotifyOutboxRow.claimed_by == worker_id)
+                NotifyOutboxRow.claimed_by == claim.token)
 
 
-def record_sent(factory: sessionmaker[Session], claim: Claim, *, worker_id: str, result: SendResult,
-                now: datetime) -> None:
+def record_sent(factory: sessionmaker[Session], claim: Claim, *, result: SendResult, now: datetime) -> None:
     with factory() as session, session.begin():
-        session.execute(update(NotifyOutboxRow).where(_mine(claim, worker_id)).values(
+        session.execute(update(NotifyOutboxRow).where(_mine(claim)).values(
             status=Status.SENT.value, sent_at=now, provider=result.provider, claimed_by=None, lease_until=None,
             provider_message_id=result.provider_message_id, last_error=None, updated_at=now))
         # A callback may have settled the row first (it carries our key): keep its status, add the provider id.
@@ -172,22 +173,22 @@ def record_sent(factory: sessionmaker[Session], claim: Claim, *, worker_id: str,
             _apply_pending_statuses(session, result.provider_message_id, now)
 
 
-def record_error(factory: sessionmaker[Session], claim: Claim, *, worker_id: str, error: Exception,
+def record_error(factory: sessionmaker[Session], claim: Claim, *, error: Exception,
                  policy: RetryPolicy, now: datetime) -> str:
     """Record a failed attempt; returns the resulting status (queued, sending for unknown, or failed)."""
     message = str(error)[:1000]
     with factory() as session, session.begin():
         if isinstance(error, DeliveryUnknown):
             # Leave it "sending": recover_unknown decides after the grace window whether a callback settled it.
-            session.execute(update(NotifyOutboxRow).where(_mine(claim, worker_id)).values(
+            session.execute(update(NotifyOutboxRow).where(_mine(claim)).values(
                 lease_until=now, last_error=message, updated_at=now))
             return Status.SENDING.value
         if isinstance(error, DeliveryRejected) or policy.exhausted(claim.attempts):
-            session.execute(update(NotifyOutboxRow).where(_mine(claim, worker_id)).values(
+            session.execute(update(NotifyOutboxRow).where(_mine(claim)).values(
                 status=Status.FAILED.value, failed_at=now, claimed_by=None, lease_until=None, last_error=message,
                 updated_at=now))
             return Status.FAILED.value
-        session.execute(update(NotifyOutboxRow).where(_mine(claim, worker_id)).values(
+        session.execute(update(NotifyOutboxRow).where(_mine(claim)).values(
             status=Status.QUEUED.value, next_attempt_at=now + policy.delay(claim.attempts), claimed_by=None,
             lease_until=None, last_error=message, updated_at=now))
         return Status.QUEUED.value
@@ -248,7 +249,7 @@ def apply_status(session: Session, update_: StatusUpdate, *, now: datetime | Non
         "payload": {"status": update_.status.value, "key": update_.idempotency_key, "error": update_.error},
         "status": "pending", "attempts": 0, "received_at": now,
     }, ["channel", "external_id"])
-    if not fresh:
+    if fresh is None:
         return "duplicate"
     row = None
     if update_.idempotency_key:

@@ -76,7 +76,7 @@ def deliver_due(rt: NotifyRuntime, *, limit: int = 20) -> DeliveryReport:
             )
             result: SendResult = sender.send(message)
         except DeliveryError as exc:
-            status = notify_outbox.record_error(rt.sessions, claim, worker_id=rt.worker_id, error=exc,
+            status = notify_outbox.record_error(rt.sessions, claim, error=exc,
                                                 policy=rt.retry, now=rt.clock())
             log.warning("notification %s via %s: %s (now %s)", claim.id, sender.name, exc, status)
             if status == "queued":
@@ -88,11 +88,11 @@ def deliver_due(rt: NotifyRuntime, *, limit: int = 20) -> DeliveryReport:
             continue
         except (KeyError, ValueError) as exc:
             # A row that cannot be rendered will never render: fail it rather than retry forever.
-            notify_outbox.record_error(rt.sessions, claim, worker_id=rt.worker_id,
-                                       error=DeliveryRejected(f"cannot render: {exc}"), policy=rt.retry, now=rt.clock())
+            notify_outbox.record_error(rt.sessions, claim, error=DeliveryRejected(f"cannot render: {exc}"),
+                                       policy=rt.retry, now=rt.clock())
             report.failed += 1
             continue
-        notify_outbox.record_sent(rt.sessions, claim, worker_id=rt.worker_id, result=result, now=rt.clock())
+        notify_outbox.record_sent(rt.sessions, claim, result=result, now=rt.clock())
         report.sent += 1
     return report
 
