@@ -81,11 +81,15 @@ class SmtpSender:
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             if self.security == "starttls":
                 smtp.starttls(context=context)
-        if self.username:
-            password = self.password.get_secret_value() if self.password else ""
-            smtp.login(self.username, password)
+            if self.username:
+                password = self.password.get_secret_value() if self.password else ""
+                smtp.login(self.username, password)
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     def send(self, message: OutboundMessage) -> SendResult:
