@@ -164,12 +164,16 @@ class ImapMailbox:
             client = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=self.timeout)
         else:
             client = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+        try:
             if self.security == "starttls":
                 client.starttls(ssl_context=context)
-        client.login(self.username, self.password.get_secret_value() if self.password else "")
-        status, _ = client.select(self.mailbox)
-        if status != "OK":
-            raise imaplib.IMAP4.error(f"cannot select mailbox {self.mailbox!r}")
+            client.login(self.username, self.password.get_secret_value() if self.password else "")
+            status, _ = client.select(self.mailbox)
+            if status != "OK":
+                raise imaplib.IMAP4.error(f"cannot select mailbox {self.mailbox!r}")
+        except BaseException:
+            client.shutdown()
+            raise
         return client
 
     def fetch_unseen(self, limit: int = 50) -> list[tuple[str, bytes | None]]:
