@@ -8,6 +8,7 @@ would post for the messages it accepted. It also answers the self-hosted gateway
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -50,6 +51,7 @@ class FakeGraph:
     # --- lifecycle ---
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
+        self._release = asyncio.Event()
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_post("/{version}/{phone_id}/messages", self._messages)
         app.router.add_get("/media-bytes/{media_id}", self._media_bytes)
@@ -71,6 +73,7 @@ class FakeGraph:
 
     def stop(self) -> None:
         async def _shutdown() -> None:
+            self._release.set()  # answer held requests now, so shutdown does not wait for them
             await self._runner.cleanup()
 
         asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(10)
@@ -107,7 +110,8 @@ class FakeGraph:
             if self.accept_held:
                 with self.lock:
                     self.accepted.append(Accepted(wamid, body))
-            await asyncio.sleep(self.hold_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), self.hold_seconds)
             return web.json_response({"messages": [{"id": wamid}]})
         with self.lock:
             self.accepted.append(Accepted(wamid, body))
