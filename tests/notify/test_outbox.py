@@ -226,3 +226,40 @@ def test_snapshot_counts_by_channel_and_status_and_oldest_age(
         snap = notify_outbox.snapshot(session, now=clock.now + timedelta(seconds=90))
     assert snap.counts == {("whatsapp", "queued"): 1, ("email", "queued"): 1}
     assert snap.oldest_undelivered_seconds == 90
+
+
+def test_the_self_hosted_gateway_provider_sends_text_with_retries(
+        runtime: NotifyRuntime, factory: sessionmaker[Session], fake_graph: FakeGraph, clock: Clock) -> None:
+    from pydantic import SecretStr
+
+    from pdn_ops.notify.whatsapp import GatewayProvider
+
+    runtime.senders[Channel.WHATSAPP] = GatewayProvider(fake_graph.url, SecretStr("admin:gw-pass"), timeout=2)
+    with transaction(factory) as session:
+        notify_outbox.enqueue(session, event="complaint_verified", recipients=[WA], params=PARAMS,
+                              idempotency_key="complaint:60:verified", now=clock.now)
+    fake_graph.fail_count = 1
+    assert deliver_due(runtime).retried == 1
+    clock.advance(minutes=1)
+    assert deliver_due(runtime).sent == 1
+    (accepted,) = fake_graph.accepted
+    assert accepted.body["phone"] == "6281200000001@s.whatsapp.net"
+    assert "PDN-2026-000042" in accepted.body["message"]
+    (row,) = rows(factory)
+    assert (row.status, row.provider, row.provider_message_id) == ("sent", "gateway", accepted.wamid)
+
+
+def test_cloud_api_template_messages_name_the_approved_template(
+        runtime: NotifyRuntime, factory: sessionmaker[Session], fake_graph: FakeGraph, clock: Clock) -> None:
+    runtime.use_templates = True
+    with transaction(factory) as session:
+        notify_outbox.enqueue(session, event="complaint_returned", recipients=[WA],
+                              params={**PARAMS, "reason": "foto kurang jelas"}, idempotency_key="complaint:61:ret",
+                              now=clock.now)
+    assert deliver_due(runtime).sent == 1
+    (body,) = fake_graph.sends()
+    assert body["type"] == "template" and body["template"]["name"] == "pdn_complaint_returned"
+    assert body["template"]["language"] == {"code": "id"}
+    assert [p["text"] for p in body["template"]["components"][0]["parameters"]] == [
+        "PDN-2026-000042", "foto kurang jelas", PARAMS["link"]]
+    assert body["biz_opaque_callback_data"] == f"complaint:61:ret:whatsapp:{ADMIN_WA}"
