@@ -263,3 +263,50 @@ def test_cloud_api_template_messages_name_the_approved_template(
     assert [p["text"] for p in body["template"]["components"][0]["parameters"]] == [
         "PDN-2026-000042", "foto kurang jelas", PARAMS["link"]]
     assert body["biz_opaque_callback_data"] == f"complaint:61:ret:whatsapp:{ADMIN_WA}"
+
+
+def test_the_start_hook_runs_a_worker_inside_the_app_and_stops_with_it(
+        notify_engine, fake_graph: FakeGraph) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from pdn_ops.services.notify_worker import start_notify_worker
+    from pdn_ops.settings import load_settings
+    from pdn_ops.web.app import create_app
+    from tests.notify.fake_graph import TOKEN
+
+    settings = load_settings(demo=True, database_url=notify_engine.url.render_as_string(hide_password=False),
+                             whatsapp_provider="meta", whatsapp_base_url=fake_graph.url,
+                             whatsapp_phone_number_id="1234", whatsapp_access_token=TOKEN,
+                             whatsapp_use_templates=False, notify_poll_seconds=0.05)
+    app = create_app(settings, engine=notify_engine, start_hooks=[start_notify_worker])
+    with TestClient(app):
+        runtime = app.state.ctx.extras["notify_runtime"]
+        with transaction(runtime.sessions) as session:
+            notify_outbox.enqueue(session, event="complaint_received", recipients=[WA], params=PARAMS,
+                                  idempotency_key="complaint:70:received")
+        deadline = time.monotonic() + 20
+        while not fake_graph.accepted and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert len(fake_graph.accepted) == 1
+    worker_threads = [t for t in threading.enumerate() if t.name == "pdn-ops-notify"]
+    assert worker_threads == [], "the worker stopped with the app"
+
+
+def test_migration_0004_upgrades_and_downgrades(fresh_db_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from pdn_ops.db import migrate
+    from pdn_ops.db.engine import make_engine
+
+    migrate.upgrade(fresh_db_url, "0004")
+    engine = make_engine(fresh_db_url)
+    try:
+        assert {"notify_outbox", "notify_inbound", "notify_preferences"} <= set(inspect(engine).get_table_names())
+        migrate.downgrade(fresh_db_url, "0001")
+        names = set(inspect(engine).get_table_names())
+        assert not {n for n in names if n.startswith("notify_")} and "opds" in names
+        assert migrate.current_revision(engine) == "0001"
+    finally:
+        engine.dispose()
