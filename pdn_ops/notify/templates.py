@@ -9,6 +9,7 @@ template source is the package's own file; user text enters it as data (escaped)
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,7 +46,7 @@ def required_params(event: str) -> set[str]:
     return names
 
 
-def check_params(event: str, params: dict[str, object]) -> None:
+def check_params(event: str, params: Mapping[str, object]) -> None:
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}")
     missing = sorted(required_params(event) - set(params))
@@ -53,7 +54,7 @@ def check_params(event: str, params: dict[str, object]) -> None:
         raise ValueError(f"notification {event!r} needs params {missing}")
 
 
-def _clean(params: dict[str, object]) -> dict[str, str]:
+def _clean(params: Mapping[str, object]) -> dict[str, str]:
     return {k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()}
 
 
@@ -64,7 +65,7 @@ def _safe_link(value: str) -> str | None:
 
 
 def render(*, idempotency_key: str, event: str, channel: Channel, address: str, language: str,
-           params: dict[str, object], use_templates: bool = False) -> OutboundMessage:
+           params: Mapping[str, object], use_templates: bool = False) -> OutboundMessage:
     values = _clean(params)
     subject = translate(f"notify.{event}.subject", language, **values)
     text = translate(f"notify.{event}.text", language, **values)

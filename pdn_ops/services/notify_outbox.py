@@ -20,7 +20,7 @@ that window, and at least once (a possible duplicate, the same Message-ID on e-m
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -74,7 +74,7 @@ def set_preferences(session: Session, *, subject: str, channels: list[Channel] |
     session.flush()
 
 
-def enqueue(session: Session, *, event: str, recipients: list[Recipient], params: dict[str, object],
+def enqueue(session: Session, *, event: str, recipients: list[Recipient], params: Mapping[str, object],
             idempotency_key: str, urgent: bool | None = None, now: datetime | None = None,
             zone: ZoneInfo = JAKARTA) -> list[int]:
     """Write one outbox row per recipient in the caller's transaction; returns the ids of rows created now.
@@ -118,7 +118,7 @@ class Claim:
     channel: Channel
     address: str
     language: str
-    params: dict[str, object]
+    params: Mapping[str, object]
     attempts: int
 
 

@@ -46,7 +46,7 @@ class ContactsIntake:
         kinds = [p.mime_type for p in photos]
         if row is None:
             draft_id = session.execute(insert(drafts).values(
-                opd_code=admin.opd_code, address=address, texts=[text], photos=kinds)).inserted_primary_key[0]
+                opd_code=admin.opd_code, address=address, texts=[text], photos=kinds).returning(drafts.c.id)).scalar_one()
             created = True
         else:
             draft_id = row.id

@@ -39,7 +39,7 @@ class Mailroom:
     logins: list[str] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
+        self.received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
         return "250 Message accepted for delivery"
 
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
@@ -96,8 +96,8 @@ def sender(port: int, certs: Certs, *, security: str = "starttls", password: str
                       SecretStr(password), ca_file if ca_file is not None else certs.ca_file, timeout=5)
 
 
-def mail_runtime(factory: sessionmaker[Session], clock: Clock, smtp: SmtpSender, **senders: Any) -> NotifyRuntime:
-    return NotifyRuntime(sessions=factory, senders={Channel.EMAIL: smtp, **senders}, retry=RetryPolicy(5, 30, 600),
+def mail_runtime(factory: sessionmaker[Session], clock: Clock, smtp: SmtpSender) -> NotifyRuntime:
+    return NotifyRuntime(sessions=factory, senders={Channel.EMAIL: smtp}, retry=RetryPolicy(5, 30, 600),
                          use_templates=False, worker_id="mail-worker", clock=clock)
 
 
