@@ -35,7 +35,16 @@ from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.notify_policy import RetryPolicy, parse_hhmm, quiet_until
 from pdn_ops.errors import DeliveryRejected, DeliveryUnknown
 from pdn_ops.notify import templates
-from pdn_ops.notify.model import EVENTS, STATUS_RANK, Channel, Recipient, SendResult, Status, StatusUpdate
+from pdn_ops.notify.model import (
+    ENGINEER_EVENTS,
+    EVENTS,
+    STATUS_RANK,
+    Channel,
+    Recipient,
+    SendResult,
+    Status,
+    StatusUpdate,
+)
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 STATUS_CHANNEL = "wa_status"  # status callbacks are recorded in notify_inbound under this channel, for replays
@@ -107,6 +116,16 @@ def enqueue(session: Session, *, event: str, recipients: list[Recipient], params
         if row_id is not None:
             created.append(row_id)
     return created
+
+
+def alert_engineers(session: Session, *, event: str, engineers: list[Recipient], params: Mapping[str, object],
+                    idempotency_key: str, now: datetime | None = None) -> list[int]:
+    """SLA-at-risk and remediation-failed alerts for Diskominfo engineers: urgent, so never held by quiet hours
+    (their channel preferences still apply)."""
+    if event not in ENGINEER_EVENTS:
+        raise ValueError(f"{event!r} is not an engineer alert; use enqueue()")
+    return enqueue(session, event=event, recipients=engineers, params=params, idempotency_key=idempotency_key,
+                   urgent=True, now=now)
 
 
 @dataclass(frozen=True, slots=True)

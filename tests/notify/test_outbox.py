@@ -85,9 +85,12 @@ def test_engineers_get_sla_and_remediation_alerts_immediately(factory: sessionma
     now = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # 03:00 in Jakarta
     with transaction(factory) as session:
         notify_outbox.set_preferences(session, subject="user:3", quiet_start="21:00", quiet_end="07:00")
-        notify_outbox.enqueue(session, event="remediation_failed", recipients=[engineer],
-                              params={**PARAMS, "playbook": "restart-nginx"}, idempotency_key="run:9:failed",
-                              now=now)
+        notify_outbox.alert_engineers(session, event="remediation_failed", engineers=[engineer],
+                                      params={**PARAMS, "playbook": "restart-nginx"}, idempotency_key="run:9:failed",
+                                      now=now)
+        with pytest.raises(ValueError, match="not an engineer alert"):
+            notify_outbox.alert_engineers(session, event="complaint_closed", engineers=[engineer], params=PARAMS,
+                                          idempotency_key="x")
     (row,) = rows(factory)
     assert row.urgent and row.next_attempt_at == now
 

@@ -196,3 +196,13 @@ def test_status_callbacks_through_the_webhook_update_delivery_idempotently(
         assert post_signed(client, fake_graph.status_callback(accepted, status)).status_code == 200
     (row,) = outbox(factory)
     assert row.status == "read" and row.provider_message_id == accepted.wamid
+
+
+def test_a_chunked_body_without_length_is_capped_too(client: TestClient, factory: sessionmaker[Session]) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(80):
+            yield b"y" * 65536  # 5 MB in all, announced by no Content-Length
+
+    answer = client.post(URL, content=chunks(), headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
+    assert answer.status_code == 413
+    assert inbound_count(factory) == 0

@@ -13,6 +13,7 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from pdn_ops.db.engine import transaction
 from pdn_ops.notify import webhook
@@ -66,6 +67,9 @@ async def receive(request: Request, ctx: Ctx) -> Response:
         messages, statuses = webhook.parse(raw)
     except webhook.WebhookMalformed as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-    with transaction(ctx.sessions) as session:
-        outcome = record_webhook(session, messages, statuses)
+    def _record() -> dict[str, int]:
+        with transaction(ctx.sessions) as session:
+            return record_webhook(session, messages, statuses)
+
+    outcome = await run_in_threadpool(_record)  # a blocking database call must not stall the event loop
     return JSONResponse({"status": "ok", **outcome})
