@@ -214,18 +214,23 @@ def record_error(factory: sessionmaker[Session], claim: Claim, *, error: Excepti
 
 
 def recover_unknown(factory: sessionmaker[Session], *, now: datetime, grace: timedelta,
-                    idempotent_channels: frozenset[Channel] = frozenset()) -> int:
+                    idempotent_channels: frozenset[Channel] = frozenset(), max_attempts: int | None = None) -> int:
     """Queue again the messages stuck in "sending" whose lease (plus the grace window) has passed.
 
-    A provider that drops duplicate requests by itself (``idempotent``) needs no grace window.
+    A provider that drops duplicate requests by itself (``idempotent``) needs no grace window. A message that has
+    used ``max_attempts`` is marked failed instead, so a message that always ends "unknown" cannot loop forever.
     """
     with factory() as session, session.begin():
         expired = NotifyOutboxRow.lease_until < now - grace
         if idempotent_channels:
             expired = or_(expired, and_(NotifyOutboxRow.lease_until < now,
                                         NotifyOutboxRow.channel.in_([c.value for c in idempotent_channels])))
-        result = session.execute(update(NotifyOutboxRow).where(
-            NotifyOutboxRow.status == Status.SENDING.value, expired).values(
+        stuck = and_(NotifyOutboxRow.status == Status.SENDING.value, expired)
+        if max_attempts is not None:
+            session.execute(update(NotifyOutboxRow).where(stuck, NotifyOutboxRow.attempts >= max_attempts).values(
+                status=Status.FAILED.value, failed_at=now, claimed_by=None, lease_until=None, updated_at=now,
+                last_error="outcome unknown after the last attempt; no provider report"))
+        result = session.execute(update(NotifyOutboxRow).where(stuck).values(
             status=Status.QUEUED.value, claimed_by=None, lease_until=None, next_attempt_at=now, updated_at=now,
             last_error="outcome unknown; no provider report within the grace window"))
         return int(result.rowcount)  # type: ignore[attr-defined]

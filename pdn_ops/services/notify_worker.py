@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.notify_policy import RetryPolicy
-from pdn_ops.errors import DeliveryError, DeliveryRejected
+from pdn_ops.errors import DeliveryError, DeliveryRejected, DeliveryUnknown
 from pdn_ops.notify import templates
 from pdn_ops.notify.email import ImapMailbox, SmtpSender, parse_inbound
 from pdn_ops.notify.model import Channel, SendResult
@@ -63,7 +63,8 @@ def deliver_due(rt: NotifyRuntime, *, limit: int = 20) -> DeliveryReport:
     now = rt.clock()
     idempotent = frozenset(ch for ch, sender in rt.senders.items() if sender.idempotent)
     report.recovered = notify_outbox.recover_unknown(rt.sessions, now=now, grace=rt.unknown_grace,
-                                                     idempotent_channels=idempotent)
+                                                     idempotent_channels=idempotent,
+                                                     max_attempts=rt.retry.max_attempts)
     claims = notify_outbox.claim_due(rt.sessions, worker_id=rt.worker_id, now=now, lease=rt.lease, limit=limit,
                                      channels=frozenset(rt.senders))
     for claim in claims:
@@ -74,7 +75,14 @@ def deliver_due(rt: NotifyRuntime, *, limit: int = 20) -> DeliveryReport:
                 address=claim.address, language=claim.language, params=claim.params,
                 use_templates=rt.use_templates and sender.name == "meta" and not claim.event.startswith("intake_"),
             )
-            result: SendResult = sender.send(message)
+            try:
+                result: SendResult = sender.send(message)
+            except DeliveryError:
+                raise
+            except Exception as exc:
+                # A bug or an unmapped library error after the request may have gone out: unknown, never blind.
+                log.exception("notification %s via %s: unexpected error", claim.id, sender.name)
+                raise DeliveryUnknown(f"unexpected {type(exc).__name__}") from exc
         except DeliveryError as exc:
             status = notify_outbox.record_error(rt.sessions, claim, error=exc,
                                                 policy=rt.retry, now=rt.clock())
@@ -118,6 +126,12 @@ def process_inbound(rt: NotifyRuntime, *, limit: int = 10) -> int:
             notify_inbound.release_inbound(rt.sessions, claim, error=str(exc), now=rt.clock(),
                                            retry_in=rt.retry.delay(1), max_attempts=rt.retry.max_attempts)
             log.warning("inbound message %s will be retried: %s", claim.id, exc)
+        except Exception as exc:
+            # The intake (complaint code) failed: its transaction rolled back; record it, retry, give up at the cap.
+            log.exception("inbound message %s: the intake failed", claim.id)
+            notify_inbound.release_inbound(rt.sessions, claim, error=f"intake error: {type(exc).__name__}",
+                                           now=rt.clock(), retry_in=rt.retry.delay(1),
+                                           max_attempts=rt.retry.max_attempts)
     return done
 
 

@@ -40,6 +40,7 @@ class FakeGraph:
     hold_seconds: float = 0.0  # delay the answer to a send (beyond the client's timeout: outcome unknown)
     accept_held: bool = True  # whether a held send counts as accepted (Meta got it) or is dropped
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_fail_count: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -121,6 +122,9 @@ class FakeGraph:
 
     async def _media_info(self, request: web.Request) -> web.Response:
         self._record(request, None)
+        if self.media_fail_count > 0:
+            self.media_fail_count -= 1
+            return web.json_response({"error": {"message": "temporarily unavailable", "code": 2}}, status=503)
         media_id = request.match_info["media_id"]
         if request.headers.get("Authorization") != f"Bearer {TOKEN}" or media_id not in self.media:
             return web.json_response({"error": {"message": "not found", "code": 100}}, status=404)

@@ -196,3 +196,25 @@ def test_an_unknown_outcome_without_any_report_is_sent_again_after_the_grace_win
     assert (report.recovered, report.sent) == (1, 1)
     assert len(fake_graph.accepted) == 1
     assert impatient.unknown_grace == timedelta(minutes=10)
+
+
+def test_an_unexpected_error_in_a_provider_is_an_unknown_outcome_and_ends_failed_at_the_cap(
+        runtime: NotifyRuntime, factory: sessionmaker[Session], clock: Clock) -> None:
+    class Buggy:
+        name, channel, idempotent = "buggy", Channel.WHATSAPP, False
+        calls = 0
+
+        def send(self, message):
+            Buggy.calls += 1
+            raise KeyError("a bug after the request went out")
+
+    runtime.senders[Channel.WHATSAPP] = Buggy()
+    with transaction(factory) as session:
+        notify_outbox.enqueue(session, event="complaint_verified", recipients=[WA], params=PARAMS,
+                              idempotency_key="complaint:80:verified", now=clock.now)
+    for _ in range(runtime.retry.max_attempts + 2):
+        deliver_due(runtime)
+        clock.advance(hours=1)
+    (row,) = outbox(factory)
+    assert row.status == "failed" and "no provider report" in (row.last_error or "")
+    assert Buggy.calls == runtime.retry.max_attempts

@@ -206,3 +206,37 @@ def test_a_chunked_body_without_length_is_capped_too(client: TestClient, factory
     answer = client.post(URL, content=chunks(), headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
     assert answer.status_code == 413
     assert inbound_count(factory) == 0
+
+
+def test_media_endpoint_down_keeps_the_message_and_processes_it_later(
+        client: TestClient, factory: sessionmaker[Session], runtime: NotifyRuntime, fake_graph: FakeGraph) -> None:
+    fake_graph.media["m-later"] = (png_bytes(), "image/png")
+    fake_graph.media_fail_count = 1
+    post_signed(client, envelope(messages=[image_message("wamid.L1", ADMIN_WA, "m-later", "server hang")]))
+    assert process_inbound(runtime) == 0
+    assert drafts(factory) == []
+    assert process_inbound(runtime) == 0, "waits for its retry time"
+
+    runtime.clock.advance(minutes=1)  # type: ignore[attr-defined]
+    assert process_inbound(runtime) == 1
+    (draft,) = drafts(factory)
+    assert draft.photos == ["image/png"]
+
+
+def test_an_intake_that_fails_rolls_back_and_gives_up_after_the_cap(
+        client: TestClient, factory: sessionmaker[Session], runtime: NotifyRuntime) -> None:
+    class BrokenIntake(intake_impl.ContactsIntake):
+        def start_or_continue(self, session, **kwargs):
+            super().start_or_continue(session, **kwargs)
+            raise RuntimeError("complaint code bug")
+
+    runtime.intake = BrokenIntake()
+    post_signed(client, envelope(messages=[text_message("wamid.B1", ADMIN_WA, "halo")]))
+    for _ in range(runtime.retry.max_attempts):
+        assert process_inbound(runtime) == 0
+        runtime.clock.advance(hours=1)  # type: ignore[attr-defined]
+    assert drafts(factory) == [], "each failed attempt rolled back"
+    with factory() as session:
+        (row,) = session.scalars(select(NotifyInboundRow)).all()
+    assert (row.status, row.outcome, row.detail) == ("failed", "error", "intake error: RuntimeError")
+    assert outbox(factory) == []
