@@ -121,6 +121,16 @@ class SmtpSender:
         return SendResult(provider=self.name, provider_message_id=str(mail["Message-ID"]))
 
 
+def is_automatic(raw: bytes) -> bool:
+    """RFC 3834: auto-replies, bounces and list traffic are never answered, or two robots would talk forever."""
+    headers = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+    auto = str(headers.get("Auto-Submitted", "no")).strip().lower()
+    precedence = str(headers.get("Precedence", "")).strip().lower()
+    sender = parseaddr(str(headers.get("From", "")))[1].lower()
+    return (auto != "no" or precedence in ("bulk", "junk", "list", "auto_reply")
+            or sender.startswith(("mailer-daemon@", "postmaster@")) or headers.get("List-Id") is not None)
+
+
 def parse_inbound(raw: bytes, uid: str) -> InboundMessage:
     """A received mail as an inbound message: sender address, subject and plain text, image attachments."""
     mail = BytesParser(policy=email.policy.default).parsebytes(raw)

@@ -139,8 +139,9 @@ def complete_inbound(session: Session, claim: InboundClaim, *, intake: Complaint
     recipient = Recipient(claim.channel, claim.sender, recipient_lang, admin.user_id if admin else None)
     key = f"inbound:{claim.channel.value}:{claim.external_id}"
     if admin is None:
+        # One refusal per sender per day: a stranger who writes fifty times must not make us send fifty replies.
         enqueue(session, event="intake_refused", recipients=[recipient], params={},
-                idempotency_key=f"{key}:refused", now=now)
+                idempotency_key=f"refusal:{claim.channel.value}:{claim.sender}:{now.date().isoformat()}", now=now)
         outcome = "refused"
     else:
         for reason_key in dict.fromkeys(fetched.refused):

@@ -23,7 +23,7 @@ from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.notify_policy import RetryPolicy
 from pdn_ops.errors import DeliveryError, DeliveryRejected, DeliveryUnknown
 from pdn_ops.notify import templates
-from pdn_ops.notify.email import ImapMailbox, SmtpSender, parse_inbound
+from pdn_ops.notify.email import ImapMailbox, SmtpSender, is_automatic, parse_inbound
 from pdn_ops.notify.model import Channel, SendResult
 from pdn_ops.notify.whatsapp import GatewayProvider, MediaSource, MetaCloudProvider, Sender
 from pdn_ops.services import notify_inbound, notify_outbox
@@ -145,6 +145,9 @@ def poll_mailbox(rt: NotifyRuntime) -> int:
         for uid, raw in found:
             if raw is None:
                 log.warning("mail uid %s is larger than the intake limit; left for a person", uid)
+                continue
+            if is_automatic(raw):
+                log.info("mail uid %s is an automatic message (auto-reply, bounce, list); not answered", uid)
                 continue
             fresh += notify_inbound.record_messages(session, [parse_inbound(raw, uid)], now=rt.clock())
     # Flagged only after the commit: a crash in between records nothing twice (the Message-ID is unique).

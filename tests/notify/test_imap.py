@@ -145,9 +145,11 @@ def empty_mailbox(dovecot: Dovecot) -> Dovecot:
 
 
 def append(dovecot: Dovecot, *, sender: str, subject: str, body: str, message_id: str,
-           photo: bytes | None = None) -> None:
+           photo: bytes | None = None, auto: bool = False) -> None:
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"], mail["Message-ID"] = sender, MAILBOX_USER, subject, message_id
+    if auto:
+        mail["Auto-Submitted"] = "auto-replied"
     mail.set_content(body)
     if photo is not None:
         mail.add_attachment(photo, maintype="image", subtype="jpeg", filename="layar.jpg")
@@ -166,8 +168,10 @@ def test_mail_from_a_registered_address_starts_a_complaint_and_strangers_are_ref
            photo=png_bytes())
     append(empty_mailbox, sender="someone@gmail.example", subject="halo", body="tolong",
            message_id="<m2@gmail.example>")
+    append(empty_mailbox, sender="someone@gmail.example", subject="Out of office", body="cuti",
+           message_id="<m2b@gmail.example>", auto=True)
     runtime.mailbox = empty_mailbox.mailbox("tls")
-    assert poll_mailbox(runtime) == 2
+    assert poll_mailbox(runtime) == 2, "the auto-reply is not recorded"
     assert poll_mailbox(runtime) == 0, "flagged seen after being recorded"
     assert process_inbound(runtime) == 2
     with factory() as session:

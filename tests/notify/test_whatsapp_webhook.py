@@ -140,10 +140,12 @@ def test_a_message_from_an_unregistered_number_gets_a_polite_refusal_and_no_comp
         client: TestClient, factory: sessionmaker[Session], runtime: NotifyRuntime, fake_graph: FakeGraph) -> None:
     fake_graph.media["m-stranger"] = (png_bytes(), "image/png")
     post_signed(client, envelope(messages=[image_message("wamid.X1", OTHER_WA, "m-stranger", "tolong")]))
+    post_signed(client, envelope(messages=[text_message("wamid.X2", OTHER_WA, "halo?")]))
+    post_signed(client, envelope(messages=[text_message("wamid.X3", OTHER_WA, "halo??")]))
     process_inbound(runtime)
     deliver_due(runtime)
     assert drafts(factory) == []
-    (reply,) = fake_graph.sends()
+    (reply,) = fake_graph.sends()  # one refusal per sender per day, however often they write
     assert reply["to"] == OTHER_WA.lstrip("+") and "belum terdaftar" in reply["text"]["body"]
     assert not [p for m, p, _ in fake_graph.requests if m == "GET"], "a stranger's media is never downloaded"
 
