@@ -48,6 +48,8 @@ class MediaSource(Protocol):
 def _map_request_error(exc: requests.RequestException, what: str) -> Exception:
     if isinstance(exc, requests.ConnectTimeout):
         return DeliveryRetryable(f"{what}: connect timeout")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return DeliveryRetryable(f"{what}: TLS handshake failed")  # before any request byte was sent
     if isinstance(exc, requests.ReadTimeout):
         return DeliveryUnknown(f"{what}: no answer in time; the request may have been processed")
     if isinstance(exc, requests.ConnectionError):

@@ -313,3 +313,22 @@ def test_migration_0004_upgrades_and_downgrades(fresh_db_url: str) -> None:
         assert migrate.current_revision(engine) == "0001"
     finally:
         engine.dispose()
+
+
+def test_the_access_token_never_reaches_logs_or_recorded_errors(
+        runtime: NotifyRuntime, factory: sessionmaker[Session], fake_graph: FakeGraph, clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pydantic import SecretStr
+
+    from pdn_ops.notify.whatsapp import MetaCloudProvider
+
+    runtime.senders[Channel.WHATSAPP] = MetaCloudProvider(fake_graph.url, "v21.0", "1234",
+                                                          SecretStr("EAAG-revoked-token-xyz"), timeout=2)
+    with transaction(factory) as session:
+        notify_outbox.enqueue(session, event="complaint_closed", recipients=[WA], params=PARAMS,
+                              idempotency_key="complaint:90:closed", now=clock.now)
+    with caplog.at_level("DEBUG"):
+        assert deliver_due(runtime).retried == 1, "a refused token is retried (a person renews it), not dropped"
+    (row,) = rows(factory)
+    assert "401" in (row.last_error or "") and "190" in (row.last_error or "")
+    assert "EAAG-revoked-token-xyz" not in caplog.text + (row.last_error or "") + repr(runtime)
