@@ -91,6 +91,24 @@ class Settings(BaseSettings):
                     # Name the file and the reason, never the content.
                     raise ValueError(f"{name}_file: cannot read {path} ({exc.strerror})") from exc
         return data
+
+    @model_validator(mode="after")
+    def _notify_complete(self) -> Self:
+        problems = []
+        if self.whatsapp_provider == "meta" and (self.whatsapp_access_token is None
+                                                 or not self.whatsapp_phone_number_id):
+            problems.append("PDN_OPS_WHATSAPP_PROVIDER=meta needs WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID")
+        if self.whatsapp_provider == "gateway" and not self.whatsapp_gateway_url:
+            problems.append("PDN_OPS_WHATSAPP_PROVIDER=gateway needs WHATSAPP_GATEWAY_URL")
+        for kind, host, security, user in (("SMTP", self.smtp_host, self.smtp_security, self.smtp_username),
+                                           ("IMAP", self.imap_host, self.imap_security, self.imap_username)):
+            # A password is never sent in clear text except to a relay on this machine.
+            if host and user and security == "none" and host not in ("127.0.0.1", "::1", "localhost"):
+                problems.append(f"{kind} authentication over an unencrypted connection is refused; "
+                                f"use {kind}_SECURITY=starttls or tls")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
     # --- end of notifications ------------------------------------------------------------------------------------
 
     @field_validator("timezone")

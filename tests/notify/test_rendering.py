@@ -162,3 +162,15 @@ def test_metrics_collector_reports_channels_outcomes_and_oldest_age(tmp_path: Pa
     with out.open("rb") as stdin:
         check = subprocess.run([promtool, "check", "metrics"], stdin=stdin, capture_output=True, timeout=30)
     assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
+
+
+def test_incomplete_notification_settings_are_refused_at_start() -> None:
+    from pdn_ops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="WHATSAPP_ACCESS_TOKEN"):
+        load_settings(demo=True, whatsapp_provider="meta")
+    with pytest.raises(ConfigError, match="WHATSAPP_GATEWAY_URL"):
+        load_settings(demo=True, whatsapp_provider="gateway")
+    with pytest.raises(ConfigError, match="unencrypted"):
+        load_settings(demo=True, smtp_host="mail.example.go.id", smtp_security="none", smtp_username="u")
+    assert load_settings(demo=True, smtp_host="127.0.0.1", smtp_security="none", smtp_username="u").smtp_host
