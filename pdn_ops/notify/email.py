@@ -131,7 +131,7 @@ def is_automatic(raw: bytes) -> bool:
             or sender.startswith(("mailer-daemon@", "postmaster@")) or headers.get("List-Id") is not None)
 
 
-def parse_inbound(raw: bytes, uid: str) -> InboundMessage:
+def parse_inbound(raw: bytes) -> InboundMessage:
     """A received mail as an inbound message: sender address, subject and plain text, image attachments."""
     mail = BytesParser(policy=email.policy.default).parsebytes(raw)
     sender = parseaddr(str(mail.get("From", "")))[1].strip().lower()
@@ -152,7 +152,7 @@ def parse_inbound(raw: bytes, uid: str) -> InboundMessage:
         if isinstance(payload, bytes):
             attachments.append((str(part.get_filename() or "attachment"), payload))
     full_text = f"{subject}\n\n{text.strip()}".strip() if subject else text.strip()
-    del uid  # the UID is per mailbox and may be reset (UIDVALIDITY); the Message-ID is the stable identity
+    # Identity is the Message-ID, not the IMAP UID: UIDs are per mailbox and reset with UIDVALIDITY.
     return InboundMessage(Channel.EMAIL, external_id[:400], sender, full_text, (), tuple(attachments))
 
 

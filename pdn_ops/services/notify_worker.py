@@ -149,7 +149,7 @@ def poll_mailbox(rt: NotifyRuntime) -> int:
             if is_automatic(raw):
                 log.info("mail uid %s is an automatic message (auto-reply, bounce, list); not answered", uid)
                 continue
-            fresh += notify_inbound.record_messages(session, [parse_inbound(raw, uid)], now=rt.clock())
+            fresh += notify_inbound.record_messages(session, [parse_inbound(raw)], now=rt.clock())
     # Flagged only after the commit: a crash in between records nothing twice (the Message-ID is unique).
     rt.mailbox.mark_seen([uid for uid, _ in found])
     return fresh
