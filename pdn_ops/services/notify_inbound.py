@@ -86,6 +86,9 @@ def claim_inbound(factory: sessionmaker[Session], *, now: datetime, lease: timed
                          and_(NotifyInboundRow.status == "processing", NotifyInboundRow.lease_until < now)))
     due = select(NotifyInboundRow.id).where(claimable).order_by(NotifyInboundRow.id).limit(limit)
     claims: list[InboundClaim] = []
+    with factory() as session:  # read-only first: an idle worker takes no write lock (see notify_outbox._any)
+        if session.execute(due).first() is None:
+            return claims
     with factory() as session, session.begin():
         if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)

@@ -23,9 +23,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -156,6 +157,8 @@ def claim_due(factory: sessionmaker[Session], *, worker_id: str, now: datetime, 
            .order_by(NotifyOutboxRow.next_attempt_at, NotifyOutboxRow.id).limit(limit))
     if channels is not None:
         due = due.where(NotifyOutboxRow.channel.in_([c.value for c in channels]))
+    if not _any(factory, due):
+        return []
     with factory() as session, session.begin():
         if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
@@ -171,6 +174,13 @@ def claim_due(factory: sessionmaker[Session], *, worker_id: str, now: datetime, 
                                .order_by(NotifyOutboxRow.id)).all()
         return [Claim(row.id, token, row.idempotency_key, row.event, Channel(row.channel), row.address,
                       row.language, dict(row.params), row.attempts) for row in rows]
+
+
+def _any(factory: sessionmaker[Session], query: Select[Any]) -> bool:
+    """A read-only look before writing: an idle worker then never opens write transactions. On SQLite every
+    write, even one that changes nothing, takes the database's single write lock from the web requests."""
+    with factory() as session:
+        return session.execute(query.limit(1)).first() is not None
 
 
 def _mine(claim: Claim) -> ColumnElement[bool]:
@@ -220,12 +230,14 @@ def recover_unknown(factory: sessionmaker[Session], *, now: datetime, grace: tim
     A provider that drops duplicate requests by itself (``idempotent``) needs no grace window. A message that has
     used ``max_attempts`` is marked failed instead, so a message that always ends "unknown" cannot loop forever.
     """
+    expired = NotifyOutboxRow.lease_until < now - grace
+    if idempotent_channels:
+        expired = or_(expired, and_(NotifyOutboxRow.lease_until < now,
+                                    NotifyOutboxRow.channel.in_([c.value for c in idempotent_channels])))
+    stuck = and_(NotifyOutboxRow.status == Status.SENDING.value, expired)
+    if not _any(factory, select(NotifyOutboxRow.id).where(stuck).limit(1)):
+        return 0
     with factory() as session, session.begin():
-        expired = NotifyOutboxRow.lease_until < now - grace
-        if idempotent_channels:
-            expired = or_(expired, and_(NotifyOutboxRow.lease_until < now,
-                                        NotifyOutboxRow.channel.in_([c.value for c in idempotent_channels])))
-        stuck = and_(NotifyOutboxRow.status == Status.SENDING.value, expired)
         if max_attempts is not None:
             session.execute(update(NotifyOutboxRow).where(stuck, NotifyOutboxRow.attempts >= max_attempts).values(
                 status=Status.FAILED.value, failed_at=now, claimed_by=None, lease_until=None, updated_at=now,

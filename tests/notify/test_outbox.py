@@ -287,6 +287,8 @@ def test_the_start_hook_runs_a_worker_inside_the_app_and_stops_with_it(
     with TestClient(app):
         runtime = app.state.ctx.extras["notify_runtime"]
         with transaction(runtime.sessions) as session:
+            session.add(AuditRow(actor="opd-admin", action="submit", subject="complaint:70"))
+            session.flush()  # the state change first, as callers do: the transaction holds the write lock
             notify_outbox.enqueue(session, event="complaint_received", recipients=[WA], params=PARAMS,
                                   idempotency_key="complaint:70:received")
         deadline = time.monotonic() + 20
