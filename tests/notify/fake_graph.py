@@ -37,7 +37,8 @@ class FakeGraph:
     fail_status: int | None = None
     fail_count: int = 0
     reject_status: int | None = None  # answer every send with this status (a permanent refusal)
-    hold_seconds: float = 0.0  # delay the answer to a send (beyond the client's timeout: outcome unknown)
+    hold_count: int = 0  # hold the next N sends (decided when each arrives, whatever the test does meanwhile)
+    hold_seconds: float = 30.0  # how long a held send waits for its answer (beyond the client's timeout)
     accept_held: bool = True  # whether a held send counts as accepted (Meta got it) or is dropped
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_fail_count: int = 0
@@ -107,7 +108,11 @@ class FakeGraph:
             return web.json_response({"error": {"message": "Service temporarily unavailable", "code": 2}},
                                      status=self.fail_status or 503)
         wamid = f"wamid.FAKE{next(self._ids):06d}"
-        if self.hold_seconds:
+        with self.lock:
+            holding = self.hold_count > 0
+            if holding:
+                self.hold_count -= 1
+        if holding:
             if self.accept_held:
                 with self.lock:
                     self.accepted.append(Accepted(wamid, body))

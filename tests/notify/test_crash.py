@@ -125,7 +125,7 @@ def test_worker_killed_during_the_send_delivers_exactly_once_after_restart(
     with transaction(factory) as session:
         notify_outbox.enqueue(session, event="complaint_closed", recipients=[WA], params=PARAMS,
                               idempotency_key="complaint:77:closed")
-    fake_graph.hold_seconds, fake_graph.accept_held = 30.0, provider_got_it
+    fake_graph.hold_count, fake_graph.accept_held = 1, provider_got_it
     env = child_env(notify_db_url, fake_graph)
     worker = subprocess.Popen([*CLI, "notify", "worker"], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -135,7 +135,6 @@ def test_worker_killed_during_the_send_delivers_exactly_once_after_restart(
         kill(worker)  # after the provider call, before the outcome is committed
     (row,) = outbox(factory)
     assert row.status == "sending"
-    fake_graph.hold_seconds = 0.0
     if provider_got_it:
         # Meta processed it and reports it, echoing our idempotency key (biz_opaque_callback_data).
         raw, _ = signed(fake_graph.status_callback(fake_graph.accepted[0], "delivered"), "unused")
@@ -156,7 +155,7 @@ def test_worker_killed_during_the_send_delivers_exactly_once_after_restart(
 def impatient(runtime: NotifyRuntime, fake_graph: FakeGraph) -> NotifyRuntime:
     runtime.senders[Channel.WHATSAPP] = MetaCloudProvider(fake_graph.url, "v21.0", "1234", SecretStr(TOKEN),
                                                           timeout=0.3)
-    fake_graph.hold_seconds = 1.0  # answers after our timeout: the outcome is unknown to us
+    fake_graph.hold_count = 1  # answered only after our timeout: the outcome is unknown to us
     return runtime
 
 
@@ -173,7 +172,6 @@ def test_an_unknown_outcome_settled_by_the_providers_callback_is_not_sent_again(
         outcome = notify_outbox.apply_status(session, StatusUpdate(
             accepted.wamid, Status.SENT, idempotency_key=accepted.body["biz_opaque_callback_data"]), now=clock.now)
     assert outcome == "applied"
-    fake_graph.hold_seconds = 0.0
     clock.advance(hours=2)
     assert deliver_due(impatient).sent == 0
     assert len(fake_graph.sends()) == 1
@@ -188,7 +186,6 @@ def test_an_unknown_outcome_without_any_report_is_sent_again_after_the_grace_win
         notify_outbox.enqueue(session, event="complaint_verified", recipients=[WA], params=PARAMS,
                               idempotency_key="complaint:79:verified", now=clock.now)
     assert deliver_due(impatient).unknown == 1
-    fake_graph.hold_seconds = 0.0
     clock.advance(minutes=5)
     assert deliver_due(impatient).sent == 0, "inside the grace window nothing is re-sent"
     clock.advance(minutes=6)
