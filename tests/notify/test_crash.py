@@ -45,7 +45,7 @@ def outbox(factory: sessionmaker[Session]) -> list[NotifyOutboxRow]:
         return list(session.scalars(select(NotifyOutboxRow).order_by(NotifyOutboxRow.id)))
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
