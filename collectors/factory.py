@@ -40,6 +40,13 @@ class InventoryCollectors:
         self.site_ca_file = site_ca_file
         self.site_concurrency = site_concurrency
         self.ssh_workers = ssh_workers
+        self._built: list[Any] = []  # Proxmox collectors, closed by close()
+
+    def close(self) -> None:
+        """Close the kept Proxmox sessions (at shutdown, after the scheduler stopped)."""
+        for collector in self._built:
+            collector.close()
+        self._built.clear()
 
     def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
         lock = threading.Lock()
@@ -52,6 +59,7 @@ class InventoryCollectors:
                     try:
                         cls = registry.collector_class("proxmox")
                         built.append(cls.from_inventory(cluster, vms, base_dir=self.base_dir))
+                        self._built.append(built[0])
                     except ConfigError as exc:
                         return ClusterObservation(cluster=cluster.name, at=datetime.now(UTC), ok=False,
                                                   failure=FailureClass.ERROR, detail=str(exc))
