@@ -12,6 +12,7 @@ import click
 
 import pdn_ops
 from pdn_ops.errors import ConfigError, DatabaseNotReady, InventoryError
+from pdn_ops.lab.cli import lab as lab_commands
 from pdn_ops.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -142,12 +143,14 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
     """Run the web service (and its single scheduler) in the foreground."""
     import uvicorn
 
+    from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
     try:
-        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx), scheduler_hook()])
+        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx),
+                                                scheduler_hook(build_factory=inventory_collectors)])
     except (DatabaseNotReady, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -163,6 +166,7 @@ def demo(listen: str, with_lab: bool) -> None:
     import uvicorn
 
     from pdn_ops.db import migrate
+    from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
@@ -177,7 +181,10 @@ def demo(listen: str, with_lab: bool) -> None:
         # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
         settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
-        app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook()])
+        app = create_app(settings, start_hooks=[sync_inventory_at_start, _demo_accounts,
+                                                scheduler_hook(build_factory=inventory_collectors)])
+        if running_lab is not None:
+            app.state.ctx.extras["site_ca_file"] = str(running_lab.ca_file)  # the lab's sites use its own CA
         click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
                    f"(database {settings.effective_database_url})")
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -186,6 +193,21 @@ def demo(listen: str, with_lab: bool) -> None:
             running_lab.stop()
 
 
-from pdn_ops.lab.cli import lab as lab_commands  # noqa: E402  (registration, kept apart for merges)
-
 main.add_command(lab_commands)
+
+
+def _demo_accounts(ctx: Any) -> None:
+    """Demo mode: create and print the demo accounts (after the inventory sync made the OPDs)."""
+    from pdn_ops.db.engine import transaction
+    from pdn_ops.services import accounts
+
+    with transaction(ctx.sessions) as session:
+        made = accounts.ensure_demo_accounts(session)
+    click.echo(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
+    for username, role, opd in made:
+        click.echo(f"  {username:<16} {role:<11} {opd}")
+
+
+from pdn_ops.accounts_cli import user as _user_group  # noqa: E402
+
+main.add_command(_user_group)
