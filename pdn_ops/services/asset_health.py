@@ -54,8 +54,8 @@ def uptime(session: Session, start: datetime, end: datetime, opd_id: int | None)
         site_stmt = site_stmt.where(SiteRow.opd_id == opd_id)
     for name, cluster, vmid, target_id in session.execute(vm_stmt.order_by(VmRow.name)):
         rows.append((f"VM {name} ({cluster}/{vmid})", target_id))
-    for name, url, target_id in session.execute(site_stmt.order_by(SiteRow.url)):
-        rows.append((f"{name or url}", target_id))
+    for site_name, url, target_id in session.execute(site_stmt.order_by(SiteRow.url)):
+        rows.append((site_name or url, target_id))
     report = []
     for label, target_id in rows:
         ratio = health.uptime(session, target_id=target_id, since=start, until=end)
