@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pdn_ops.domain.sla import SlaPolicy, parse_holidays
+from pdn_ops.errors import ConfigError
 from pdn_ops.services.complaints import ComplaintConfig, ComplaintListeners
 
 
@@ -42,7 +43,16 @@ class ComplaintSettings(BaseSettings):
         return timedelta(days=self.autoclose_days)
 
 
+def load_complaint_settings() -> ComplaintSettings:
+    """From the environment; every bad value named at once, as a ConfigError like the main settings."""
+    try:
+        return ComplaintSettings()
+    except ValidationError as exc:
+        lines = [f"PDN_OPS_{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
 def complaint_config(data_dir: Path, settings: ComplaintSettings | None = None) -> ComplaintConfig:
-    chosen = settings or ComplaintSettings()
+    chosen = settings or load_complaint_settings()
     return ComplaintConfig(data_dir=data_dir, policy=chosen.policy(), autoclose_after=chosen.autoclose_after(),
                            listeners=ComplaintListeners())

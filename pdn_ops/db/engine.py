@@ -25,7 +25,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A unit of work that will write may ask to start as the writer (execution option sqlite_begin="IMMEDIATE"):
+    # SQLite cannot turn a reader into a writer once another writer has committed (SQLITE_BUSY_SNAPSHOT is not
+    # retried), whereas BEGIN IMMEDIATE simply waits up to the busy timeout for its turn.
+    mode = connection.get_execution_options().get("sqlite_begin", "")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

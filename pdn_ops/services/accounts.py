@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -23,6 +24,7 @@ from pdn_ops.domain.access import OPD_ROLES, Principal, Role
 from pdn_ops.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
 
 SESSION_LIFETIME = timedelta(hours=12)
+TOUCH_EVERY = timedelta(minutes=1)
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_CLIENT = 20
@@ -135,19 +137,29 @@ class Authenticated:
     principal: Principal
     csrf_token: str | None  # None for API tokens, which are exempt from CSRF
     via: str  # session | token
+    token_id: int | None = None
+    touch: bool = False  # the token's last use is more than a minute old: record it (see touch_token)
+
+
+# Every request runs one of these two lookups: plain columns, not ORM objects, keep them cheap.
+_WHO = (UserRow.id, UserRow.username, UserRow.role, UserRow.opd_id, UserRow.language)
+
+
+def _principal(row: Any) -> Principal:
+    return Principal(user_id=row.id, username=row.username, role=Role(row.role), opd_id=row.opd_id,
+                     language=row.language)
 
 
 def by_session_key(session: Session, key: str, now: datetime | None = None) -> Authenticated | None:
     now = now or utcnow()
     row = session.execute(
-        select(WebSessionRow, UserRow).join(UserRow, UserRow.id == WebSessionRow.user_id).where(
+        select(*_WHO, WebSessionRow.csrf_token).join(WebSessionRow, UserRow.id == WebSessionRow.user_id).where(
             WebSessionRow.key_hash == _digest(key), WebSessionRow.revoked_at.is_(None),
             WebSessionRow.expires_at > now, UserRow.active.is_(True))
     ).first()
     if row is None:
         return None
-    web_session, user = row
-    return Authenticated(principal_of(user), web_session.csrf_token, "session")
+    return Authenticated(_principal(row), row.csrf_token, "session")
 
 
 def by_api_token(session: Session, token: str, now: datetime | None = None) -> Authenticated | None:
@@ -155,16 +167,27 @@ def by_api_token(session: Session, token: str, now: datetime | None = None) -> A
         return None
     now = now or utcnow()
     row = session.execute(
-        select(ApiTokenRow, UserRow).join(UserRow, UserRow.id == ApiTokenRow.user_id).where(
+        select(*_WHO, ApiTokenRow.id.label("token_id"), ApiTokenRow.last_used_at)
+        .join(ApiTokenRow, UserRow.id == ApiTokenRow.user_id).where(
             ApiTokenRow.token_hash == _digest(token), ApiTokenRow.revoked_at.is_(None), UserRow.active.is_(True))
     ).first()
     if row is None:
         return None
-    token_row, user = row
-    # Written at most once a minute: a script polling the API should not turn every read into a write.
-    if token_row.last_used_at is None or now - token_row.last_used_at > timedelta(minutes=1):
-        token_row.last_used_at = now
-    return Authenticated(principal_of(user), None, "token")
+    stale = row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY
+    return Authenticated(_principal(row), None, "token", row.token_id, stale)
+
+
+def touch_token(session: Session, token_id: int, now: datetime | None = None) -> None:
+    """Record a token's use, at most once a minute, in a transaction of its own that starts with the write.
+
+    A read-then-write transaction cannot wait for a concurrent writer on SQLite (its snapshot is stale), so
+    parallel API calls would fail with "database is locked"; a conditional UPDATE alone simply waits its turn.
+    """
+    now = now or utcnow()
+    session.execute(update(ApiTokenRow).where(
+        ApiTokenRow.id == token_id,
+        (ApiTokenRow.last_used_at.is_(None)) | (ApiTokenRow.last_used_at < now - TOUCH_EVERY),
+    ).values(last_used_at=now))
 
 
 def logout(session: Session, key: str, now: datetime | None = None) -> None:

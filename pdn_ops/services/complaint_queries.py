@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.complaint_tables import (
@@ -71,8 +71,9 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
             due, last_id = datetime.fromisoformat(raw_due), int(raw_id)
         except ValueError:
             raise NotFound("bad cursor") from None
-        stmt = stmt.where(or_(ComplaintRow.sla_due_at > due,
-                              and_(ComplaintRow.sla_due_at == due, ComplaintRow.id > last_id)))
+        # A row-value comparison: both engines turn it into one range scan of ix_complaints_sla_due_at_id.
+        after = tuple_(bindparam("after_due", due, type_=ComplaintRow.sla_due_at.type), bindparam("after_id", last_id))
+        stmt = stmt.where(tuple_(ComplaintRow.sla_due_at, ComplaintRow.id) > after)
     rows = _fetch(session, stmt.order_by(ComplaintRow.sla_due_at, ComplaintRow.id), light, limit)
     more = len(rows) > limit
     rows = rows[:limit]

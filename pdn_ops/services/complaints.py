@@ -339,6 +339,17 @@ def add_note(session: Session, principal: Principal, complaint_id: int, body: st
     return note
 
 
+def record(session: Session, complaint_id: int, *, actor: str, action: str, detail: str = "",
+           now: datetime | None = None) -> None:
+    """Add an entry to a complaint's timeline without changing its state (e.g. ``remediation.started``).
+
+    For other parts of pdn-ops (remediation runs linked to a complaint); the complaint page shows the action
+    text as it is unless the catalogue has ``complaints.event.<last part>``.
+    """
+    session.add(AuditRow(at=now or utcnow(), actor=actor, action=action, subject=f"complaint:{complaint_id}",
+                         detail=detail[:2000]))
+
+
 def close_stale(session: Session, now: datetime, *, after: timedelta | None = None,
                 config: ComplaintConfig | None = None) -> list[int]:
     """Close complaints that stayed fixed without an OPD answer for ``after``; noted as closed automatically.

@@ -69,6 +69,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     for module in (health, home, metrics, fleet, accounts, complaints, complaints_api, reports):
         app.include_router(module.router)
 
+    app.add_middleware(auth.BodyLimit)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response = await call_next(request)
@@ -85,7 +87,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         if exc.status_code == 403:
             return render(request, "error.html", status_code=403, message_key="error.forbidden")
-        key = "error.not_found" if exc.status_code == 404 else "error.server"
+        key = {404: "error.not_found", 413: "error.too_large"}.get(exc.status_code, "error.server")
         return render(request, "error.html", status_code=exc.status_code, message_key=key)
 
     # Domain outcomes: what a user may not see answers exactly like what does not exist.

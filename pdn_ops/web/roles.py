@@ -64,6 +64,10 @@ FastStaff = Annotated[Principal, Depends(require_staff_fast)]
 
 @contextmanager
 def unit_of_work(ctx: AppContext) -> Iterator[Session]:
-    """Committed before the route builds its redirect, so the next page sees the change."""
+    """Committed before the route builds its redirect, so the next page sees the change.
+
+    It starts as a writer on SQLite (BEGIN IMMEDIATE), so concurrent state changes queue instead of failing.
+    """
     with transaction(ctx.sessions) as session:
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         yield session

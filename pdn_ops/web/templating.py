@@ -9,7 +9,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from pdn_ops.i18n import LANGUAGES, translate
+from pdn_ops.i18n import LANGUAGES, catalogue, translate
+from pdn_ops.web.auth import csrf_token, finish_response, principal_or_none
 from pdn_ops.web.deps import LANG_COOKIE, get_language
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -32,13 +33,19 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     def t(key: str, **params: object) -> str:
         return translate(key, lang, **params)
 
-    from pdn_ops.web.auth import csrf_token, finish_response, principal_or_none
-
     context.setdefault("user", principal_or_none(request))
     context.setdefault("csrf_token", csrf_token(request))
     context.setdefault("tz", request.app.state.ctx.settings.tz)
+    def tk(family: str, value: object, fallback: str | None = None) -> str:
+        # A key chosen at run time (a state, a category); tests check every family is complete. ``fallback``
+        # is for open families such as audit events that other parts of pdn-ops may add to a timeline.
+        key = f"{family}.{value}"
+        if fallback is not None and key not in catalogue():
+            return fallback
+        return translate(key, lang)
+
     body = env.get_template(template).render(
-        request=request, lang=lang, languages=LANGUAGES, t=t, **context
+        request=request, lang=lang, languages=LANGUAGES, t=t, tk=tk, **context
     )
     response = HTMLResponse(body, status_code=status_code)
     finish_response(request, response)

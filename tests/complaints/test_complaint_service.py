@@ -156,3 +156,12 @@ def test_roles_cannot_be_changed_except_by_a_supervisor(session, named) -> None:
     accounts.set_role(session, named.users["supervisor"], eng.user_id, Role.SUPERVISOR)
     with pytest.raises(ValueError, match="between an OPD and Diskominfo"):
         accounts.set_role(session, named.users["supervisor"], eng.user_id, Role.OPD_ADMIN)
+
+
+def test_other_parts_can_add_timeline_entries_without_a_state_change(session, named, config) -> None:
+    cid = _file(session, named, config)
+    complaints.record(session, cid, actor="remediation", action="remediation.restart_service", detail="nginx",
+                      now=T0 + timedelta(minutes=5))
+    row = complaints.get(session, named.users["engineer"], cid)
+    assert row.state == State.SUBMITTED
+    assert [a.action for a in complaint_queries.timeline(session, row)][-1] == "remediation.restart_service"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,10 +15,11 @@ from pdn_ops.complaint_metrics import ComplaintCollector
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import make_engine
 from pdn_ops.domain.complaints import Action
-from pdn_ops.services import complaint_reports, complaints
+from pdn_ops.services import complaint_reports, complaint_stats, complaints
 from pdn_ops.services.complaints import ComplaintConfig, Draft
 from tests.complaints.test_complaint_service import Named
 from tests.complaints.world import jpeg
+from tests.support import require_binary
 
 WIB = ZoneInfo("Asia/Jakarta")
 T0 = datetime(2026, 10, 5, 2, 0, tzinfo=UTC)
@@ -73,12 +75,16 @@ def test_metrics_collector_reports_open_complaints_and_sla_levels(session, tmp_p
     complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config, now=T0 + timedelta(days=5))
     session.flush()
     registry = CollectorRegistry()
-    # The collector opens its own session; share this test's connection so it sees the uncommitted rows.
-    registry.register(ComplaintCollector(lambda: session, now=lambda: T0 + timedelta(days=6)))  # type: ignore[arg-type]
+    # This test's transaction is never committed, so the collector reads through the test's session.
+    registry.register(ComplaintCollector(lambda: complaint_stats.snapshot(session, T0 + timedelta(days=6))))
     text = generate_latest(registry).decode()
     assert 'pdn_complaints_open{opd="dinkes",state="submitted"} 2.0' in text
     assert 'pdn_complaints_sla{level="at_risk_80",opd="dinkes"} 1.0' in text
     assert 'level="at_risk_50"' not in text and "ok" not in text.split("pdn_complaints_sla")[-1]
+    promtool = require_binary("promtool", "/usr/bin/promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                             timeout=30, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_migration_0002_goes_up_and_down(fresh_db_url) -> None:
@@ -95,3 +101,10 @@ def test_migration_0002_goes_up_and_down(fresh_db_url) -> None:
         assert "opds" in set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_metrics_reader_opens_its_own_session(db_engine) -> None:
+    from pdn_ops.db.engine import make_sessionmaker
+
+    read = complaint_stats.reader(make_sessionmaker(db_engine))
+    assert isinstance(read(), complaint_stats.ComplaintSnapshot)

@@ -114,6 +114,8 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         spare = accounts.assign_admin(session, head, username="spare-admin", display_name="", password="x" * 12)
         admin = principal_named(session, ADMIN)
         _, token = accounts.create_token(session, admin, "route-table")
+        # Path parameters name objects of Dinas Kesehatan, so OTHER (admin of Dinas Pendidikan) must get 404.
+        # vm_id / site_id are here for the fleet pages (/fleet/vm/{vm_id}, /fleet/site/{site_id}).
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"]}
     wrong: list[str] = []
@@ -122,7 +124,10 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         allowed = ACCESS.get(f"{method} {path}")
         if allowed is None:
             continue
-        url = path.format(**params)
+        try:
+            url = path.format(**params)
+        except KeyError as exc:
+            raise AssertionError(f"{method} {path}: add a value for {exc} to params in {__file__}") from None
         checked.append(url)
         for role in ROLES:
             response = clients[role].request(method, url)

@@ -111,3 +111,19 @@ def test_the_procedure_state_machine_enforces_roles_and_reasons() -> None:
     assert available_actions(State.SUBMITTED, Role.ENGINEER) == [Action.VERIFY, Action.RETURN, Action.MERGE]
     assert available_actions(State.FIXED, Role.OPD_HEAD) == [Action.CONFIRM, Action.REOPEN]
     assert available_actions(State.SUBMITTED, Role.OPD_ADMIN) == []
+
+
+def test_bad_sla_settings_are_named_at_start(monkeypatch) -> None:
+    from pdn_ops.complaint_settings import load_complaint_settings
+    from pdn_ops.errors import ConfigError
+
+    monkeypatch.setenv("PDN_OPS_SLA_HOLIDAYS", "2026-12-25,25/12/2026")
+    monkeypatch.setenv("PDN_OPS_SLA_DAYS", "0")
+    with pytest.raises(ConfigError) as bad:
+        load_complaint_settings()
+    assert "PDN_OPS_SLA_HOLIDAYS" in str(bad.value) and "PDN_OPS_SLA_DAYS" in str(bad.value)
+    monkeypatch.setenv("PDN_OPS_SLA_HOLIDAYS", "2026-12-25")
+    monkeypatch.setenv("PDN_OPS_SLA_DAYS", "5")
+    monkeypatch.setenv("PDN_OPS_SLA_WORKING_DAYS", "1")
+    policy = load_complaint_settings().policy()
+    assert policy.days == 5 and policy.working_days and date(2026, 12, 25) in policy.holidays

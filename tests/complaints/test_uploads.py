@@ -127,3 +127,16 @@ def test_clean_name_drops_directories_and_control_characters() -> None:
     assert photos.clean_name("C:\\Windows\\evil.png") == "evil.png"
     assert photos.clean_name("...") == "photo" and photos.clean_name(None) == "photo"
     assert len(photos.clean_name("x" * 500 + ".jpg")) == 120
+
+
+def test_bodies_over_the_limit_are_refused_before_they_are_spooled(world) -> None:
+    from fastapi.testclient import TestClient
+
+    from pdn_ops.web.auth import BodyLimit
+    from tests.complaints.world import login
+
+    limited = TestClient(BodyLimit(world.app, limit=50_000), follow_redirects=False)
+    login(limited, "admin-dinkes")
+    response = file_complaint(limited, f"vm:{world.vm['web-dinkes']}",
+                              photos=[("big.jpg", jpeg() + b"\0" * 100_000, "image/jpeg")])
+    assert response.status_code == 413

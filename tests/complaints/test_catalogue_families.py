@@ -1,0 +1,35 @@
+"""Keys the templates choose at run time (tk(family, value)) exist for every value, in both languages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pdn_ops.domain.access import Role
+from pdn_ops.domain.complaints import Action, Category, State
+from pdn_ops.domain.sla import SlaStatus
+from pdn_ops.i18n import catalogue
+from pdn_ops.services.complaints import NOTIFY_OPD
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "pdn_ops" / "web" / "templates"
+FAMILIES: dict[str, set[str]] = {
+    "complaints.state": {str(s) for s in State},
+    "complaints.category": {str(c) for c in Category},
+    "complaints.action": {"verify", "return", "start", "fix", "confirm", "reopen", "merge", "edit"},
+    "complaints.sla": {str(s) for s in SlaStatus},
+    "complaints.event": {str(a) for a in Action} | {"merged_from", "note", "photo_view"},
+    "role": {str(r) for r in Role},
+    "inbox.kind": set(NOTIFY_OPD.values()),
+    "admins.action": {"assign", "revoke"},
+}
+
+
+def test_every_family_used_by_a_template_is_complete() -> None:
+    used = set()
+    for template in TEMPLATES.rglob("*.html"):
+        used |= set(re.findall(r"""\btk\(\s*['"]([\w.]+)['"]""", template.read_text()))
+    assert used <= set(FAMILIES), f"describe these families in FAMILIES: {sorted(used - set(FAMILIES))}"
+    keys = set(catalogue())
+    missing = sorted(f"{family}.{value}" for family in used for value in FAMILIES[family]
+                     if f"{family}.{value}" not in keys)
+    assert not missing, missing
