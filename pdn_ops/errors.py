@@ -12,7 +12,12 @@
     ├── RemediationError            an action could not be carried out
     │   ├── PolicyRefused           refused before any side effect (bad parameter, cooldown, approval)
     │   └── ActionFailed            the side effect was attempted and failed
-    └── NotFound / Conflict / PermissionDenied   domain outcomes that the web layer maps to 404/409/403
+    ├── NotFound / Conflict / PermissionDenied   domain outcomes that the web layer maps to 404/409/403
+    ├── DeliveryError               a notification could not be handed to a provider (issue 7)
+    │   ├── DeliveryRetryable       transient: provider down, 5xx, 429, refused; retried with backoff
+    │   ├── DeliveryRejected        permanent: the provider refused this message (bad number, 4xx); failed
+    │   └── DeliveryUnknown         the request may have reached the provider: outcome unknown, never blindly resent
+    └── MediaRefused                an inbound photo is not an acceptable image (type, size, pixels, truncated)
 
 Library errors (requests, paramiko, aiohttp, SQLAlchemy) are translated where they are caught and chained with
 ``raise ... from exc`` so the original stays in the traceback but never in a user-facing message.
@@ -100,3 +105,26 @@ class Conflict(PdnOpsError):
 
 class PermissionDenied(PdnOpsError):
     """The caller is known but may not do this."""
+
+
+# --- notifications (issue 7) -------------------------------------------------------------------------------------
+class DeliveryError(PdnOpsError):
+    """A notification could not be handed to its provider."""
+
+
+class DeliveryRetryable(DeliveryError):
+    transient = True
+
+
+class DeliveryRejected(DeliveryError):
+    """The provider refused the message itself; sending it again would be refused again."""
+
+
+class DeliveryUnknown(DeliveryError):
+    """The request may have reached the provider (timeout after sending, connection lost mid-response)."""
+
+    transient = True
+
+
+class MediaRefused(PdnOpsError):
+    """An inbound image that is not an acceptable JPEG, PNG or WebP; the message says why, in plain words."""

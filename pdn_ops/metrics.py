@@ -315,7 +315,14 @@ def _complaints(ctx: Any) -> Collector:
     return ComplaintCollector(complaint_stats.reader(ctx.sessions))
 
 
-AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints,)
+def _notifications(ctx: Any) -> Collector:
+    from pdn_ops.notify.metrics import NotifyCollector
+    from pdn_ops.services import notify_outbox
+
+    return NotifyCollector(notify_outbox.snapshot_reader(ctx.sessions))
+
+
+AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints, _notifications)
 
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:

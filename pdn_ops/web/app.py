@@ -26,7 +26,17 @@ from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.settings import Settings
 from pdn_ops.web import auth
 from pdn_ops.web.context import AppContext
-from pdn_ops.web.routes import accounts, complaints, complaints_api, fleet, health, home, metrics, reports
+from pdn_ops.web.routes import (
+    accounts,
+    complaints,
+    complaints_api,
+    fleet,
+    health,
+    home,
+    metrics,
+    reports,
+    whatsapp_webhook,
+)
 from pdn_ops.web.templating import make_environment, render
 
 log = logging.getLogger(__name__)
@@ -66,7 +76,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     app.state.ctx = ctx
     app.state.jinja = make_environment()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (health, home, metrics, fleet, accounts, complaints, complaints_api, reports):
+    for module in (health, home, metrics, fleet, accounts, complaints, complaints_api, reports, whatsapp_webhook):
         app.include_router(module.router)
 
     app.add_middleware(auth.BodyLimit)

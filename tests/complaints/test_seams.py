@@ -30,7 +30,7 @@ def seams(world: World) -> Iterator[list[ComplaintEvent]]:
 def test_the_picker_shows_live_health_and_staff_see_fitting_actions(world: World, seams) -> None:
     admin = world.client("admin-dinkes")
     form = admin.get("/complaints/new").text
-    assert "Kondisi: down" in form and "Kondisi: tidak diketahui" in form, "VMs have a state, sites unknown"
+    assert "Kondisi: Mati" in form and "Kondisi: Tidak diketahui" in form, "VMs have a state, sites unknown"
     response = file_complaint(admin, f"vm:{world.vm['web-dinkes']}")
     url = response.headers["location"]
     assert [e.action for e in seams] == ["submit"], "listeners hear every state change"

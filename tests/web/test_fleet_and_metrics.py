@@ -135,7 +135,8 @@ def test_metrics_expose_states_values_and_collectors_with_bounded_labels(client:
     assert samples[("pdn_node_up", (("cluster", "pdn1"), ("node", "pve1")))] == 1
     label_names = {name for (_metric, labels) in samples for name, _ in labels}
     assert label_names <= {"kind", "target", "opd", "state", "site_id", "vm_id", "cluster", "vmid", "node",
-                           "mount", "collector"}, "bounded labels only: no URLs, names or user text"
+                           "mount", "collector", "level", "channel", "status"}, (
+        "bounded labels only: no URLs, names or user text")
     assert not any("127.0.10" in value for (_m, labels) in samples for _n, value in labels)
 
 
@@ -180,7 +181,8 @@ def test_a_scrape_reads_only_the_current_state_never_history(client: TestClient,
     tables = {name for statement in statements for name in re.findall(r"FROM (\w+)", statement)}
     assert {"health_targets", "job_status"} <= tables, "the refresh read the current state"
     # Other areas' collectors count current rows too (open complaints); none reads a history table.
-    assert tables <= {"health_targets", "opds", "job_status", "complaints"}, tables
+    assert tables <= {"health_targets", "opds", "job_status", "complaints", "notify_outbox",
+                      "notify_inbound"}, tables
     assert not {"health_checks", "health_events", "health_rollups", "job_runs"} & tables
 
 
