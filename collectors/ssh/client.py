@@ -82,6 +82,9 @@ def translate(exc: BaseException, target: str) -> CollectorError:
             return HostKeyMismatch(f"{target}: host key is not the pinned one", failure=FailureClass.HOST_KEY)
         if "banner" in text.lower() or "timeout" in text.lower() or "timed out" in text.lower():
             return TargetUnreachable(f"{target}: no SSH answer in time", failure=FailureClass.TIMEOUT)
+        if "No existing session" in text:
+            # connect() stopped waiting for the key exchange at its timeout and went on to authenticate
+            return TargetUnreachable(f"{target}: SSH negotiation did not finish in time", failure=FailureClass.TIMEOUT)
         return UnexpectedResponse(f"{target}: SSH protocol error", failure=FailureClass.PROTOCOL)
     if isinstance(exc, OSError):
         return TargetUnreachable(f"{target}: cannot connect ({exc.strerror or type(exc).__name__})",
@@ -135,8 +138,13 @@ class SshClient:
                 channel_timeout=self.timeout, look_for_keys=False, allow_agent=False,
             )
         except Exception as exc:
+            transport = client.get_transport()
+            # When negotiation dies in paramiko's transport thread (no banner in time), connect() may only say
+            # "No existing session"; the thread's own error says why.
+            saved = getattr(transport, "saved_exception", None) if transport is not None else None
             client.close()
-            raise translate(exc, self.target) from exc
+            cause = saved if isinstance(saved, Exception) and type(exc) is paramiko.SSHException else exc
+            raise translate(cause, self.target) from exc
         self._client = client
 
     def close(self) -> None:

@@ -30,6 +30,13 @@ class InventoryCollectorFactory:
         self._site_ca_file = site_ca_file
         self._site_concurrency = site_concurrency
         self._ssh_concurrency = ssh_concurrency
+        self._kept: list[Any] = []  # Proxmox collectors keep an HTTPS session between cycles
+
+    def close(self) -> None:
+        """Close the kept Proxmox sessions (at shutdown, once the scheduler has stopped)."""
+        for collector in self._kept:
+            collector.close()
+        self._kept.clear()
 
     def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
         built: list[Any] = []  # the collector keeps state between cycles (which guests changed)
@@ -39,6 +46,7 @@ class InventoryCollectorFactory:
                 cls: Any = collector_class("proxmox")
                 try:
                     built.append(cls.from_inventory(cluster, self._inventory.vms, base_dir=self._base_dir))
+                    self._kept.append(built[0])
                 except ConfigError as exc:  # unreadable token or CA file: the cluster shows why, others go on
                     return ClusterObservation(cluster=cluster.name, at=utcnow(), ok=False,
                                               failure=FailureClass.ERROR, detail=str(exc))

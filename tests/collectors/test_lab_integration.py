@@ -22,7 +22,7 @@ from collectors.ssh.collector import SshCollector
 from pdn_ops.domain.drift import guest_drift
 from pdn_ops.domain.observations import FailureClass
 from pdn_ops.inventory import Inventory, Vm, load_inventory
-from pdn_ops.scheduler.collectors import InventoryCollectorFactory as InventoryCollectors
+from pdn_ops.scheduler.collectors import InventoryCollectorFactory
 from tests.support import missing, port_open
 
 SSHD = "/usr/sbin/sshd"
@@ -191,11 +191,15 @@ def test_sites_check_and_expired_certificate_is_seen(world):
 def test_scheduler_jobs_built_with_the_collector_factory_observe_the_lab(world):
     from pdn_ops.scheduler.jobs import HealthConfig, build_jobs
 
-    factory = InventoryCollectors(world.inventory, base_dir=world.base_dir, site_ca_file=str(world.lab.ca_file))
+    factory = InventoryCollectorFactory(world.inventory, base_dir=world.base_dir, site_ca_file=str(world.lab.ca_file))
     jobs = {job.kind: job for job in build_jobs(world.inventory, factory, HealthConfig())}
-    cluster = jobs["proxmox"].collect()
+    try:
+        cluster = jobs["proxmox"].collect()
+        second = jobs["proxmox"].collect()
+    finally:
+        factory.close()  # its kept HTTPS session must not outlive the lab's server
     assert cluster.ok and {g.vmid for g in cluster.guests} == {vm.vmid for vm in world.inventory.vms}
-    assert jobs["proxmox"].collect().api_calls == 2  # the same collector, kept between cycles
+    assert second.api_calls == 2  # the same collector, kept between cycles
     sites = jobs["sites"].collect()
     assert len(sites) == len(world.inventory.sites) and all(c.status_code for c in sites)
     guests = jobs["ssh"].collect()
@@ -204,7 +208,7 @@ def test_scheduler_jobs_built_with_the_collector_factory_observe_the_lab(world):
 
 
 def test_factory_turns_an_unreadable_secret_into_a_failed_observation(world, tmp_path):
-    factory = InventoryCollectors(world.inventory, base_dir=tmp_path)  # secrets are relative: not found here
+    factory = InventoryCollectorFactory(world.inventory, base_dir=tmp_path)  # secrets are relative: not found here
     observation = factory.proxmox(world.inventory.clusters[0])()
     assert (observation.ok, observation.failure) == (False, FailureClass.ERROR)
     assert "token_secret" in observation.detail and world.lab.token_secret not in observation.detail
