@@ -5,6 +5,7 @@ from sqlalchemy import pool
 
 from pdn_ops.db.engine import make_engine
 from pdn_ops.db.tables import Base
+import pdn_ops.db.remediation_tables  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata
