@@ -168,3 +168,7 @@ def demo(listen: str) -> None:
     app = create_app(settings, start_hooks=[sync_inventory_at_start])
     click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  (database {settings.effective_database_url})")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+from pdn_ops.cli_remediation import remediation as _remediation  # noqa: E402
+
+main.add_command(_remediation)

@@ -389,3 +389,30 @@ def cap_output(text: str, limit: int = 16_384) -> str:
 def confirmation_passed(results: Sequence[bool], needed: int) -> bool:
     """Health-confirmed closure: the last ``needed`` results are all passes."""
     return needed > 0 and len(results) >= needed and all(results[-needed:])
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"  # the step's condition did not hold (e.g. the VM was already stopped)
+    NOT_STARTED = "not_started"  # reconciliation proved the side effect never happened
+    RUNNING = "running"  # intent written, no result yet
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an executor returns instead of raising (StackStorm's action result)."""
+
+    status: StepStatus
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    upid: str | None = None
+    data: object = None
+    detail: str = ""
+    security_event: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
