@@ -41,11 +41,13 @@ def _shape(ctx: RunContext, data: Any) -> dict[str, Any]:
 
 
 def _node(ctx: RunContext, data: Any) -> dict[str, Any]:
-    info = data if isinstance(data, dict) else {}
-    cpus = int((info.get("cpuinfo") or {}).get("cpus", 0))
-    mem = info.get("memory") or {}
-    free = int(mem.get("available", mem.get("free", 0))) // (1024 * 1024)
-    return {"node_cpus": cpus, "node_memory_free_mib": free}
+    """From GET /nodes (maxcpu, maxmem, mem): the node's CPUs and the memory not in use."""
+    info = next((n for n in data or [] if isinstance(n, dict) and n.get("node") == ctx.node), None)
+    if info is None or not info.get("maxcpu") or not info.get("maxmem"):
+        raise CheckFailed(f"cannot read the capacity of node {ctx.node}")
+    free = (int(info["maxmem"]) - int(info.get("mem", 0))) // (1024 * 1024)
+    return {"node_cpus": int(info["maxcpu"]), "node_memory_free_mib": free,
+            "_detail": f"node {ctx.node}: {info['maxcpu']} CPUs, {free} MiB free"}
 
 
 def _plan(ctx: RunContext, data: Any) -> dict[str, Any]:
@@ -101,7 +103,7 @@ def _resize(ctx: RunContext) -> ApiCall:
 STEPS: tuple[Step, ...] = (
     LOCATE,
     Check("read_config", "check", lambda ctx: ApiCall("GET", ctx.vm_path("/config"), {"current": 1}), _shape),
-    Check("node_capacity", "check", lambda ctx: ApiCall("GET", f"/nodes/{ctx.node}/status"), _node),
+    Check("node_capacity", "check", lambda ctx: ApiCall("GET", "/nodes"), _node),
     Check("plan", "check", lambda ctx: ApiCall("GET", f"/nodes/{ctx.node}/storage"), _plan),
     ApiTask("set_config", _config, "qmconfig", when=lambda ctx: bool(ctx.facts.get("plan_config"))),
     ApiTask("grow_disk", _resize, "resize", when=lambda ctx: ctx.params["request"].get("disk_grow_gib") is not None),
