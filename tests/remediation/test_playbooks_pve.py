@@ -119,7 +119,7 @@ def test_timeout_before_the_upid_is_resolved_from_the_task_list(fakepve: Any, fa
 
 def test_resize_plans_the_reboot_it_needs(fakepve: Any, fakepve_cafile: str) -> None:
     vm = add_vm(fakepve)
-    result, journal = run_playbook("resize_vm", VM, {"cores": 4, "memory_mib": 4096},
+    result, _journal = run_playbook("resize_vm", VM, {"cores": 4, "memory_mib": 4096},
                                    proxmox=executor(fakepve, fakepve_cafile))
     assert result.status is StepStatus.SUCCEEDED, result.summary
     assert "reboot planned" in result.summary
@@ -139,7 +139,7 @@ def test_resize_with_reboot_applies_the_change(fakepve: Any, fakepve_cafile: str
 
 def test_resize_beyond_the_node_is_refused_before_any_change(fakepve: Any, fakepve_cafile: str) -> None:
     add_vm(fakepve)
-    result, journal = run_playbook("resize_vm", VM, {"cores": 120}, policy=Policy(max_cores=128),
+    result, _journal = run_playbook("resize_vm", VM, {"cores": 120}, policy=Policy(max_cores=128),
                                    proxmox=executor(fakepve, fakepve_cafile))
     assert result.status is StepStatus.FAILED
     assert "refused" in result.summary
