@@ -1,0 +1,197 @@
+"""Faults on demand, for tests (``lab.faults.crash_service(101)``) and the demo (``pdn-ops lab fault ...``).
+
+Guest faults change a guest's state file, its site or its sshd; Proxmox faults use fakepve's own scenarios.
+Each runs on the lab's event loop, so it never races the reconciler. ``FAULTS`` lists what the control
+endpoint (and so the CLI) may call, with each fault's parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pdn_ops.lab.lab import Lab
+
+FAULTS: dict[str, str] = {
+    "crash_service": "vmid unit=nginx.service broken=0   a unit fails; broken=1: restarts fail too",
+    "repair_service": "vmid unit=nginx.service          restarts work again (the unit stays as it is)",
+    "site_error": "vmid                               the site answers HTTP 500",
+    "site_hang": "vmid                                the site accepts connections but never answers",
+    "site_ok": "vmid                                  clear site_error/site_hang",
+    "fill_disk": "vmid percent=97                     the root filesystem fills (journal + data)",
+    "expire_certificate": "vmid days_ago=1            the HTTPS site's certificate expired days_ago",
+    "set_certificate_expiry": "vmid days=10           the HTTPS certificate expires in days",
+    "change_host_key": "vmid                          the guest's SSH host key changes",
+    "ssh_hang": "vmid on=1                            sshd accepts keys, then the session never answers",
+    "task_failure": "vmid action=start message=...   the VM's next start task ends with TASK ERROR",
+    "lock": "vmid lock=backup                         the VM is locked",
+    "unlock": "vmid                                   clear the VM's lock",
+    "node_offline": "node=pve1 offline=1              requests for the node get 595 No route to host",
+    "slow_api": "latency=2.0 jitter=0                 PVE seconds added to every API answer",
+    "api_failure": "method=GET suffix=/cluster/resources status=500 message=... times=0  an API call fails",
+    "flaky_api": "drop_rate=0.2 hang_rate=0           drop or hang a share of API requests",
+    "clear_api_faults": "                             undo slow_api, api_failure, flaky_api, node_offline",
+}
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+class Faults:
+    def __init__(self, lab: Lab) -> None:
+        self._lab = lab
+
+    def apply(self, name: str, args: dict[str, Any]) -> Any:
+        """Run the fault called ``name`` (as the control endpoint does) with string or typed arguments."""
+        if name.replace("-", "_") not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
+        method = getattr(self, name.replace("-", "_"))
+        if "vmid" in args:
+            args = dict(args, vmid=int(args["vmid"]))
+        return method(**args)
+
+    # ------------------------------------------------------------ guests
+    def _run(self, fn: Any) -> Any:
+        async def call() -> Any:
+            result = fn()
+            if hasattr(result, "__await__"):
+                result = await result
+            await self._lab.reconcile()
+            return result
+        return self._lab.call(call())
+
+    def crash_service(self, vmid: int, unit: str = "nginx.service", broken: Any = False) -> None:
+        guest = self._lab.guest(vmid)
+
+        def change() -> None:
+            with guest.state_file.update() as state:
+                if unit not in state["units"]:
+                    raise ValueError(f"guest {vmid} has no unit {unit}")
+                state["units"][unit].update(state="failed", since=time.time(), broken=_flag(broken))
+        self._run(change)
+
+    def repair_service(self, vmid: int, unit: str = "nginx.service") -> None:
+        guest = self._lab.guest(vmid)
+
+        def change() -> None:
+            with guest.state_file.update() as state:
+                state["units"][unit]["broken"] = False
+        self._run(change)
+
+    def _site(self, vmid: int, mode: str | None) -> None:
+        guest = self._lab.guest(vmid)
+
+        def change() -> None:
+            guest.site_faults.mode = mode
+            if mode != "hang":
+                guest.site_faults.release.set()
+            else:
+                guest.site_faults.release.clear()
+        self._run(change)
+
+    def site_error(self, vmid: int) -> None:
+        self._site(vmid, "error")
+
+    def site_hang(self, vmid: int) -> None:
+        self._site(vmid, "hang")
+
+    def site_ok(self, vmid: int) -> None:
+        self._site(vmid, None)
+
+    def fill_disk(self, vmid: int, percent: Any = 97) -> None:
+        guest = self._lab.guest(vmid)
+        pct = float(percent)
+        if not 0 <= pct <= 100:
+            raise ValueError("percent must be between 0 and 100")
+
+        def change() -> None:
+            with guest.state_file.update() as state:
+                size = int(state["disk"]["size"])
+                target = int(size * pct / 100)
+                base = int(state["disk"]["base_used"])
+                # Most of the growth is journal (what the cleanup playbook can free), the rest data.
+                extra = max(target - base, 0)
+                state["journal_bytes"] = int(extra * 0.8)
+                state["disk"]["fill"] = extra - int(extra * 0.8)
+        self._run(change)
+
+    def expire_certificate(self, vmid: int, days_ago: Any = 1) -> None:
+        when = dt.datetime.now(dt.UTC) - dt.timedelta(days=float(days_ago))
+        self._certificate(vmid, when)
+
+    def set_certificate_expiry(self, vmid: int, days: Any = 10) -> None:
+        self._certificate(vmid, dt.datetime.now(dt.UTC) + dt.timedelta(days=float(days)))
+
+    def _certificate(self, vmid: int, not_after: dt.datetime) -> None:
+        guest = self._lab.guest(vmid)
+        if guest.spec.site is None or not guest.spec.site.https:
+            raise ValueError(f"guest {vmid} serves no HTTPS site")
+        self._run(lambda: guest.set_certificate(not_after))
+
+    def change_host_key(self, vmid: int) -> str:
+        guest = self._lab.guest(vmid)
+        key: str = self._run(guest.new_host_key)
+        return key
+
+    def ssh_hang(self, vmid: int, on: Any = True) -> None:
+        guest = self._lab.guest(vmid)
+
+        def change() -> None:
+            with guest.state_file.update() as state:
+                state["ssh_hang"] = _flag(on)
+        self._run(change)
+
+    # ------------------------------------------------------------ Proxmox (fakepve's scenarios)
+    def task_failure(self, vmid: int, action: str = "start", message: str | None = None) -> None:
+        pve = self._lab.pve
+        vm = pve.vm(vmid)
+        if vm is None:
+            raise ValueError(f"no VM {vmid}")
+        if action == "start":
+            self._run(lambda: setattr(vm, "start_error", message or f"start failed: QEMU exited with code 1 "
+                                                                     f"(VM {vmid})"))
+            return
+        path = f"/nodes/{vm.node}/qemu/{vmid}/status/{action}"
+        text = message or f"{action} failed"
+
+        def change() -> None:
+            # A named catalogue error raised inside the worker would need its exact name; a plain 500 is what
+            # the API answers when the worker cannot even start.
+            pve.fail("POST", path, 500, text, times=1)
+        self._run(change)
+
+    def lock(self, vmid: int, lock: str = "backup") -> None:
+        self._run(lambda: self._lab.pve.snapshot_lock(vmid, lock))
+
+    def unlock(self, vmid: int) -> None:
+        self._run(lambda: self._lab.pve.unlock(vmid))
+
+    def node_offline(self, node: str = "pve1", offline: Any = True) -> None:
+        self._run(lambda: self._lab.pve.set_node_offline(node, _flag(offline)))
+
+    def slow_api(self, latency: Any = 2.0, jitter: Any = 0.0) -> None:
+        self._run(lambda: self._lab.pve.slow_network(float(latency), float(jitter)))
+
+    def api_failure(self, method: str = "GET", suffix: str = "/cluster/resources", status: Any = 500,
+                    message: str = "internal error", times: Any = 0) -> None:
+        count = int(times) or None
+        self._run(lambda: self._lab.pve.fail(method.upper(), suffix, int(status), message, times=count))
+
+    def flaky_api(self, drop_rate: Any = 0.2, hang_rate: Any = 0.0) -> None:
+        self._run(lambda: self._lab.pve.flaky_network(float(drop_rate), float(hang_rate), hang_secs=30))
+
+    def clear_api_faults(self) -> None:
+        def change() -> None:
+            pve = self._lab.pve
+            pve.failures.clear()
+            pve.slow_network(0.0, 0.0)
+            pve.network["node_latency"].clear()
+            pve.flaky_network(0.0, 0.0)
+            for node in pve.nodes:
+                pve.set_node_offline(node, False)
+            for vm in pve.vms:
+                vm.start_error = None
+        self._run(change)

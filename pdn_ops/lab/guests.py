@@ -1,0 +1,296 @@
+"""A lab guest: a real OpenSSH sshd and a real HTTP(S) site on the guest's own loopback address.
+
+Each guest runs ``/usr/sbin/sshd -D -e`` with its own config, host key and ``ForceCommand`` (the lab guest
+shell), and an aiohttp site on the lab's event loop. The lab's reconciler powers a guest on and off as its VM's
+state in the fake Proxmox changes; every method here runs on that event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import html
+import logging
+import os
+import shlex
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from pdn_ops.lab import guest_state
+from pdn_ops.lab.guest_state import StateFile
+from pdn_ops.lab.pki import LabCa, make_ssh_key
+
+log = logging.getLogger(__name__)
+SSHD = "/usr/sbin/sshd"
+HANG_MAX_SECS = 600.0
+STOP_WAIT = 3.0
+
+
+@dataclass
+class SiteSpec:
+    opd_code: str
+    opd_name: str
+    https: bool
+
+
+@dataclass
+class GuestSpec:
+    vmid: int
+    name: str
+    opd_code: str
+    opd_name: str
+    address: str
+    ssh_port: int
+    http_port: int
+    https_port: int
+    services: list[str]
+    site: SiteSpec | None
+    disk_bytes: int
+    memory_bytes: int
+
+
+@dataclass
+class SiteFaults:
+    mode: str | None = None  # None, "error" (HTTP 500) or "hang"
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LabGuest:
+    """The runtime of one guest; public attributes are safe to read from any thread."""
+
+    def __init__(self, spec: GuestSpec, directory: Path, ca: LabCa, client_pub: str, client_key: Path,
+                 user: str, cert_days: int) -> None:
+        self.spec = spec
+        self.vmid = spec.vmid
+        self.address = spec.address
+        self.ssh_port = spec.ssh_port
+        self.user = user
+        self.client_key_path = client_key
+        self.dir = directory
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_file = StateFile(self.dir / "state.json")
+        self.state_file.create(guest_state.initial_state(spec.name, spec.services, spec.disk_bytes,
+                                                         spec.memory_bytes))
+        self._ca = ca
+        self.host_key = make_ssh_key(self.dir / "ssh_host_ed25519_key", f"root@{spec.name}").public_line
+        (self.dir / "authorized_keys").write_text(client_pub + "\n", encoding="utf-8")
+        self.cert_not_after = dt.datetime.now(dt.UTC) + dt.timedelta(days=cert_days)
+        self._certfile, self._keyfile = ca.issue(f"{self.dir.name}-site", [spec.address], self.cert_not_after) \
+            if spec.site and spec.site.https else (None, None)
+        self._sshd: subprocess.Popen[bytes] | None = None
+        self._runner: web.AppRunner | None = None
+        self.site_faults = SiteFaults()
+        self.powered = False  # VM running and booted: services may run
+        self.seen_start: float | None = None  # the VM's started_at this boot belongs to
+        self.boot_handle: asyncio.TimerHandle | None = None
+        self._state_mtime = 0.0
+        self._write_sshd_config()
+
+    # ----------------------------------------------------------- addresses
+    @property
+    def site_urls(self) -> list[str]:
+        if self.spec.site is None:
+            return []
+        urls = [_url("http", self.address, self.spec.http_port, 80)]
+        if self.spec.site.https:
+            urls.append(_url("https", self.address, self.spec.https_port, 443))
+        return urls
+
+    def state(self) -> dict[str, Any]:
+        return self.state_file.read()
+
+    @property
+    def sshd_pid(self) -> int | None:
+        return self._sshd.pid if self._sshd and self._sshd.poll() is None else None
+
+    # ----------------------------------------------------------- sshd
+    def _write_sshd_config(self) -> None:
+        python = shlex.quote(sys.executable)
+        root = shlex.quote(str(Path(__file__).resolve().parents[2]))
+        state = shlex.quote(str(self.state_file.path))
+        force = f"PYTHONPATH={root} exec {python} -m pdn_ops.lab.guest_shell {state}"
+        lines = [
+            f"ListenAddress {self.address}:{self.ssh_port}",
+            f"HostKey {self.dir / 'ssh_host_ed25519_key'}",
+            f"PidFile {self.dir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+            f"AllowUsers {self.user}",
+            "StrictModes no", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "PermitTTY no",
+            "X11Forwarding no", "AllowTcpForwarding no", "AllowAgentForwarding no", "PermitTunnel no",
+            "PrintMotd no", "PrintLastLog no", "UseDNS no", "LogLevel ERROR", "MaxStartups 100:30:200",
+            "MaxSessions 20", "ClientAliveInterval 0",
+            f"ForceCommand {force}",
+        ]
+        (self.dir / "sshd_config").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def start_sshd(self) -> None:
+        if self.sshd_pid is not None:
+            return
+        err = (self.dir / "sshd.log").open("ab")
+        try:
+            self._sshd = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+            )
+        finally:
+            err.close()
+
+    def stop_sshd(self) -> None:
+        proc, self._sshd = self._sshd, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_WAIT)
+
+    def new_host_key(self) -> str:
+        """Replace the host key (a reinstalled or impersonated guest); sshd restarts if it runs."""
+        running = self.sshd_pid is not None
+        self.stop_sshd()
+        self.host_key = make_ssh_key(self.dir / "ssh_host_ed25519_key", f"root@{self.spec.name}").public_line
+        if running:
+            self.start_sshd()
+        return self.host_key
+
+    # ----------------------------------------------------------- site
+    def web_active(self, state: dict[str, Any]) -> bool:
+        unit = state["units"].get(guest_state.WEB_UNIT)
+        return unit is None or unit["state"] == "active"
+
+    def _app_failed(self, state: dict[str, Any]) -> bool:
+        return any(name.startswith(guest_state.APP_UNIT_PREFIX) and info["state"] != "active"
+                   for name, info in state["units"].items())
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        faults = self.site_faults
+        if faults.mode == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(faults.release.wait(), HANG_MAX_SECS)
+        if faults.mode == "error":
+            return web.Response(status=500, text="<h1>500 Internal Server Error</h1>\n<hr><center>nginx</center>\n",
+                                content_type="text/html")
+        state = self.state_file.read()
+        if self._app_failed(state):
+            return web.Response(status=502, text="<h1>502 Bad Gateway</h1>\n<hr><center>nginx</center>\n",
+                                content_type="text/html")
+        if request.path not in ("/", "/index.html"):
+            return web.Response(status=404, text="<h1>404 Not Found</h1>\n", content_type="text/html")
+        site = self.spec.site
+        name = html.escape(site.opd_name if site else self.spec.name)
+        body = (f"<!doctype html>\n<html lang=\"id\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\n"
+                f"<body><h1>{name}</h1><p>Portal layanan {name} — {html.escape(self.spec.name)}.</p></body>"
+                "</html>\n")
+        return web.Response(text=body, content_type="text/html", headers={"Server": "nginx"})
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self._certfile), str(self._keyfile))
+        return ctx
+
+    async def start_site(self) -> None:
+        if self._runner is not None or self.spec.site is None:
+            return
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.address, self.spec.http_port, reuse_address=True).start()
+            if self.spec.site.https:
+                await web.TCPSite(runner, self.address, self.spec.https_port, ssl_context=self._ssl_context(),
+                                  reuse_address=True).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+
+    async def stop_site(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self.site_faults.release.set()
+            await runner.cleanup()
+            self.site_faults.release = asyncio.Event()
+
+    @property
+    def site_running(self) -> bool:
+        return self._runner is not None
+
+    async def set_certificate(self, not_after: dt.datetime) -> None:
+        """Re-issue the site certificate with this expiry (in the past: an expired certificate)."""
+        self.cert_not_after = not_after
+        self._certfile, self._keyfile = self._ca.issue(f"{self.dir.name}-site", [self.address], not_after)
+        if self._runner is not None:
+            await self.stop_site()
+            await self.start_site()
+
+    # ----------------------------------------------------------- power
+    def boot_state(self) -> None:
+        now = time.time()
+        with self.state_file.update() as state:
+            state["power"] = "running"
+            state["booted_at"] = now
+            state["ssh_hang"] = False
+            for info in state["units"].values():
+                info.update(state="failed" if info.get("broken") else "active", since=now)
+
+    async def power_on(self) -> None:
+        self.boot_state()
+        self.powered = True
+        self.start_sshd()
+        await self.sync_services(force=True)
+
+    async def power_off(self) -> None:
+        if self.boot_handle is not None:
+            self.boot_handle.cancel()
+            self.boot_handle = None
+        self.powered = False
+        with self.state_file.update() as state:
+            state["power"] = "stopped"
+        self.stop_sshd()
+        await self.stop_site()
+
+    async def sync_services(self, force: bool = False) -> None:
+        """Follow the state file: the site listens only while the web unit is active."""
+        mtime = self.state_file.mtime()
+        if not force and mtime == self._state_mtime:
+            return
+        self._state_mtime = mtime
+        state = self.state_file.read()
+        if self.powered and self.web_active(state):
+            await self.start_site()
+        else:
+            await self.stop_site()
+        if self.powered and self._sshd is not None and self._sshd.poll() is not None:
+            log.warning("lab guest %s: sshd exited with %s; see %s", self.vmid, self._sshd.returncode,
+                        self.dir / "sshd.log")
+            self._sshd = None
+
+    def set_disk_size(self, size: int) -> None:
+        state = self.state_file.read()
+        if int(state["disk"]["size"]) != size:
+            with self.state_file.update() as fresh:
+                fresh["disk"]["size"] = size
+
+
+def _url(scheme: str, host: str, port: int, default: int) -> str:
+    return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+
+
+def ensure_privsep_dir() -> None:
+    """sshd refuses to start as root without its privilege-separation directory."""
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)

@@ -1,0 +1,404 @@
+"""The lab: a fake Proxmox VE cluster on loopback whose VMs have real guests (sshd, HTTP sites).
+
+    with Lab.start(workdir, nodes=1, vms=3, sites=2, time_scale=0.02) as lab:
+        lab.api_url, lab.token_id, lab.token_secret, lab.fingerprint, lab.inventory_path
+        lab.guest(101).address; lab.faults.crash_service(101, "nginx.service")
+
+The fake API and every guest's site run on one asyncio loop in a daemon thread; sshd runs as child processes.
+A reconciler on that loop makes each guest follow its VM's power state in the fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import getpass
+import ipaddress
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pdn_ops.lab.guests import GuestSpec, LabGuest, SiteSpec, ensure_privsep_dir
+from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
+from pdn_ops.lab.pve import LabPve, _bytes
+
+T = TypeVar("T")
+GiB = 1024**3
+TOKEN_ID = "pdn-ops@pve!collector"
+CLUSTER = "lab"
+FIRST_VMID = 101
+OPDS = (
+    ("dinkes", "Dinas Kesehatan"),
+    ("disdik", "Dinas Pendidikan"),
+    ("bpkad", "Badan Pengelolaan Keuangan dan Aset Daerah"),
+    ("dukcapil", "Dinas Kependudukan dan Pencatatan Sipil"),
+    ("dinsos", "Dinas Sosial"),
+    ("bappeda", "Badan Perencanaan Pembangunan Daerah"),
+    ("dpmptsp", "Dinas Penanaman Modal dan Pelayanan Terpadu Satu Pintu"),
+    ("diskominfo", "Dinas Komunikasi dan Informatika"),
+)
+SITE_SERVICES = ["nginx.service", "php8.2-fpm.service"]
+OTHER_SERVICES = ["postgresql.service"]
+CALL_TIMEOUT = 30.0
+
+
+class LabError(RuntimeError):
+    """The lab could not start or a lab operation failed."""
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EACCES:  # a privileged port without root: the lab will pick another
+                return True
+            return False
+    return True
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+class Lab:
+    """A running lab; build it with :meth:`Lab.start`, stop it with :meth:`stop` (or a ``with`` block)."""
+
+    def __init__(self, workdir: Path, nodes: int = 1, vms: int = 3, sites: int = 2, time_scale: float = 0.02,
+                 guests: int | None = None, boot_secs: float = 15.0, cert_days: int = 90,
+                 tick: float = 0.05) -> None:
+        if nodes < 1 or vms < 0 or sites < 0:
+            raise LabError("nodes must be >= 1, vms and sites >= 0")
+        self.workdir = Path(workdir).resolve()
+        self.nodes = [f"pve{n}" for n in range(1, nodes + 1)]
+        self.vm_count = vms
+        self.guest_count = vms if guests is None else min(guests, vms)
+        self.site_count = min(sites, self.guest_count)
+        self.time_scale = time_scale
+        self.boot_secs = boot_secs
+        self.cert_days = cert_days
+        self.tick = tick
+        self.token_id = TOKEN_ID
+        self.token_secret = str(uuid.uuid4())
+        self.password = secrets.token_urlsafe(12)  # root@pam, for ticket-auth clients
+        self.user = getpass.getuser()
+        self.guests: dict[int, LabGuest] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._wake: asyncio.Event | None = None
+        self._reconciler: asyncio.Future[None] | None = None
+        self._control: Any = None
+        self._stopped = False
+        from pdn_ops.lab.faults import Faults
+
+        self.faults = Faults(self)
+
+    # ------------------------------------------------------------ life cycle
+    @classmethod
+    def start(cls, workdir: Path | str, **options: Any) -> Lab:
+        lab = cls(Path(workdir), **options)
+        try:
+            lab._start()
+        except BaseException:
+            lab.stop()
+            raise
+        return lab
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        keys = self.workdir / "keys"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(keys, 0o700)
+        self.base = self._pick_block()
+        api_host = str(self.base + 1)
+        self.ca = LabCa(keys)
+        self.ca_file = self.ca.ca_file
+        certfile, keyfile = self.ca.issue("pve-api", [api_host, "localhost"])
+        self.fingerprint = fingerprint_of(certfile.read_bytes())
+        client = make_ssh_key(keys / "client_ed25519", "pdn-ops@lab")
+        self.client_key_path = client.private_path
+        write_private(keys / "token_secret", (self.token_secret + "\n").encode())
+        self.pve = self._build_pve(api_host)
+        self._build_guests(client.public_line)
+        if self.guests:
+            ensure_privsep_dir()
+        self._thread = threading.Thread(target=self._run_loop, name="pdn-ops-lab", daemon=True)
+        self._thread.start()
+        self.call(self.pve.start(str(certfile), str(keyfile)))
+        self.api_url = f"https://{api_host}:{self.pve.port}"
+        self.call(self._power_on_initial())
+        self._wait_for_sshd()
+        self.inventory_path = self._write_inventory()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
+        """Run a coroutine on the lab's loop and wait for its result (from any other thread)."""
+        if self._thread is None or not self._thread.is_alive():
+            coro.close()
+            raise LabError("the lab is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        """Stop every sshd (by PID), every site, the API; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                self.call(self._shutdown(), timeout=20)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        for guest in self.guests.values():
+            guest.stop_sshd()
+        if self._thread is None or not self._thread.is_alive():
+            self._loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+        if self._control is not None:
+            await self._control.close()
+        for guest in self.guests.values():
+            await guest.power_off()
+        await self.pve.stop()
+
+    # ------------------------------------------------------------ building
+    def _pick_block(self) -> ipaddress.IPv4Address:
+        """A random 127.A.B.0 block whose API and guest addresses are all free (concurrent labs never collide)."""
+        rng = random.SystemRandom()
+        for _ in range(50):
+            base = ipaddress.IPv4Address(f"127.{rng.randint(64, 250)}.{rng.randint(0, 255)}.0")
+            wanted = [(str(base + 1), 8006)]
+            for index in range(self.guest_count):
+                address = str(base + 10 + index)
+                wanted += [(address, 22), (address, 80), (address, 443)]
+            if all(_bindable(a, p) for a, p in wanted):
+                return base
+        raise LabError("no free 127.A.B.0 block found for the lab")
+
+    def _port(self, address: str, preferred: int) -> int:
+        return preferred if os.geteuid() == 0 else _free_port(address)
+
+    def _build_pve(self, host: str) -> LabPve:
+        pve = LabPve(user="root@pam", password=self.password, host=host, port=self._port(host, 8006))
+        pve.time_scale = self.time_scale
+        pve.cluster_name = CLUSTER
+        pve.apitokens[self.token_id] = self.token_secret
+        pve.users["pdn-ops@pve"] = self.password
+        pve.nodes = {name: {"online": True} for name in self.nodes}
+        volumes = pve.storages["local-lvm"].setdefault("volumes", {})
+        for index in range(self.vm_count):
+            vmid = FIRST_VMID + index
+            code, _name = OPDS[index % len(OPDS)]
+            disk = 32 * GiB if index < self.guest_count else 16 * GiB
+            config = {
+                "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26", "onboot": 1, "agent": "0",
+                "scsihw": "virtio-scsi-single", "boot": "order=scsi0;net0", "hotplug": "network,disk,usb",
+                "scsi0": f"local-lvm:vm-{vmid}-disk-0,iothread=1,size={disk // GiB}G",
+                "net0": f"virtio=BC:24:11:{index >> 16 & 255:02X}:{index >> 8 & 255:02X}:{index & 255:02X},"
+                        "bridge=vmbr0",
+                "tags": f"opd-{code}",
+            }
+            pve.add_vm(vmid, self._vm_name(index), node=self.nodes[index % len(self.nodes)], status="running",
+                       config=config)
+            volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
+                                            "ctime": int(time.time())}
+        pve.on_change.append(self._changed)
+        return pve
+
+    @staticmethod
+    def _vm_name(index: int) -> str:
+        code = OPDS[index % len(OPDS)][0]
+        return f"web-{code}" if index < len(OPDS) else f"vm-{code}-{index // len(OPDS)}"
+
+    def _build_guests(self, client_pub: str) -> None:
+        for index in range(self.guest_count):
+            vmid = FIRST_VMID + index
+            code, opd_name = OPDS[index % len(OPDS)]
+            address = str(self.base + 10 + index)
+            has_site = index < self.site_count
+            spec = GuestSpec(
+                vmid=vmid, name=self._vm_name(index), opd_code=code, opd_name=opd_name, address=address,
+                ssh_port=self._port(address, 22), http_port=self._port(address, 80),
+                https_port=self._port(address, 443),
+                services=list(SITE_SERVICES if has_site else OTHER_SERVICES),
+                site=SiteSpec(code, opd_name, https=index % 2 == 1) if has_site else None,
+                disk_bytes=32 * GiB, memory_bytes=2048 * 1024**2,
+            )
+            self.guests[vmid] = LabGuest(spec, self.workdir / "guests" / str(vmid), self.ca, client_pub,
+                                         self.client_key_path, self.user, self.cert_days)
+
+    async def _power_on_initial(self) -> None:
+        self._wake = asyncio.Event()
+        for guest in self.guests.values():
+            vm = self.pve.vm(guest.vmid)
+            if vm is not None and vm.status == "running":
+                guest.seen_start = vm.started_at
+                await guest.power_on()
+        self._reconciler = asyncio.ensure_future(self._reconcile_forever())
+        from pdn_ops.lab.control import ControlServer
+
+        self._control = ControlServer(self)
+        await self._control.start()
+
+    def _wait_for_sshd(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        for guest in self.guests.values():
+            if not guest.powered:
+                continue
+            while not _connects(guest.address, guest.ssh_port):
+                if time.monotonic() > deadline:
+                    log = (guest.dir / "sshd.log").read_text(encoding="utf-8", errors="replace")[-500:]
+                    raise LabError(f"sshd of guest {guest.vmid} did not come up on "
+                                   f"{guest.address}:{guest.ssh_port}: {log}")
+                time.sleep(0.01)
+
+    # ------------------------------------------------------------ reconciling
+    def _changed(self, _vmid: Any) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _reconcile_forever(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # noqa: BLE001 - one bad guest must not stop the lab; it is logged and retried
+                import logging
+
+                logging.getLogger(__name__).exception("lab reconcile failed")
+
+    async def reconcile(self) -> None:
+        """Make every guest follow its VM: running -> (after the boot delay) services up; otherwise down."""
+        for guest in self.guests.values():
+            vm = self.pve.vm(guest.vmid)
+            running = vm is not None and vm.status == "running"
+            if not running:
+                if guest.powered or guest.boot_handle is not None:
+                    await guest.power_off()
+                guest.seen_start = None
+                continue
+            if guest.seen_start != vm.started_at:
+                # A start, a reboot or a reset: the guest goes down and boots again.
+                if guest.powered or guest.boot_handle is not None:
+                    await guest.power_off()
+                guest.seen_start = vm.started_at
+                guest.boot_handle = self._loop.call_later(
+                    self.boot_secs * self.time_scale, lambda g=guest: asyncio.ensure_future(self._boot(g)))
+                continue
+            if guest.powered:
+                await guest.sync_services()
+                size = _disk_size(vm.config)
+                if size:
+                    guest.set_disk_size(size)
+
+    async def _boot(self, guest: LabGuest) -> None:
+        guest.boot_handle = None
+        vm = self.pve.vm(guest.vmid)
+        if vm is not None and vm.status == "running" and vm.started_at == guest.seen_start:
+            await guest.power_on()
+
+    # ------------------------------------------------------------ views
+    def guest(self, vmid: int) -> LabGuest:
+        try:
+            return self.guests[vmid]
+        except KeyError:
+            raise LabError(f"the lab has no guest for VM {vmid}") from None
+
+    def wait_guest(self, vmid: int, up: bool, timeout: float = 10.0) -> None:
+        """Wait until the guest's sshd accepts (up) or refuses (not up) connections."""
+        guest = self.guest(vmid)
+        deadline = time.monotonic() + timeout
+        while _connects(guest.address, guest.ssh_port) != up:
+            if time.monotonic() > deadline:
+                raise LabError(f"guest {vmid} did not go {'up' if up else 'down'} within {timeout}s")
+            time.sleep(0.02)
+
+    def summary(self) -> dict[str, str]:
+        return {"api_url": self.api_url, "token_id": self.token_id, "token_secret": self.token_secret,
+                "fingerprint": self.fingerprint, "inventory": str(self.inventory_path)}
+
+    # ------------------------------------------------------------ inventory
+    def _write_inventory(self) -> Path:
+        vms: list[dict[str, Any]] = []
+        sites: list[dict[str, Any]] = []
+        used_opds: dict[str, str] = {}
+        for vm in sorted(self.pve.vms, key=lambda v: v.vmid):
+            index = vm.vmid - FIRST_VMID
+            code, opd_name = OPDS[index % len(OPDS)]
+            used_opds[code] = opd_name
+            entry: dict[str, Any] = {"cluster": CLUSTER, "vmid": vm.vmid, "name": vm.name, "opd": code}
+            guest = self.guests.get(vm.vmid)
+            if guest is not None:
+                entry["ssh"] = {"host": guest.address, "port": guest.ssh_port, "user": self.user,
+                                "key": "file:keys/client_ed25519", "host_key": guest.host_key}
+                entry["services"] = list(guest.spec.services)
+                entry["cleanup"] = [{"name": "journal", "argv": ["/usr/bin/journalctl", "--vacuum-size=100M"]}]
+                for url in guest.site_urls:
+                    sites.append({"url": url, "name": f"Portal {opd_name}", "opd": code,
+                                  "vm": f"{CLUSTER}/{vm.vmid}", "keyword": opd_name, "interval": 30,
+                                  "timeout": 5})
+            vms.append(entry)
+        document = {
+            "version": 1,
+            "clusters": [{"name": CLUSTER, "api_url": self.api_url, "token_id": self.token_id,
+                          "token_secret": "file:keys/token_secret", "tls": {"fingerprint": self.fingerprint},
+                          "timeout": 10, "interval": 30}],
+            "opds": [{"code": code, "name": name} for code, name in used_opds.items()],
+            "vms": vms,
+            "sites": sites,
+        }
+        path = self.workdir / "inventory.yaml"
+        header = ("# Written by the pdn-ops lab; secrets are references to files under keys/.\n"
+                  f"# Lab CA (for the sites' HTTPS certificates): {self.ca_file}\n")
+        path.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return path
+
+    def rewrite_inventory(self) -> Path:
+        """Write the inventory again (after a host-key change the pinned key is the old one until this runs)."""
+        self.inventory_path = self._write_inventory()
+        return self.inventory_path
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _disk_size(config: dict[str, Any]) -> int | None:
+    value = str(config.get("scsi0", ""))
+    for part in value.split(",")[1:]:
+        key, _, val = part.partition("=")
+        if key == "size":
+            return _bytes(val)
+    return None
