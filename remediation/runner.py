@@ -68,7 +68,7 @@ def run(playbook: Playbook, ctx: RunContext, journal: Journal, boundary: Boundar
             outcome = step.reconcile(ctx, record, journaled_upids - {record.upid})
             if outcome.status is not StepStatus.NOT_STARTED:
                 journal.result(position, outcome, {}, reconciled=True)
-                boundary(f"{step.name}:reconciled")
+                boundary(_label(step, "reconciled"))
                 if not outcome.ok:
                     return _finish(playbook, ctx, outcome.status, outcome.security_event)
                 continue
@@ -78,13 +78,13 @@ def run(playbook: Playbook, ctx: RunContext, journal: Journal, boundary: Boundar
             continue
         else:
             journal.intent(position, step, step.describe(ctx))
-        boundary(f"{step.name}:intent")
+        boundary(_label(step, "intent"))
 
         def on_upid(upid: str, position: int = position, step: Step = step) -> None:
-            boundary(f"{step.name}:called")  # the API answered; the UPID is not journaled yet
+            boundary(_label(step, "called"))  # the API answered; the UPID is not journaled yet
             journal.upid(position, ctx.node, upid)
             journaled_upids.add(upid)
-            boundary(f"{step.name}:upid")
+            boundary(_label(step, "upid"))
 
         outcome, facts = step.execute(ctx, on_upid)
         if outcome.status is StepStatus.UNKNOWN and step.side_effect and step.kind == "api":
@@ -98,10 +98,15 @@ def run(playbook: Playbook, ctx: RunContext, journal: Journal, boundary: Boundar
                               exit_code=resolved.exit_code, detail=f"{outcome.detail}; {resolved.detail}")
         ctx.facts.update(facts)
         journal.result(position, outcome, facts)
-        boundary(f"{step.name}:result")
+        boundary(_label(step, "result"))
         if not outcome.ok:
             return _finish(playbook, ctx, outcome.status, outcome.security_event, outcome.detail)
     return _finish(playbook, ctx, StepStatus.SUCCEEDED)
+
+
+def _label(step: Step, point: str) -> str:
+    """``act:start:intent``: boundaries of side-effecting steps start with ``act``, of reads with ``read``."""
+    return f"{'act' if step.side_effect else 'read'}:{step.name}:{point}"
 
 
 def _intent_at(journal: Journal, position: int) -> Any:

@@ -39,6 +39,7 @@ from remediation.playbooks.base import RunContext, Step, StepRecord
 log = logging.getLogger(__name__)
 LOCK_CLASS = 60_606  # first key of the two-int advisory lock: "remediation run"
 KILL_ENV = "PDN_OPS_REMEDIATION_KILL_AT"
+KILL_SCOPE_ENV = "PDN_OPS_REMEDIATION_KILL_SCOPE"
 
 
 @dataclass
@@ -58,12 +59,19 @@ class WorkerConfig:
 
 
 class _KillSwitch:
+    """Counts step boundaries of runs this worker claimed (not of orphans it recovers); ``..._SCOPE=act`` counts
+    only boundaries of side-effecting steps (reads are repeated by design)."""
+
     def __init__(self) -> None:
         raw = os.environ.get(KILL_ENV, "")
         self.at = int(raw) if raw.isdigit() else 0
+        self.only_acts = os.environ.get(KILL_SCOPE_ENV, "all") == "act"
         self.count = 0
+        self.armed = True
 
     def __call__(self, label: str) -> None:
+        if not self.armed or (self.only_acts and not label.startswith("act:")):
+            return
         self.count += 1
         if self.at and self.count == self.at:
             log.warning("test hook: SIGKILL at boundary %d (%s)", self.count, label)
@@ -235,9 +243,11 @@ class Worker:
     def run_pending(self, *, max_runs: int | None = None) -> int:
         """Recover orphans, then execute queued runs until none is left; returns how many were executed."""
         done = 0
+        self.kill.armed = False
         for orphan in self.orphans():
             self.execute(orphan)
             done += 1
+        self.kill.armed = True
         while max_runs is None or done < max_runs:
             run_id = self.claim()
             if run_id is None:
