@@ -142,11 +142,12 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
     """Run the web service (and its single scheduler) in the foreground."""
     import uvicorn
 
+    from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
     try:
-        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx)])
+        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx), scheduler_hook()])
     except (DatabaseNotReady, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -155,19 +156,39 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
 
 @main.command()
 @click.option("--listen", default="127.0.0.1:8000", show_default=True)
-def demo(listen: str) -> None:
-    """`make run`: migrate the default SQLite database and serve the demo on embedded defaults."""
+@click.option("--lab/--no-lab", "with_lab", default=True, show_default=True,
+              help="Start the lab (a Proxmox cluster on loopback with live VMs) and use its inventory.")
+def demo(listen: str, with_lab: bool) -> None:
+    """`make run`: migrate the default SQLite database, start the lab and serve the demo on embedded defaults."""
     import uvicorn
 
     from pdn_ops.db import migrate
+    from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(demo=True, listen=listen)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
-    app = create_app(settings, start_hooks=[sync_inventory_at_start])
-    click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  (database {settings.effective_database_url})")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    running_lab = None
+    if with_lab:
+        from pdn_ops.lab.demo import start_demo_lab
+
+        running_lab = start_demo_lab(settings.data_dir / "lab")
+        # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
+        settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
+    try:
+        app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook()])
+        click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
+                   f"(database {settings.effective_database_url})")
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if running_lab is not None:
+            running_lab.stop()
+
+
+from pdn_ops.lab.cli import lab as lab_commands  # noqa: E402  (registration, kept apart for merges)
+
+main.add_command(lab_commands)
 
 from pdn_ops.cli_remediation import remediation as _remediation  # noqa: E402
 

@@ -16,6 +16,8 @@
 
 Library errors (requests, paramiko, aiohttp, SQLAlchemy) are translated where they are caught and chained with
 ``raise ... from exc`` so the original stays in the traceback but never in a user-facing message.
+A CollectorError also carries ``failure``, the bounded reason (a ``FailureClass`` value such as "auth" or
+"node_offline") that collectors put in their observations and metrics.
 """
 
 from __future__ import annotations
@@ -44,23 +46,36 @@ class DatabaseNotReady(PdnOpsError):
 
 
 class CollectorError(PdnOpsError):
-    """A collector could not observe its target."""
+    """A collector could not observe its target; ``failure`` is the bounded reason (a FailureClass value)."""
+
+    default_failure = "error"
+
+    def __init__(self, message: str, *, failure: str | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure or self.default_failure
 
 
 class TargetUnreachable(CollectorError):
     transient = True
+    default_failure = "timeout"
 
 
 class AuthFailed(CollectorError):
     """Credentials were refused; retrying will not help until a person acts."""
 
+    default_failure = "auth"
+
 
 class HostKeyMismatch(CollectorError):
     """The SSH server presented a host key other than the pinned one."""
 
+    default_failure = "host_key"
+
 
 class UnexpectedResponse(CollectorError):
     """The peer answered, but not in a form we can interpret."""
+
+    default_failure = "protocol"
 
 
 class RemediationError(PdnOpsError):

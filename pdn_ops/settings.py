@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     demo: bool = False
     run_scheduler: bool = True
     language: str = "id"
+    # Health model (see README "Health and scheduling").
+    health_down_after: int = Field(default=2, ge=1, le=100)
+    health_up_after: int = Field(default=2, ge=1, le=100)
+    health_slow_response_seconds: float = Field(default=3.0, gt=0)
+    health_disk_used_ratio: float = Field(default=0.9, gt=0, le=1)
+    health_raw_retention_days: int = Field(default=14, ge=1, le=3650)
+    health_stale_after_seconds: int = Field(default=900, ge=30)
 
     @field_validator("timezone")
     @classmethod

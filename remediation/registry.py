@@ -1,25 +1,22 @@
-"""Playbooks by name, imported lazily. Adding a playbook is copying a sibling module and adding one line here."""
+"""Playbooks by name, from the one plug-in table in ``pdn_ops.registry`` (imported lazily, one instance each).
+
+An unknown name here comes from a request, so it is a refusal (``PolicyRefused``), not a configuration error.
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
+from functools import cache
 from typing import cast
 
+from pdn_ops import registry as plugins
 from pdn_ops.errors import PolicyRefused
 from remediation.playbooks.base import Playbook
 
-PLAYBOOKS: dict[str, str] = {
-    "restart_vm": "remediation.playbooks.restart_vm:PLAYBOOK",
-    "resize_vm": "remediation.playbooks.resize_vm:PLAYBOOK",
-    "restore_snapshot": "remediation.playbooks.restore_snapshot:PLAYBOOK",
-    "restart_service": "remediation.playbooks.restart_service:PLAYBOOK",
-    "free_disk": "remediation.playbooks.free_disk:PLAYBOOK",
-}
+PLAYBOOKS = plugins.PLAYBOOKS
 
 
+@cache
 def playbook(name: str) -> Playbook:
-    ref = PLAYBOOKS.get(name)
-    if ref is None:
+    if name not in PLAYBOOKS:
         raise PolicyRefused(f"no playbook named {name!r}")
-    module, _, attr = ref.partition(":")
-    return cast(Playbook, getattr(import_module(module), attr))
+    return cast(Playbook, plugins.playbook_class(name)())

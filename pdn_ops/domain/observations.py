@@ -63,6 +63,8 @@ class GuestObservation:
     uptime: int = 0
     lock: str | None = None
     template: bool = False
+    hastate: str | None = None  # HA resource state when HA-managed (started, stopped, error, ...)
+    qmpstatus: str | None = None  # from a targeted status/current call, only for guests whose state changed
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Remediation rules, pure: run and step states, risk and approvals, policy, and parameter validation.
 
-Nothing here talks to a network or a database. Every refusal raised here (``PolicyRefused``) happens before the
+Nothing here talks to a network or a database. Every refusal raised here (``Refused``) happens before the
 worker opens an SSH connection or makes a Proxmox API call, because the service calls these functions when a run is
 requested and again when the worker claims it.
 
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pdn_ops.errors import PolicyRefused
+
+class Refused(ValueError):
+    """A request the rules refuse; the layers above translate it into ``pdn_ops.errors.PolicyRefused``."""
 
 
 class State(StrEnum):
@@ -62,7 +64,7 @@ def check_transition(current: str, new: str) -> State:
     """Return ``new`` as a State, or raise PolicyRefused when the life cycle does not allow the move."""
     cur, nxt = State(current), State(new)
     if nxt not in _TRANSITIONS[cur]:
-        raise PolicyRefused(f"a run cannot go from {cur} to {nxt}")
+        raise Refused(f"a run cannot go from {cur} to {nxt}")
     return nxt
 
 
@@ -100,9 +102,9 @@ def add_approval(approvers: Sequence[str], engineer: str, needed: int) -> tuple[
     A second approval must come from a different engineer: approving twice adds nothing.
     """
     if needed == 0:
-        raise PolicyRefused("this run needs no approval")
+        raise Refused("this run needs no approval")
     if engineer in approvers:
-        raise PolicyRefused(f"{engineer} has already approved this run; another engineer must approve")
+        raise Refused(f"{engineer} has already approved this run; another engineer must approve")
     result = [*approvers, engineer]
     return result, len(result) >= needed
 
@@ -120,11 +122,11 @@ class MaintenanceWindow:
 
 def validate_window(starts_at: datetime, ends_at: datetime) -> None:
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
-        raise PolicyRefused("maintenance window times need a time zone")
+        raise Refused("maintenance window times need a time zone")
     if ends_at <= starts_at:
-        raise PolicyRefused("a maintenance window must end after it starts")
+        raise Refused("a maintenance window must end after it starts")
     if ends_at - starts_at > timedelta(days=14):
-        raise PolicyRefused("a maintenance window may last at most 14 days")
+        raise Refused("a maintenance window may last at most 14 days")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,18 +196,18 @@ _MAX_TEXT = 256
 
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise PolicyRefused(f"{what} must be text")
+        raise Refused(f"{what} must be text")
     if len(value) > _MAX_TEXT:
-        raise PolicyRefused(f"{what} is too long")
+        raise Refused(f"{what} is too long")
     return value
 
 
 def validate_unit(value: object, declared: Sequence[str]) -> str:
     unit = _text(value, "the service name")
     if not UNIT_NAME.fullmatch(unit):
-        raise PolicyRefused(f"{unit!r} is not a valid systemd unit name")
+        raise Refused(f"{unit!r} is not a valid systemd unit name")
     if unit not in declared:
-        raise PolicyRefused(f"{unit!r} is not a service declared for this VM in the inventory")
+        raise Refused(f"{unit!r} is not a service declared for this VM in the inventory")
     return unit
 
 
@@ -213,34 +215,34 @@ def validate_snapshot_name(value: object, existing: Sequence[str] | None = None)
     """Proxmox's rules for a snapshot name; with ``existing`` (the VM's own list), also that it belongs to it."""
     name = _text(value, "the snapshot name")
     if not SNAPSHOT_NAME.fullmatch(name) or name == "current":
-        raise PolicyRefused(f"{name!r} is not a valid Proxmox snapshot name")
+        raise Refused(f"{name!r} is not a valid Proxmox snapshot name")
     if existing is not None and name not in existing:
-        raise PolicyRefused(f"this VM has no snapshot named {name!r}")
+        raise Refused(f"this VM has no snapshot named {name!r}")
     return name
 
 
 def validate_cleanup(value: object, declared: Sequence[str]) -> str:
     name = _text(value, "the cleanup name")
     if not CLEANUP_NAME.fullmatch(name):
-        raise PolicyRefused(f"{name!r} is not a valid cleanup name")
+        raise Refused(f"{name!r} is not a valid cleanup name")
     if name not in declared:
-        raise PolicyRefused(f"{name!r} is not a cleanup command declared for this VM in the inventory")
+        raise Refused(f"{name!r} is not a cleanup command declared for this VM in the inventory")
     return name
 
 
 def _positive_int(value: object, what: str, limit: int) -> int:
     if isinstance(value, bool):
-        raise PolicyRefused(f"{what} must be a whole number")
+        raise Refused(f"{what} must be a whole number")
     if isinstance(value, str):
         if not re.fullmatch(r"[0-9]{1,9}", value.strip()):
-            raise PolicyRefused(f"{what} must be a whole number, not {value[:20]!r}")
+            raise Refused(f"{what} must be a whole number, not {value[:20]!r}")
         value = int(value.strip())
     if not isinstance(value, int):
-        raise PolicyRefused(f"{what} must be a whole number")
+        raise Refused(f"{what} must be a whole number")
     if value <= 0:
-        raise PolicyRefused(f"{what} must be greater than zero")
+        raise Refused(f"{what} must be greater than zero")
     if value > limit:
-        raise PolicyRefused(f"{what} {value} is above the policy limit of {limit}")
+        raise Refused(f"{what} {value} is above the policy limit of {limit}")
     return value
 
 
@@ -258,7 +260,7 @@ def parse_resize(params: dict[str, object], policy: Policy) -> ResizeRequest:
     """Static checks (no API call): numbers, positive, under the policy limits, a known disk name."""
     unknown = set(params) - {"cores", "memory_mib", "disk", "disk_grow_gib"}
     if unknown:
-        raise PolicyRefused(f"unknown resize parameters: {', '.join(sorted(unknown))}")
+        raise Refused(f"unknown resize parameters: {', '.join(sorted(unknown))}")
     cores = memory = grow = None
     if params.get("cores") not in (None, ""):
         cores = _positive_int(params["cores"], "cores", policy.max_cores)
@@ -269,9 +271,9 @@ def parse_resize(params: dict[str, object], policy: Policy) -> ResizeRequest:
         grow = _positive_int(params["disk_grow_gib"], "disk growth (GiB)", policy.max_disk_growth_gib)
         disk = _text(params.get("disk") or "scsi0", "the disk")
         if not DISK_NAME.fullmatch(disk):
-            raise PolicyRefused(f"{disk!r} is not a disk name Proxmox knows")
+            raise Refused(f"{disk!r} is not a disk name Proxmox knows")
     if cores is None and memory is None and grow is None:
-        raise PolicyRefused("a resize needs cores, memory or disk growth")
+        raise Refused("a resize needs cores, memory or disk growth")
     return ResizeRequest(cores=cores, memory_mib=memory, disk=disk, disk_grow_gib=grow)
 
 
@@ -308,18 +310,18 @@ def plan_resize(request: ResizeRequest, shape: VmShape, node: NodeCapacity, poli
     reboot: list[str] = []
     if request.cores is not None:
         if request.cores < shape.cores:
-            raise PolicyRefused(f"shrinking cores from {shape.cores} to {request.cores} is refused")
+            raise Refused(f"shrinking cores from {shape.cores} to {request.cores} is refused")
         if request.cores > node.cpus:
-            raise PolicyRefused(f"{request.cores} cores exceed the node's {node.cpus} CPUs")
+            raise Refused(f"{request.cores} cores exceed the node's {node.cpus} CPUs")
         if request.cores != shape.cores:
             config["cores"] = request.cores
             # vCPU hot-plug only brings plugged vCPUs online; more cores always wait for a restart.
             reboot.append("cores")
     if request.memory_mib is not None:
         if request.memory_mib < shape.memory_mib:
-            raise PolicyRefused(f"shrinking memory from {shape.memory_mib} to {request.memory_mib} MiB is refused")
+            raise Refused(f"shrinking memory from {shape.memory_mib} to {request.memory_mib} MiB is refused")
         if request.memory_mib - shape.memory_mib > node.memory_free_mib:
-            raise PolicyRefused(f"the node has only {node.memory_free_mib} MiB free")
+            raise Refused(f"the node has only {node.memory_free_mib} MiB free")
         if request.memory_mib != shape.memory_mib:
             config["memory"] = request.memory_mib
             hot = "memory" in shape.hotplug and shape.numa
@@ -328,17 +330,17 @@ def plan_resize(request: ResizeRequest, shape: VmShape, node: NodeCapacity, poli
         assert request.disk is not None
         current = shape.disk_gib.get(request.disk)
         if current is None:
-            raise PolicyRefused(f"this VM has no disk {request.disk}")
+            raise Refused(f"this VM has no disk {request.disk}")
         if request.disk_grow_gib > node.storage_free_gib:
-            raise PolicyRefused(f"the storage has only {node.storage_free_gib:.0f} GiB free")
+            raise Refused(f"the storage has only {node.storage_free_gib:.0f} GiB free")
         if current + request.disk_grow_gib > policy.max_disk_total_gib:
-            raise PolicyRefused(f"the disk would exceed the policy limit of {policy.max_disk_total_gib} GiB")
+            raise Refused(f"the disk would exceed the policy limit of {policy.max_disk_total_gib} GiB")
         live.append("disk")
     if not shape.running:
         live.extend(reboot)
         reboot = []
     if not config and request.disk_grow_gib is None:
-        raise PolicyRefused("the VM already has that size; nothing to change")
+        raise Refused("the VM already has that size; nothing to change")
     return ResizePlan(config=config, disk=request.disk, disk_grow_gib=request.disk_grow_gib,
                       live=tuple(live), needs_reboot=tuple(reboot))
 

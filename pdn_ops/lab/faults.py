@@ -134,6 +134,8 @@ class Faults:
     def change_host_key(self, vmid: int) -> str:
         guest = self._lab.guest(vmid)
         key: str = self._run(guest.new_host_key)
+        if guest.powered:
+            self._lab.wait_guest(vmid, up=True)
         return key
 
     def ssh_hang(self, vmid: int, on: Any = True) -> None:

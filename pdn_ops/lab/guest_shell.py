@@ -287,7 +287,7 @@ def split_commands(line: str) -> list[tuple[str, list[str]]]:
     lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
     lexer.whitespace_split = True
     commands: list[tuple[str, list[str]]] = []
-    op, argv = ";", []
+    op, argv = ";", list[str]()
     for token in lexer:
         if token in OPERATORS:
             if not argv:

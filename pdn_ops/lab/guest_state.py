@@ -76,7 +76,7 @@ class StateFile:
     def _write(self, state: dict[str, Any]) -> None:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        tmp.replace(self.path)
 
     def create(self, state: dict[str, Any]) -> None:
         with self._locked():

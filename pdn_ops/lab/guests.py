@@ -83,6 +83,8 @@ class LabGuest:
         self.host_key = make_ssh_key(self.dir / "ssh_host_ed25519_key", f"root@{spec.name}").public_line
         (self.dir / "authorized_keys").write_text(client_pub + "\n", encoding="utf-8")
         self.cert_not_after = dt.datetime.now(dt.UTC) + dt.timedelta(days=cert_days)
+        self._certfile: Path | None
+        self._keyfile: Path | None
         self._certfile, self._keyfile = ca.issue(f"{self.dir.name}-site", [spec.address], self.cert_not_after) \
             if spec.site and spec.site.https else (None, None)
         self._sshd: subprocess.Popen[bytes] | None = None
@@ -116,7 +118,7 @@ class LabGuest:
         python = shlex.quote(sys.executable)
         root = shlex.quote(str(Path(__file__).resolve().parents[2]))
         state = shlex.quote(str(self.state_file.path))
-        force = f"PYTHONPATH={root} exec {python} -m pdn_ops.lab.guest_shell {state}"
+        force = f"PYTHONPATH={root} exec {python} -S -m pdn_ops.lab.guest_shell {state}"
         lines = [
             f"ListenAddress {self.address}:{self.ssh_port}",
             f"HostKey {self.dir / 'ssh_host_ed25519_key'}",
@@ -128,6 +130,9 @@ class LabGuest:
             "X11Forwarding no", "AllowTcpForwarding no", "AllowAgentForwarding no", "PermitTunnel no",
             "PrintMotd no", "PrintLastLog no", "UseDNS no", "LogLevel ERROR", "MaxStartups 100:30:200",
             "MaxSessions 20", "ClientAliveInterval 0",
+            # bash sources ~/.bashrc for commands run by sshd only when SHLVL < 2; a login shell set up for
+            # interactive use (pyenv, cargo...) would add hundreds of milliseconds to every command.
+            "SetEnv SHLVL=5 LC_ALL=C.UTF-8",
             f"ForceCommand {force}",
         ]
         (self.dir / "sshd_config").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -293,4 +298,4 @@ def _url(scheme: str, host: str, port: int, default: int) -> str:
 def ensure_privsep_dir() -> None:
     """sshd refuses to start as root without its privilege-separation directory."""
     if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)

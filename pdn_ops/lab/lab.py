@@ -62,9 +62,8 @@ def _bindable(address: str, port: int) -> bool:
         try:
             sock.bind((address, port))
         except OSError as exc:
-            if exc.errno == errno.EACCES:  # a privileged port without root: the lab will pick another
-                return True
-            return False
+            # A privileged port without root is not "taken": the lab picks another port then.
+            return exc.errno == errno.EACCES
     return True
 
 
@@ -102,6 +101,7 @@ class Lab:
         self._reconciler: asyncio.Future[None] | None = None
         self._control: Any = None
         self._stopped = False
+        self._booting: set[asyncio.Future[None]] = set()
         from pdn_ops.lab.faults import Faults
 
         self.faults = Faults(self)
@@ -127,7 +127,7 @@ class Lab:
         self.workdir.mkdir(parents=True, exist_ok=True)
         keys = self.workdir / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(keys, 0o700)
+        keys.chmod(0o700)
         self.base = self._pick_block()
         api_host = str(self.base + 1)
         self.ca = LabCa(keys)
@@ -173,6 +173,7 @@ class Lab:
         for guest in self.guests.values():
             guest.stop_sshd()
         if self._thread is None or not self._thread.is_alive():
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
     async def _shutdown(self) -> None:
@@ -185,6 +186,15 @@ class Lab:
         for guest in self.guests.values():
             await guest.power_off()
         await self.pve.stop()
+        # Let closed transports run their connection_lost callbacks, and end what is left (hung site
+        # requests, fakepve's timers), so nothing is collected after the loop closes.
+        current = asyncio.current_task()
+        rest = [task for task in asyncio.all_tasks() if task is not current]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+        for _ in range(3):
+            await asyncio.sleep(0.01)
 
     # ------------------------------------------------------------ building
     def _pick_block(self) -> ipaddress.IPv4Address:
@@ -228,6 +238,7 @@ class Lab:
             volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
                                             "ctime": int(time.time())}
         pve.on_change.append(self._changed)
+        pve.ssl_fingerprint = self.fingerprint
         return pve
 
     @staticmethod
@@ -290,7 +301,7 @@ class Lab:
             self._wake.clear()
             try:
                 await self.reconcile()
-            except Exception:  # noqa: BLE001 - one bad guest must not stop the lab; it is logged and retried
+            except Exception:
                 import logging
 
                 logging.getLogger(__name__).exception("lab reconcile failed")
@@ -310,14 +321,18 @@ class Lab:
                 if guest.powered or guest.boot_handle is not None:
                     await guest.power_off()
                 guest.seen_start = vm.started_at
-                guest.boot_handle = self._loop.call_later(
-                    self.boot_secs * self.time_scale, lambda g=guest: asyncio.ensure_future(self._boot(g)))
+                guest.boot_handle = self._loop.call_later(self.boot_secs * self.time_scale, self._boot_soon, guest)
                 continue
             if guest.powered:
                 await guest.sync_services()
                 size = _disk_size(vm.config)
                 if size:
                     guest.set_disk_size(size)
+
+    def _boot_soon(self, guest: LabGuest) -> None:
+        task = asyncio.ensure_future(self._boot(guest))
+        self._booting.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._booting.discard)
 
     async def _boot(self, guest: LabGuest) -> None:
         guest.boot_handle = None

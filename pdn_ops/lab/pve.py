@@ -7,7 +7,9 @@ pdn_ops/lab/README.md with the Proxmox behaviour it follows (shared/reference/PV
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from typing import Any
 
 from fakepve import FakePve, PveError, TaskError
@@ -16,7 +18,9 @@ from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
 from fakepve.routing import die, param_error
 from fakepve.schema import load as load_schema
 from fakepve.schema import validate as schema_validate
-from fakepve.server import API, error, params
+from fakepve.server import API, error, ok, params
+
+GiB = 1024**3
 
 SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT])?\Z")
 # Keys that change a running VM at once whatever `hotplug` says (qemu-server vmconfig_hotplug_pending).
@@ -39,37 +43,99 @@ def live_keys(config: dict[str, Any], keys: list[str]) -> list[str]:
     """Which pending keys PVE applies to a running VM at once (PVE-API-NOTES section 5)."""
     plug = hotplug_set(config)
     numa = str(config.get("numa", "0")) == "1"
-    out = []
-    for key in keys:
-        if key in ALWAYS_LIVE:
-            out.append(key)
-        elif key == "vcpus" and "cpu" in plug:
-            out.append(key)
-        elif key == "memory" and "memory" in plug and numa:
-            out.append(key)
-        elif re.fullmatch(r"net\d+", key) and "network" in plug:
-            out.append(key)
-        elif DISK_KEY.match(key) and "disk" in plug:
-            out.append(key)
-        elif re.fullmatch(r"usb\d+", key) and "usb" in plug:
-            out.append(key)
-    return out
+    rules = (
+        lambda key: key in ALWAYS_LIVE,
+        lambda key: key == "vcpus" and "cpu" in plug,
+        lambda key: key == "memory" and "memory" in plug and numa,
+        lambda key: re.fullmatch(r"net\d+", key) is not None and "network" in plug,
+        lambda key: DISK_KEY.match(key) is not None and "disk" in plug,
+        lambda key: re.fullmatch(r"usb\d+", key) is not None and "usb" in plug,
+    )
+    return [key for key in keys if any(rule(key) for rule in rules)]
 
 
-class LabPve(FakePve):  # type: ignore[misc]  # fakepve ships no type information
+class LabPve(FakePve):
     """FakePve plus: disk resize, 400 on unknown parameters everywhere, live hotplug, an empty replication list."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Called (vmid) after every change of a VM's power or disk; the lab uses it to wake its reconciler.
         self.on_change: list[Any] = []
+        # What /nodes shows as ssl_fingerprint: the certificate the API really serves (set by the lab).
+        self.ssl_fingerprint = ""
+        # vmid -> whether the snapshot a pending rollback goes back to holds RAM state.
+        self._lab_vmstate: dict[int, bool] = {}
 
     # ------------------------------------------------------------ routes
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
         return [
             ("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._lab_resize),
             ("GET", "/nodes/{node}/replication", self._lab_replication_list),
+            ("GET", "/cluster/backup-info/not-backed-up", self._lab_not_backed_up),
+            ("GET", "/nodes/{node}/status", self._lab_node_status),
         ]
+
+    async def _lab_not_backed_up(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        # The lab has no backup jobs, so every guest is "not backed up" (fakepve invents one sample entry).
+        return [{"type": "qemu", "vmid": vm.vmid, "name": vm.name} for vm in sorted(self.vms, key=lambda v: v.vmid)
+                if self.allowed(user, f"/vms/{vm.vmid}", "VM.Audit")]
+
+    async def _lab_node_status(self, values: dict[str, Any], user: str) -> dict[str, Any]:
+        """A node's status with plausible numbers (fakepve's sample has zeros and 'fake' strings)."""
+        node = values["node"]
+        if not self.nodes.get(node, {}).get("online", True):
+            raise PveError(595, "No route to host")
+        guests = [vm for vm in self.vms if vm.node == node and vm.status == "running"]
+        total = 64 * GiB
+        used = min(total - GiB, 4 * GiB + sum(self._vm_usage(vm)["mem"] for vm in guests))
+        load = round(0.2 + 0.05 * len(guests), 2)
+        return {
+            "cpu": min(0.02 + 0.01 * len(guests), 1.0), "wait": 0.001, "uptime": 864000,
+            "loadavg": [f"{load:.2f}", f"{load * 0.9:.2f}", f"{load * 0.8:.2f}"],
+            "cpuinfo": {"cores": 8, "cpus": 16, "sockets": 1, "model": "Intel(R) Xeon(R) Silver 4314 CPU @ 2.40GHz",
+                        "mhz": "2400.000", "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae"},
+            "memory": {"total": total, "used": used, "free": total - used, "available": total - used},
+            "swap": {"total": 8 * GiB, "used": 0, "free": 8 * GiB},
+            "rootfs": {"total": 100 * GiB, "used": 12 * GiB, "free": 88 * GiB, "avail": 83 * GiB},
+            "ksm": {"shared": 0},
+            "kversion": "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64",
+            "current-kernel": {"sysname": "Linux", "release": "6.14.8-2-pve", "machine": "x86_64",
+                               "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z)"},
+            "boot-info": {"mode": "efi", "secureboot": 0},
+            "pveversion": f"pve-manager/{self.version}/{'0' * 16}",
+            "idle": 0,
+        }
+
+    async def _nodes(self, request: Any) -> Any:
+        response = await super()._nodes(request)
+        if not self.ssl_fingerprint:
+            return response
+        body = json.loads(response.text)
+        for item in body["data"]:
+            item["ssl_fingerprint"] = self.ssl_fingerprint
+        return ok(body["data"])
+
+    def _vm_usage(self, vm: Any) -> dict[str, Any]:
+        """Usage that differs per VM and moves with uptime (fakepve reports the same constants for every VM)."""
+        data: dict[str, Any] = super()._vm_usage(vm)
+        if vm.status != "running":
+            return data
+        seed = int(vm.vmid)
+        uptime = int(data.get("uptime") or 0)
+        data["cpu"] = round(0.01 + (seed * 37 % 23) / 100, 4)
+        data["mem"] = data["memhost"] = int(data["maxmem"] * (0.30 + (seed * 13 % 40) / 100))
+        data["netin"] = (seed % 50 + 10) * 1024 * (uptime + 60)
+        data["netout"] = (seed % 70 + 20) * 1024 * (uptime + 60)
+        data["diskread"] = (seed % 30 + 5) * 4096 * (uptime + 60)
+        data["diskwrite"] = (seed % 20 + 5) * 4096 * (uptime + 60)
+        data.update((k, v) for k, v in vm.stats.items() if k in data)
+        return data
+
+    async def _qm_rollback(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        snap = vm.snapshots.get(v.get("snapname"))
+        self._lab_vmstate[vm.vmid] = bool(snap and snap.get("vmstate"))
+        return await super()._qm_rollback(v, user)
 
     async def _lab_replication_list(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
         # The lab configures no storage replication: PVE answers an empty list (fakepve invents a job
@@ -174,7 +240,14 @@ class LabPve(FakePve):  # type: ignore[misc]  # fakepve ships no type informatio
                    lock: bool = True, log: Any = ()) -> str:
         async def watched() -> Any:
             try:
-                return await body()
+                note = await body()
+                if ttype == "qmrollback" and self._lab_vmstate.pop(int(tid), False):
+                    # PVE starts the VM from the snapshot's RAM state; fakepve leaves it stopped.
+                    target = self.vm(int(tid))
+                    if target is not None and target.status == "stopped":
+                        target.status = target.qmpstatus = "running"
+                        target.started_at = time.time()
+                return note
             finally:
                 if tid not in ("", None):
                     self._lab_changed(tid)

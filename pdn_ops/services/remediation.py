@@ -28,7 +28,7 @@ from pdn_ops.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.inventory import Inventory, resolve_secret_path
 from remediation import registry, runner
 from remediation.executors.ssh import SshTarget
-from remediation.playbooks.base import RunContext, VmTarget
+from remediation.playbooks.base import RunContext, VmTarget, refusals
 
 
 class ActiveRunConflict(Conflict):
@@ -139,7 +139,8 @@ def approve(session: Session, run_id: int, *, engineer: str, now: datetime | Non
     if row.state != rem.State.AWAITING_APPROVAL:
         raise PolicyRefused(f"run #{run_id} is {row.state}, not awaiting approval")
     approvers = [a["by"] for a in row.approvals]
-    approvers, done = rem.add_approval(approvers, engineer, row.approvals_needed)
+    with refusals():
+        approvers, done = rem.add_approval(approvers, engineer, row.approvals_needed)
     when = now or utcnow()
     row.approvals = [*row.approvals, {"by": engineer, "at": when.isoformat()}]
     if done:
@@ -166,7 +167,8 @@ def cancel(session: Session, run_id: int, *, engineer: str) -> RemediationRunRow
 
 def add_window(session: Session, *, starts_at: datetime, ends_at: datetime, target: str | None, reason: str,
                created_by: str) -> MaintenanceWindowRow:
-    rem.validate_window(starts_at, ends_at)
+    with refusals():
+        rem.validate_window(starts_at, ends_at)
     row = MaintenanceWindowRow(starts_at=starts_at, ends_at=ends_at, target=target, reason=reason[:500],
                                created_by=created_by)
     session.add(row)

@@ -9,12 +9,14 @@ Steps share what they learn through ``ctx.facts``; the journal keeps facts with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus
+from pdn_ops.domain.remediation import Outcome, Policy, Refused, Risk, StepStatus
+from pdn_ops.errors import PolicyRefused
 from remediation.executors.proxmox import ApiCall, ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor, SshTarget
 
@@ -227,6 +229,15 @@ class SshAction:
         status = self.verify(ctx, probe)
         return Outcome(status, stdout=probe.stdout, stderr=probe.stderr, exit_code=probe.exit_code,
                        detail="reconciled by checking the guest")
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Translate the domain's refusals into the error tree at this boundary."""
+    try:
+        yield
+    except Refused as exc:
+        raise PolicyRefused(str(exc)) from exc
 
 
 class CheckFailed(Exception):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_cleanup
 from pdn_ops.errors import PolicyRefused
-from remediation.playbooks.base import Check, CheckFailed, RunContext, SshAction, Step, VmTarget
+from remediation.playbooks.base import Check, CheckFailed, RunContext, SshAction, Step, VmTarget, refusals
 
 DF = ["df", "-P", "-k", "/"]
 
@@ -64,12 +64,13 @@ class FreeDisk:
     needs = "ssh"
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
-        unknown = set(params) - {"cleanup"}
-        if unknown:
-            raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
-        if target.ssh is None:
-            raise PolicyRefused("this VM has no SSH access declared in the inventory")
-        return {"cleanup": validate_cleanup(params.get("cleanup"), list(target.cleanup))}
+        with refusals():
+            unknown = set(params) - {"cleanup"}
+            if unknown:
+                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            if target.ssh is None:
+                raise PolicyRefused("this VM has no SSH access declared in the inventory")
+            return {"cleanup": validate_cleanup(params.get("cleanup"), list(target.cleanup))}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
         return STEPS

@@ -12,6 +12,7 @@ from typing import Any
 from pdn_ops.domain.remediation import (
     NodeCapacity,
     Policy,
+    Refused,
     ResizeRequest,
     Risk,
     StepStatus,
@@ -23,7 +24,7 @@ from pdn_ops.domain.remediation import (
 )
 from pdn_ops.errors import PolicyRefused
 from remediation.executors.proxmox import ApiCall
-from remediation.playbooks.base import LOCATE, ApiTask, Check, CheckFailed, RunContext, Step, VmTarget
+from remediation.playbooks.base import LOCATE, ApiTask, Check, CheckFailed, RunContext, Step, VmTarget, refusals
 
 GIB = 1024**3
 
@@ -68,7 +69,7 @@ def _plan(ctx: RunContext, data: Any) -> dict[str, Any]:
                         storage_free_gib=free_gib)
     try:
         plan = plan_resize(request, shape, node, ctx.policy)
-    except PolicyRefused as exc:
+    except Refused as exc:
         raise CheckFailed(f"refused: {exc}") from exc
     reboot = bool(plan.needs_reboot) and bool(ctx.params.get("reboot"))
     detail = f"live: {', '.join(plan.live) or '-'}; needs reboot: {', '.join(plan.needs_reboot) or '-'}"
@@ -119,15 +120,16 @@ class ResizeVm:
     needs = "api"
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
-        sizes = {k: v for k, v in params.items() if k != "reboot"}
-        request = parse_resize(sizes, policy)
-        reboot = params.get("reboot", False)
-        if reboot not in (True, False, "true", "false", "1", "0", 1, 0):
-            raise PolicyRefused("reboot must be true or false")
-        preview = {k: v for k, v in (("cores", request.cores), ("memory", request.memory_mib)) if v is not None}
-        return {"request": {"cores": request.cores, "memory_mib": request.memory_mib, "disk": request.disk,
-                            "disk_grow_gib": request.disk_grow_gib},
-                "reboot": reboot in (True, "true", "1", 1), "config_preview": preview}
+        with refusals():
+            sizes = {k: v for k, v in params.items() if k != "reboot"}
+            request = parse_resize(sizes, policy)
+            reboot = params.get("reboot", False)
+            if reboot not in (True, False, "true", "false", "1", "0", 1, 0):
+                raise PolicyRefused("reboot must be true or false")
+            preview = {k: v for k, v in (("cores", request.cores), ("memory", request.memory_mib)) if v is not None}
+            return {"request": {"cores": request.cores, "memory_mib": request.memory_mib, "disk": request.disk,
+                                "disk_grow_gib": request.disk_grow_gib},
+                    "reboot": reboot in (True, "true", "1", 1), "config_preview": preview}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
         return STEPS

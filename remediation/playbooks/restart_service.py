@@ -7,7 +7,7 @@ from typing import Any
 
 from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_unit
 from pdn_ops.errors import PolicyRefused
-from remediation.playbooks.base import Check, CheckFailed, RunContext, SshAction, Step, VmTarget
+from remediation.playbooks.base import Check, CheckFailed, RunContext, SshAction, Step, VmTarget, refusals
 
 
 def _is_active(ctx: RunContext) -> list[str]:
@@ -41,12 +41,13 @@ class RestartService:
     needs = "ssh"
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
-        unknown = set(params) - {"unit"}
-        if unknown:
-            raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
-        if target.ssh is None:
-            raise PolicyRefused("this VM has no SSH access declared in the inventory")
-        return {"unit": validate_unit(params.get("unit"), target.services)}
+        with refusals():
+            unknown = set(params) - {"unit"}
+            if unknown:
+                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            if target.ssh is None:
+                raise PolicyRefused("this VM has no SSH access declared in the inventory")
+            return {"unit": validate_unit(params.get("unit"), target.services)}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
         return STEPS

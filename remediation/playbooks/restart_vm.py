@@ -12,7 +12,17 @@ from typing import Any
 from pdn_ops.domain.remediation import Policy, Risk, StepStatus
 from pdn_ops.errors import PolicyRefused
 from remediation.executors.proxmox import ApiCall
-from remediation.playbooks.base import LOCATE, ApiTask, Check, RunContext, Step, VmTarget, status_fact, vm_status
+from remediation.playbooks.base import (
+    LOCATE,
+    ApiTask,
+    Check,
+    RunContext,
+    Step,
+    VmTarget,
+    refusals,
+    status_fact,
+    vm_status,
+)
 
 SHUTDOWN_TIMEOUT = 60
 
@@ -43,16 +53,17 @@ class RestartVm:
     needs = "api"
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
-        unknown = set(params) - {"shutdown_timeout"}
-        if unknown:
-            raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
-        value = params.get("shutdown_timeout", SHUTDOWN_TIMEOUT)
-        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-            raise PolicyRefused("the shutdown timeout must be a whole number of seconds")
-        timeout = int(value)
-        if not 10 <= timeout <= 600:
-            raise PolicyRefused("the shutdown timeout must be between 10 and 600 seconds")
-        return {"shutdown_timeout": timeout}
+        with refusals():
+            unknown = set(params) - {"shutdown_timeout"}
+            if unknown:
+                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            value = params.get("shutdown_timeout", SHUTDOWN_TIMEOUT)
+            if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+                raise PolicyRefused("the shutdown timeout must be a whole number of seconds")
+            timeout = int(value)
+            if not 10 <= timeout <= 600:
+                raise PolicyRefused("the shutdown timeout must be between 10 and 600 seconds")
+            return {"shutdown_timeout": timeout}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
         return STEPS

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pdn_ops.domain.remediation import Policy, Risk, StepStatus, validate_snapshot_name
+from pdn_ops.domain.remediation import Policy, Refused, Risk, StepStatus, validate_snapshot_name
 from pdn_ops.errors import PolicyRefused
 from remediation.executors.proxmox import ApiCall
 from remediation.playbooks.base import (
@@ -20,6 +20,7 @@ from remediation.playbooks.base import (
     RunContext,
     Step,
     VmTarget,
+    refusals,
     status_fact,
     vm_status,
 )
@@ -33,7 +34,7 @@ def _snapshots(ctx: RunContext, data: Any) -> dict[str, Any]:
     names = [str(s.get("name")) for s in data or [] if isinstance(s, dict) and s.get("name") != "current"]
     try:
         validate_snapshot_name(ctx.params["snapshot"], names)
-    except PolicyRefused as exc:
+    except Refused as exc:
         raise CheckFailed(f"refused: {exc}") from exc
     return {"snapshots": names, "_detail": f"{len(names)} snapshots; {ctx.params['snapshot']} is one of them"}
 
@@ -63,12 +64,13 @@ class RestoreSnapshot:
     needs = "api"
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
-        unknown = set(params) - {"snapshot"}
-        if unknown:
-            raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
-        if "snapshot" not in params:
-            raise PolicyRefused("choose a snapshot to roll back to")
-        return {"snapshot": validate_snapshot_name(params["snapshot"])}
+        with refusals():
+            unknown = set(params) - {"snapshot"}
+            if unknown:
+                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            if "snapshot" not in params:
+                raise PolicyRefused("choose a snapshot to roll back to")
+            return {"snapshot": validate_snapshot_name(params["snapshot"])}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
         return STEPS

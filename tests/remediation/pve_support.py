@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +50,7 @@ class MemoryJournal:
         return {r["name"]: r["state"] for r in self.rows.values()}
 
 
-def run_playbook(name: str, target: VmTarget, params: dict[str, object], *, proxmox: ProxmoxExecutor | None = None,
+def run_playbook(name: str, target: VmTarget, params: Mapping[str, object], *, proxmox: ProxmoxExecutor | None = None,
                  ssh: SshExecutor | None = None, policy: Policy | None = None,
                  journal: MemoryJournal | None = None, run_id: int = 1) -> tuple[runner.RunResult, MemoryJournal]:
     book = registry.playbook(name)

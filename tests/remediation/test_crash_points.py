@@ -7,6 +7,7 @@ the boundaries of side-effecting steps; this test covers every boundary, reads i
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def cutter(at: int) -> Any:
     return boundary
 
 
-def crash_then_resume(name: str, target: VmTarget, params: dict[str, object], at: int, **clients: Any,
+def crash_then_resume(name: str, target: VmTarget, params: Mapping[str, object], at: int, **clients: Any,
                       ) -> tuple[runner.RunResult | None, MemoryJournal, bool]:
     book = registry.playbook(name)
     clean = book.validate(params, target, Policy())
@@ -54,7 +55,7 @@ def crash_then_resume(name: str, target: VmTarget, params: dict[str, object], at
     return result, journal, crashed
 
 
-API_CASES = {
+API_CASES: dict[str, tuple[str, str, dict[str, object]]] = {
     "restart_vm_stopped": ("restart_vm", "stopped", {}),
     "restart_vm_running": ("restart_vm", "running", {}),
     "resize_vm": ("resize_vm", "running", {"cores": 4, "disk_grow_gib": 5, "reboot": True}),
@@ -76,7 +77,7 @@ def test_api_playbook_cut_at_every_boundary_never_repeats_a_task(fakepve: Any, f
                           lambda _u: None)
         baseline = len(fakepve.tasklog)
         target = VmTarget(cluster="pve", vmid=vmid, opd="dinkes")
-        result, journal, crashed = crash_then_resume(name, target, params, at, proxmox=proxmox)
+        result, _journal, crashed = crash_then_resume(name, target, params, at, proxmox=proxmox)
         done = Counter(t["type"] for t in fakepve.tasklog[baseline:] if t["id"] == str(vmid))
         assert result is not None and result.status is StepStatus.SUCCEEDED, (at, result and result.summary)
         assert all(count == 1 for count in done.values()), (at, done)
@@ -88,7 +89,7 @@ def test_api_playbook_cut_at_every_boundary_never_repeats_a_task(fakepve: Any, f
         pytest.fail("the playbook never completed without a cut")
 
 
-SSH_CASES = {
+SSH_CASES: dict[str, tuple[str, dict[str, object], str]] = {
     "restart_service": ("restart_service", {"unit": "nginx.service"}, "systemctl restart"),
     "free_disk": ("free_disk", {"cleanup": "journal"}, "/usr/bin/journalctl"),
 }

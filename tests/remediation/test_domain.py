@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pdn_ops.domain import remediation as rem
-from pdn_ops.errors import PolicyRefused
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 DECLARED = ["nginx.service", "php8.2-fpm.service", "app@1.service"]
@@ -19,7 +18,7 @@ DECLARED = ["nginx.service", "php8.2-fpm.service", "app@1.service"]
     "sshd.service",  # valid name, but not declared for this VM
 ])
 def test_bad_unit_names_are_refused(unit: str) -> None:
-    with pytest.raises(PolicyRefused):
+    with pytest.raises(rem.Refused):
         rem.validate_unit(unit, DECLARED)
 
 
@@ -30,21 +29,21 @@ def test_declared_unit_names_pass() -> None:
 
 @pytest.mark.parametrize("value", [None, 3, ["nginx.service"]])
 def test_unit_name_must_be_text(value: object) -> None:
-    with pytest.raises(PolicyRefused):
+    with pytest.raises(rem.Refused):
         rem.validate_unit(value, DECLARED)
 
 
 @pytest.mark.parametrize("name", ["1snap", "a", "snap shot", "snap;rm", "snap\n", "-snap", "x" * 41, "current",
                                   "snap.1", "$(id)", "ünï"])
 def test_bad_snapshot_names_are_refused(name: str) -> None:
-    with pytest.raises(PolicyRefused):
+    with pytest.raises(rem.Refused):
         rem.validate_snapshot_name(name)
 
 
 def test_snapshot_name_must_belong_to_the_vm() -> None:
     assert rem.validate_snapshot_name("before_update-2", ["before_update-2"]) == "before_update-2"
     assert rem.validate_snapshot_name("x" * 40) == "x" * 40
-    with pytest.raises(PolicyRefused, match="no snapshot"):
+    with pytest.raises(rem.Refused, match="no snapshot"):
         rem.validate_snapshot_name("other_vms_snap", ["before_update-2"])
 
 
@@ -55,7 +54,7 @@ def test_snapshot_name_must_belong_to_the_vm() -> None:
     {"swap": 1},
 ])
 def test_bad_sizes_are_refused(params: dict[str, object]) -> None:
-    with pytest.raises(PolicyRefused):
+    with pytest.raises(rem.Refused):
         rem.parse_resize(params, rem.Policy())
 
 
@@ -69,7 +68,7 @@ NODE = rem.NodeCapacity(cpus=8, memory_free_mib=8192, storage_free_gib=100.0)
     ({"disk_grow_gib": 5, "disk": "virtio1"}, "no disk"), ({"cores": 2}, "nothing to change"),
 ])
 def test_resize_is_checked_against_the_vm_and_the_node(params: dict[str, object], message: str) -> None:
-    with pytest.raises(PolicyRefused, match=message):
+    with pytest.raises(rem.Refused, match=message):
         rem.plan_resize(rem.parse_resize(params, rem.Policy()), SHAPE, NODE, rem.Policy())
 
 
@@ -87,7 +86,7 @@ def test_resize_plan_says_what_needs_a_reboot() -> None:
 def test_cleanup_must_be_declared() -> None:
     assert rem.validate_cleanup("journal", ["journal"]) == "journal"
     for bad in ("tmp", "journal; rm -rf /", "-x", "journal\n"):
-        with pytest.raises(PolicyRefused):
+        with pytest.raises(rem.Refused):
             rem.validate_cleanup(bad, ["journal"])
 
 
@@ -95,7 +94,7 @@ def test_life_cycle_allows_only_forward_moves() -> None:
     assert rem.check_transition("approved", "running") is rem.State.RUNNING
     assert rem.check_transition("interrupted", "unknown") is rem.State.UNKNOWN
     for current, new in [("succeeded", "running"), ("awaiting_approval", "running"), ("failed", "succeeded")]:
-        with pytest.raises(PolicyRefused):
+        with pytest.raises(rem.Refused):
             rem.check_transition(current, new)
 
 
@@ -107,7 +106,7 @@ def test_approvals_by_risk_and_second_engineer_for_rollback() -> None:
     assert rem.approvals_needed(rem.Risk.HIGH, rem.Policy()) == 1
     approvers, done = rem.add_approval([], "eng1", 2)
     assert not done
-    with pytest.raises(PolicyRefused, match="another engineer"):
+    with pytest.raises(rem.Refused, match="another engineer"):
         rem.add_approval(approvers, "eng1", 2)
     assert rem.add_approval(approvers, "eng2", 2) == (["eng1", "eng2"], True)
 
@@ -143,7 +142,7 @@ def test_window_for_another_target_or_past_does_not_hold_back() -> None:
     windows = [rem.MaintenanceWindow(NOW, NOW + timedelta(hours=1), target="pve/999"),
                rem.MaintenanceWindow(NOW - timedelta(hours=2), NOW - timedelta(hours=1))]
     assert rem.auto_decision(RULE, DOWN, rem.Policy(), now=NOW, recent_runs=[], windows=windows).allowed
-    with pytest.raises(PolicyRefused):
+    with pytest.raises(rem.Refused):
         rem.validate_window(NOW, NOW - timedelta(minutes=1))
 
 

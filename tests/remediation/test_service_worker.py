@@ -144,11 +144,12 @@ def test_worker_reconciles_a_run_whose_worker_died_after_the_call(sessions: sess
     finally:
         worker.close()
     with sessions() as session:
-        run = session.get(RemediationRunRow, run_id)
-        assert run is not None and run.outcome == "succeeded", run.summary
-        start = next(s for s in run.steps if s.name == "start")
+        done = session.get(RemediationRunRow, run_id)
+        assert done is not None
+        assert done.outcome == "succeeded", done.summary
+        start = next(s for s in done.steps if s.name == "start")
         assert start.reconciled and start.upid
-        assert run.attempt == 1
+        assert done.attempt == 1
     assert tasks(fakepve, 101) == ["qmstart"]  # found in the task list, not started again
 
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ class Matrix:
         self.inventory = inventory(self.inventory_path)
         self.count = 0
 
-    def enqueue(self, playbook: str, vmid: int, params: dict[str, object]) -> int:
+    def enqueue(self, playbook: str, vmid: int, params: Mapping[str, object]) -> int:
         self.count += 1
         with transaction(self.sessions) as session:
             return svc.request_run(session, self.inventory, playbook=playbook, target=f"pve/{vmid}", params=params,
@@ -68,7 +69,7 @@ class Matrix:
         self.engine.dispose()
 
 
-API_CASES = [
+API_CASES: list[tuple[str, str, dict[str, object]]] = [
     ("restart_vm", "stopped", {}),
     ("resize_vm", "running", {"cores": 4}),
     ("restore_snapshot", "running", {"snapshot": "before_update"}),
@@ -106,7 +107,7 @@ def test_sigkill_at_every_api_boundary_never_repeats_a_task(fakepve: Any, fakepv
         matrix.close()
 
 
-SSH_CASES = [
+SSH_CASES: list[tuple[str, dict[str, object], str]] = [
     ("restart_service", {"unit": "nginx.service"}, "systemctl restart"),
     ("free_disk", {"cleanup": "journal"}, "/usr/bin/journalctl"),
 ]

@@ -41,7 +41,7 @@ def write_inventory(directory: Path, pve: Any, cafile: str, guest: SshGuest | No
         "vms:",
     ]
     for vmid in vmids:
-        lines += [f"  - cluster: pve", f"    vmid: {vmid}", f"    name: vm{vmid}", "    opd: dinkes"]
+        lines += ["  - cluster: pve", f"    vmid: {vmid}", f"    name: vm{vmid}", "    opd: dinkes"]
         if guest is not None and vmid == 101:
             lines += [
                 "    ssh:",

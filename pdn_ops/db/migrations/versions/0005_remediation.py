@@ -1,7 +1,7 @@
 """remediation runs, steps, maintenance windows, automatic rules, switches
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-28 18:40:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0003"  # re-chained after health (0003) landed on main
 branch_labels = None
 depends_on = None
 

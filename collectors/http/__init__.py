@@ -1,0 +1,1 @@
+"""Checks websites asynchronously: status, timings, keyword, redirects, TLS validity and expiry."""

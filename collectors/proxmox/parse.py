@@ -1,0 +1,179 @@
+"""Proxmox API answers -> observations. Pure: no I/O, the time is an argument.
+
+``/cluster/resources`` (one entry per guest, node and storage; sample, trimmed)::
+
+    [{"id": "qemu/100", "type": "qemu", "vmid": 100, "name": "web-dinkes", "node": "pve1", "status": "running",
+      "cpu": 0.02, "maxcpu": 2, "mem": 67108864, "maxmem": 2147483648, "disk": 0, "maxdisk": 34359738368,
+      "uptime": 3600, "template": 0, "lock": "backup", "hastate": "started"},
+     {"id": "lxc/101", "type": "lxc", "vmid": 101, "status": "stopped", "node": "pve2", ...},
+     {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online", "cpu": 0.02, "mem": 2147483648,
+      "maxmem": 8589934592, ...},
+     {"id": "storage/pve1/local", "type": "storage", ...}]
+
+``/cluster/status`` (one cluster entry when clustered, one entry per node)::
+
+    [{"type": "cluster", "id": "cluster", "name": "pdn", "nodes": 2, "quorate": 1, "version": 1},
+     {"type": "node", "id": "node/pve1", "name": "pve1", "nodeid": 1, "online": 1, "local": 1, "ip": "..."}]
+
+``status/current`` of one guest (only for guests whose state changed)::
+
+    {"status": "running", "qmpstatus": "paused", "vmid": 100, "ha": {"managed": 0}, ...}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from pdn_ops.domain.observations import (
+    ClusterObservation,
+    FailureClass,
+    GuestObservation,
+    NodeObservation,
+)
+from pdn_ops.errors import UnexpectedResponse
+
+GUEST_TYPES = ("qemu", "lxc")
+
+
+def _list_of_dicts(data: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise UnexpectedResponse(f"{what}: expected a list of objects, got {type(data).__name__}")
+    return data
+
+
+def _num(entry: Mapping[str, Any], key: str, kind: type[int] | type[float], what: str) -> Any:
+    value = entry.get(key, 0)
+    if value is None or value == "":
+        return kind(0)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise UnexpectedResponse(f"{what}: field {key!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UnexpectedResponse(f"{what}: field {key!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UnexpectedResponse(f"{what}: field {key!r} is not finite")
+    return kind(number)
+
+
+def _opt_str(entry: Mapping[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    return str(value) if value not in (None, "") else None
+
+
+def parse_guest(entry: Mapping[str, Any], cluster: str) -> GuestObservation:
+    """One qemu/lxc entry of /cluster/resources."""
+    what = f"guest {entry.get('id', '?')}"
+    try:
+        vmid = int(entry["vmid"])
+        node = str(entry["node"])
+        status = str(entry["status"])
+    except (KeyError, TypeError, ValueError):
+        raise UnexpectedResponse(f"{what}: missing vmid, node or status") from None
+    return GuestObservation(
+        cluster=cluster,
+        vmid=vmid,
+        node=node,
+        name=str(entry.get("name") or ""),
+        type=str(entry["type"]),
+        status=status,
+        cpu=_num(entry, "cpu", float, what),
+        maxcpu=_num(entry, "maxcpu", float, what),
+        mem=_num(entry, "mem", int, what),
+        maxmem=_num(entry, "maxmem", int, what),
+        disk=_num(entry, "disk", int, what),
+        maxdisk=_num(entry, "maxdisk", int, what),
+        uptime=_num(entry, "uptime", int, what),
+        lock=_opt_str(entry, "lock"),
+        template=bool(_num(entry, "template", int, what)),
+        hastate=_opt_str(entry, "hastate"),
+    )
+
+
+def parse_resources(data: Any, cluster: str) -> tuple[list[GuestObservation], dict[str, dict[str, Any]]]:
+    """Guests, and node entries by name (for their usage figures), from /cluster/resources."""
+    guests: list[GuestObservation] = []
+    nodes: dict[str, dict[str, Any]] = {}
+    for entry in _list_of_dicts(data, "/cluster/resources"):
+        kind = entry.get("type")
+        if kind in GUEST_TYPES:
+            guests.append(parse_guest(entry, cluster))
+        elif kind == "node" and entry.get("node"):
+            nodes[str(entry["node"])] = entry
+    return guests, nodes
+
+
+def parse_cluster_status(data: Any) -> tuple[bool | None, dict[str, bool]]:
+    """(quorate or None for a single node without a cluster, {node: online})."""
+    quorate: bool | None = None
+    online: dict[str, bool] = {}
+    for entry in _list_of_dicts(data, "/cluster/status"):
+        if entry.get("type") == "cluster":
+            quorate = bool(_num(entry, "quorate", int, "cluster entry"))
+        elif entry.get("type") == "node" and entry.get("name"):
+            online[str(entry["name"])] = bool(_num(entry, "online", int, f"node {entry['name']}"))
+    if not online:
+        raise UnexpectedResponse("/cluster/status: no node entries")
+    return quorate, online
+
+
+def build_nodes(cluster: str, online: Mapping[str, bool], usage: Mapping[str, Mapping[str, Any]]) -> tuple[
+        NodeObservation, ...]:
+    """Nodes as /cluster/status sees them (the authority on online), with usage from /cluster/resources."""
+    nodes = []
+    for name in sorted(online):
+        entry = usage.get(name, {})
+        up = online[name]
+        nodes.append(NodeObservation(
+            cluster=cluster,
+            node=name,
+            online=up,
+            cpu=_num(entry, "cpu", float, f"node {name}") if up else 0.0,
+            mem=_num(entry, "mem", int, f"node {name}") if up else 0,
+            maxmem=_num(entry, "maxmem", int, f"node {name}") if up else 0,
+        ))
+    return tuple(nodes)
+
+
+def with_current_status(guest: GuestObservation, data: Any) -> GuestObservation:
+    """A guest refined by its status/current answer (the QMP state tells paused from running)."""
+    if not isinstance(data, dict) or "status" not in data:
+        raise UnexpectedResponse(f"status/current of {guest.vmid}: expected an object with status")
+    return replace(guest, status=str(data["status"]), qmpstatus=_opt_str(data, "qmpstatus"))
+
+
+def changed_guests(guests: Iterable[GuestObservation], previous: Mapping[int, str]) -> list[GuestObservation]:
+    """Guests seen before whose status differs now (new guests are not "changed": nothing to compare)."""
+    return [g for g in guests if g.vmid in previous and previous[g.vmid] != g.status]
+
+
+def observe(
+    cluster: str,
+    now: datetime,
+    resources: Any,
+    status: Any,
+    *,
+    guests_seen_before: int = 0,
+    guests_expected: int = 0,
+) -> ClusterObservation:
+    """One cycle's observation from the two fleet-wide answers.
+
+    An empty guest list where guests were seen before, or where the inventory declares some, is an anomaly
+    (FailureClass.EMPTY, ok=False): an API token that lost its VM.Audit right or a half-started pveproxy
+    answers like this, and reading it as "every VM is gone" would page for the whole fleet.
+    """
+    guests, node_usage = parse_resources(resources, cluster)
+    quorate, online = parse_cluster_status(status)
+    nodes = build_nodes(cluster, online, node_usage)
+    if not guests and (guests_seen_before or guests_expected):
+        return ClusterObservation(
+            cluster=cluster, at=now, ok=False, quorate=quorate, nodes=nodes, failure=FailureClass.EMPTY,
+            detail=(f"/cluster/resources listed no guests, but {guests_seen_before} were seen before and "
+                    f"{guests_expected} are in the inventory"),
+        )
+    guests.sort(key=lambda g: g.vmid)
+    return ClusterObservation(cluster=cluster, at=now, ok=True, quorate=quorate, nodes=nodes, guests=tuple(guests))

@@ -1,0 +1,1 @@
+"""Agentless guest checks over SSH with pinned host keys: disks, memory, load, services, failed units."""

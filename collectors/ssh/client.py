@@ -1,0 +1,212 @@
+"""SSH to a guest with paramiko: the host key pinned from the inventory, bounded in time and output.
+
+The pinned key is the only entry of the client's HostKeys and the policy is RejectPolicy: a server that
+shows any other key (changed, or of a type we did not pin) is refused before authentication, and the refusal
+is a HostKeyMismatch, a security event. Error mapping:
+
+    changed / unknown host key        -> HostKeyMismatch     (host_key)
+    key refused by the server         -> AuthFailed          (auth)
+    connect, banner, auth or command
+      not answered in time            -> TargetUnreachable   (timeout)
+    refused / no route                -> TargetUnreachable   (refused)
+    name does not resolve             -> TargetUnreachable   (dns)
+    other SSH protocol errors         -> UnexpectedResponse  (protocol)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import paramiko
+
+from pdn_ops.domain.observations import FailureClass
+from pdn_ops.errors import (
+    AuthFailed,
+    CollectorError,
+    HostKeyMismatch,
+    TargetUnreachable,
+    UnexpectedResponse,
+)
+from pdn_ops.inventory import Ssh, resolve_secret_path
+
+DEFAULT_MAX_OUTPUT = 256 * 1024
+_READ_CHUNK = 32 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    exit_status: int | None  # None: the command was cut off before it reported one
+    stdout: str
+    stderr: str
+    truncated: bool = False
+
+
+def pinned_key(host_key: str) -> paramiko.PKey:
+    """The inventory's 'TYPE BASE64' public key as a paramiko key."""
+    try:
+        key_type, data = host_key.split()[:2]
+        return paramiko.PKey.from_type_string(key_type, base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error, paramiko.SSHException) as exc:
+        raise CollectorError("the pinned host key cannot be read", failure=FailureClass.ERROR) from exc
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def translate(exc: BaseException, target: str) -> CollectorError:
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostKeyMismatch(f"{target}: host key changed (expected the pinned {exc.expected_key.get_name()} "
+                               f"key, got {exc.key.get_name()} {exc.key.fingerprint})", failure=FailureClass.HOST_KEY)
+    if isinstance(exc, paramiko.AuthenticationException):
+        return AuthFailed(f"{target}: the SSH key was not accepted", failure=FailureClass.AUTH)
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return TargetUnreachable(f"{target}: connection refused", failure=FailureClass.REFUSED)
+    if isinstance(exc, socket.gaierror):
+        return TargetUnreachable(f"{target}: name does not resolve", failure=FailureClass.DNS)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return TargetUnreachable(f"{target}: no answer in time", failure=FailureClass.TIMEOUT)
+    if isinstance(exc, ConnectionRefusedError):
+        return TargetUnreachable(f"{target}: connection refused", failure=FailureClass.REFUSED)
+    if isinstance(exc, paramiko.SSHException):
+        text = str(exc)
+        # RejectPolicy's refusal of an unknown key, and negotiation failing because the server no longer
+        # has a key of the pinned type: both mean "not the host we pinned".
+        if "not found in known_hosts" in text or "no acceptable host key" in text:
+            return HostKeyMismatch(f"{target}: host key is not the pinned one", failure=FailureClass.HOST_KEY)
+        if "banner" in text.lower() or "timeout" in text.lower() or "timed out" in text.lower():
+            return TargetUnreachable(f"{target}: no SSH answer in time", failure=FailureClass.TIMEOUT)
+        return UnexpectedResponse(f"{target}: SSH protocol error", failure=FailureClass.PROTOCOL)
+    if isinstance(exc, OSError):
+        return TargetUnreachable(f"{target}: cannot connect ({exc.strerror or type(exc).__name__})",
+                                 failure=FailureClass.REFUSED)
+    return CollectorError(f"{target}: {type(exc).__name__}", failure=FailureClass.ERROR)
+
+
+class SshClient:
+    """One guest. ``with client: client.run("...")``; each ``with`` is one connection."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        key_file: Path,
+        host_key: str,
+        timeout: float,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> None:
+        self.host, self.port, self.user = host, port, user
+        self.key_file = key_file
+        self.host_key = host_key
+        self.timeout = timeout
+        self.max_output = max_output
+        self._client: paramiko.SSHClient | None = None
+
+    @classmethod
+    def for_ssh(cls, ssh: Ssh, *, base_dir: Path | None = None) -> SshClient:
+        return cls(host=ssh.host, port=ssh.port, user=ssh.user, key_file=resolve_secret_path(ssh.key, base_dir),
+                   host_key=ssh.host_key, timeout=ssh.timeout)
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def connect(self) -> None:
+        pin = pinned_key(self.host_key)
+        try:
+            key = paramiko.PKey.from_path(self.key_file)
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            raise CollectorError(f"{self.target}: the SSH key file cannot be used", failure=FailureClass.ERROR) from exc
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(known_hosts_name(self.host, self.port), pin.get_name(), pin)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(
+                hostname=self.host, port=self.port, username=self.user, pkey=key,
+                timeout=self.timeout, banner_timeout=self.timeout, auth_timeout=self.timeout,
+                channel_timeout=self.timeout, look_for_keys=False, allow_agent=False,
+            )
+        except Exception as exc:
+            client.close()
+            raise translate(exc, self.target) from exc
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> SshClient:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
+        """Run one command line; the whole exchange (channel, output, exit status) ends within ``timeout``.
+
+        A guest that accepts the command and then says nothing raises TargetUnreachable (timeout); output beyond
+        ``max_output`` bytes is cut and the command is not waited for.
+        """
+        transport = self._client.get_transport() if self._client is not None else None
+        if transport is None or not transport.is_active():
+            raise TargetUnreachable(f"{self.target}: not connected", failure=FailureClass.REFUSED)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        try:
+            channel = transport.open_session(timeout=limit)
+        except Exception as exc:
+            raise translate(exc, self.target) from exc
+        try:
+            channel.settimeout(max(0.01, deadline - time.monotonic()))
+            channel.exec_command(command)
+            channel.shutdown_write()
+            stdout, truncated = self._read(channel, deadline)
+            stderr = channel.recv_stderr(4096) if channel.recv_stderr_ready() else b""
+            status: int | None = None
+            if not truncated:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not channel.status_event.wait(remaining):
+                    raise TargetUnreachable(f"{self.target}: command did not finish in time",
+                                            failure=FailureClass.TIMEOUT)
+                status = channel.recv_exit_status()
+        except CollectorError:
+            raise
+        except Exception as exc:
+            raise translate(exc, self.target) from exc
+        finally:
+            channel.close()
+        return CommandResult(
+            exit_status=status,
+            stdout=stdout.decode("utf-8", errors="replace"),
+            stderr=stderr.decode("utf-8", errors="replace"),
+            truncated=truncated,
+        )
+
+    def _read(self, channel: paramiko.Channel, deadline: float) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TargetUnreachable(f"{self.target}: command output did not end in time",
+                                        failure=FailureClass.TIMEOUT)
+            channel.settimeout(remaining)
+            data = channel.recv(min(_READ_CHUNK, self.max_output - size))
+            if not data:
+                return b"".join(chunks), False
+            chunks.append(data)
+            size += len(data)
+            if size >= self.max_output:
+                return b"".join(chunks), True

@@ -1,0 +1,68 @@
+"""A recorded health world on top of the example inventory, for page, metrics and Prometheus tests.
+
+pdn1: node pve1 online; VM 101 (web-dinkes) running with an SSH guest whose / is 95 % full and php-fpm inactive;
+VM 102 (simpeg-disdik) stopped, so its site https://127.0.10.2/ is down *because of* the VM; VM 103 running.
+Site http://127.0.10.1/ answers in 42 ms. Two job runs: proxmox:pdn1 succeeded, sites:60s failed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from pdn_ops.db.health_tables import JobStatusRow
+from pdn_ops.db.tables import utcnow
+from pdn_ops.domain.health import Thresholds
+from pdn_ops.domain.observations import (
+    ClusterObservation,
+    FailureClass,
+    GuestObservation,
+    Mount,
+    NodeObservation,
+    SiteCheck,
+    SshObservation,
+)
+from pdn_ops.inventory import load_inventory
+from pdn_ops.services import health
+from pdn_ops.services.inventory_sync import sync_inventory
+
+ROOT = Path(__file__).resolve().parent.parent
+TH = Thresholds(down_after=2, up_after=2)
+SITE_A, SITE_B = "http://127.0.10.1/", "https://127.0.10.2/"
+TLS_EXPIRY = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def record_world(session: Session, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    sync_inventory(session, load_inventory(ROOT / "inventory.example.yaml"), now=now - timedelta(minutes=10))
+    for step in range(3):
+        at = now - timedelta(minutes=3 - step)
+        guests = tuple(
+            GuestObservation(cluster="pdn1", vmid=vmid, node="pve1", name=f"vm{vmid}", type="qemu",
+                             status="stopped" if vmid == 102 else "running", cpu=0.125, maxcpu=2,
+                             mem=768 * 2**20, maxmem=2**31, disk=10 * 2**30, maxdisk=32 * 2**30, uptime=3600)
+            for vmid in (101, 102, 103))
+        health.record_cluster(session, ClusterObservation(
+            cluster="pdn1", at=at, ok=True, quorate=True, nodes=(NodeObservation("pdn1", "pve1", True, 0.2),),
+            guests=guests, api_calls=2, duration_s=0.05), thresholds=TH)
+        health.record_site_checks(session, [
+            SiteCheck(url=SITE_A, at=at, ok=True, status_code=200, total_s=0.042, ttfb_s=0.03, keyword_found=True),
+            SiteCheck(url=SITE_B, at=at, ok=True, status_code=200, total_s=0.08, tls_expires_at=TLS_EXPIRY,
+                      tls_days_left=(TLS_EXPIRY - at).total_seconds() / 86400) if step == 0 else
+            SiteCheck(url=SITE_B, at=at, ok=False, failure=FailureClass.REFUSED, detail="connection refused"),
+        ], thresholds=TH)
+        health.record_ssh(session, [SshObservation(
+            cluster="pdn1", vmid=101, at=at, ok=True, mounts=(Mount("/", 100 * 2**30, 95 * 2**30, 5 * 2**30),
+                                                               Mount("/boot", 2**30, 2**28, 3 * 2**28)),
+            mem_total_bytes=2**31, mem_available_bytes=2**30, load1=0.42,
+            services={"nginx.service": "active", "php8.2-fpm.service": "inactive"})], thresholds=TH)
+    session.add_all([
+        JobStatusRow(job="proxmox:pdn1", kind="proxmox", runs_total=12, errors_total=0, last_started_at=now,
+                     last_finished_at=now, last_success_at=now, last_duration_s=0.05, last_ok=True, last_error=""),
+        JobStatusRow(job="sites:60s", kind="sites", runs_total=7, errors_total=2, last_started_at=now,
+                     last_finished_at=now, last_success_at=now - timedelta(minutes=5), last_duration_s=1.5,
+                     last_ok=False, last_error="TimeoutError: "),
+    ])
+    session.flush()

@@ -1,0 +1,176 @@
+"""Lab guests: real sshd and HTTP(S) sites that follow their VM's power state, and the guest faults."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+
+import paramiko
+import pytest
+from proxmoxer.tools import Tasks
+
+from tests.lab_fixtures import lab_proxmox, lab_run, lab_ssh
+
+
+def _get(url: str, cafile=None, timeout: float = 3.0) -> tuple[int, str]:
+    ctx = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _refused(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def _task(prox, upid):
+    done = Tasks.blocking_status(prox, upid, timeout=20, polling_interval=0.02)
+    assert done is not None and done["exitstatus"] == "OK", done
+
+
+def test_guest_answers_the_collectors_commands_over_pinned_ssh(lab):
+    status, out, _ = lab_run(lab, 101, "systemctl is-active nginx.service php8.2-fpm.service")
+    assert (status, out) == (0, "active\nactive\n")
+    status, out, _ = lab_run(lab, 101, "df -P /")
+    assert status == 0 and out.splitlines()[1].split()[-1] == "/" and out.splitlines()[1].endswith("% /")
+    status, out, _ = lab_run(lab, 101, "free -b")
+    assert out.splitlines()[1].split()[1] == str(2048 * 1024**2)
+    status, out, _ = lab_run(lab, 101, "cat /proc/loadavg; uptime")
+    loadavg, uptime = out.splitlines()
+    assert len(loadavg.split()) == 5 and "load average:" in uptime
+    status, _out, err = lab_run(lab, 101, "rm -rf /")
+    assert status == 127 and "command not found" in err
+
+
+def test_an_unpinned_or_changed_host_key_is_refused(lab):
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDn2zQmJq6uH3e8l0lq2wD5bGmY3z0nqzv1Fh2mJc8Yp"
+    with pytest.raises(paramiko.BadHostKeyException), lab_ssh(lab, 101, host_key=other):
+        pass
+    old = lab.guest(102).host_key
+    new = lab.faults.change_host_key(102)
+    assert new != old and lab.guest(102).host_key == new
+    with pytest.raises(paramiko.BadHostKeyException), lab_ssh(lab, 102, host_key=old):
+        pass
+    assert lab_run(lab, 102, "true")[0] == 0  # the new key, pinned again, works
+
+
+def test_crashed_service_takes_the_site_down_and_systemctl_restart_brings_it_back(lab):
+    guest = lab.guest(101)
+    url = guest.site_urls[0]
+    assert _get(url)[0] == 200
+    lab.faults.crash_service(101, "nginx.service")
+    assert _refused(guest.address, 80)
+    status, out, _ = lab_run(lab, 101, "systemctl is-active nginx.service")
+    assert (status, out) == (3, "failed\n")
+    status, out, _ = lab_run(lab, 101, "systemctl --failed --no-legend")
+    assert out.startswith("nginx.service")
+    status, _, _ = lab_run(lab, 101, "systemctl restart nginx.service")
+    assert status == 0
+    _until(lambda: not _refused(guest.address, 80))
+    code, body = _get(url)
+    assert code == 200 and "Dinas Kesehatan" in body
+    assert guest.state()["history"][-1]["argv"] == ["systemctl", "restart", "nginx.service"]
+
+
+def test_a_broken_service_fails_to_restart_until_repaired(lab):
+    lab.faults.crash_service(101, "php8.2-fpm.service", broken=True)
+    try:
+        assert _get(lab.guest(101).site_urls[0])[0] == 502
+        status, _, err = lab_run(lab, 101, "systemctl restart php8.2-fpm.service")
+        assert status == 1 and "failed because the control process exited" in err
+    finally:
+        lab.faults.repair_service(101, "php8.2-fpm.service")
+    assert lab_run(lab, 101, "systemctl restart php8.2-fpm.service")[0] == 0
+    assert _get(lab.guest(101).site_urls[0])[0] == 200
+
+
+def test_site_error_and_hang_faults(lab):
+    url = lab.guest(101).site_urls[0]
+    lab.faults.site_error(101)
+    assert _get(url)[0] == 500
+    lab.faults.site_hang(101)
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        _get(url, timeout=0.5)
+    lab.faults.site_ok(101)
+    assert _get(url)[0] == 200
+
+
+def test_https_site_uses_the_lab_ca_and_its_certificate_can_expire(lab):
+    guest = lab.guest(102)
+    https = next(u for u in guest.site_urls if u.startswith("https://"))
+    code, body = _get(https, cafile=lab.ca_file)
+    assert code == 200 and "Dinas Pendidikan" in body
+    lab.faults.expire_certificate(102, days_ago=2)
+    with pytest.raises(urllib.error.URLError) as exc:
+        _get(https, cafile=lab.ca_file)
+    assert "expired" in str(exc.value.reason)
+    lab.faults.set_certificate_expiry(102, days=5)
+    assert _get(https, cafile=lab.ca_file)[0] == 200
+    assert 4 <= (guest.cert_not_after.timestamp() - time.time()) / 86400 <= 5
+
+
+def test_full_disk_shows_in_df_and_journal_vacuum_frees_it(lab):
+    lab.faults.fill_disk(103, percent=97)
+    _, out, _ = lab_run(lab, 103, "df -P /")
+    assert out.splitlines()[1].split()[4] == "97%"
+    status, _, err = lab_run(lab, 103, "/usr/bin/journalctl --vacuum-size=100M")
+    assert status == 0 and "Vacuuming done, freed" in err
+    _, out, _ = lab_run(lab, 103, "df -P /")
+    assert int(out.splitlines()[1].split()[4].rstrip("%")) < 80
+
+
+def test_sshd_hang_after_authentication(lab):
+    lab.faults.ssh_hang(103)
+    try:
+        with lab_ssh(lab, 103) as client:  # authentication still works
+            _stdin, stdout, _ = client.exec_command("true", timeout=0.5)
+            with pytest.raises(TimeoutError):
+                stdout.read()
+    finally:
+        lab.faults.ssh_hang(103, on=False)
+    assert lab_run(lab, 103, "true")[0] == 0
+
+
+def test_guest_follows_vm_power_stop_start_and_rollback(make_lab):
+    lab = make_lab(vms=1, sites=1)
+    prox = lab_proxmox(lab)
+    guest = lab.guest(101)
+    _task(prox, prox.nodes("pve1").qemu(101).snapshot.post(snapname="clean"))
+    _task(prox, prox.nodes("pve1").qemu(101).status.stop.post())
+    _until(lambda: _refused(guest.address, guest.ssh_port) and _refused(guest.address, 80))
+    assert guest.sshd_pid is None and guest.state()["power"] == "stopped"
+    _task(prox, prox.nodes("pve1").qemu(101).status.start.post())
+    lab.wait_guest(101, up=True)
+    _until(lambda: not _refused(guest.address, 80))
+    assert lab_run(lab, 101, "systemctl is-active nginx.service")[1] == "active\n"
+    lab.faults.crash_service(101, "nginx.service")
+    _task(prox, prox.nodes("pve1").qemu(101).status.reboot.post())  # a reboot starts enabled units again
+    _until(lambda: not _refused(guest.address, 80))
+    _task(prox, prox.nodes("pve1").qemu(101).snapshot("clean").rollback.post())
+    _until(lambda: _refused(guest.address, guest.ssh_port) and _refused(guest.address, 80))
+    assert prox.nodes("pve1").qemu(101).status.current.get()["status"] == "stopped"
+
+
+def test_resize_is_seen_inside_the_guest(make_lab):
+    lab = make_lab(vms=1, sites=0)
+    prox = lab_proxmox(lab)
+    _task(prox, prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="+8G"))
+    _until(lambda: lab.guest(101).state()["disk"]["size"] == 40 * 1024**3)
+    _, out, _ = lab_run(lab, 101, "df -P /")
+    assert int(out.splitlines()[1].split()[1]) == 40 * 1024**2

@@ -1,0 +1,267 @@
+"""The scheduler: one wrapper for every job, isolation between jobs, exactly one scheduling process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.health_tables import HealthTargetRow, JobRunRow, JobStatusRow
+from pdn_ops.domain.observations import ClusterObservation, SiteCheck, SshObservation
+from pdn_ops.inventory import Cluster, Site, Vm, load_inventory
+from pdn_ops.scheduler.jobs import HealthConfig, JobSpec, build_jobs
+from pdn_ops.scheduler.leader import FileLeaderLock, leader_lock_for
+from pdn_ops.scheduler.service import build_scheduler
+from pdn_ops.scheduler.wrapper import JobWrapper
+from pdn_ops.services.inventory_sync import sync_inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 30.0  # upper bound for conditions polled below; they normally hold within a second
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for: {what}")
+
+
+@pytest.fixture
+def db(fresh_db_url: str) -> Iterator[tuple[str, Engine, sessionmaker[Session]]]:
+    migrate.upgrade(fresh_db_url)
+    engine = make_engine(fresh_db_url)
+    yield fresh_db_url, engine, make_sessionmaker(engine)
+    engine.dispose()
+
+
+def status(sessions: sessionmaker[Session], job: str) -> JobStatusRow | None:
+    with sessions() as session:
+        return session.get(JobStatusRow, job)
+
+
+class RecordedFactory:
+    """Collectors that return fixed observations: the real collectors plug in through the same protocol."""
+
+    def __init__(self) -> None:
+        self.built: list[str] = []
+
+    def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
+        self.built.append(f"proxmox:{cluster.name}")
+        from pdn_ops.db.tables import utcnow
+        return lambda: ClusterObservation(cluster=cluster.name, at=utcnow(), ok=True, quorate=True)
+
+    def sites(self, sites: Sequence[Site]) -> Callable[[], Sequence[SiteCheck]]:
+        self.built.append(f"sites:{len(sites)}")
+        from pdn_ops.db.tables import utcnow
+        return lambda: [SiteCheck(url=s.url, at=utcnow(), ok=True, status_code=200, total_s=0.01) for s in sites]
+
+    def ssh(self, vms: Sequence[Vm]) -> Callable[[], Sequence[SshObservation]]:
+        self.built.append(f"ssh:{len(vms)}")
+        return lambda: []
+
+
+def test_jobs_are_built_per_collector_and_interval_with_explicit_policies() -> None:
+    inventory = load_inventory(ROOT / "inventory.example.yaml")
+    factory = RecordedFactory()
+    specs = build_jobs(inventory, factory, HealthConfig())
+    assert [s.name for s in specs] == ["health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s",
+                                       "ssh:60s"]
+    assert factory.built == ["proxmox:pdn1", "sites:2", "ssh:1"]
+    assert [s.name for s in build_jobs(inventory, None, HealthConfig())] == ["health:rollup-retention",
+                                                                              "health:stale"]
+    scheduler = build_scheduler(specs, JobWrapper(sessionmaker()), start_now=False)
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {s.name for s in specs}
+    for spec in specs:
+        job = jobs[spec.name]
+        assert job.coalesce is True and job.max_instances == 1
+        assert job.misfire_grace_time == spec.misfire_grace and job.executor == spec.name
+    assert jobs["proxmox:pdn1"].misfire_grace_time == 15, "half the cluster's 30 s interval"
+
+
+def test_the_wrapper_records_runs_and_collected_observations(db) -> None:
+    _url, _engine, sessions = db
+    inventory = load_inventory(ROOT / "inventory.example.yaml")
+    with transaction(sessions) as session:
+        sync_inventory(session, inventory)
+    spec = next(s for s in build_jobs(inventory, RecordedFactory(), HealthConfig()) if s.kind == "sites")
+    JobWrapper(sessions).run(spec)
+    with sessions() as session:
+        runs = session.scalars(select(JobRunRow)).all()
+        assert [(r.job, r.outcome) for r in runs] == [("sites:60s", "succeeded")]
+        assert runs[0].duration_s is not None and runs[0].finished_at is not None
+        states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
+        assert states == ["up", "up"]
+    row = status(sessions, "sites:60s")
+    assert row is not None and (row.runs_total, row.errors_total, row.last_ok) == (1, 0, True)
+
+
+def test_a_failing_job_is_recorded_reported_and_does_not_stop_the_others(db) -> None:
+    _url, _engine, sessions = db
+
+    def broken() -> None:
+        raise ConnectionError("proxmox said 500")
+
+    failing = JobSpec("proxmox:broken", "proxmox", 0.2, broken, lambda s, r: None)
+    healthy = JobSpec("sites:fast", "sites", 0.2, lambda: None, lambda s, r: None)
+    reported: list[BaseException] = []
+    scheduler = build_scheduler([failing, healthy], JobWrapper(sessions))
+
+    def on_error(event: JobExecutionEvent) -> None:
+        if event.exception is not None:
+            reported.append(event.exception)
+
+    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+    scheduler.start()
+    try:
+        wait_for(lambda: (s := status(sessions, "proxmox:broken")) is not None and s.errors_total >= 2,
+                 "two failed runs recorded")
+        wait_for(lambda: (s := status(sessions, "sites:fast")) is not None and s.runs_total >= 3,
+                 "the healthy job keeps running")
+    finally:
+        scheduler.shutdown(wait=True)
+    row = status(sessions, "proxmox:broken")
+    assert row is not None and row.last_ok is False and row.last_error == "ConnectionError: proxmox said 500"
+    assert any(isinstance(e, ConnectionError) for e in reported), "APScheduler saw the exception: not swallowed"
+    with sessions() as session:
+        failed = session.scalars(select(JobRunRow).where(JobRunRow.job == "proxmox:broken")).all()
+        assert failed and all(r.outcome == "failed" and "500" in r.error for r in failed)
+    healthy_row = status(sessions, "sites:fast")
+    assert healthy_row is not None and healthy_row.errors_total == 0
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+def test_a_slow_collector_never_delays_another(db) -> None:
+    _url, _engine, sessions = db
+    release = threading.Event()
+
+    def hung() -> None:
+        release.wait(WAIT_S)
+
+    slow = JobSpec("ssh:slow", "ssh", 0.2, hung, lambda s, r: None)
+    fast = JobSpec("sites:fast", "sites", 0.2, lambda: None, lambda s, r: None)
+    scheduler = build_scheduler([slow, fast], JobWrapper(sessions))
+    scheduler.start()
+    try:
+        wait_for(lambda: (s := status(sessions, "ssh:slow")) is not None and s.last_started_at is not None,
+                 "the slow job started")
+        wait_for(lambda: (s := status(sessions, "sites:fast")) is not None and s.runs_total >= 5,
+                 "the fast job ran five times meanwhile")
+        slow_row = status(sessions, "ssh:slow")
+        assert slow_row is not None and slow_row.runs_total == 0, "the slow job is still in its first run"
+        with sessions() as session:
+            running = session.scalars(select(JobRunRow.outcome).where(JobRunRow.job == "ssh:slow")).all()
+        assert running == ["running"], "max_instances=1: no second copy of the slow job was started"
+    finally:
+        release.set()
+        scheduler.shutdown(wait=True)
+    slow_row = status(sessions, "ssh:slow")
+    assert slow_row is not None and slow_row.runs_total >= 1
+
+
+def probe(url: str, log: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("w") as errors:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "tests.scheduler.leader_probe", url], cwd=ROOT, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+
+
+def stop(process: subprocess.Popen[str], *, crash: bool = False) -> None:
+    if crash and process.poll() is None:
+        process.terminate()
+    if process.stdin is not None and not process.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()  # the graceful way: the probe stops its scheduler and releases the lock
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def probe_jobs(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        rows = session.scalars(select(JobStatusRow).where(JobStatusRow.job.like("probe:%"))).all()
+        return {row.job: row.runs_total for row in rows}
+
+
+def test_exactly_one_of_two_processes_schedules_and_the_other_takes_over(db, tmp_path: Path) -> None:
+    url, _engine, sessions = db
+    first, second = probe(url, tmp_path / "a.log"), probe(url, tmp_path / "b.log")
+    try:
+        wait_for(lambda: any(n >= 3 for n in probe_jobs(sessions).values()), "one process runs the job")
+        leader_job = max(probe_jobs(sessions), key=lambda job: probe_jobs(sessions)[job])
+        runs_then = probe_jobs(sessions)[leader_job]
+        wait_for(lambda: probe_jobs(sessions)[leader_job] >= runs_then + 5, "the leader keeps running it")
+        assert list(probe_jobs(sessions)) == [leader_job], "the other process never ran the job"
+        leader, follower = (first, second) if leader_job == f"probe:{first.pid}" else (second, first)
+        assert leader_job == f"probe:{leader.pid}"
+        stop(leader, crash=True)  # a crash: the lock dies with the process (flock) or its connection (advisory lock)
+        wait_for(lambda: probe_jobs(sessions).get(f"probe:{follower.pid}", 0) >= 2, "the follower takes over")
+    finally:
+        for process in (first, second):
+            stop(process)
+    assert first.returncode is not None and second.returncode is not None
+    assert follower.returncode == 0, (tmp_path / "b.log").read_text() + (tmp_path / "a.log").read_text()
+
+
+def test_the_sqlite_lock_file_sits_next_to_the_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'pdn.sqlite3'}")
+    lock = leader_lock_for(engine)
+    assert isinstance(lock, FileLeaderLock) and lock.path == tmp_path / "pdn.sqlite3.scheduler.lock"
+    other = FileLeaderLock(lock.path)
+    assert lock.try_acquire() and not other.try_acquire() and lock.held()
+    assert lock.path.read_text().strip() == str(os.getpid())
+    lock.release()
+    assert other.try_acquire()
+    other.release()
+    engine.dispose()
+
+
+def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from pdn_ops.scheduler.service import SchedulerService, scheduler_hook
+    from pdn_ops.settings import load_settings
+    from pdn_ops.web.app import create_app, sync_inventory_at_start
+
+    url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    migrate.upgrade(url)
+    inventory = ROOT / "inventory.example.yaml"
+    factory = RecordedFactory()
+    settings = load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=True)
+    app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook(factory)])
+    sessions = app.state.ctx.sessions
+    with TestClient(app):
+        service = app.state.ctx.extras["scheduler"]
+        assert isinstance(service, SchedulerService)
+        assert service.became_leader.wait(WAIT_S) and service.scheduler is not None
+        assert {job.id for job in service.scheduler.get_jobs()} == {
+            "health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s", "ssh:60s"}
+        wait_for(lambda: (s := status(sessions, "sites:60s")) is not None and s.runs_total >= 1,
+                 "the site job ran at start")
+        with sessions() as session:
+            states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
+        assert states == ["up", "up"]
+    assert service.scheduler is None, "stopped with the app"
+    app.state.ctx.engine.dispose()
+
+    quiet = create_app(load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=False),
+                       start_hooks=[scheduler_hook(factory)])
+    with TestClient(quiet):
+        assert "scheduler" not in quiet.state.ctx.extras
+    quiet.state.ctx.engine.dispose()

@@ -1,0 +1,146 @@
+"""The engineers' fleet pages, the fleet API and /metrics over a recorded world."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import transaction
+from pdn_ops.db.tables import SiteRow, VmRow
+from pdn_ops.domain.access import Principal, Role
+from pdn_ops.settings import load_settings
+from pdn_ops.web.app import create_app
+from tests.health_world import ROOT, SITE_B, record_world
+from tests.support import missing
+
+ENGINEER = Principal(user_id=1, username="eng", role=Role.ENGINEER, opd_id=None)
+OPD_ADMIN = Principal(user_id=2, username="admin-dinkes", role=Role.OPD_ADMIN, opd_id=1)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('fleet') / 'fleet.sqlite3'}"
+    migrate.upgrade(url)
+    settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml",
+                             run_scheduler=False)
+    app = create_app(settings)
+    with transaction(app.state.ctx.sessions) as session:
+        record_world(session)
+    yield app
+    app.state.ctx.engine.dispose()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    with TestClient(app) as c:
+        yield c
+    app.state.ctx.extras.pop("authenticate", None)
+
+
+def ids(app: FastAPI) -> dict[str, int]:
+    with app.state.ctx.sessions() as session:
+        vms = {f"vm{v.vmid}": v.id for v in session.scalars(select(VmRow))}
+        sites = {s.url: s.id for s in session.scalars(select(SiteRow))}
+    return {**vms, **sites}
+
+
+def test_engineer_sees_every_opd_with_live_state_and_the_root_cause(client: TestClient, app: FastAPI) -> None:
+    page = client.get("/fleet")
+    assert page.status_code == 200 and '<html lang="id">' in page.text
+    for text in ("Armada VM dan situs", "Dinas Kesehatan", "Dinas Pendidikan", "Badan Pengelolaan Keuangan",
+                 "Insiden terbuka", "VM tidak berjalan", "Disebabkan oleh vm:pdn1/102", "akar masalah",
+                 "Waktu respons 42 ms", "Layanan yang dideklarasikan tidak aktif"):
+        assert text in page.text, text
+    english = client.get("/fleet?lang=en")
+    assert "Caused by vm:pdn1/102: VM is not running" in english.text and "Open incidents" in english.text
+
+
+def test_detail_pages_show_state_checks_events_and_related_targets(client: TestClient, app: FastAPI) -> None:
+    known = ids(app)
+    vm = client.get(f"/fleet/vm/{known['vm101']}?lang=en")
+    assert vm.status_code == 200
+    for text in ("web-dinkes", "Guest (SSH)", "Disk /: 95% used", "Recent checks", "Recent state changes",
+                 "Portal Dinkes"):
+        assert text in vm.text, text
+    site = client.get(f"/fleet/site/{known[SITE_B]}?lang=id")
+    assert site.status_code == 200
+    assert "Disebabkan oleh vm:pdn1/102" in site.text and "koneksi ditolak" in site.text
+    assert f'href="/fleet/vm/{known["vm102"]}"' in site.text
+    assert client.get("/fleet/vm/99999").status_code == 404
+    assert client.get("/fleet/site/99999").status_code == 404
+
+
+def test_fleet_pages_are_for_staff_only(app: FastAPI) -> None:
+    with TestClient(app) as anonymous:
+        assert anonymous.get("/fleet").status_code == 401
+        assert anonymous.get("/api/v1/fleet").status_code == 401
+    app.state.ctx.extras["authenticate"] = lambda request: OPD_ADMIN
+    try:
+        with TestClient(app) as opd:
+            assert opd.get("/fleet").status_code == 404
+            assert opd.get(f"/fleet/vm/{ids(app)['vm101']}").status_code == 404
+            assert opd.get("/api/v1/fleet").status_code == 404
+    finally:
+        app.state.ctx.extras.pop("authenticate", None)
+
+
+def test_fleet_api_lists_opds_targets_and_incidents(client: TestClient) -> None:
+    data = client.get("/api/v1/fleet").json()
+    assert [o["code"] for o in data["opds"]] == ["bpkad", "dinkes", "disdik"]
+    disdik = data["opds"][2]
+    assert disdik["vms"][0]["health"]["state"] == "down" and disdik["vms"][0]["health"]["reason"] == "vm_stopped"
+    assert disdik["sites"][0]["health"]["cause_key"] == "vm:pdn1/102"
+    roots = sorted((i["kind"], i["label"]) for i in data["incidents"] if i["root"])
+    assert roots == [("guest", "web-dinkes"), ("vm", "simpeg-disdik")]
+    assert data["counts"]["down"] == 2 and data["counts"]["up"] == 3
+    assert "token" not in str(data).lower()
+
+
+def scrape(client: TestClient) -> str:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+def test_metrics_expose_states_values_and_collectors_with_bounded_labels(client: TestClient, app: FastAPI) -> None:
+    known = ids(app)
+    samples = {}
+    for family in text_string_to_metric_families(scrape(client)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    site_b = (("opd", "disdik"), ("site_id", str(known[SITE_B])))
+    assert samples[("pdn_site_up", site_b)] == 0 and samples[("pdn_site_dependency_down", site_b)] == 1
+    vm102 = (("cluster", "pdn1"), ("opd", "disdik"), ("vm_id", str(known["vm102"])), ("vmid", "102"))
+    assert samples[("pdn_vm_up", vm102)] == 0 and samples[("pdn_vm_dependency_down", vm102)] == 0
+    assert samples[("pdn_vm_memory_total_bytes", vm102)] == 2**31
+    guest = (("mount", "/"), ("opd", "dinkes"), ("vm_id", str(known["vm101"])))
+    assert samples[("pdn_guest_filesystem_used_ratio", guest)] == 0.95
+    assert samples[("pdn_site_response_seconds", (("opd", "dinkes"), ("site_id", str(known["http://127.0.10.1/"]))))
+                   ] == 0.042
+    assert samples[("pdn_collector_errors_total", (("collector", "sites:60s"), ("kind", "sites")))] == 2
+    assert samples[("pdn_collector_last_run_success", (("collector", "sites:60s"), ("kind", "sites")))] == 0
+    assert samples[("pdn_node_up", (("cluster", "pdn1"), ("node", "pve1")))] == 1
+    label_names = {name for (_metric, labels) in samples for name, _ in labels}
+    assert label_names <= {"kind", "target", "opd", "state", "site_id", "vm_id", "cluster", "vmid", "node",
+                           "mount", "collector"}, "bounded labels only: no URLs, names or user text"
+    assert not any("127.0.10" in value for (_m, labels) in samples for _n, value in labels)
+
+
+def test_promtool_accepts_the_scrape(client: TestClient) -> None:
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(promtool).exists():
+        missing("promtool", "install the Debian package prometheus")
+    result = subprocess.run([promtool, "check", "metrics"], input=scrape(client), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", "no lint warnings either"
