@@ -311,6 +311,15 @@ AreaCollectorFactory = Callable[[Any], Collector]
 AREA_COLLECTORS: list[AreaCollectorFactory] = []
 
 
+def _remediation_collector(ctx: Any) -> Collector:
+    from pdn_ops.remediation_metrics import factory  # lazily: the remediation area registers itself here
+
+    return factory(ctx)
+
+
+AREA_COLLECTORS.append(_remediation_collector)
+
+
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """The small families: jobs and other areas' collectors (the fleet-sized ones come from ``render_health``)."""
     registry = CollectorRegistry(auto_describe=False)

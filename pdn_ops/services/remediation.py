@@ -289,3 +289,34 @@ def _streak(results: list[bool]) -> int:
 
 def _audit(session: Session, actor: str, action: str, row: RemediationRunRow, detail: str) -> None:
     session.add(AuditRow(actor=actor, action=action, subject=f"remediation_run:{row.id}", detail=detail[:2000]))
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MetricCounts:
+    outcomes: dict[tuple[str, str], int]  # (playbook, outcome) -> runs
+    running: dict[str, int]  # playbook -> runs in progress
+    durations: dict[str, list[float]]  # playbook -> seconds of finished runs
+
+
+def metric_counts(sessions: Callable[[], Session]) -> MetricCounts:
+    """What /metrics shows, read from the journal so every worker process is counted, whoever serves the scrape."""
+    from sqlalchemy import func
+
+    with sessions() as session:
+        outcomes = {(p, str(o)): int(n) for p, o, n in session.execute(
+            select(RemediationRunRow.playbook, RemediationRunRow.outcome, func.count())
+            .where(RemediationRunRow.outcome.is_not(None))
+            .group_by(RemediationRunRow.playbook, RemediationRunRow.outcome))}
+        running = {p: int(n) for p, n in session.execute(
+            select(RemediationRunRow.playbook, func.count())
+            .where(RemediationRunRow.state.in_([rem.State.RUNNING.value, rem.State.INTERRUPTED.value]))
+            .group_by(RemediationRunRow.playbook))}
+        durations: dict[str, list[float]] = {}
+        for playbook, started, finished in session.execute(
+                select(RemediationRunRow.playbook, RemediationRunRow.started_at, RemediationRunRow.finished_at)
+                .where(RemediationRunRow.started_at.is_not(None), RemediationRunRow.finished_at.is_not(None))):
+            if started is not None and finished is not None:
+                durations.setdefault(playbook, []).append(max((finished - started).total_seconds(), 0.0))
+    return MetricCounts(outcomes, running, durations)

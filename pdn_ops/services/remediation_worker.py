@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text, update
@@ -262,35 +263,68 @@ class Worker:
                 time.sleep(idle)
 
 
+def proxmox_executor_for(inventory: Any, cluster_name: str, base_dir: Path | None) -> ProxmoxExecutor:
+    """A Proxmox executor for an inventory cluster: token auth, TLS verified by CA file or pinned fingerprint."""
+    from collectors.proxmox.client import PinnedFingerprintAdapter
+    from pdn_ops.inventory import resolve_secret
+    from remediation.executors.proxmox import connect
+
+    cluster = inventory.cluster(cluster_name)
+    if cluster is None:
+        raise ConfigError(f"no cluster {cluster_name!r} in the inventory")
+    verify: str | bool = True
+    if cluster.tls.ca_file is not None:
+        ca = Path(cluster.tls.ca_file)
+        verify = str(ca if ca.is_absolute() or base_dir is None else base_dir / ca)
+    api = connect(cluster.api_url, token_id=cluster.token_id,
+                  token_secret=resolve_secret(cluster.token_secret, base_dir).get_secret_value(),
+                  verify=verify, timeout=cluster.timeout)
+    if cluster.tls.fingerprint is not None:
+        api._store["session"].mount("https://", PinnedFingerprintAdapter(cluster.tls.fingerprint))
+    return ProxmoxExecutor(api, poll_interval=0.2)
+
+
 @contextmanager
-def worker_from_settings(database_url: str, inventory_path: Any, worker_id: str,
-                         verify: str | bool | None = None) -> Iterator[Worker]:
+def worker_from_settings(database_url: str, inventory_path: Path, worker_id: str) -> Iterator[Worker]:
     """The production wiring: clients built from the inventory's clusters and secret references."""
     from pdn_ops.db.engine import make_engine, make_sessionmaker
-    from pdn_ops.inventory import load_inventory, resolve_secret
-    from remediation.executors.proxmox import connect
+    from pdn_ops.inventory import load_inventory
 
     inventory = load_inventory(inventory_path)
     base_dir = inventory_path.parent
-
-    def proxmox(cluster_name: str) -> ProxmoxExecutor:
-        cluster = inventory.cluster(cluster_name)
-        if cluster is None:
-            raise LookupError(f"no cluster {cluster_name!r}")
-        if verify is None and cluster.tls.ca_file is None:
-            raise ConfigError(f"cluster {cluster_name}: the remediation worker needs tls.ca_file (fingerprint "
-                              "pinning is not supported by its HTTP client yet)")
-        ca: str | bool = verify if verify is not None else str(base_dir / str(cluster.tls.ca_file))
-        api = connect(cluster.api_url, token_id=cluster.token_id,
-                      token_secret=resolve_secret(cluster.token_secret, base_dir).get_secret_value(),
-                      verify=ca, timeout=cluster.timeout)
-        return ProxmoxExecutor(api, poll_interval=0.2)
-
     engine = make_engine(database_url)
-    worker = Worker(engine, make_sessionmaker(engine), inventory, Clients(proxmox=proxmox),
+    clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
+    worker = Worker(engine, make_sessionmaker(engine), inventory, clients,
                     WorkerConfig(worker_id=worker_id, base_dir=base_dir))
     try:
         yield worker
     finally:
         worker.close()
         engine.dispose()
+
+
+def start_hook(ctx: Any) -> Callable[[], None] | None:
+    """``create_app(start_hooks=[...])``: run one worker thread inside the service (the demo, small sites).
+
+    Larger sites run ``pdn-ops remediation worker`` processes instead (several on PostgreSQL).
+    """
+    import threading
+
+    inventory = ctx.inventory
+    if inventory is None:
+        log.warning("remediation worker not started: no inventory loaded")
+        return None
+    base_dir = Path(ctx.settings.inventory).parent
+    clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
+    worker = Worker(ctx.engine, ctx.sessions, inventory, clients,
+                    WorkerConfig(worker_id=f"app:{os.getpid()}", base_dir=base_dir,
+                                 observe=ctx.extras.get("remediation_observe")))
+    stopping = threading.Event()
+    thread = threading.Thread(target=worker.loop, args=(stopping.is_set,), name="remediation-worker", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(10)
+        worker.close()
+    return stop

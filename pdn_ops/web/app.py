@@ -21,7 +21,7 @@ from pdn_ops.inventory import load_inventory
 from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.settings import Settings
 from pdn_ops.web.context import AppContext
-from pdn_ops.web.routes import fleet, health, home, metrics
+from pdn_ops.web.routes import fleet, health, home, metrics, remediation
 from pdn_ops.web.templating import make_environment, render
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     app.state.ctx = ctx
     app.state.jinja = make_environment()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (health, home, metrics, fleet):
+    for module in (health, home, metrics, fleet, remediation):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -157,3 +157,14 @@ def test_sizes_snapshots_output_and_confirmation_helpers() -> None:
     assert capped.startswith("a" * 25) and capped.endswith("b" * 25) and "cut" in capped
     assert rem.confirmation_passed([False, True, True, True], 3)
     assert not rem.confirmation_passed([True, False, True], 2)
+
+
+def test_every_state_playbook_and_risk_has_a_label_in_both_languages() -> None:
+    from pdn_ops.i18n import catalogue
+    from pdn_ops.registry import PLAYBOOKS
+
+    keys = set(catalogue())
+    wanted = {f"remediation.state.{s.value}" for s in rem.State}
+    wanted |= {f"remediation.step_state.{s.value}" for s in rem.StepStatus}
+    wanted |= {f"remediation.risk.{r.value}" for r in rem.Risk} | {f"remediation.playbook.{p}" for p in PLAYBOOKS}
+    assert wanted <= keys, sorted(wanted - keys)
