@@ -32,6 +32,7 @@ from pdn_ops.domain import remediation as rem
 from pdn_ops.domain.remediation import Outcome, StepStatus, cap_output
 from pdn_ops.errors import ConfigError
 from pdn_ops.services.remediation import vm_target
+from pdn_ops.services.remediation_closure import Alert, ClosurePolicy, ComplaintLink, evaluate_closures
 from remediation import registry, runner
 from remediation.executors.proxmox import ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor
@@ -57,6 +58,9 @@ class WorkerConfig:
     policy: rem.Policy = field(default_factory=rem.Policy)
     base_dir: Any = None
     observe: Callable[[RemediationRunRow, float], None] | None = None  # metrics hook: run, seconds
+    closure: ClosurePolicy | None = None  # None: no health-confirmed closure in this worker
+    complaint_link: ComplaintLink | None = None
+    alert: Alert | None = None
 
 
 class _KillSwitch:
@@ -216,10 +220,14 @@ class Worker:
                 playbook, target_key, params = row.playbook, row.target, dict(row.params)
             book = registry.playbook(playbook)
             target = vm_target(self.inventory, target_key, self.config.base_dir)
+            proxmox = self.clients.proxmox(target.cluster) if book.needs == "api" else None
             ctx = RunContext(run_id=run_id, target=target, params=params, policy=self.config.policy,
-                             proxmox=self.clients.proxmox(target.cluster) if book.needs == "api" else None,
-                             ssh=self.clients.ssh)
-            result = runner.run(book, ctx, DbJournal(self.sessions, run_id), boundary=self.kill)
+                             proxmox=proxmox, ssh=self.clients.ssh)
+            try:
+                result = runner.run(book, ctx, DbJournal(self.sessions, run_id), boundary=self.kill)
+            finally:
+                if proxmox is not None:
+                    proxmox.close()
             outcome, summary = result.status.value, result.summary
         except Exception as exc:  # the run must end with a recorded outcome whatever broke
             log.exception("run %s broke", run_id)
@@ -257,9 +265,19 @@ class Worker:
             done += 1
         return done
 
+    def close_runs(self) -> list[tuple[int, str]]:
+        """Health-confirmed closure of succeeded runs (needs the health checks the collectors record)."""
+        if self.config.closure is None:
+            return []
+        with transaction(self.sessions) as session:
+            return evaluate_closures(session, policy=self.config.closure, complaint_link=self.config.complaint_link,
+                                     alert=self.config.alert)
+
     def loop(self, stop: Callable[[], bool], idle: float = 1.0) -> None:
         while not stop():
-            if self.run_pending() == 0:
+            executed = self.run_pending()
+            self.close_runs()
+            if executed == 0:
                 time.sleep(idle)
 
 
@@ -318,7 +336,10 @@ def start_hook(ctx: Any) -> Callable[[], None] | None:
     clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
     worker = Worker(ctx.engine, ctx.sessions, inventory, clients,
                     WorkerConfig(worker_id=f"app:{os.getpid()}", base_dir=base_dir,
-                                 observe=ctx.extras.get("remediation_observe")))
+                                 observe=ctx.extras.get("remediation_observe"),
+                                 closure=ctx.extras.get("remediation_closure", ClosurePolicy()),
+                                 complaint_link=ctx.extras.get("complaint_link"),
+                                 alert=ctx.extras.get("remediation_alert")))
     stopping = threading.Event()
     thread = threading.Thread(target=worker.loop, args=(stopping.is_set,), name="remediation-worker", daemon=True)
     thread.start()

@@ -58,6 +58,12 @@ class ProxmoxExecutor:
         self._clock = clock
         self._sleep = sleep
 
+    def close(self) -> None:
+        """Close the HTTP session (proxmoxer keeps it in its store; it has no public close)."""
+        session = getattr(self._api, "_store", {}).get("session")
+        if session is not None:
+            session.close()
+
     def _send(self, call: ApiCall) -> Any:
         resource = self._api(call.path.strip("/"))
         verb = {"GET": resource.get, "POST": resource.post, "PUT": resource.put, "DELETE": resource.delete}
