@@ -143,11 +143,13 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
     import uvicorn
 
     from pdn_ops.scheduler.service import scheduler_hook
+    from pdn_ops.services.remediation_worker import start_hook as remediation_worker_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
     try:
-        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx), scheduler_hook()])
+        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx), scheduler_hook(),
+                                                remediation_worker_hook])
     except (DatabaseNotReady, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -164,6 +166,7 @@ def demo(listen: str, with_lab: bool) -> None:
 
     from pdn_ops.db import migrate
     from pdn_ops.scheduler.service import scheduler_hook
+    from pdn_ops.services.remediation_worker import start_hook as remediation_worker_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(demo=True, listen=listen)
@@ -177,7 +180,7 @@ def demo(listen: str, with_lab: bool) -> None:
         # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
         settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
-        app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook()])
+        app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook(), remediation_worker_hook])
         click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
                    f"(database {settings.effective_database_url})")
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -125,3 +125,29 @@ def test_metrics_show_runs_by_playbook_and_outcome(client: TestClient, app: Fast
     check = subprocess.run([promtool, "check", "metrics"], input="\n".join(lines) + "\n", text=True,
                            capture_output=True, timeout=60, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_route_enqueues_and_the_app_worker_executes(app: FastAPI, fakepve_session: Any) -> None:
+    """The demo wiring: the start hook runs a worker thread; the route only enqueues, the thread executes."""
+    import time
+
+    from pdn_ops.services.remediation_worker import start_hook
+
+    ctx = app.state.ctx
+    fakepve_session.vm(101).status = "stopped"
+    worker_app = create_app(ctx.settings, engine=ctx.engine, start_hooks=[
+        lambda c: setattr(c, "inventory", ctx.inventory), start_hook])
+    worker_app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    with TestClient(worker_app) as c:
+        created = c.post("/api/v1/remediation/runs", json={"playbook": "restart_vm", "target": "pve/101"},
+                         headers={"Idempotency-Key": "thread-1"})
+        assert created.status_code == 201
+        run_id = created.json()["id"]
+        worker_app.state.ctx.extras["authenticate"] = lambda request: SECOND
+        assert c.post(f"/api/v1/remediation/runs/{run_id}/approve").json()["state"] == "approved"
+        deadline = time.monotonic() + 60
+        while (state := c.get(f"/api/v1/remediation/runs/{run_id}").json()["state"]) in ("approved", "running"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+    assert state == "succeeded"
+    assert fakepve_session.vm(101).status == "running"
