@@ -29,7 +29,10 @@ from pdn_ops.services.remediation_closure import ClosurePolicy
 from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
 from tests.support import missing
 
-pytestmark = pytest.mark.slow
+# The site collector's aiohttp client (collectors/http, not this area) sometimes leaves a TLS transport to the lab's
+# site for the garbage collector after an error answer; reported to the lead rather than hidden in that package.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")]
 THRESHOLDS = Thresholds()
 
 

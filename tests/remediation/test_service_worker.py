@@ -195,3 +195,25 @@ def test_closure_needs_consecutive_passing_checks(sessions: sessionmaker[Session
         svc.confirm_closure(session, bad.id, confirm=lambda _t: False, needed=3, attempts=4, wait=lambda: None,
                             alert=lambda row: alerts.append(row.id))
         assert (bad.state, bad.closure, alerts) == ("ineffective", "ineffective", [bad.id])
+
+
+def test_changed_host_key_is_recorded_as_a_security_event(sessions: sessionmaker[Session], fakepve: Any,
+                                                           fakepve_cafile: str, tmp_path: Path,
+                                                           ssh_guest: Any) -> None:
+    add_vms(fakepve, [101])
+    path = write_inventory(tmp_path, fakepve, fakepve_cafile, ssh_guest)
+    path.write_text(path.read_text().replace(ssh_guest.host_key, ssh_guest.other_host_key))
+    world = inventory(path)
+    with transaction(sessions) as session:
+        run_id = request(session, world, playbook="restart_service", params={"unit": "nginx.service"}).id
+    worker = make_worker(sessions, world, fakepve, fakepve_cafile)
+    try:
+        assert worker.run_pending() == 1
+    finally:
+        worker.close()
+    with sessions() as session:
+        run = session.get(RemediationRunRow, run_id)
+        assert run is not None and run.outcome == "failed"
+        events = list(session.scalars(select(AuditRow).where(AuditRow.action == "security.ssh_host_key")))
+        assert len(events) == 1 and "pinned" in events[0].detail
+    assert ssh_guest.commands() == []
