@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -33,12 +34,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def time_resources(lab: Lab, rounds: int) -> dict[str, float]:
+def plain_fakepve(lab: Lab) -> tuple[str, Any]:
+    """The same 2,000 VMs in an unmodified fakepve FakePve on the lab's loop: the lab layer's overhead, measured
+    in the same run (so the machine's load cancels out). Returns its URL and the server (stop it on the loop)."""
+    from fakepve import FakePve
+
+    host = str(lab.base + 2)
+    certfile, keyfile = lab.ca.issue("plain-fakepve", [host])
+    plain = FakePve(user="root@pam", password=lab.password, host=host, port=0)
+    plain.apitokens[lab.token_id] = lab.token_secret
+    plain.nodes = {name: {"online": True} for name in lab.nodes}
+    for vm in lab.pve.vms:
+        plain.add_vm(vm.vmid, vm.name, node=vm.node, status=vm.status, config=dict(vm.config))
+    lab.call(plain.start(str(certfile), str(keyfile)))
+    return f"https://{host}:{plain.port}", plain
+
+
+def time_resources(lab: Lab, rounds: int, api_url: str | None = None) -> dict[str, float]:
     session = requests.Session()
     # Per request: REQUESTS_CA_BUNDLE in the environment would override Session.verify.
     verify = str(lab.ca_file)
     session.headers["Authorization"] = f"PVEAPIToken={lab.token_id}={lab.token_secret}"
-    url = f"{lab.api_url}/api2/json/cluster/resources"
+    url = f"{api_url or lab.api_url}/api2/json/cluster/resources"
     figures: dict[str, float] = {}
     for kind in (None, "vm"):
         samples, size = [], 0
@@ -102,6 +119,19 @@ def time_exporter(lab: Lab, workdir: Path) -> dict[str, float]:
             proc.wait(10)
 
 
+def time_small_start(workdir: Path, rounds: int = 5) -> tuple[float, float]:
+    """Median time of Lab.start and Lab.stop for the test fixture's shape (3 VMs with sshd guests, 2 sites)."""
+    starts, stops = [], []
+    for n in range(rounds):
+        t0 = time.perf_counter()
+        lab = Lab.start(workdir / f"small{n}", vms=3, sites=2, time_scale=0.02)
+        t1 = time.perf_counter()
+        lab.stop()
+        starts.append(t1 - t0)
+        stops.append(time.perf_counter() - t1)
+    return statistics.median(starts), statistics.median(stops)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=2000)
@@ -110,13 +140,22 @@ def main() -> None:
     parser.add_argument("--no-exporter", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lab-scale-") as tmp:
+        if shutil.which("sshd") or Path("/usr/sbin/sshd").exists():
+            small_start, small_stop = time_small_start(Path(tmp))
+            print(f"Lab.start, 3 VMs with sshd guests: median {small_start * 1000:.0f} ms "
+                  f"(stop {small_stop * 1000:.0f} ms)")
         start = time.perf_counter()
         with Lab.start(Path(tmp) / "lab", nodes=args.nodes, vms=args.vms, sites=0, guests=0, time_scale=0.0) as lab:
             started = time.perf_counter() - start
             print(f"lab with {args.vms} VMs on {args.nodes} nodes started in {started:.2f} s")
             figures = time_resources(lab, args.rounds)
+            plain_url, plain_server = plain_fakepve(lab)
+            plain = time_resources(lab, args.rounds, plain_url)
+            lab.call(plain_server.stop())
             for key, value in figures.items():
-                print(f"  /cluster/resources {key}: {value:,.1f}")
+                print(f"  /cluster/resources {key}: lab {value:,.1f}   plain fakepve {plain[key]:,.1f}")
+            overhead = figures["all_median_ms"] / plain["all_median_ms"]
+            print(f"  lab / plain fakepve, median of the full list: {overhead:.2f}")
             if not args.no_exporter:
                 exp = time_exporter(lab, Path(tmp))
                 for key, value in exp.items():

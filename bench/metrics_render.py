@@ -8,15 +8,18 @@ of observations through the real services (which is timed too), then measures, c
 - a whole GET /metrics through the ASGI app, as served (snapshot in memory), and with the snapshot re-read first
   (what a job pays after writing, or the first scrape of a process).
 
-Usage: .venv/bin/python -m bench.metrics_render [--database-url URL] [--rounds 20]
+Usage: .venv/bin/python -m bench.metrics_render [--postgres ADMIN_URL] [--rounds 20]
+(--postgres creates a throwaway database on that server and drops it afterwards; default: SQLite in a temp dir)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +28,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import create_engine, text
 
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import transaction
@@ -118,11 +122,29 @@ def timed(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--database-url", default="")
+    parser.add_argument("--postgres", default="", help="admin URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test")
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.sqlite3'}"
+    url = f"sqlite:///{Path(tmp.name) / 'bench.sqlite3'}"
+    admin = None
+    if args.postgres:
+        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+        name = f"pdnops_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        run(url, args.rounds)
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        tmp.cleanup()
+
+
+def run(url: str, rounds: int) -> None:
     migrate.upgrade(url)
     app = create_app(load_settings(demo=True, database_url=url, run_scheduler=False))
     sessions = app.state.ctx.sessions
@@ -132,9 +154,14 @@ def main() -> None:
     with transaction(sessions) as session:
         sync_inventory(session, inventory(), now=now)
     record = {}
-    for name, call in (("proxmox (2,000 guests)", lambda s: health.record_cluster(s, cluster, thresholds=th)),
-                       ("sites (2,000 checks)", lambda s: health.record_site_checks(s, checks, thresholds=th)),
-                       ("ssh (500 guests)", lambda s: health.record_ssh(s, ssh, thresholds=th))):
+    later = [SiteCheck(url=c.url, at=c.at + timedelta(minutes=1), ok=c.ok, status_code=c.status_code,
+                       total_s=c.total_s, tls_expires_at=c.tls_expires_at, tls_days_left=c.tls_days_left)
+             for c in checks]
+    for name, call in (("proxmox (2,000 guests), first", lambda s: health.record_cluster(s, cluster, thresholds=th)),
+                       ("sites (2,000 checks), first", lambda s: health.record_site_checks(s, checks, thresholds=th)),
+                       ("sites (2,000 checks), next cycle",
+                        lambda s: health.record_site_checks(s, later, thresholds=th)),
+                       ("ssh (500 guests), first", lambda s: health.record_ssh(s, ssh, thresholds=th))):
         t0 = time.perf_counter()
         with transaction(sessions) as session:
             call(session)
@@ -151,9 +178,9 @@ def main() -> None:
     series = sum(1 for line in body.splitlines() if not line.startswith("#"))
     assert series == sum(1 for line in peer_body.splitlines() if not line.startswith("#"))
 
-    q_med, q_p95 = timed(load, args.rounds)
-    r_med, r_p95 = timed(lambda: render_health(snap), args.rounds)
-    p_med, p_p95 = timed(lambda: generate_latest(peer_registry), max(3, args.rounds // 4))
+    q_med, q_p95 = timed(load, rounds)
+    r_med, r_p95 = timed(lambda: render_health(snap), rounds)
+    p_med, p_p95 = timed(lambda: generate_latest(peer_registry), max(3, rounds // 4))
     with TestClient(app) as client:
         client.get("/metrics")
         cache = app.state.ctx.extras["health_snapshot_cache"]
@@ -166,13 +193,14 @@ def main() -> None:
             cache.refresh()  # snapshot query + render: what a job pays after writing, or a process's first scrape
             scrape()
 
-        e_med, e_p95 = timed(scrape, args.rounds)
-        c_med, c_p95 = timed(cold_scrape, args.rounds)
+        e_med, e_p95 = timed(scrape, rounds)
+        c_med, c_p95 = timed(cold_scrape, rounds)
         size = len(client.get("/metrics").content)
     engine = url.split(":", 1)[0]
     print(f"database: {engine}; targets: {len(snap.targets)}; series: {series}; body: {size / 1024:.0f} KiB")
     for name, seconds in record.items():
         print(f"record + evaluate {name}: {seconds * 1000:.0f} ms")
+    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"snapshot query:                       median {q_med:6.1f} ms  p95 {q_p95:6.1f} ms")
     print(f"render (pdn_ops.metrics):              median {r_med:6.1f} ms  p95 {r_p95:6.1f} ms")
     print(f"render (prometheus_client generic):    median {p_med:6.1f} ms  p95 {p_p95:6.1f} ms  (peer)")
@@ -181,7 +209,6 @@ def main() -> None:
     print(f"refresh (query+render) + GET /metrics:   median {c_med:6.1f} ms  p95 {c_p95:6.1f} ms")
     print("PASS" if e_med <= 100 else "FAIL: over the 100 ms budget")
     app.state.ctx.engine.dispose()
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

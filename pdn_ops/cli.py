@@ -12,6 +12,7 @@ import click
 
 import pdn_ops
 from pdn_ops.errors import ConfigError, DatabaseNotReady, InventoryError
+from pdn_ops.lab.cli import lab as lab_commands
 from pdn_ops.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -142,13 +143,15 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
     """Run the web service (and its single scheduler) in the foreground."""
     import uvicorn
 
+    from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.services.remediation_worker import start_hook as remediation_worker_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
     try:
-        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx), scheduler_hook(),
+        app = create_app(settings, start_hooks=[lambda ctx: sync_inventory_at_start(ctx),
+                                                scheduler_hook(build_factory=inventory_collectors),
                                                 remediation_worker_hook])
     except (DatabaseNotReady, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -165,6 +168,7 @@ def demo(listen: str, with_lab: bool) -> None:
     import uvicorn
 
     from pdn_ops.db import migrate
+    from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.services.remediation_worker import start_hook as remediation_worker_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
@@ -180,7 +184,11 @@ def demo(listen: str, with_lab: bool) -> None:
         # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
         settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
-        app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook(), remediation_worker_hook])
+        app = create_app(settings, start_hooks=[sync_inventory_at_start,
+                                                scheduler_hook(build_factory=inventory_collectors),
+                                                remediation_worker_hook])
+        if running_lab is not None:
+            app.state.ctx.extras["site_ca_file"] = str(running_lab.ca_file)  # the lab's sites use its own CA
         click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
                    f"(database {settings.effective_database_url})")
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -188,8 +196,6 @@ def demo(listen: str, with_lab: bool) -> None:
         if running_lab is not None:
             running_lab.stop()
 
-
-from pdn_ops.lab.cli import lab as lab_commands  # noqa: E402  (registration, kept apart for merges)
 
 main.add_command(lab_commands)
 

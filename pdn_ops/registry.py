@@ -7,6 +7,7 @@ so a web worker that never collects never loads paramiko, proxmoxer or aiohttp.
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
 from pdn_ops.errors import ConfigError
 
@@ -25,7 +26,7 @@ PLAYBOOKS: dict[str, str] = {
 }
 
 
-def _load(table: dict[str, str], section: str, kind: str) -> type:
+def _load(table: dict[str, str], section: str, kind: str) -> type[Any]:
     try:
         target = table[kind]
     except KeyError:
@@ -38,10 +39,10 @@ def _load(table: dict[str, str], section: str, kind: str) -> type:
     return cls
 
 
-def collector_class(kind: str) -> type:
+def collector_class(kind: str) -> type[Any]:
     """The collector class registered for ``kind`` (imported on first use)."""
     return _load(COLLECTORS, "collector", kind)
 
 
-def playbook_class(kind: str) -> type:
+def playbook_class(kind: str) -> type[Any]:
     return _load(PLAYBOOKS, "playbook", kind)

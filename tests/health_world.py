@@ -7,9 +7,14 @@ Site http://127.0.10.1/ answers in 42 ms. Two job runs: proxmox:pdn1 succeeded, 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+import uvicorn
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.health_tables import JobStatusRow
@@ -66,3 +71,22 @@ def record_world(session: Session, now: datetime | None = None) -> None:
                      last_ok=False, last_error="TimeoutError: "),
     ])
     session.flush()
+
+
+class Served:
+    def __init__(self, app: Any, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 60.0
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60.0)

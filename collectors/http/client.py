@@ -48,15 +48,26 @@ def _cert_not_after(der: bytes | None) -> datetime | None:
 
 
 class _CertResponse(aiohttp.ClientResponse):
-    """Keeps the peer certificate: a small answer releases (and closes) its connection before we could look."""
+    """Keeps the peer certificate (a small answer releases its connection before we could look) and the
+    transport, so the check can end it at once instead of leaving a TLS close_notify exchange pending."""
 
     peer_cert_der: bytes | None = None
+    held_transport: asyncio.Transport | None = None
 
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
         transport = connection.transport
+        self.held_transport = transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         self.peer_cert_der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         return await super().start(connection)
+
+
+def _abort(response: aiohttp.ClientResponse) -> None:
+    """Drop the connections of a finished check (and of its redirects): a check needs no graceful TLS close."""
+    for hop in (*response.history, response):
+        transport = getattr(hop, "held_transport", None)
+        if transport is not None:
+            transport.abort()
 
 
 async def peek_not_after(host: str, port: int, time_limit: float) -> datetime | None:
@@ -159,6 +170,7 @@ class SiteClient:
         ttfb: float | None = None
         status: int | None = None
         redirects = 0
+        held: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(time_limit):
                 async with self._session.get(
@@ -167,6 +179,7 @@ class SiteClient:
                     max_redirects=self.max_redirects,
                     timeout=aiohttp.ClientTimeout(total=None),
                 ) as response:
+                    held = response
                     ttfb = time.perf_counter() - started
                     status = response.status
                     redirects = len(response.history)
@@ -176,12 +189,15 @@ class SiteClient:
             failure, detail = classify(exc)
             elapsed = time.perf_counter() - started
             cert = None
-            if failure is FailureClass.TLS:
-                cert = await self._peek(url, max(0.1, time_limit - elapsed))
+            if failure is FailureClass.TLS and time_limit - elapsed > 0.05:  # the peek stays inside the bound
+                cert = await self._peek(url, time_limit - elapsed)
             return RawFetch(
                 url=url, status=status, redirects=redirects, ttfb_s=ttfb, total_s=elapsed,
                 cert_not_after=cert, failure=failure, detail=detail,
             )
+        finally:
+            if held is not None:
+                _abort(held)
         return RawFetch(
             url=url, status=status, body=body, truncated=truncated, redirects=redirects, ttfb_s=ttfb,
             total_s=time.perf_counter() - started, cert_not_after=not_after,

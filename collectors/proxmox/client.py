@@ -15,6 +15,7 @@ Every library error is translated here into the pdn_ops error tree, with the bou
     other 5xx                 -> UnexpectedResponse    (server_error)
     other 4xx, non-JSON body  -> UnexpectedResponse    (protocol)
     timeout                   -> TargetUnreachable     (timeout)
+    name does not resolve     -> TargetUnreachable     (dns)
     refused / reset           -> TargetUnreachable     (refused)
     TLS / pin mismatch        -> CollectorError        (tls)
 """
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 import requests
 from proxmoxer import ProxmoxAPI, ResourceException
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NameResolutionError
 
 from pdn_ops.domain.observations import FailureClass
 from pdn_ops.errors import (
@@ -87,6 +89,11 @@ def _host_and_port(api_url: str) -> tuple[str, int]:
     return host, parts.port or 8006
 
 
+def _urllib3_reason(exc: requests.exceptions.ConnectionError) -> object:
+    inner = exc.args[0] if exc.args else None
+    return inner.reason if isinstance(inner, MaxRetryError) else inner
+
+
 def translate(exc: Exception, what: str) -> CollectorError:
     """One library error as a pdn_ops error; ``what`` names the call (never a secret)."""
     if isinstance(exc, ResourceException):
@@ -106,6 +113,8 @@ def translate(exc: Exception, what: str) -> CollectorError:
     if isinstance(exc, requests.exceptions.Timeout):
         return TargetUnreachable(f"{what}: timed out", failure=FailureClass.TIMEOUT)
     if isinstance(exc, requests.exceptions.ConnectionError):
+        if isinstance(_urllib3_reason(exc), NameResolutionError):
+            return TargetUnreachable(f"{what}: the API host name does not resolve", failure=FailureClass.DNS)
         return TargetUnreachable(f"{what}: connection failed", failure=FailureClass.REFUSED)
     if isinstance(exc, requests.exceptions.RequestException | ValueError):
         return UnexpectedResponse(f"{what}: unreadable answer", failure=FailureClass.PROTOCOL)

@@ -3,6 +3,10 @@
 The cost of a cycle does not grow with the number of guests: ``/cluster/resources`` and ``/cluster/status``
 cover the whole cluster; ``status/current`` is asked only for guests whose status changed since the previous
 good cycle, and at most ``max_targeted`` of them.
+
+The collector remembers the guests of its last good cycle, so an empty answer after guests were seen stays an
+EMPTY anomaly (ok=False) on every cycle until guests reappear or the collector is rebuilt from an inventory that
+no longer declares VMs on the cluster (decommissioning a whole cluster is a deliberate inventory change).
 """
 
 from __future__ import annotations

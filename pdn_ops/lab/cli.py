@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,11 @@ _dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False
 @click.group("lab")
 def lab() -> None:
     """The lab: a Proxmox VE cluster on loopback whose VMs really break and really come back."""
+
+
+def quiet_access_log() -> None:
+    """One INFO line per API request would bury what matters in the foreground output."""
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def wait_for_signal() -> int:
@@ -65,6 +71,7 @@ def up(nodes: int, vms: int, sites: int, guests: int | None, time_scale: float, 
     from pdn_ops.lab.lab import Lab, LabError
 
     directory = directory or default_dir()
+    quiet_access_log()
     try:
         running = Lab.start(directory, nodes=nodes, vms=vms, sites=sites, time_scale=time_scale,
                             guests=min(vms, 50) if guests is None else guests)

@@ -64,11 +64,13 @@ class ControlServer:
                 if name == "status":
                     answer = {"ok": True, "result": self._status()}
                 else:
+                    from pdn_ops.lab.lab import LabError
+
                     try:
                         result = await asyncio.get_running_loop().run_in_executor(
                             None, self._lab.faults.apply, name, args)
                         answer = {"ok": True, "result": result}
-                    except (ValueError, TypeError, KeyError) as exc:
+                    except (ValueError, TypeError, KeyError, LabError) as exc:
                         answer = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
@@ -76,6 +78,20 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def refuse_if_running(workdir: Path) -> None:
+    """Two labs in one directory would overwrite each other's keys and inventory."""
+    from pdn_ops.lab.lab import LabError
+
+    path = Path(workdir) / SOCKET_NAME
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return
+    raise LabError(f"a lab is already running in {workdir} (its control socket answers)")
 
 
 def send(workdir: Path, fault: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:

@@ -14,6 +14,9 @@ SSHD = "/usr/sbin/sshd"
 
 def start_demo_lab(directory: Path) -> Lab:
     """Start a small lab in ``directory``; guests need OpenSSH's sshd, without it the VMs have no guests."""
+    from pdn_ops.lab.cli import quiet_access_log
+
+    quiet_access_log()
     has_sshd = Path(SSHD).exists() and os.access(SSHD, os.X_OK)
     if not has_sshd:
         click.echo(f"lab: {SSHD} not found (Debian package openssh-server): VMs run without guests", err=True)

@@ -25,6 +25,8 @@ FAULTS: dict[str, str] = {
     "set_certificate_expiry": "vmid days=10           the HTTPS certificate expires in days",
     "change_host_key": "vmid                          the guest's SSH host key changes",
     "ssh_hang": "vmid on=1                            sshd accepts keys, then the session never answers",
+    "overload": "vmid on=1                            CPU and memory near 100% (guest load, free, PVE usage)",
+    "ignore_acpi": "vmid on=1                         the guest ignores ACPI: shutdown tasks time out",
     "task_failure": "vmid action=start message=...   the VM's next start task ends with TASK ERROR",
     "lock": "vmid lock=backup                         the VM is locked",
     "unlock": "vmid                                   clear the VM's lock",
@@ -56,10 +58,11 @@ class Faults:
     # ------------------------------------------------------------ guests
     def _run(self, fn: Any) -> Any:
         async def call() -> Any:
-            result = fn()
-            if hasattr(result, "__await__"):
-                result = await result
-            await self._lab.reconcile()
+            async with self._lab.lock:
+                result = fn()
+                if hasattr(result, "__await__"):
+                    result = await result
+                await self._lab.reconcile_locked()
             return result
         return self._lab.call(call())
 
@@ -146,7 +149,29 @@ class Faults:
                 state["ssh_hang"] = _flag(on)
         self._run(change)
 
+    def overload(self, vmid: int, on: Any = True) -> None:
+        guest = self._lab.guest(vmid)
+        vm = self._lab.pve.vm(vmid)
+        busy = _flag(on)
+
+        def change() -> None:
+            with guest.state_file.update() as state:
+                state["load"] = [11.8, 9.6, 6.2] if busy else [0.08, 0.05, 0.01]
+                state["memory"]["used_ratio"] = 0.96 if busy else 0.42
+            for key in ("cpu", "mem", "memhost"):
+                vm.stats.pop(key, None)
+            if busy:
+                maxmem = int(str(vm.config.get("memory", 2048)).split("=")[-1]) * 1024**2
+                vm.stats.update(cpu=0.97, mem=int(maxmem * 0.96), memhost=int(maxmem * 0.96))
+        self._run(change)
+
     # ------------------------------------------------------------ Proxmox (fakepve's scenarios)
+    def ignore_acpi(self, vmid: int, on: Any = True) -> None:
+        vm = self._lab.pve.vm(vmid)
+        if vm is None:
+            raise ValueError(f"no VM {vmid}")
+        self._run(lambda: setattr(vm, "acpi", not _flag(on)))
+
     def task_failure(self, vmid: int, action: str = "start", message: str | None = None) -> None:
         pve = self._lab.pve
         vm = pve.vm(vmid)

@@ -333,6 +333,9 @@ def main(argv: list[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stde
         stderr.write("usage: python -m pdn_ops.lab.guest_shell STATEFILE\n")
         return 2
     state_file = StateFile(Path(argv[0]))
+    if not state_file.path.exists():
+        stderr.write("lab guest: the guest's state is gone (was the lab stopped?)\n")
+        return 255
     hang_while_asked(state_file)
     line = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     if not line.strip():

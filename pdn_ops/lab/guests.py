@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import html
 import logging
 import os
 import shlex
+import signal
 import ssl
 import subprocess
 import sys
@@ -31,6 +33,12 @@ from pdn_ops.lab.pki import LabCa, make_ssh_key
 log = logging.getLogger(__name__)
 SSHD = "/usr/sbin/sshd"
 HANG_MAX_SECS = 600.0
+PR_SET_PDEATHSIG = 1
+_PRCTL: Any
+try:  # resolved before any fork: dlopen in a child of a threaded process could deadlock
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
 STOP_WAIT = 3.0
 
 
@@ -93,6 +101,8 @@ class LabGuest:
         self.powered = False  # VM running and booted: services may run
         self.seen_start: float | None = None  # the VM's started_at this boot belongs to
         self.boot_handle: asyncio.TimerHandle | None = None
+        self.frozen = False  # the VM is paused: its processes stand still
+        self._thawed = asyncio.Event()
         self._state_mtime = 0.0
         self._write_sshd_config()
 
@@ -146,14 +156,21 @@ class LabGuest:
                 [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                preexec_fn=_die_with_lab,
             )
         finally:
             err.close()
 
     def stop_sshd(self) -> None:
+        """Stop sshd by PID, and first the sessions it forked (a powered-off VM drops its connections)."""
         proc, self._sshd = self._sshd, None
         if proc is None:
             return
+        for pid in descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a paused VM's sshd is SIGSTOPped: SIGTERM would wait
+            os.kill(proc.pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -182,6 +199,9 @@ class LabGuest:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         faults = self.site_faults
+        if self.frozen:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._thawed.wait(), HANG_MAX_SECS)
         if faults.mode == "hang":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(faults.release.wait(), HANG_MAX_SECS)
@@ -227,6 +247,7 @@ class LabGuest:
         runner, self._runner = self._runner, None
         if runner is not None:
             self.site_faults.release.set()
+            abort_connections(runner)
             await runner.cleanup()
             self.site_faults.release = asyncio.Event()
 
@@ -243,6 +264,29 @@ class LabGuest:
             await self.start_site()
 
     # ----------------------------------------------------------- power
+    def _signal_sshd(self, sig: int) -> None:
+        if self._sshd is None or self._sshd.poll() is not None:
+            return
+        for pid in [self._sshd.pid, *descendants(self._sshd.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def freeze(self) -> None:
+        """A paused VM: sshd and its sessions are stopped (SIGSTOP) and the site holds every request; TCP
+        connections are still accepted by the kernel, then nothing answers, as with a paused guest."""
+        if self.frozen:
+            return
+        self.frozen = True
+        self._thawed.clear()
+        self._signal_sshd(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if not self.frozen:
+            return
+        self.frozen = False
+        self._signal_sshd(signal.SIGCONT)
+        self._thawed.set()
+
     def boot_state(self) -> None:
         now = time.time()
         with self.state_file.update() as state:
@@ -259,6 +303,8 @@ class LabGuest:
         await self.sync_services(force=True)
 
     async def power_off(self) -> None:
+        self.frozen = False
+        self._thawed.set()
         if self.boot_handle is not None:
             self.boot_handle.cancel()
             self.boot_handle = None
@@ -293,6 +339,45 @@ class LabGuest:
 
 def _url(scheme: str, host: str, port: int, default: int) -> str:
     return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+
+
+def _die_with_lab() -> None:
+    """In the sshd child before exec: SIGTERM when the lab's thread dies, so a killed lab (SIGKILL, a crashed
+    test run) leaves no sshd listening. Linux only; elsewhere the lab stops sshd itself as usual."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def descendants(root: int) -> list[int]:
+    """PIDs of every process below ``root`` (sshd's session processes call setsid(), so a process group kill
+    would miss them), deepest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found[::-1]
+
+
+def abort_connections(runner: web.BaseRunner | None) -> None:
+    """Drop every open connection at once. A powered-off guest (or a stopping lab) does not say goodbye, and a TLS
+    close would otherwise wait up to 30 s for the peer's close_notify, outliving the event loop."""
+    server = runner.server if runner is not None else None
+    for handler in server.connections if server is not None else []:
+        transport = handler.transport
+        if transport is not None:
+            transport.abort()
 
 
 def ensure_privsep_dir() -> None:

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import getpass
 import ipaddress
+import logging
 import os
 import random
 import secrets
@@ -29,11 +30,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pdn_ops.lab.guests import GuestSpec, LabGuest, SiteSpec, ensure_privsep_dir
+from pdn_ops.lab.guests import SSHD, GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
 from pdn_ops.lab.pve import LabPve, _bytes
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 GiB = 1024**3
 TOKEN_ID = "pdn-ops@pve!collector"
 CLUSTER = "lab"
@@ -51,6 +53,8 @@ OPDS = (
 SITE_SERVICES = ["nginx.service", "php8.2-fpm.service"]
 OTHER_SERVICES = ["postgresql.service"]
 CALL_TIMEOUT = 30.0
+RETRY_SECS = 1.0
+SHUTDOWN_SECS, START_SECS, STOP_SECS = 8, 3, 1
 
 
 class LabError(RuntimeError):
@@ -102,6 +106,9 @@ class Lab:
         self._control: Any = None
         self._stopped = False
         self._booting: set[asyncio.Future[None]] = set()
+        # Guests change from the reconciler, boot timers and faults: one at a time, or two could both start a
+        # site on the same address.
+        self.lock = asyncio.Lock()
         from pdn_ops.lab.faults import Faults
 
         self.faults = Faults(self)
@@ -124,7 +131,13 @@ class Lab:
         self.stop()
 
     def _start(self) -> None:
+        if self.guest_count and not (Path(SSHD).exists() and os.access(SSHD, os.X_OK)):
+            raise LabError(f"lab guests need OpenSSH's {SSHD} (Debian package openssh-server); "
+                           "or start the lab with guests=0")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        from pdn_ops.lab.control import refuse_if_running
+
+        refuse_if_running(self.workdir)
         keys = self.workdir / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
         keys.chmod(0o700)
@@ -183,8 +196,10 @@ class Lab:
                 await self._reconciler
         if self._control is not None:
             await self._control.close()
-        for guest in self.guests.values():
-            await guest.power_off()
+        async with self.lock:
+            for guest in self.guests.values():
+                await guest.power_off()
+        abort_connections(self.pve.runner)
         await self.pve.stop()
         # Let closed transports run their connection_lost callbacks, and end what is left (hung site
         # requests, fakepve's timers), so nothing is collected after the loop closes.
@@ -233,8 +248,10 @@ class Lab:
                         "bridge=vmbr0",
                 "tags": f"opd-{code}",
             }
-            pve.add_vm(vmid, self._vm_name(index), node=self.nodes[index % len(self.nodes)], status="running",
-                       config=config)
+            vm = pve.add_vm(vmid, self._vm_name(index), node=self.nodes[index % len(self.nodes)],
+                            status="running", config=config)
+            # Proxmox seconds each task takes, so clients see tasks `running` and must poll, as on a real node.
+            vm.shutdown_secs, vm.start_secs, vm.stop_secs = SHUTDOWN_SECS, START_SECS, STOP_SECS
             volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
                                             "ctime": int(time.time())}
         pve.on_change.append(self._changed)
@@ -301,13 +318,16 @@ class Lab:
             self._wake.clear()
             try:
                 await self.reconcile()
-            except Exception:
-                import logging
-
-                logging.getLogger(__name__).exception("lab reconcile failed")
+            except Exception:  # one guest's trouble (a port taken by someone else) must not stop the lab
+                log.exception("lab reconcile failed; retrying in %.0f s", RETRY_SECS)
+                await asyncio.sleep(RETRY_SECS)
 
     async def reconcile(self) -> None:
         """Make every guest follow its VM: running -> (after the boot delay) services up; otherwise down."""
+        async with self.lock:
+            await self.reconcile_locked()
+
+    async def reconcile_locked(self) -> None:
         for guest in self.guests.values():
             vm = self.pve.vm(guest.vmid)
             running = vm is not None and vm.status == "running"
@@ -324,6 +344,10 @@ class Lab:
                 guest.boot_handle = self._loop.call_later(self.boot_secs * self.time_scale, self._boot_soon, guest)
                 continue
             if guest.powered:
+                if vm.qmpstatus == "paused":
+                    guest.freeze()
+                else:
+                    guest.thaw()
                 await guest.sync_services()
                 size = _disk_size(vm.config)
                 if size:
@@ -335,10 +359,11 @@ class Lab:
         task.add_done_callback(self._booting.discard)
 
     async def _boot(self, guest: LabGuest) -> None:
-        guest.boot_handle = None
-        vm = self.pve.vm(guest.vmid)
-        if vm is not None and vm.status == "running" and vm.started_at == guest.seen_start:
-            await guest.power_on()
+        async with self.lock:
+            guest.boot_handle = None
+            vm = self.pve.vm(guest.vmid)
+            if vm is not None and vm.status == "running" and vm.started_at == guest.seen_start:
+                await guest.power_on()
 
     # ------------------------------------------------------------ views
     def guest(self, vmid: int) -> LabGuest:

@@ -80,12 +80,16 @@ def _nothing() -> None:
     return None
 
 
-def maintenance_jobs(config: HealthConfig) -> list[JobSpec]:
+def maintenance_jobs(config: HealthConfig, longest_interval_s: float = 0.0) -> list[JobSpec]:
+    # Silence means UNKNOWN only after three missed runs of the slowest collector: an hourly site check must not
+    # flap to UNKNOWN between its runs.
+    stale_after = max(config.stale_after, timedelta(seconds=3 * longest_interval_s))
+
     def purge(session: Session, _: object) -> object:
         return health_service.purge_raw(session, retention=config.raw_retention)
 
     def stale(session: Session, _: object) -> object:
-        return health_service.mark_stale(session, max_age=config.stale_after)
+        return health_service.mark_stale(session, max_age=stale_after)
 
     return [
         JobSpec("health:rollup-retention", "maintenance", config.maintenance_interval_s, _nothing, purge),
@@ -96,9 +100,9 @@ def maintenance_jobs(config: HealthConfig) -> list[JobSpec]:
 def build_jobs(inventory: Inventory, factory: CollectorFactory | None, config: HealthConfig) -> list[JobSpec]:
     """The seam: one Proxmox job per cluster, one site job and one SSH job per distinct interval, maintenance."""
     thresholds = config.thresholds
-    jobs = maintenance_jobs(config)
     if factory is None:
-        return jobs
+        return maintenance_jobs(config)
+    jobs: list[JobSpec] = []
 
     def record_cluster(session: Session, observation: ClusterObservation) -> object:
         return health_service.record_cluster(session, observation, thresholds=thresholds)
@@ -123,4 +127,4 @@ def build_jobs(inventory: Inventory, factory: CollectorFactory | None, config: H
             ssh_by_interval.setdefault(vm.ssh.interval, []).append(vm)
     for interval, vms in sorted(ssh_by_interval.items()):
         jobs.append(JobSpec(f"ssh:{interval}s", "ssh", interval, factory.ssh(vms), record_ssh))
-    return jobs
+    return maintenance_jobs(config, max((job.interval_s for job in jobs), default=0.0)) + jobs

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -109,11 +110,15 @@ def start_scheduler(sessions: sessionmaker[Session], lock: LeaderLock, specs: Se
     return service
 
 
-def scheduler_hook(factory: CollectorFactory | None = None) -> Callable[[object], Callable[[], None] | None]:
+def scheduler_hook(factory: CollectorFactory | None = None, *,
+                   build_factory: Callable[[Any], CollectorFactory | None] | None = None,
+                   ) -> Callable[[object], Callable[[], None] | None]:
     """A start hook for ``create_app``: runs the scheduler (when ``settings.run_scheduler``) with these collectors.
 
-    ``factory`` (or ``ctx.extras["collector_factory"]``) plugs the real collectors in; without one only the
-    maintenance jobs run. List it after ``sync_inventory_at_start`` so the jobs see the synced inventory.
+    The real collectors plug in here, by one of: ``factory``; ``build_factory(ctx)``, called at start with the
+    app context (settings, inventory: e.g. to resolve secrets relative to the inventory file); or
+    ``ctx.extras["collector_factory"]`` set by an earlier hook. Without any, only the maintenance jobs run.
+    List it after ``sync_inventory_at_start`` so the jobs see the synced inventory.
     """
 
     def hook(ctx: object) -> Callable[[], None] | None:
@@ -123,7 +128,7 @@ def scheduler_hook(factory: CollectorFactory | None = None) -> Callable[[object]
         if not ctx.settings.run_scheduler:
             log.info("scheduler disabled (PDN_OPS_RUN_SCHEDULER=0)")
             return None
-        chosen = factory or ctx.extras.get("collector_factory")
+        chosen = factory or (build_factory(ctx) if build_factory else None) or ctx.extras.get("collector_factory")
         if chosen is None:
             log.warning("no collector factory configured: only maintenance jobs will run")
         inventory = ctx.inventory or Inventory()

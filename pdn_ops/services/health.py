@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.health_tables import HealthCheckRow, HealthEventRow, HealthRollupRow, HealthTargetRow
@@ -35,10 +35,59 @@ class Recorded:
     security_events: int = 0
 
 
-# --- row <-> domain ----------------------------------------------------------------------------------------------
+# --- working copies of health_targets rows ----------------------------------------------------------------------
+# Rows are read as plain columns and written back with one executemany UPDATE: for thousands of targets per cycle
+# the ORM's unit of work (entities, change tracking, one flush) costs more than the evaluation itself.
+
+MUTABLE = ("opd_id", "vm_id", "site_id", "parent_key", "state", "since", "reason", "failure", "detail", "degraded",
+           "failures", "successes", "last_check_at", "cause_key", "cause_reason", "values")
+COLUMNS = (HealthTargetRow.id, HealthTargetRow.kind, HealthTargetRow.ref,
+           *(getattr(HealthTargetRow, name) for name in MUTABLE))
 
 
-def _to_state(row: HealthTargetRow) -> TargetState:
+@dataclass(slots=True)
+class Target:
+    id: int
+    kind: str
+    ref: str
+    opd_id: int | None
+    vm_id: int | None
+    site_id: int | None
+    parent_key: str | None
+    state: str
+    since: datetime | None
+    reason: str
+    failure: str | None
+    detail: str
+    degraded: list[str]
+    failures: int
+    successes: int
+    last_check_at: datetime | None
+    cause_key: str | None
+    cause_reason: str | None
+    values: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+
+def _load(session: Session, *where: Any) -> list[Target]:
+    return [Target(*row) for row in session.execute(select(*COLUMNS).where(*where))]
+
+
+def _save(session: Session, targets: Iterable[Target], now: datetime, names: Sequence[str] = MUTABLE) -> None:
+    rows = [{"id": t.id, "updated_at": now, **{name: getattr(t, name) for name in names}} for t in targets]
+    if not rows:
+        return
+    session.execute(update(HealthTargetRow), rows)
+    # ORM entities of these rows loaded earlier in this session would now be stale.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, HealthTargetRow):
+            session.expire(obj)
+
+
+def _to_state(row: Target) -> TargetState:
     return TargetState(
         key=row.key,
         state=State(row.state),
@@ -54,7 +103,7 @@ def _to_state(row: HealthTargetRow) -> TargetState:
     )
 
 
-def _apply_state(row: HealthTargetRow, state: TargetState, now: datetime) -> None:
+def _apply_state(row: Target, state: TargetState) -> None:
     row.state = state.state.value
     row.since = state.since
     row.reason = state.reason.value
@@ -66,35 +115,36 @@ def _apply_state(row: HealthTargetRow, state: TargetState, now: datetime) -> Non
     row.last_check_at = state.last_check_at
     if not state.state.is_problem:
         row.cause_key = row.cause_reason = None
-    row.updated_at = now
 
 
-def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) -> dict[str, HealthTargetRow]:
-    stmt = select(HealthTargetRow).where(HealthTargetRow.kind == kind.value)
-    rows = {row.ref: row for row in session.scalars(stmt)}
-    if refs is not None:
-        for ref in refs:
-            if ref not in rows:
-                row = HealthTargetRow(kind=kind.value, ref=ref, state=State.UNKNOWN.value, reason="ok", detail="",
-                                      degraded=[], failures=0, successes=0, values={}, updated_at=utcnow())
-                session.add(row)
-                rows[ref] = row
-        session.flush()
+def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) -> dict[str, Target]:
+    rows = {row.ref: row for row in _load(session, HealthTargetRow.kind == kind.value)}
+    new = list(dict.fromkeys(ref for ref in refs or () if ref not in rows))
+    if new:
+        now = utcnow()
+        session.execute(insert(HealthTargetRow), [
+            {"kind": kind.value, "ref": ref, "state": State.UNKNOWN.value, "reason": Reason.OK.value, "detail": "",
+             "degraded": [], "failures": 0, "successes": 0, "values": {}, "updated_at": now} for ref in new])
+        for start in range(0, len(new), 500):
+            chunk = new[start:start + 500]
+            rows.update((row.ref, row) for row in _load(session, HealthTargetRow.kind == kind.value,
+                                                        HealthTargetRow.ref.in_(chunk)))
     return rows
 
 
 class _Batch:
-    """Collects raw check rows and events of one recording, written in bulk at the end."""
+    """Collects target updates, raw check rows and events of one recording, written in bulk at the end."""
 
     def __init__(self, session: Session, now: datetime) -> None:
         self.session = session
         self.now = now
+        self.touched: dict[int, Target] = {}
         self.checks: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.changes: list[StateChange] = []
         self.security = 0
 
-    def fold(self, row: HealthTargetRow, verdict: Verdict, at: datetime, thresholds: Thresholds,
+    def fold(self, row: Target, verdict: Verdict, at: datetime, thresholds: Thresholds,
              duration_s: float | None = None) -> None:
         old = _to_state(row)
         new = model.step(old, verdict, at, thresholds)
@@ -103,18 +153,19 @@ class _Batch:
                             "failure": verdict.failure.value if verdict.failure else None,
                             "duration_s": duration_s, "detail": verdict.detail[:DETAIL_MAX]})
 
-    def mark_unknown(self, row: HealthTargetRow, at: datetime, reason: Reason, detail: str = "") -> None:
+    def mark_unknown(self, row: Target, at: datetime, reason: Reason, detail: str = "") -> None:
         old = _to_state(row)
         self._commit(row, old, model.unknown(old, at, reason, detail), at)
 
-    def security_event(self, row: HealthTargetRow, at: datetime, reason: Reason, detail: str) -> None:
+    def security_event(self, row: Target, at: datetime, reason: Reason, detail: str) -> None:
         self.security += 1
         self.events.append({"target_id": row.id, "at": at, "event": "security", "old_state": None,
                             "new_state": None, "reason": reason.value, "detail": detail[:DETAIL_MAX],
                             "cause_key": None})
 
-    def _commit(self, row: HealthTargetRow, old: TargetState, new: TargetState, at: datetime) -> None:
-        _apply_state(row, new, self.now)
+    def _commit(self, row: Target, old: TargetState, new: TargetState, at: datetime) -> None:
+        _apply_state(row, new)
+        self.touched[row.id] = row
         change = model.change_of(old, new, at)
         if change is not None:
             self.changes.append(change)
@@ -123,12 +174,12 @@ class _Batch:
                                 "detail": change.detail[:DETAIL_MAX], "cause_key": None})
 
     def finish(self) -> Recorded:
+        _save(self.session, self.touched.values(), self.now)
         if self.checks:
             self.session.execute(insert(HealthCheckRow), self.checks)
         if self.events:
             self.session.execute(insert(HealthEventRow), self.events)
-        self.session.flush()
-        resolve_causes(self.session)
+        resolve_causes(self.session, now=self.now)
         return Recorded(changes=tuple(self.changes), security_events=self.security)
 
 
@@ -143,15 +194,19 @@ def record_site_checks(session: Session, checks: Sequence[SiteCheck], *, thresho
     urls = {c.url for c in checks}
     if not urls:
         return batch.finish()
-    sites = {s.url: s for s in session.scalars(select(SiteRow).where(SiteRow.retired_at.is_(None)))}
-    vm_refs = {vm.id: f"{vm.cluster}/{vm.vmid}" for vm in session.scalars(select(VmRow))}
+    # Plain column reads: thousands of ORM entities would cost more than the evaluation itself.
+    sites = {url: (site_id, opd_id, vm_id, settings) for site_id, url, opd_id, vm_id, settings in session.execute(
+        select(SiteRow.id, SiteRow.url, SiteRow.opd_id, SiteRow.vm_id, SiteRow.settings)
+        .where(SiteRow.retired_at.is_(None)))}
+    vm_refs = {vm_id: f"{cluster}/{vmid}" for vm_id, cluster, vmid in session.execute(
+        select(VmRow.id, VmRow.cluster, VmRow.vmid))}
     known = [c for c in checks if c.url in sites]
     rows = _targets(session, Kind.SITE, {c.url for c in known})
     for check in known:
-        site, row = sites[check.url], rows[check.url]
-        row.site_id, row.opd_id, row.vm_id = site.id, site.opd_id, site.vm_id
-        row.parent_key = model.target_key(Kind.VM, vm_refs[site.vm_id]) if site.vm_id in vm_refs else None
-        warning = site.settings.get("tls_warning_days") if isinstance(site.settings, dict) else None
+        (site_id, opd_id, vm_id, settings), row = sites[check.url], rows[check.url]
+        row.site_id, row.opd_id, row.vm_id = site_id, opd_id, vm_id
+        row.parent_key = model.target_key(Kind.VM, vm_refs[vm_id]) if vm_id in vm_refs else None
+        warning = settings.get("tls_warning_days") if isinstance(settings, dict) else None
         verdict = model.assess_site(check, thresholds,
                                     tls_warning_days=float(warning) if isinstance(warning, int | float) else None)
         previous = row.values or {}
@@ -180,8 +235,8 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "quorate": observation.quorate}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
-    vms = {vm.vmid: vm for vm in session.scalars(
-        select(VmRow).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
+    vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
+        select(VmRow.id, VmRow.vmid, VmRow.opd_id).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
     vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
     node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
@@ -200,9 +255,9 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         row.values = {"cpu": node.cpu, "mem": node.mem, "maxmem": node.maxmem}
         batch.fold(row, model.assess_node(node), observation.at, thresholds)
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
-    for vmid, vm in vms.items():
+    for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
-        row.vm_id, row.opd_id = vm.id, vm.opd_id
+        row.vm_id, row.opd_id = vm_id, opd_id
         guest = guests.get(vmid)
         if guest is not None:
             row.parent_key = model.target_key(Kind.NODE, f"{cluster_ref}/{guest.node}")
@@ -242,17 +297,17 @@ def record_ssh(session: Session, observations: Sequence[SshObservation], *, thre
                 "services_inactive": sum(1 for u in vm.services or () if obs.services.get(u) != "active"),
                 "failed_units": len(obs.failed_units),
             }
-        if obs.failure is FailureClass.HOST_KEY:
+        if obs.failure is FailureClass.HOST_KEY and row.failure != FailureClass.HOST_KEY.value:
+            # One event when the key changes, not one per refused run while it stays changed.
             batch.security_event(row, obs.at, Reason.HOST_KEY, obs.detail)
         batch.fold(row, verdict, obs.at, thresholds)
     return batch.finish()
 
 
-def resolve_causes(session: Session) -> int:
+def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
     """Re-attach root causes to every target that is not UP; returns how many rows changed their cause."""
-    stmt = select(HealthTargetRow).where(or_(HealthTargetRow.state != State.UP.value,
-                                             HealthTargetRow.cause_key.is_not(None)))
-    rows = {row.key: row for row in session.scalars(stmt)}
+    rows = {row.key: row for row in _load(session, or_(HealthTargetRow.state != State.UP.value,
+                                                        HealthTargetRow.cause_key.is_not(None)))}
     states = {key: _to_state(row) for key, row in rows.items() if State(row.state).is_problem}
     parents = {key: row.parent_key for key, row in rows.items()}
     # Ancestors that are UP are not loaded; their parent links are needed only to walk past them.
@@ -268,15 +323,15 @@ def resolve_causes(session: Session) -> int:
             parents[key] = None
         missing = {p for p in new_parents.values() if p and p not in parents}
     causes = model.root_causes(states, parents)
-    changed = 0
+    changed: list[Target] = []
     for key, row in rows.items():
         cause = causes.get(key)
         cause_key, cause_reason = (cause.key, cause.reason.value) if cause else (None, None)
         if (row.cause_key, row.cause_reason) != (cause_key, cause_reason):
             row.cause_key, row.cause_reason = cause_key, cause_reason
-            changed += 1
-    session.flush()
-    return changed
+            changed.append(row)
+    _save(session, changed, now or utcnow(), ("cause_key", "cause_reason"))
+    return len(changed)
 
 
 # --- maintenance -------------------------------------------------------------------------------------------------
@@ -334,9 +389,8 @@ def mark_stale(session: Session, *, max_age: timedelta, now: datetime | None = N
     """Targets not observed for ``max_age`` become UNKNOWN (stale): silence is not health."""
     now = now or utcnow()
     batch = _Batch(session, now)
-    stmt = select(HealthTargetRow).where(HealthTargetRow.state != State.UNKNOWN.value,
-                                         HealthTargetRow.last_check_at < now - max_age)
-    for row in session.scalars(stmt):
+    for row in _load(session, HealthTargetRow.state != State.UNKNOWN.value,
+                     HealthTargetRow.last_check_at < now - max_age):
         batch.mark_unknown(row, now, Reason.STALE)
     return batch.finish()
 

@@ -219,6 +219,7 @@ def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
 
 @dataclass(frozen=True, slots=True)
 class CheckView:
+    kind: str  # which target of the page: "vm", "guest" or "site"
     at: datetime
     ok: bool
     failure: str | None
@@ -250,14 +251,15 @@ class TargetDetail:
     related: tuple[tuple[str, str], ...] = ()  # (label, href): the site's VM, or the VM's sites
 
 
-def _history(session: Session, target_ids: list[int]) -> tuple[tuple[CheckView, ...], tuple[EventView, ...]]:
+def _history(session: Session, kinds: dict[int, str]) -> tuple[tuple[CheckView, ...], tuple[EventView, ...]]:
+    target_ids = list(kinds)
     if not target_ids:
         return (), ()
     checks = session.scalars(select(HealthCheckRow).where(HealthCheckRow.target_id.in_(target_ids))
                              .order_by(HealthCheckRow.at.desc(), HealthCheckRow.id.desc()).limit(RECENT))
     events = session.scalars(select(HealthEventRow).where(HealthEventRow.target_id.in_(target_ids))
                              .order_by(HealthEventRow.at.desc(), HealthEventRow.id.desc()).limit(RECENT))
-    return (tuple(CheckView(c.at, c.ok, c.failure, c.duration_s, c.detail) for c in checks),
+    return (tuple(CheckView(kinds[c.target_id], c.at, c.ok, c.failure, c.duration_s, c.detail) for c in checks),
             tuple(EventView(e.at, e.event, e.old_state, e.new_state, e.reason, e.detail) for e in events))
 
 
@@ -285,7 +287,7 @@ def vm_detail(session: Session, vm_id: int, *, opd_id: int | None = None) -> Tar
     ref = f"{vm.cluster}/{vm.vmid}"
     pairs = [("vm", ref)] + ([("guest", ref)] if vm.has_ssh else [])
     rows = _target_rows(session, pairs)
-    checks, events = _history(session, [r.id for r in rows.values()])
+    checks, events = _history(session, {r.id: r.kind for r in rows.values()})
     sites = session.scalars(select(SiteRow).where(SiteRow.vm_id == vm.id, SiteRow.retired_at.is_(None)))
     return TargetDetail(kind="vm", id=vm.id, label=vm.name, opd_id=vm.opd_id, opd_name=vm.opd.name,
                         targets=tuple(_view(rows.get(p), *p) for p in pairs), checks=checks, events=events,
@@ -299,7 +301,7 @@ def site_detail(session: Session, site_id: int, *, opd_id: int | None = None) ->
     if site is None or (opd_id is not None and site.opd_id != opd_id):
         raise NotFound(f"site {site_id}")
     rows = _target_rows(session, [("site", site.url)])
-    checks, events = _history(session, [r.id for r in rows.values()])
+    checks, events = _history(session, {r.id: r.kind for r in rows.values()})
     related = ((site.vm.name, f"/fleet/vm/{site.vm.id}"),) if site.vm is not None else ()
     return TargetDetail(kind="site", id=site.id, label=site.name or site.url, opd_id=site.opd_id,
                         opd_name=site.opd.name, targets=(_view(rows.get(("site", site.url)), "site", site.url),),

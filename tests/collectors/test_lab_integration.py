@@ -22,6 +22,7 @@ from collectors.ssh.collector import SshCollector
 from pdn_ops.domain.drift import guest_drift
 from pdn_ops.domain.observations import FailureClass
 from pdn_ops.inventory import Inventory, Vm, load_inventory
+from pdn_ops.scheduler.collectors import InventoryCollectorFactory as InventoryCollectors
 from tests.support import missing, port_open
 
 SSHD = "/usr/sbin/sshd"
@@ -185,6 +186,30 @@ def test_sites_check_and_expired_certificate_is_seen(world):
         world.lab.faults.set_certificate_expiry(vmid, days=90)
     assert (after[0].ok, after[0].failure) == (False, FailureClass.TLS)
     assert after[0].tls_days_left is not None and -2.1 < after[0].tls_days_left < -1.9
+
+
+def test_scheduler_jobs_built_with_the_collector_factory_observe_the_lab(world):
+    from pdn_ops.scheduler.jobs import HealthConfig, build_jobs
+
+    factory = InventoryCollectors(world.inventory, base_dir=world.base_dir, site_ca_file=str(world.lab.ca_file))
+    jobs = {job.kind: job for job in build_jobs(world.inventory, factory, HealthConfig())}
+    cluster = jobs["proxmox"].collect()
+    assert cluster.ok and {g.vmid for g in cluster.guests} == {vm.vmid for vm in world.inventory.vms}
+    assert jobs["proxmox"].collect().api_calls == 2  # the same collector, kept between cycles
+    sites = jobs["sites"].collect()
+    assert len(sites) == len(world.inventory.sites) and all(c.status_code for c in sites)
+    guests = jobs["ssh"].collect()
+    assert {o.vmid for o in guests} == {vm.vmid for vm in world.inventory.vms if vm.ssh}
+    assert sum(o.ok for o in guests) >= 3  # 104's host key was changed by an earlier test
+
+
+def test_factory_turns_an_unreadable_secret_into_a_failed_observation(world, tmp_path):
+    factory = InventoryCollectors(world.inventory, base_dir=tmp_path)  # secrets are relative: not found here
+    observation = factory.proxmox(world.inventory.clusters[0])()
+    assert (observation.ok, observation.failure) == (False, FailureClass.ERROR)
+    assert "token_secret" in observation.detail and world.lab.token_secret not in observation.detail
+    guests = factory.ssh([world.vm(101)])()
+    assert (guests[0].ok, guests[0].failure) == (False, FailureClass.ERROR)
 
 
 def test_paramiko_is_never_told_to_add_unknown_keys():

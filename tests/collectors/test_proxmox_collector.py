@@ -249,3 +249,11 @@ def test_nothing_listening_is_refused(fakepve_cafile, token):
     obs = made.collect()
     made.close()
     assert (obs.ok, obs.failure) == (False, FailureClass.REFUSED)
+
+
+def test_api_host_that_does_not_resolve_is_a_dns_failure(fakepve_cafile, token):
+    made = ProxmoxCollector(ProxmoxClient.for_cluster(
+        cluster_for("https://no-such-pve.invalid:8006", token, ca_file=fakepve_cafile)))
+    obs = made.collect()
+    made.close()
+    assert (obs.ok, obs.failure) == (False, FailureClass.DNS)

@@ -6,7 +6,6 @@ import configparser
 import json
 import re
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -15,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import transaction
 from pdn_ops.settings import load_settings
 from pdn_ops.web.app import create_app
-from tests.health_world import record_world
+from tests.health_world import Served, record_world
 from tests.support import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,25 +103,6 @@ def test_systemd_unit_runs_migrations_then_the_service() -> None:
 
 
 # --- a real Prometheus scraping the app --------------------------------------------------------------------------
-
-
-class Served:
-    def __init__(self, app: Any, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + WAIT_S
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                pytest.fail("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=WAIT_S)
 
 
 def get_json(url: str) -> Any:

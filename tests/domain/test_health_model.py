@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdn_ops.domain import health as model
@@ -64,6 +64,7 @@ def test_a_definitive_failure_needs_no_second_opinion() -> None:
     assert changes[-1].reason is Reason.VM_STOPPED
 
 
+@settings(deadline=None)  # a busy CI host must not turn a slow example into a failure
 @given(st.lists(st.booleans(), max_size=40), st.integers(1, 5), st.integers(1, 5))
 def test_properties_of_the_thresholds(outcomes: list[bool], down_after: int, up_after: int) -> None:
     th = Thresholds(down_after=down_after, up_after=up_after)
@@ -173,3 +174,32 @@ def test_unknown_resets_counters_and_thresholds_validate() -> None:
         Thresholds(disk_used_ratio=1.5)
     assert model.split_key(model.target_key(model.Kind.SITE, "https://a:1/")) == (model.Kind.SITE, "https://a:1/")
     assert model.uptime_ratio(1800, 3600) == 0.5 and model.uptime_ratio(0, 0) is None
+
+
+KEYS = [f"site:{i}" for i in range(4)] + [f"vm:{i}" for i in range(3)] + ["node:0", "node:1", "cluster:0"]
+STATES = st.sampled_from(list(State))
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), STATES), st.data())
+def test_properties_of_root_causes(states: dict[str, State], data: st.DataObject) -> None:
+    # A random forest shaped like the real one: site -> vm -> node -> cluster.
+    parents: dict[str, str | None] = {"cluster:0": None}
+    for key in KEYS:
+        kind = key.split(":")[0]
+        above = {"site": "vm", "vm": "node", "node": "cluster"}.get(kind)
+        if above is not None:
+            parents[key] = data.draw(st.sampled_from([k for k in KEYS if k.startswith(above + ":")] + [None]))
+    targets = {k: TargetState(key=k, state=s, reason=Reason.CHECK_FAILED) for k, s in states.items()}
+    causes = model.root_causes(targets, parents)
+    assert set(causes) == {k for k, s in states.items() if s is not State.UP}, "only problems get a cause slot"
+    for key, cause in causes.items():
+        if cause is None:
+            continue
+        assert targets[cause.key].state is State.DOWN, "a cause is always a DOWN target"
+        assert causes[cause.key] is None, "a cause is a root: it has no cause itself"
+        ancestor, chain = parents.get(key), []
+        while ancestor is not None:
+            chain.append(ancestor)
+            ancestor = parents.get(ancestor)
+        assert cause.key in chain, "a cause is an ancestor"

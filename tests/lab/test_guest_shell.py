@@ -101,3 +101,10 @@ def test_runs_as_a_module(state):
                           env={"SSH_ORIGINAL_COMMAND": "hostname", "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=30, check=False)
     assert (proc.returncode, proc.stdout) == (0, "web-dinkes\n")
+
+
+def test_a_missing_state_file_is_reported_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "uptime")
+    err = io.StringIO()
+    assert guest_shell.main([str(tmp_path / "gone.json")], stdout=io.StringIO(), stderr=err) == 255
+    assert "state is gone" in err.getvalue()

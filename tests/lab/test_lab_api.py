@@ -237,3 +237,68 @@ def test_tasks_stay_running_for_their_scaled_duration(make_lab):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert _resources(prox, 101)["status"] == "stopped"
+
+
+def test_config_get_shows_pending_values_unless_current_is_asked(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0)
+    prox = lab_proxmox(lab)
+    vm = prox.nodes("pve1").qemu(101)
+    _wait_task(prox, vm.snapshot.post(snapname="base"))
+    vm.config.put(cores=8)
+    assert vm.config.get()["cores"] in (8, "8")
+    assert vm.config.get(current=1)["cores"] in (2, "2")
+    assert vm.config.get(snapshot="base")["cores"] in (2, "2")
+    with pytest.raises(ResourceException) as exc:
+        vm.config.get(snapshot="nosuch")
+    assert exc.value.content == "snapshot 'nosuch' does not exist"
+
+
+def test_node_task_list_filters(make_lab):
+    lab = make_lab(vms=2, sites=0, guests=0)
+    prox = lab_proxmox(lab)
+    node = prox.nodes("pve1")
+    ok = node.qemu(101).status.shutdown.post()
+    _wait_task(prox, ok)
+    lab.faults.task_failure(101, action="start", message="boom")
+    failed = node.qemu(101).status.start.post()
+    _wait_task(prox, failed)
+    lab.faults.clear_api_faults()
+    assert [t["upid"] for t in node.tasks.get(errors=1)] == [failed]
+    assert [t["upid"] for t in node.tasks.get(typefilter="qmshutdown")] == [ok]
+    assert {t["upid"] for t in node.tasks.get(statusfilter="ok,error")} == {ok, failed}
+    assert node.tasks.get(vmid=102) == []
+    assert node.tasks.get(source="active") == []
+    assert {t["upid"] for t in node.tasks.get(userfilter="pdn-ops@pve")} == {ok, failed}
+
+
+def test_a_second_lab_in_the_same_directory_is_refused(lab):
+    from pdn_ops.lab import Lab, LabError
+
+    with pytest.raises(LabError, match="already running"):
+        Lab.start(lab.workdir, vms=1, guests=0)
+    assert lab_proxmox(lab).version.get()  # the first one is untouched
+
+
+def test_a_guest_ignoring_acpi_makes_shutdown_time_out(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0, time_scale=0.001)
+    prox = lab_proxmox(lab)
+    lab.faults.ignore_acpi(101)
+    done = _wait_task(prox, prox.nodes("pve1").qemu(101).status.shutdown.post(timeout=30))
+    assert done["exitstatus"] == "VM quit/powerdown failed - got timeout"
+    assert _resources(prox, 101)["status"] == "running"
+    done = _wait_task(prox, prox.nodes("pve1").qemu(101).status.shutdown.post(timeout=30, forceStop=1))
+    assert done["exitstatus"] == "OK"
+    assert _resources(prox, 101)["status"] == "stopped"
+
+
+def test_proxmoxer_renews_its_ticket_with_the_old_ticket(lab):
+    prox = lab_proxmox(lab, ticket=True)
+    auth = prox._store["session"].auth
+    old = auth.pve_auth_ticket
+    auth.birth_time -= auth.renew_age + 1  # an hour later: the next call renews first
+    assert prox.nodes("pve1").qemu.get()
+    assert auth.pve_auth_ticket != old
+    lab.pve.revoke_tickets()
+    with pytest.raises(ResourceException) as exc:
+        prox.nodes("pve1").qemu.get()
+    assert exc.value.status_code == 401

@@ -110,3 +110,23 @@ def test_demo_serves_the_lab_inventory_and_stops_the_lab(tmp_path):
         _stop(proc, signal.SIGINT)
     assert _sshd_pids(tmp_path / "lab") == []
     assert "lab: Proxmox API https://" in log.read_text()
+
+
+def test_a_killed_lab_leaves_no_sshd_behind(tmp_path):
+    require_lab()
+    directory = tmp_path / "lab"
+    proc = subprocess.Popen([PDN_OPS, "lab", "up", "--vms", "2", "--sites", "0", "--dir", str(directory), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())
+        assert len(_sshd_pids(directory)) == 2
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while _sshd_pids(directory):
+        assert time.monotonic() < deadline, "sshd outlived its lab"
+        time.sleep(0.05)

@@ -152,8 +152,14 @@ def test_guest_follows_vm_power_stop_start_and_rollback(make_lab):
     prox = lab_proxmox(lab)
     guest = lab.guest(101)
     _task(prox, prox.nodes("pve1").qemu(101).snapshot.post(snapname="clean"))
-    _task(prox, prox.nodes("pve1").qemu(101).status.stop.post())
-    _until(lambda: _refused(guest.address, guest.ssh_port) and _refused(guest.address, 80))
+    lab.faults.ssh_hang(101)
+    with lab_ssh(lab, 101) as client:
+        client.exec_command("uptime")  # hangs inside the guest until the power goes
+        transport = client.get_transport()
+        assert transport is not None and transport.is_active()
+        _task(prox, prox.nodes("pve1").qemu(101).status.stop.post())
+        _until(lambda: _refused(guest.address, guest.ssh_port) and _refused(guest.address, 80))
+        _until(lambda: not transport.is_active())  # a powered-off VM drops its sessions
     assert guest.sshd_pid is None and guest.state()["power"] == "stopped"
     _task(prox, prox.nodes("pve1").qemu(101).status.start.post())
     lab.wait_guest(101, up=True)
@@ -174,3 +180,35 @@ def test_resize_is_seen_inside_the_guest(make_lab):
     _until(lambda: lab.guest(101).state()["disk"]["size"] == 40 * 1024**3)
     _, out, _ = lab_run(lab, 101, "df -P /")
     assert int(out.splitlines()[1].split()[1]) == 40 * 1024**2
+
+
+def test_overload_shows_inside_the_guest_and_in_proxmox(lab):
+    prox = lab_proxmox(lab)
+    lab.faults.overload(103)
+    try:
+        _, out, _ = lab_run(lab, 103, "cat /proc/loadavg")
+        assert float(out.split()[0]) > 10
+        vm = next(r for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 103)
+        assert vm["cpu"] > 0.9 and vm["mem"] > 0.9 * vm["maxmem"]
+    finally:
+        lab.faults.overload(103, on=False)
+    vm = next(r for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 103)
+    assert vm["cpu"] < 0.5
+
+
+def test_a_paused_vm_accepts_connections_but_answers_nothing_until_resumed(make_lab):
+    lab = make_lab(vms=1, sites=1)
+    prox = lab_proxmox(lab)
+    guest = lab.guest(101)
+    _task(prox, prox.nodes("pve1").qemu(101).status.suspend.post())
+    _until(lambda: guest.frozen)
+    with socket.create_connection((guest.address, guest.ssh_port), timeout=2) as sock:  # the kernel still accepts
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(64)  # ... but no SSH banner comes
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        _get(guest.site_urls[0], timeout=0.5)
+    _task(prox, prox.nodes("pve1").qemu(101).status.resume.post())
+    _until(lambda: not guest.frozen)
+    assert _get(guest.site_urls[0])[0] == 200
+    assert lab_run(lab, 101, "true")[0] == 0

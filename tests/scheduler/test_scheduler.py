@@ -265,3 +265,86 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
     with TestClient(quiet):
         assert "scheduler" not in quiet.state.ctx.extras
     quiet.state.ctx.engine.dispose()
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql"])
+def test_the_advisory_lock_admits_one_holder_and_knows_when_it_holds(db) -> None:
+    from pdn_ops.scheduler.leader import PgAdvisoryLeaderLock
+
+    _url, engine, _sessions = db
+    first, second = leader_lock_for(engine), PgAdvisoryLeaderLock(engine)
+    assert isinstance(first, PgAdvisoryLeaderLock)
+    assert first.try_acquire() and first.held()
+    assert not second.try_acquire() and not second.held()
+    first.release()
+    assert not first.held()
+    assert second.try_acquire() and second.held()
+    second.release()
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+def test_a_site_that_breaks_is_down_within_two_runs_of_its_job(db) -> None:
+    from dataclasses import replace
+
+    from pdn_ops.db.tables import utcnow
+    from pdn_ops.domain.observations import FailureClass
+
+    _url, _engine, sessions = db
+    inventory = load_inventory(ROOT / "inventory.example.yaml")
+    with transaction(sessions) as session:
+        sync_inventory(session, inventory)
+    broken = threading.Event()
+
+    class Breaking(RecordedFactory):
+        def sites(self, sites: Sequence[Site]) -> Callable[[], Sequence[SiteCheck]]:
+            def check() -> list[SiteCheck]:
+                down = broken.is_set()
+                return [SiteCheck(url=s.url, at=utcnow(), ok=not down, status_code=None if down else 200,
+                                  failure=FailureClass.REFUSED if down else None) for s in sites]
+            return check
+
+    spec = next(s for s in build_jobs(inventory, Breaking(), HealthConfig()) if s.kind == "sites")
+    scheduler = build_scheduler([replace(spec, interval_s=0.3)], JobWrapper(sessions))
+
+    def site_states() -> list[str]:
+        with sessions() as session:
+            return list(session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")))
+
+    scheduler.start()
+    try:
+        wait_for(lambda: site_states() == ["up", "up"], "both sites up")
+        broken.set()
+        wait_for(lambda: site_states() == ["down", "down"], "both sites down")
+    finally:
+        scheduler.shutdown(wait=True)
+    from pdn_ops.db.health_tables import HealthCheckRow, HealthEventRow
+
+    with sessions() as session:
+        for target_id in session.scalars(select(HealthTargetRow.id).where(HealthTargetRow.kind == "site")):
+            down_at = session.scalar(select(HealthEventRow.at).where(
+                HealthEventRow.target_id == target_id, HealthEventRow.new_state == "down"))
+            failed = session.scalars(select(HealthCheckRow.at).where(
+                HealthCheckRow.target_id == target_id, HealthCheckRow.ok.is_(False),
+                HealthCheckRow.at <= down_at)).all()
+            assert len(failed) == 2, "DOWN on the second failed run of the job, not later"
+
+
+def test_staleness_waits_for_three_runs_of_the_slowest_collector(db) -> None:
+    from datetime import timedelta
+
+    from pdn_ops.db.tables import utcnow
+
+    _url, _engine, sessions = db
+    inventory = load_inventory(ROOT / "inventory.example.yaml")
+    hourly = inventory.model_copy(update={"sites": [s.model_copy(update={"interval": 3600}) for s in inventory.sites]})
+    with transaction(sessions) as session:
+        sync_inventory(session, hourly)
+    specs = {s.name: s for s in build_jobs(hourly, RecordedFactory(), HealthConfig(stale_after=timedelta(minutes=15)))}
+    JobWrapper(sessions).run(specs["sites:3600s"])
+    with transaction(sessions) as session:  # as if the last check was 20 minutes ago
+        for row in session.scalars(select(HealthTargetRow)):
+            row.last_check_at = utcnow() - timedelta(minutes=20)
+    JobWrapper(sessions).run(specs["health:stale"])
+    with sessions() as session:
+        states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
+    assert states == ["up", "up"], "20 minutes of silence is normal for an hourly check"

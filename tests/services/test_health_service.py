@@ -165,7 +165,8 @@ def test_ssh_checks_degrade_the_guest_and_a_changed_host_key_is_a_security_event
     assert result.security_events == 1
     security = world.scalars(select(HealthEventRow).where(HealthEventRow.event == "security")).all()
     assert [(e.reason, e.target_id) for e in security] == [("host_key", row.id)]
-    health.record_ssh(world, [changed], thresholds=TH)
+    again = health.record_ssh(world, [changed], thresholds=TH)
+    assert again.security_events == 0, "one event per key change, not one per refused run"
     assert target(world, "guest", "pdn1/101").state == "down"
     assert target(world, "guest", "pdn1/101").reason == "host_key"
 

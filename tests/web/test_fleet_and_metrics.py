@@ -144,3 +144,14 @@ def test_promtool_accepts_the_scrape(client: TestClient) -> None:
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == "", "no lint warnings either"
+
+
+def test_every_state_reason_failure_and_kind_has_text_in_both_languages() -> None:
+    from pdn_ops.domain.health import Kind, Reason, State
+    from pdn_ops.domain.observations import FailureClass
+    from pdn_ops.i18n import catalogue
+
+    keys = set(catalogue())
+    for prefix, values in (("state", State), ("reason", Reason), ("failure", FailureClass), ("kind", Kind)):
+        for value in values:
+            assert f"health.{prefix}.{value.value}" in keys, f"health.{prefix}.{value.value}"
