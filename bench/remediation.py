@@ -80,7 +80,7 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                                  vm_status=vm_status, created_by="bench", policy=rem.Policy())
                 t0 = time.monotonic()
                 fault()
-                marks: dict[str, float] = {}
+                marks: dict[str, Any] = {}
                 bad_rounds = 0
                 run_id = None
                 while time.monotonic() - t0 < 300:
@@ -98,10 +98,11 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                     if run_id is None and bad_rounds >= 3:
                         status = lab.pve.vm(vmid).status
                         with transaction(sessions) as session:
-                            run, _why = svc.evaluate_rules(session, inventory, target=target,
+                            run, why = svc.evaluate_rules(session, inventory, target=target,
                                                            signals=rem.Signals(bad_rounds, status),
                                                            policy=rem.Policy(), now=datetime.now(UTC))
                             run_id = run.id if run is not None else None
+                            marks.setdefault("why", why)
                         if run_id is not None:
                             marks["rule fired"] = time.monotonic() - t0
                             worker.run_pending()
@@ -209,7 +210,7 @@ def main() -> None:
         for r in lab_scenarios(args.interval):
             marks = " | ".join(f"{k} {r[k]:.1f} s ({r[k] / r['interval']:.1f} intervals)"
                                for k in ("detected", "rule fired", "run finished", "closed") if k in r)
-            print(f"  {r['scenario']:<16} {r['closure']} | {marks}")
+            print(f"  {r['scenario']:<16} {r['closure']} | {marks}" + ("" if "closed" in r else f" | {r.get('why')}"))
     if not args.skip_scale:
         s = scale(args.runs)
         print(f"scale-out: {s['runs']} runs, two workers on PostgreSQL: {s['total_s']:.1f} s total, "

@@ -104,7 +104,7 @@ class AutoRuleRow(Base):
     target: Mapped[str] = mapped_column(String(200))
     playbook: Mapped[str] = mapped_column(String(63))
     min_failed_checks: Mapped[int] = mapped_column(Integer, default=3)
-    vm_status: Mapped[str | None] = mapped_column(String(32), default="stopped")
+    vm_status: Mapped[str | None] = mapped_column(String(32), default=None)  # None: any VM state
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str] = mapped_column(String(200))

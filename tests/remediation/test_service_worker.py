@@ -217,3 +217,15 @@ def test_changed_host_key_is_recorded_as_a_security_event(sessions: sessionmaker
         events = list(session.scalars(select(AuditRow).where(AuditRow.action == "security.ssh_host_key")))
         assert len(events) == 1 and "pinned" in events[0].detail
     assert ssh_guest.commands() == []
+
+
+def test_rule_without_a_vm_state_fires_whatever_the_vm_state(sessions: sessionmaker[Session],
+                                                             world: Inventory) -> None:
+    with transaction(sessions) as session:
+        rule = svc.add_rule(session, world, target="pve/103", playbook="restart_vm", vm_status=None,
+                            created_by="eng1", policy=rem.Policy())
+        session.expire(rule)
+        assert rule.vm_status is None
+        run, why = svc.evaluate_rules(session, world, target="pve/103", signals=rem.Signals(3, "running"),
+                                      policy=rem.Policy(), now=NOW)
+        assert run is not None, why
