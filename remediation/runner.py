@@ -93,7 +93,10 @@ def run(playbook: Playbook, ctx: RunContext, journal: Journal, boundary: Boundar
                                  {})
             resolved = step.reconcile(ctx, current, journaled_upids - {outcome.upid})
             if resolved.status is StepStatus.NOT_STARTED:
-                resolved = Outcome(StepStatus.FAILED, detail=f"{outcome.detail}; the node shows no such task")
+                # A server that answered 5xx refused the call; after a timeout the task may still appear later,
+                # so without a task in the list we cannot say it did not happen.
+                verdict = StepStatus.FAILED if outcome.exit_code is not None else StepStatus.UNKNOWN
+                resolved = Outcome(verdict, detail=f"{outcome.detail}; the node shows no such task")
             outcome = Outcome(resolved.status, stdout=resolved.stdout, upid=resolved.upid,
                               exit_code=resolved.exit_code, detail=f"{outcome.detail}; {resolved.detail}")
         ctx.facts.update(facts)

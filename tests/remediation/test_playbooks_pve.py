@@ -188,3 +188,24 @@ def test_bad_snapshot_parameters_are_refused_statically(params: dict[str, object
 
     with pytest.raises(PolicyRefused):
         registry.playbook("restore_snapshot").validate(params, VM, Policy())
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
+def test_timeout_with_no_task_in_the_list_stays_unknown(fakepve: Any, fakepve_cafile: str) -> None:
+    """The request never reached the worker before we gave up (and no task shows): we cannot say it failed."""
+    add_vm(fakepve, "stopped")
+    original = fakepve._do_start
+    released = threading.Event()
+
+    async def slow_before_start(vm: Any, user: str, params: dict[str, Any]) -> str:
+        await asyncio.sleep(2.5)
+        released.set()
+        raise RuntimeError("the test drops this request")
+
+    fakepve._do_start = slow_before_start
+    result, _ = run_playbook("restart_vm", VM, {}, proxmox=executor(fakepve, fakepve_cafile, timeout=1.0))
+    assert released.wait(10)
+    fakepve._do_start = original
+    gc.collect()
+    assert result.status is StepStatus.UNKNOWN and "no such task" in result.summary
+    assert tasks(fakepve, 101) == []
