@@ -184,7 +184,7 @@ def demo(listen: str, with_lab: bool) -> None:
         # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
         settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
-        app = create_app(settings, start_hooks=[sync_inventory_at_start,
+        app = create_app(settings, start_hooks=[sync_inventory_at_start, _demo_accounts,
                                                 scheduler_hook(build_factory=inventory_collectors),
                                                 remediation_worker_hook])
         if running_lab is not None:
@@ -198,6 +198,23 @@ def demo(listen: str, with_lab: bool) -> None:
 
 
 main.add_command(lab_commands)
+
+
+def _demo_accounts(ctx: Any) -> None:
+    """Demo mode: create and print the demo accounts (after the inventory sync made the OPDs)."""
+    from pdn_ops.db.engine import transaction
+    from pdn_ops.services import accounts
+
+    with transaction(ctx.sessions) as session:
+        made = accounts.ensure_demo_accounts(session)
+    click.echo(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
+    for username, role, opd in made:
+        click.echo(f"  {username:<16} {role:<11} {opd}")
+
+
+from pdn_ops.accounts_cli import user as _user_group  # noqa: E402
+
+main.add_command(_user_group)
 
 from pdn_ops.cli_remediation import remediation as _remediation  # noqa: E402
 

@@ -24,9 +24,12 @@ FAULTS: dict[str, str] = {
     "expire_certificate": "vmid days_ago=1            the HTTPS site's certificate expired days_ago",
     "set_certificate_expiry": "vmid days=10           the HTTPS certificate expires in days",
     "change_host_key": "vmid                          the guest's SSH host key changes",
+    "revoke_client_key": "vmid on=1                   the guest no longer accepts the lab's client key",
+    "revoke_token": "on=1                             the API token is refused (401 authentication failure)",
     "ssh_hang": "vmid on=1                            sshd accepts keys, then the session never answers",
     "overload": "vmid on=1                            CPU and memory near 100% (guest load, free, PVE usage)",
     "ignore_acpi": "vmid on=1                         the guest ignores ACPI: shutdown tasks time out",
+    "storage_full": "storage=local-lvm on=1           no space left: disk allocations and resizes fail",
     "task_failure": "vmid action=start message=...   the VM's next start task ends with TASK ERROR",
     "lock": "vmid lock=backup                         the VM is locked",
     "unlock": "vmid                                   clear the VM's lock",
@@ -45,6 +48,8 @@ def _flag(value: Any) -> bool:
 class Faults:
     def __init__(self, lab: Lab) -> None:
         self._lab = lab
+        # storage -> its (total, avail) before storage_full, kept here: fakepve lists unknown storage keys.
+        self._sizes: dict[str, tuple[Any, Any]] = {}
 
     def apply(self, name: str, args: dict[str, Any]) -> Any:
         """Run the fault called ``name`` (as the control endpoint does) with string or typed arguments."""
@@ -141,6 +146,22 @@ class Faults:
             self._lab.wait_guest(vmid, up=True)
         return key
 
+    def revoke_client_key(self, vmid: int, on: Any = True) -> None:
+        guest = self._lab.guest(vmid)
+        keys = guest.dir / "authorized_keys"
+        line = self._lab.client_key_path.with_name(self._lab.client_key_path.name + ".pub").read_text()
+        self._run(lambda: keys.write_text("" if _flag(on) else line, encoding="utf-8"))
+
+    def revoke_token(self, on: Any = True) -> None:
+        lab = self._lab
+
+        def change() -> None:
+            if _flag(on):
+                lab.pve.apitokens.pop(lab.token_id, None)
+            else:
+                lab.pve.apitokens[lab.token_id] = lab.token_secret
+        self._run(change)
+
     def ssh_hang(self, vmid: int, on: Any = True) -> None:
         guest = self._lab.guest(vmid)
 
@@ -188,6 +209,27 @@ class Faults:
             # A named catalogue error raised inside the worker would need its exact name; a plain 500 is what
             # the API answers when the worker cannot even start.
             pve.fail("POST", path, 500, text, times=1)
+        self._run(change)
+
+    def storage_full(self, storage: str = "local-lvm", on: Any = True) -> None:
+        pve = self._lab.pve
+        if storage not in pve.storages:
+            raise ValueError(f"no storage {storage!r}; known: {', '.join(sorted(pve.storages))}")
+        store = pve.storages[storage]
+
+        def change() -> None:
+            # The storage shrinks to what its volumes use, so fakepve's own accounting says: no space left.
+            if _flag(on):
+                self._sizes.setdefault(storage, (store.get("total"), store.get("avail")))
+                store.pop("avail", None)
+                store["total"] = pve._space(store)[1]
+            elif storage in self._sizes:
+                total, avail = self._sizes.pop(storage)
+                for key, value in (("total", total), ("avail", avail)):
+                    if value is None:
+                        store.pop(key, None)
+                    else:
+                        store[key] = value
         self._run(change)
 
     def lock(self, vmid: int, lock: str = "backup") -> None:

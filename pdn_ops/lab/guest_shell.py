@@ -142,13 +142,19 @@ class Guest:
         state = self.file.read()
         disk = state["disk"]
         block = 1024
+        paths: list[str] = []
         for arg in args:
             if arg in ("-B1", "--block-size=1"):
                 block = 1
             elif arg.startswith("--block-size="):
-                block = int(arg.split("=", 1)[1])
-            elif arg in ("-k", "-P", "--portability") or not arg.startswith("-"):
+                try:
+                    block = max(int(arg.split("=", 1)[1]), 1)
+                except ValueError:
+                    return 1, "", f"df: invalid --block-size argument '{arg.split('=', 1)[1]}'\n"
+            elif arg in ("-k", "-P", "--portability"):
                 continue
+            elif not arg.startswith("-"):
+                paths.append(arg)
             else:
                 return 1, "", f"df: invalid option -- '{arg.lstrip('-')}'\n"
         size, used = int(disk["size"]), disk_used(state)
@@ -160,6 +166,16 @@ class Guest:
             ("tmpfs", 400 * 1024**2, 1024**2, 399 * 1024**2, 1, "/run"),
             ("/dev/sda15", 124 * 1024**2, 12 * 1024**2, 112 * 1024**2, 10, "/boot/efi"),
         ]
+        if paths:
+            # As df does: for each path, the filesystem it lives on (the longest mount point that contains it).
+            chosen = []
+            for path in paths:
+                if not path.startswith("/"):
+                    path = "/root/" + path
+                row = max((r for r in rows if path == r[5] or path.startswith(r[5].rstrip("/") + "/")),
+                          key=lambda r: len(r[5]))
+                chosen.append(row)
+            rows = chosen
         out = f"Filesystem     {head:>11} {'Used':>9} {'Available':>9} Capacity Mounted on\n"
         for dev, s, u, a, p, mount in rows:
             out += f"{dev:<14} {-(-s // block):>11} {-(-u // block):>9} {a // block:>9} {p:>7}% {mount}\n"

@@ -32,7 +32,7 @@ import yaml
 
 from pdn_ops.lab.guests import SSHD, GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
-from pdn_ops.lab.pve import LabPve, _bytes
+from pdn_ops.lab.pve import LabPve, size_bytes
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -186,7 +186,6 @@ class Lab:
         for guest in self.guests.values():
             guest.stop_sshd()
         if self._thread is None or not self._thread.is_alive():
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
     async def _shutdown(self) -> None:
@@ -210,6 +209,8 @@ class Lab:
         await asyncio.gather(*rest, return_exceptions=True)
         for _ in range(3):
             await asyncio.sleep(0.01)
+        # Here, on the lab's own loop: the caller's thread may be running a loop of its own (an async test).
+        await asyncio.get_running_loop().shutdown_asyncgens()
 
     # ------------------------------------------------------------ building
     def _pick_block(self) -> ipaddress.IPv4Address:
@@ -254,6 +255,9 @@ class Lab:
             vm.shutdown_secs, vm.start_secs, vm.stop_secs = SHUTDOWN_SECS, START_SECS, STOP_SECS
             volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
                                             "ctime": int(time.time())}
+        # Thin provisioning: room for twice what the VMs were given (at least 2 TiB), so resizes fit.
+        provisioned = sum(int(v["size"]) for v in volumes.values())
+        pve.storages["local-lvm"]["total"] = max(2 * 1024 * GiB, 2 * provisioned)
         pve.on_change.append(self._changed)
         pve.ssl_fingerprint = self.fingerprint
         return pve
@@ -440,5 +444,5 @@ def _disk_size(config: dict[str, Any]) -> int | None:
     for part in value.split(",")[1:]:
         key, _, val = part.partition("=")
         if key == "size":
-            return _bytes(val)
+            return size_bytes(val)
     return None

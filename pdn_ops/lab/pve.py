@@ -17,7 +17,6 @@ from fakepve.lxc import SIZE_UNITS, format_size
 from fakepve.model import DRIVE_PREFIXES
 from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
 from fakepve.routing import die, param_error
-from fakepve.schema import load as load_schema
 from fakepve.schema import validate as schema_validate
 from fakepve.server import API, USER, error, ok, params
 
@@ -28,6 +27,7 @@ SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT])?\Z")
 ALWAYS_LIVE = ("balloon", "cpulimit", "cpuunits", "shares")
 DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+\Z")
 IGNORED_PARAMS = ("_dc",)
+CLUSTER_TASKS = 50
 SIZE_VALUE = re.compile(r"(\d+(?:\.\d+)?)([KMGT])?")
 DRIVE_SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?[KMGT]?)(?:,|$)")
 
@@ -76,7 +76,15 @@ class LabPve(FakePve):
             ("GET", "/nodes/{node}/replication", self._lab_replication_list),
             ("GET", "/cluster/backup-info/not-backed-up", self._lab_not_backed_up),
             ("GET", "/nodes/{node}/status", self._lab_node_status),
+            ("GET", "/cluster/tasks", self._lab_cluster_tasks),
         ]
+
+    async def _lab_cluster_tasks(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        """The cluster's recent tasks, newest first, as the node lists show them (fakepve invents a sample)."""
+        rows = [self._task_view(task, True) for task in self.tasklog
+                if self._task_owner(user, task) or self.allowed(user, "/nodes/" + task["node"], "Sys.Audit")]
+        rows.sort(key=lambda t: -t["starttime"])
+        return rows[:CLUSTER_TASKS]
 
     async def _lab_not_backed_up(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
         # The lab has no backup jobs, so every guest is "not backed up" (fakepve invents one sample entry).
@@ -88,12 +96,12 @@ class LabPve(FakePve):
         node = values["node"]
         if not self.nodes.get(node, {}).get("online", True):
             raise PveError(595, "No route to host")
-        guests = [vm for vm in self.vms if vm.node == node and vm.status == "running"]
-        total = 64 * GiB
-        used = min(total - GiB, 4 * GiB + sum(self._vm_usage(vm)["mem"] for vm in guests))
-        load = round(0.2 + 0.05 * len(guests), 2)
+        guests = sum(1 for vm in self.vms if vm.node == node and vm.status == "running")
+        stats = self._node_stats(True)
+        total, used = stats["maxmem"], stats["mem"]
+        load = round(0.2 + 0.05 * guests, 2)
         return {
-            "cpu": min(0.02 + 0.01 * len(guests), 1.0), "wait": 0.001, "uptime": 864000,
+            "cpu": stats["cpu"], "wait": 0.001, "uptime": stats["uptime"],
             "loadavg": [f"{load:.2f}", f"{load * 0.9:.2f}", f"{load * 0.8:.2f}"],
             "cpuinfo": {"cores": 8, "cpus": 16, "sockets": 1, "model": "Intel(R) Xeon(R) Silver 4314 CPU @ 2.40GHz",
                         "mhz": "2400.000", "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae"},
@@ -108,6 +116,23 @@ class LabPve(FakePve):
             "pveversion": f"pve-manager/{self.version}/{'0' * 16}",
             "idle": 0,
         }
+
+    def _node_stats(self, online: bool) -> dict[str, Any]:
+        """A node as /nodes, /cluster/resources and the node status show it: a 16-CPU, 64 GiB host (fakepve's
+        4 CPUs and 8 GiB leave no room for the lab's VMs to grow). Same numbers in every listing."""
+        if not online:
+            return {}
+        return {"cpu": 0.06, "maxcpu": 16, "mem": 24 * GiB, "maxmem": 64 * GiB, "disk": 12 * GiB,
+                "maxdisk": 100 * GiB, "uptime": 864000}
+
+    def _storage_resource(self, node: str, name: str) -> dict[str, Any] | None:
+        """fakepve reports every storage as an empty 100 GiB here, whatever its storage status says; the lab
+        reports the same size and use as ``/nodes/{node}/storage`` (fakepve's own accounting of volumes)."""
+        item: dict[str, Any] | None = super()._storage_resource(node, name)
+        if item is not None:
+            total, used, _avail = self._space(self.storages[name])
+            item.update(maxdisk=int(total), disk=int(used))
+        return item
 
     async def _nodes(self, request: Any) -> Any:
         response = await super()._nodes(request)
@@ -235,7 +260,7 @@ class LabPve(FakePve):
             raise die("you can't resize a cdrom")
         if not volume or volume_ref(volume)[0] is None:
             raise die(f"disk '{disk}' has no associated volume")
-        current = _bytes(props.get("size", ""))
+        current = size_bytes(props.get("size", ""))
         if current is None:
             raise die(f"Could not determine current size of volume '{volume}'")
         found = SIZE.match(str(v["size"]))
@@ -252,18 +277,17 @@ class LabPve(FakePve):
             if new == current:
                 return None
             fresh_volume, fresh_props = split_drive(vm.config.get(disk, value))
-            fresh_props = dict(fresh_props, size=format_size(new))
-            vm.config[disk] = join_drive(fresh_volume, fresh_props)
             sid, name = volume_ref(fresh_volume)
             store = self.storages.get(sid, {})
             vol = store.get("volumes", {}).get(name)
+            grown = new - int((vol or {}).get("size") or current)
+            if store and grown > self._space(store)[2]:
+                raise TaskError(f"unable to write to storage '{sid}': No space left on device")
+            if "avail" in store:
+                store["avail"] -= grown
             if vol is not None:
-                grown = new - int(vol.get("size") or current)
-                if "avail" in store:
-                    if grown > store["avail"]:
-                        raise TaskError(f"unable to write to storage '{sid}': No space left on device")
-                    store["avail"] -= grown
                 vol["size"] = new
+            vm.config[disk] = join_drive(fresh_volume, dict(fresh_props, size=format_size(new)))
             self._lab_changed(vm.vmid)
             return f"Image resized from {current} to {new} bytes"
 
@@ -372,18 +396,14 @@ def _first_disk_bytes(vm: Any) -> int:
     size = 0
     if first is not None:
         found = DRIVE_SIZE.search(str(config[first]))
-        size = (_bytes(found.group(1)) or 0) if found else 0
+        size = (size_bytes(found.group(1)) or 0) if found else 0
     vm._lab_maxdisk = (config, len(config), first, config.get(first) if first else None, size)
     return size
 
 
-def _bytes(text: str) -> int | None:
+def size_bytes(text: str) -> int | None:
     """A drive's size= value in bytes (a bare number is bytes, K/M/G/T are powers of 1024)."""
     found = SIZE_VALUE.fullmatch(text.strip())
     if found is None:
         return None
     return int(float(found.group(1)) * SIZE_UNITS.get(found.group(2) or "", 1))
-
-
-def schema_has(method: str, template: str) -> bool:
-    return method in load_schema().paths.get(template, {})

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,11 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import pdn_ops
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.domain.complaints import TransitionError
+from pdn_ops.errors import Conflict, NotFound, PermissionDenied
 from pdn_ops.inventory import load_inventory
+from pdn_ops.services import asset_health
 from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.settings import Settings
+from pdn_ops.web import auth
 from pdn_ops.web.context import AppContext
-from pdn_ops.web.routes import fleet, health, home, metrics, remediation
+from pdn_ops.web.routes import accounts, complaints, complaints_api, fleet, health, home, metrics, remediation, reports
 from pdn_ops.web.templating import make_environment, render
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
     if check_database:
         migrate.require_current(engine)  # raises DatabaseNotReady naming the command to run
+    auth.install(ctx)  # accounts: ctx.extras["authenticate"], the complaint configuration and its listeners
+    # The complaint pages' seams into the health model: live state per asset, uptime for monthly reports.
+    ctx.extras.setdefault("asset_health", asset_health.states)
+    ctx.extras.setdefault("asset_uptime", asset_health.uptime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,11 +61,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
                 stop()
 
     app = FastAPI(title="pdn-ops", version=pdn_ops.__version__, lifespan=lifespan,
-                  docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None)
+                  docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None,
+                  dependencies=[Depends(auth.csrf_guard)])
     app.state.ctx = ctx
     app.state.jinja = make_environment()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (health, home, metrics, fleet, remediation):
+    for module in (health, home, metrics, fleet, accounts, complaints, complaints_api, reports, remediation):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -71,8 +81,25 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 401:
+            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        if exc.status_code == 403:
+            return render(request, "error.html", status_code=403, message_key="error.forbidden")
         key = "error.not_found" if exc.status_code == 404 else "error.server"
         return render(request, "error.html", status_code=exc.status_code, message_key=key)
+
+    # Domain outcomes: what a user may not see answers exactly like what does not exist.
+    @app.exception_handler(NotFound)
+    @app.exception_handler(PermissionDenied)
+    async def domain_not_found(request: Request, exc: Exception) -> Response:
+        return await http_error(request, StarletteHTTPException(status_code=404, detail="Not Found"))
+
+    @app.exception_handler(Conflict)
+    @app.exception_handler(TransitionError)
+    async def domain_conflict(request: Request, exc: Exception) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        return render(request, "error.html", status_code=409, message_key="error.conflict")
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:

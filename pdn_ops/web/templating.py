@@ -32,10 +32,16 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     def t(key: str, **params: object) -> str:
         return translate(key, lang, **params)
 
+    from pdn_ops.web.auth import csrf_token, finish_response, principal_or_none
+
+    context.setdefault("user", principal_or_none(request))
+    context.setdefault("csrf_token", csrf_token(request))
+    context.setdefault("tz", request.app.state.ctx.settings.tz)
     body = env.get_template(template).render(
         request=request, lang=lang, languages=LANGUAGES, t=t, **context
     )
     response = HTMLResponse(body, status_code=status_code)
+    finish_response(request, response)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax")
     return response

@@ -108,3 +108,11 @@ def test_a_missing_state_file_is_reported_not_a_traceback(tmp_path, monkeypatch)
     err = io.StringIO()
     assert guest_shell.main([str(tmp_path / "gone.json")], stdout=io.StringIO(), stderr=err) == 255
     assert "state is gone" in err.getvalue()
+
+
+def test_df_with_paths_shows_only_their_filesystems(state, monkeypatch):
+    _, out, _ = run(state, "df -P -k /", monkeypatch)
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[-1].endswith(" /")
+    _, out, _ = run(state, "df -P /var/log /boot/efi/EFI /run/lock", monkeypatch)
+    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["/", "/boot/efi", "/run"]

@@ -302,3 +302,25 @@ def test_proxmoxer_renews_its_ticket_with_the_old_ticket(lab):
     with pytest.raises(ResourceException) as exc:
         prox.nodes("pve1").qemu.get()
     assert exc.value.status_code == 401
+
+
+def test_cluster_tasks_lists_the_real_recent_tasks(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0)
+    prox = lab_proxmox(lab)
+    upid = prox.nodes("pve1").qemu(101).status.reboot.post()
+    _wait_task(prox, upid)
+    tasks = prox.cluster.tasks.get()
+    assert [t["upid"] for t in tasks] == [upid] and tasks[0]["status"] == "OK"
+
+
+def test_a_full_storage_makes_resize_fail_and_shows_in_resources(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0)
+    prox = lab_proxmox(lab)
+    lab.faults.storage_full("local-lvm")
+    store = next(r for r in prox.cluster.resources.get(type="storage") if r["storage"] == "local-lvm")
+    assert store["disk"] == store["maxdisk"]
+    done = _wait_task(prox, prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="+1G"))
+    assert done["exitstatus"] == "unable to write to storage 'local-lvm': No space left on device"
+    assert _resources(prox, 101)["maxdisk"] == 16 * 1024**3  # unchanged
+    lab.faults.storage_full("local-lvm", on=False)
+    assert _wait_task(prox, prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="+1G"))["exitstatus"] == "OK"

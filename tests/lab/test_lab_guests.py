@@ -212,3 +212,23 @@ def test_a_paused_vm_accepts_connections_but_answers_nothing_until_resumed(make_
     _until(lambda: not guest.frozen)
     assert _get(guest.site_urls[0])[0] == 200
     assert lab_run(lab, 101, "true")[0] == 0
+
+
+def test_revoked_client_key_and_api_token_fail_authentication(lab):
+    from proxmoxer import ResourceException
+
+    lab.faults.revoke_client_key(103)
+    try:
+        with pytest.raises(paramiko.AuthenticationException), lab_ssh(lab, 103):
+            pass
+    finally:
+        lab.faults.revoke_client_key(103, on=False)
+    assert lab_run(lab, 103, "true")[0] == 0
+    lab.faults.revoke_token()
+    try:
+        with pytest.raises(ResourceException) as exc:
+            lab_proxmox(lab).version.get()
+        assert exc.value.status_code == 401
+    finally:
+        lab.faults.revoke_token(on=False)
+    assert lab_proxmox(lab).version.get()

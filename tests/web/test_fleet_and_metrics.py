@@ -42,7 +42,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
     app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
-    with TestClient(app) as c:
+    # A Prometheus on the same host: /metrics serves loopback clients when no metrics token is configured.
+    with TestClient(app, client=("127.0.0.1", 50000)) as c:
         yield c
     app.state.ctx.extras.pop("authenticate", None)
 
@@ -81,8 +82,9 @@ def test_detail_pages_show_state_checks_events_and_related_targets(client: TestC
 
 
 def test_fleet_pages_are_for_staff_only(app: FastAPI) -> None:
-    with TestClient(app) as anonymous:
-        assert anonymous.get("/fleet").status_code == 401
+    with TestClient(app, follow_redirects=False) as anonymous:
+        page = anonymous.get("/fleet")
+        assert page.status_code == 303 and page.headers["location"].startswith("/login")
         assert anonymous.get("/api/v1/fleet").status_code == 401
     app.state.ctx.extras["authenticate"] = lambda request: OPD_ADMIN
     try:
@@ -155,3 +157,30 @@ def test_every_state_reason_failure_and_kind_has_text_in_both_languages() -> Non
     for prefix, values in (("state", State), ("reason", Reason), ("failure", FailureClass), ("kind", Kind)):
         for value in values:
             assert f"health.{prefix}.{value.value}" in keys, f"health.{prefix}.{value.value}"
+
+
+def test_metrics_refuse_remote_clients_without_the_token(app: FastAPI) -> None:
+    app.state.ctx.extras["authenticate"] = lambda request: OPD_ADMIN
+    try:
+        with TestClient(app, client=("192.0.2.10", 50000)) as remote:  # TEST-NET address: never contacted
+            response = remote.get("/metrics")
+        assert response.status_code == 401 and "pdn_" not in response.text
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    finally:
+        app.state.ctx.extras.pop("authenticate", None)
+
+
+def test_metrics_token_is_required_when_configured(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    migrate.upgrade(url)
+    settings = load_settings(demo=True, database_url=url, run_scheduler=False, metrics_token="s3cret-scrape-token")
+    app = create_app(settings)
+    try:
+        with TestClient(app, client=("127.0.0.1", 50000)) as local:
+            assert local.get("/metrics").status_code == 401, "with a token, loopback alone is not enough"
+            wrong = local.get("/metrics", headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401 and "s3cret" not in wrong.text
+            ok = local.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"})
+            assert ok.status_code == 200 and "s3cret" not in ok.text
+    finally:
+        app.state.ctx.engine.dispose()

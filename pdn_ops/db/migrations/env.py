@@ -3,6 +3,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
+import pdn_ops.db.complaint_tables
 import pdn_ops.db.health_tables
 import pdn_ops.db.remediation_tables  # noqa: F401
 from pdn_ops.db.engine import make_engine

@@ -1,12 +1,16 @@
 """GET /metrics for Prometheus: rendered from the state snapshot by pdn_ops.metrics; never a history query.
 
-Open without login like /healthz: it carries ids and states, no secrets and no user text. Keep it on the
-internal network (see deploy/prometheus).
+It carries ids and states of every OPD's assets (no secrets, no user text), so it is not a portal page: with
+``PDN_OPS_METRICS_TOKEN`` set, Prometheus sends that token as a bearer credential (``authorization`` in the
+scrape config); without one, only loopback clients (a Prometheus on the same host) are served.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.registry import CollectorRegistry
@@ -30,7 +34,22 @@ def _metrics_state(ctx: AppContext) -> tuple[SnapshotCache, CollectorRegistry]:
     return state
 
 
+def _allowed(request: Request, ctx: AppContext) -> bool:
+    token = ctx.settings.metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @router.get("/metrics")
-def metrics(ctx: Ctx) -> Response:
+def metrics(request: Request, ctx: Ctx) -> Response:
+    if not _allowed(request, ctx):
+        return Response("metrics need the bearer token\n", status_code=401, media_type="text/plain",
+                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     cache, registry = _metrics_state(ctx)
     return Response(render(cache, registry), media_type=CONTENT_TYPE_LATEST)

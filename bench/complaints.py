@@ -1,0 +1,302 @@
+"""Benchmark: the engineers' queue and an OPD's complaint list with 100,000 complaints in the database.
+
+Targets (issue 5): p95 <= 100 ms for both lists and >= 200 requests/s for the JSON list, on 2 cores.
+
+    .venv/bin/python bench/complaints.py --engine sqlite --complaints 100000
+    .venv/bin/python bench/complaints.py --engine postgresql
+
+The service runs as a real uvicorn server (2 worker processes) in a subprocess; the load comes from aiohttp in
+this process, over loopback, authenticated with API tokens. The peer measured in the same run is the usual
+OFFSET pagination of the same queries (what ticket systems that slow down with size do), at a deep page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import create_engine, func, insert, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pdn_ops.db import migrate  # noqa: E402
+from pdn_ops.db.complaint_tables import ComplaintRow, UserRow  # noqa: E402
+from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction  # noqa: E402
+from pdn_ops.db.tables import OpdRow, VmRow  # noqa: E402
+from pdn_ops.domain.access import Principal, Role  # noqa: E402
+from pdn_ops.services import accounts  # noqa: E402
+
+OPDS = 50
+PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def app_factory():  # type: ignore[no-untyped-def]
+    """uvicorn --factory entry point: the real app on the benchmark database."""
+    from pdn_ops.settings import load_settings
+    from pdn_ops.web.app import create_app
+
+    settings = load_settings(demo=True, database_url=os.environ["PDN_OPS_DATABASE_URL"],
+                             data_dir=Path(os.environ["PDN_OPS_DATA_DIR"]))
+    return create_app(settings)
+
+
+def seed(url: str, total: int) -> dict[str, str]:
+    """OPDs, VMs, an engineer and an OPD admin with API tokens, and ``total`` complaints; returns the tokens."""
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        opds = [OpdRow(code=f"opd{i:02d}", name=f"OPD {i}", contacts=[]) for i in range(OPDS)]
+        session.add_all(opds)
+        session.flush()
+        vms = [VmRow(cluster="pdn1", vmid=100 + i, name=f"vm-{i}", opd_id=o.id, services=[])
+               for i, o in enumerate(opds)]
+        session.add_all(vms)
+        session.flush()
+        engineer = accounts.create_user(session, username="bench-engineer", password="bench-password-1",
+                                        role=Role.ENGINEER)
+        admin = accounts.create_user(session, username="bench-admin", password="bench-password-1",
+                                     role=Role.OPD_ADMIN, opd_code="opd00")
+        eng_token, _ = accounts.create_token(session, accounts.principal_of(engineer), "bench")
+        admin_token, _ = accounts.create_token(session, accounts.principal_of(admin), "bench")
+        vm_ids = [(v.id, v.opd_id) for v in vms]
+        author = admin.id
+    t0 = time.perf_counter()
+    batch: list[dict[str, object]] = []
+    with engine.begin() as conn:
+        for i in range(total):
+            # Opd00 is large (the list we time); about 12 % of all complaints are still running (the queue).
+            vm_id, opd_id = vm_ids[0] if i % 10 == 0 else vm_ids[rng.randrange(len(vm_ids))]
+            created = now - timedelta(days=rng.uniform(0, 720))
+            running = rng.random() < 0.12
+            due = created + timedelta(days=7) if running else None
+            batch.append({
+                "opd_id": opd_id, "vm_id": vm_id, "site_id": None, "category": rng.choice(
+                    ["site_down", "slow", "vm_unreachable", "disk_full", "other"]),
+                "description": f"Masalah layanan nomor {i}: situs lambat dan kadang tidak dapat dibuka.",
+                "state": rng.choice(["submitted", "verified", "in_progress"]) if running else "closed",
+                "version": 1, "created_by": author, "created_at": created, "updated_at": created,
+                "submitted_at": created, "fixed_at": None if running else created + timedelta(days=2),
+                "closed_at": None if running else created + timedelta(days=3), "auto_closed": False,
+                "merged_into_id": None, "sla_mode": "calendar", "sla_budget": 7 * 86400.0,
+                "sla_elapsed": 0.0 if running else 2 * 86400.0, "sla_running_since": created if running else None,
+                "sla_due_at": due, "sla_risk50_at": created + timedelta(days=3.5) if running else None,
+                "sla_risk80_at": created + timedelta(days=5.6) if running else None, "sla_breached": False,
+            })
+            if len(batch) == 5000:
+                conn.execute(insert(ComplaintRow), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(ComplaintRow), batch)
+        conn.execute(text("ANALYZE"))  # fresh statistics, as autovacuum/ANALYZE would have them in production
+    print(f"seeded {total:,} complaints in {time.perf_counter() - t0:.1f} s")
+    engine.dispose()
+    return {"engineer": eng_token, "admin": admin_token}
+
+
+def peer_offset_vs_keyset(url: str) -> list[str]:
+    """The same queue query at a deep position: OFFSET (the peer) vs our keyset cursor, in-process."""
+    from pdn_ops.services import complaint_queries
+
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    lines = []
+    with sessions() as session:
+        eng_id = session.scalar(select(UserRow.id).where(UserRow.username == "bench-engineer"))
+        staff = Principal(user_id=eng_id or 0, username="bench-engineer", role=Role.ENGINEER, opd_id=None)
+        running = session.scalar(select(func.count()).where(ComplaintRow.sla_due_at.is_not(None))) or 1
+        depth = min(9000, int(running) - 60)
+        deep = session.execute(select(ComplaintRow.sla_due_at, ComplaintRow.id)
+                               .where(ComplaintRow.sla_due_at.is_not(None))
+                               .order_by(ComplaintRow.sla_due_at, ComplaintRow.id).offset(depth).limit(1)).first()
+        assert deep is not None
+        cursor = f"{deep[0].isoformat()}~{deep[1]}"
+
+        def keyset() -> None:
+            complaint_queries.queue(session, staff, cursor=cursor, limit=50)
+
+        def offset() -> None:
+            list(session.scalars(select(ComplaintRow).where(ComplaintRow.sla_due_at.is_not(None))
+                                 .order_by(ComplaintRow.sla_due_at, ComplaintRow.id).offset(depth).limit(50)))
+
+        for name, fn in (("keyset (ours)", keyset), ("OFFSET (peer)", offset)):
+            fn()
+            times = []
+            for _ in range(30):
+                t = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t) * 1000)
+            lines.append(f"| queue page at depth {depth:,}: {name} | {statistics.median(times):.2f} ms median |")
+    engine.dispose()
+    return lines
+
+
+async def latency(session: aiohttp.ClientSession, url: str, token: str, n: int) -> list[float]:
+    times = []
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(n):
+        t = time.perf_counter()
+        async with session.get(url, headers=headers) as response:
+            await response.read()
+            assert response.status == 200, response.status
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+async def throughput(url: str, token: str, seconds: float, concurrency: int) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{url}: {response.status} {(await response.text())[:300]}")
+            done += 1
+
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return done / (time.perf_counter() - t0)
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """user+system CPU of the uvicorn supervisor and its worker processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                pids.append(int(entry.name))
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.95) - 1]
+
+
+async def measure(base: str, tokens: dict[str, str], seconds: float, pid: int) -> list[str]:
+    lines = []
+    async with aiohttp.ClientSession() as session:
+        targets = (("engineer queue (JSON)", f"{base}/api/v1/complaints/queue", tokens["engineer"]),
+                   ("OPD list (JSON)", f"{base}/api/v1/complaints", tokens["admin"]),
+                   ("OPD list, page 2 (JSON)", None, tokens["admin"]))
+        next_cursor = None
+        for name, url, token in targets:
+            if url is None:
+                url = f"{base}/api/v1/complaints?cursor={next_cursor}"
+            await latency(session, url, token, 20)  # warm-up
+            times = await latency(session, url, token, 300)
+            lines.append(f"| {name} | p50 {statistics.median(times):.1f} ms | p95 {p95(times):.1f} ms |")
+            if next_cursor is None:
+                async with session.get(f"{base}/api/v1/complaints",
+                                       headers={"Authorization": f"Bearer {tokens['admin']}"}) as response:
+                    next_cursor = (await response.json())["next_cursor"]
+    for name, url, token in (("OPD list (JSON)", f"{base}/api/v1/complaints", tokens["admin"]),
+                              ("engineer queue (JSON)", f"{base}/api/v1/complaints/queue", tokens["engineer"])):
+        cpu0, wall0 = server_cpu_seconds(pid), time.perf_counter()
+        rate = await throughput(url, token, seconds, 16)
+        cpu = server_cpu_seconds(pid) - cpu0
+        wall = time.perf_counter() - wall0
+        per_request_ms = cpu / (rate * wall) * 1000
+        # On a shared machine the server gets only part of the cores; CPU per request is what it costs.
+        lines.append(f"| {name}, 16 concurrent clients, {seconds:.0f} s | {rate:.0f} req/s measured | "
+                     f"server CPU {per_request_ms:.2f} ms/request = {2000 / per_request_ms:.0f} req/s on 2 "
+                     f"dedicated cores |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--complaints", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pdn-bench-"))
+    pg_name = None
+    if args.engine == "sqlite":
+        url = f"sqlite:///{work / 'bench.sqlite3'}"
+    else:
+        pg_name = f"pdnops_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
+        admin.dispose()
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
+    server = None
+    try:
+        migrate.upgrade(url)
+        tokens = seed(url, args.complaints)
+        peer = peer_offset_vs_keyset(url)
+        port = 18000 + random.randrange(1000)
+        env = {**os.environ, "PDN_OPS_DATABASE_URL": url, "PDN_OPS_DATA_DIR": str(work), "PYTHONPATH": str(ROOT)}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.complaints:app_factory", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env=env)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                import urllib.request
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.2)
+        load_before = os.getloadavg()[0]
+        lines = asyncio.run(measure(base, tokens, args.seconds, server.pid))
+        lines.append(f"| machine load average (1 min) before / after | {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+                     f"| other work shares the {os.cpu_count()} cores |")
+        print(f"\n## {args.engine}: {args.complaints:,} complaints, {args.workers} uvicorn workers, "
+              f"{os.cpu_count()} cores\n")
+        print("| measurement | figure | |\n| --- | --- | --- |")
+        for line in lines + peer:
+            print(line)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        if pg_name:
+            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

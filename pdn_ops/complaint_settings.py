@@ -1,0 +1,48 @@
+"""Settings of the complaint procedure (prefix ``PDN_OPS_``), validated when the app starts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pdn_ops.domain.sla import SlaPolicy, parse_holidays
+from pdn_ops.services.complaints import ComplaintConfig, ComplaintListeners
+
+
+class ComplaintSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDN_OPS_", extra="ignore", frozen=True)
+
+    sla_days: int = 7
+    sla_working_days: bool = False
+    sla_holidays: str = ""  # comma-separated YYYY-MM-DD, e.g. "2026-12-25,2027-01-01"
+    autoclose_days: float = 3.0
+    timezone: str = "Asia/Jakarta"
+
+    @field_validator("sla_holidays")
+    @classmethod
+    def _dates(cls, value: str) -> str:
+        parse_holidays(value)
+        return value
+
+    @field_validator("sla_days")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("the SLA needs at least one day")
+        return value
+
+    def policy(self) -> SlaPolicy:
+        return SlaPolicy(days=self.sla_days, working_days=self.sla_working_days,
+                         holidays=parse_holidays(self.sla_holidays), timezone=self.timezone)
+
+    def autoclose_after(self) -> timedelta:
+        return timedelta(days=self.autoclose_days)
+
+
+def complaint_config(data_dir: Path, settings: ComplaintSettings | None = None) -> ComplaintConfig:
+    chosen = settings or ComplaintSettings()
+    return ComplaintConfig(data_dir=data_dir, policy=chosen.policy(), autoclose_after=chosen.autoclose_after(),
+                           listeners=ComplaintListeners())

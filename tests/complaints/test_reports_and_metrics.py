@@ -1,0 +1,97 @@
+"""Monthly report, CSV safe against formula injection, the metrics collector, the migration up and down."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import inspect
+
+from pdn_ops.complaint_metrics import ComplaintCollector
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine
+from pdn_ops.domain.complaints import Action
+from pdn_ops.services import complaint_reports, complaints
+from pdn_ops.services.complaints import ComplaintConfig, Draft
+from tests.complaints.test_complaint_service import Named
+from tests.complaints.world import jpeg
+
+WIB = ZoneInfo("Asia/Jakarta")
+T0 = datetime(2026, 10, 5, 2, 0, tzinfo=UTC)
+
+
+def test_csv_cells_cannot_become_formulas() -> None:
+    for evil in ("=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx"):
+        assert complaint_reports.safe_cell(evil) == "'" + evil
+    assert complaint_reports.safe_cell("Portal mati") == "Portal mati"
+    assert complaint_reports.safe_cell(None) == ""
+
+
+def test_percentile_and_month_bounds() -> None:
+    assert complaint_reports.percentile([], 0.9) is None
+    assert complaint_reports.percentile([float(i) for i in range(1, 11)], 0.9) == 9.0
+    start, end = complaint_reports.month_bounds("2026-12", WIB)
+    assert (start.month, end.year, end.month) == (12, 2027, 1) and start.utcoffset() == timedelta(hours=7)
+
+
+def test_monthly_report_counts_times_and_sla_compliance(session, tmp_path) -> None:
+    named = Named(session)
+    config = ComplaintConfig(data_dir=tmp_path)
+    admin, eng = named.users["admin-dinkes"], named.users["engineer"]
+    hours = []
+    for i, (category, fix_after) in enumerate((("site_down", 2), ("slow", 30), ("disk_full", 200))):
+        draft = Draft(asset=f"vm:{named.vm['web-dinkes']}", category=category,
+                      description=f"=cmd|' /C calc'!A0 masalah {i}")
+        row = complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config,
+                                now=T0 + timedelta(hours=i))
+        complaints.act(session, eng, row.id, Action.VERIFY, config=config, now=T0 + timedelta(hours=i + 1))
+        complaints.act(session, eng, row.id, Action.FIX, config=config,
+                       now=T0 + timedelta(hours=i + fix_after))
+        hours.append(fix_after)
+    report = complaint_reports.monthly(session, eng, month="2026-10", tz=WIB)
+    assert report.received == 3 and report.resolved == 3 and report.within_sla == 2
+    assert report.by_category == {"site_down": 1, "slow": 1, "disk_full": 1}
+    assert report.median_hours == 30 and report.p90_hours == 200
+    assert report.compliance == 2 / 3
+    scoped = complaint_reports.monthly(session, named.users["admin-disdik"], month="2026-10", tz=WIB,
+                                       opd_id=named.users["admin-dinkes"].opd_id)
+    assert scoped.received == 0, "an OPD user's report covers only their OPD"
+    rows = list(csv.reader(io.StringIO(complaint_reports.to_csv(report, WIB))))
+    assert rows[0] == complaint_reports.CSV_HEADER
+    assert all(r[-1].startswith("'=cmd") for r in rows[1:])
+
+
+def test_metrics_collector_reports_open_complaints_and_sla_levels(session, tmp_path) -> None:
+    named = Named(session)
+    config = ComplaintConfig(data_dir=tmp_path)
+    admin = named.users["admin-dinkes"]
+    draft = Draft(asset=f"vm:{named.vm['web-dinkes']}", category="slow", description="Lambat sejak pagi ini")
+    complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config, now=T0)
+    complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config, now=T0 + timedelta(days=5))
+    session.flush()
+    registry = CollectorRegistry()
+    # The collector opens its own session; share this test's connection so it sees the uncommitted rows.
+    registry.register(ComplaintCollector(lambda: session, now=lambda: T0 + timedelta(days=6)))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    assert 'pdn_complaints_open{opd="dinkes",state="submitted"} 2.0' in text
+    assert 'pdn_complaints_sla{level="at_risk_80",opd="dinkes"} 1.0' in text
+    assert 'level="at_risk_50"' not in text and "ok" not in text.split("pdn_complaints_sla")[-1]
+
+
+def test_migration_0002_goes_up_and_down(fresh_db_url) -> None:
+    migrate.upgrade(fresh_db_url)
+    engine = make_engine(fresh_db_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert {"users", "web_sessions", "api_tokens", "complaints", "complaint_versions", "complaint_attachments",
+                "notifications", "dispositions", "login_attempts", "complaint_notes"} <= tables
+        indexes = {i["name"] for i in inspect(engine).get_indexes("complaints")}
+        assert {"ix_complaints_opd_id_id", "ix_complaints_sla_due_at_id"} <= indexes
+        migrate.downgrade(fresh_db_url, "0001")
+        assert "complaints" not in set(inspect(engine).get_table_names())
+        assert "opds" in set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -1,0 +1,141 @@
+"""Every route of the app, with every role, against a table of expected access.
+
+A route without an entry fails the test: whoever adds a route adds its line here (and, when it has a new path
+parameter, a value in PARAMS). "Denied" means: 404 for a logged-in user (another OPD's object and a staff page
+look exactly like a missing page); for an anonymous visitor a redirect to the login page, 401 or 403.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow
+from pdn_ops.db.engine import transaction
+from pdn_ops.services import accounts
+from tests.complaints.world import file_complaint, principal_named
+
+ANON = "anonymous"
+HEAD, ADMIN, OTHER, ENGINEER, SUPERVISOR = "head-dinkes", "admin-dinkes", "admin-disdik", "engineer", "supervisor"
+ROLES = (ANON, HEAD, ADMIN, OTHER, ENGINEER, SUPERVISOR)
+PUBLIC = frozenset(ROLES)
+USERS = frozenset(ROLES) - {ANON}
+STAFF = frozenset({ENGINEER, SUPERVISOR})
+OPD_USERS = frozenset({HEAD, ADMIN, OTHER})
+OPD_ADMINS = frozenset({ADMIN, OTHER})
+# Who may reach a complaint of Dinas Kesehatan (OTHER is the admin of another OPD).
+DINKES = frozenset({HEAD, ADMIN, ENGINEER, SUPERVISOR})
+
+# The login form itself: anybody may post; the answer depends on the credentials and the form token, never 404.
+CREDENTIALS = frozenset({"<credentials>"})
+
+ACCESS: dict[str, frozenset[str]] = {
+    "GET /": PUBLIC,
+    "GET /healthz": PUBLIC,
+    "GET /readyz": PUBLIC,
+    "GET /api/docs": PUBLIC,
+    "GET /docs/oauth2-redirect": PUBLIC,
+    "GET /api/v1/openapi.json": PUBLIC,
+    "GET /login": PUBLIC,
+    "POST /login": CREDENTIALS,
+    "POST /logout": USERS,
+    "GET /account": USERS,
+    "POST /account/password": USERS,
+    "POST /account/tokens": USERS,
+    "POST /account/tokens/{token_id}/revoke": frozenset({ADMIN}),
+    "GET /opd/admins": frozenset({HEAD}),
+    "POST /opd/admins": frozenset({HEAD}),
+    "POST /opd/admins/{user_id}/revoke": frozenset({HEAD}),
+    "GET /inbox": OPD_USERS,
+    "GET /complaints": USERS,
+    "GET /complaints/queue": STAFF,
+    "GET /complaints/new": OPD_ADMINS,
+    "POST /complaints": OPD_ADMINS,
+    "GET /complaints/{complaint_id}": DINKES,
+    "GET /complaints/{complaint_id}/edit": frozenset({ADMIN}),
+    "POST /complaints/{complaint_id}/edit": frozenset({ADMIN}),
+    "POST /complaints/{complaint_id}/actions/{action}": DINKES,
+    "POST /complaints/{complaint_id}/notes": STAFF,
+    "GET /complaints/{complaint_id}/photos/{attachment_id}": DINKES,
+    "GET /complaints/{complaint_id}/photos/{attachment_id}/thumb": DINKES,
+    "GET /complaints/{complaint_id}/report": DINKES,
+    "GET /reports/monthly": USERS,
+    "GET /reports/monthly.csv": USERS,
+    "GET /api/v1/me": USERS,
+    "GET /api/v1/assets": USERS,
+    "GET /api/v1/complaints": USERS,
+    "GET /api/v1/complaints/queue": STAFF,
+    "POST /api/v1/complaints": OPD_ADMINS,
+    "GET /api/v1/complaints/{complaint_id}": DINKES,
+    "GET /api/v1/complaints/{complaint_id}/timeline": DINKES,
+    "POST /api/v1/complaints/{complaint_id}/actions/{action}": DINKES,
+    # Fleet pages show every OPD: staff only. /metrics is for Prometheus (bearer token or loopback), no portal user.
+    "GET /fleet": STAFF,
+    "GET /fleet/vm/{vm_id}": STAFF,
+    "GET /fleet/site/{site_id}": STAFF,
+    "GET /api/v1/fleet": STAFF,
+    "GET /metrics": frozenset(),
+}
+
+
+def _all_routes(app) -> list:
+    # FastAPI >= 0.16x keeps included routers as branches; iter_route_contexts flattens them with their prefixes.
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes is already flat
+        return list(app.routes)
+    return list(iter_route_contexts(app.routes))
+
+
+def _routes(app) -> list[tuple[str, str]]:
+    found = []
+    for route in _all_routes(app):
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if method == "HEAD":
+                continue
+            found.append((method, route.path))
+    # Logging out ends the role's session: do it last.
+    return sorted(found, key=lambda mp: (mp == ("POST", "/logout"), mp))
+
+
+def test_every_route_has_an_access_entry(world) -> None:
+    missing = [f"{m} {p}" for m, p in _routes(world.app) if f"{m} {p}" not in ACCESS]
+    assert not missing, f"add these routes to ACCESS in {__file__}: {missing}"
+
+
+def test_every_route_answers_every_role_as_the_table_says(world) -> None:
+    clients = {role: world.client(None if role == ANON else role) for role in ROLES}
+    response = file_complaint(clients[ADMIN], f"vm:{world.vm['web-dinkes']}")
+    assert response.status_code == 303
+    with transaction(world.ctx.sessions) as session:
+        complaint_id = session.scalar(select(ComplaintRow.id).where(ComplaintRow.opd_id == world.opd["dinkes"])
+                                      .order_by(ComplaintRow.id.desc()))
+        photo_id = session.scalar(select(AttachmentRow.id).where(AttachmentRow.complaint_id == complaint_id))
+        head = principal_named(session, HEAD)
+        spare = accounts.assign_admin(session, head, username="spare-admin", display_name="", password="x" * 12)
+        admin = principal_named(session, ADMIN)
+        _, token = accounts.create_token(session, admin, "route-table")
+        params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
+                  "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"]}
+    wrong: list[str] = []
+    checked: list[str] = []
+    for method, path in _routes(world.app):
+        allowed = ACCESS.get(f"{method} {path}")
+        if allowed is None:
+            continue
+        url = path.format(**params)
+        checked.append(url)
+        for role in ROLES:
+            response = clients[role].request(method, url)
+            if allowed is CREDENTIALS:
+                if response.status_code not in (303, 401, 403):
+                    wrong.append(f"{method} {url} as {role}: {response.status_code}")
+                continue
+            if role == ANON:
+                denied = response.status_code in (401, 403) or (
+                    response.status_code == 303 and response.headers["location"].startswith("/login"))
+            else:
+                denied = response.status_code in (401, 404)
+            if denied == (role in allowed) or response.status_code >= 500:
+                wrong.append(f"{method} {url} as {role}: {response.status_code}")
+    assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
+    assert not wrong, wrong
