@@ -101,3 +101,25 @@ def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, 
                              subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
         decided.append((run.id, run.closure))
     return decided
+
+
+def complaint_link(config: Any) -> ComplaintLink:
+    """The link to the complaints service: a confirmed run marks its complaint fixed (resolved, awaiting the
+    OPD's confirmation), which notifies the OPD; the reason names the run and the checks that confirmed it."""
+    from pdn_ops.domain.access import Principal, Role
+    from pdn_ops.domain.complaints import Action, State
+    from pdn_ops.services import complaints
+
+    system = Principal(user_id=0, username="pdn-ops", role=Role.ENGINEER, opd_id=None)
+
+    def link(complaint_id: int, evidence: dict[str, Any], session: Session) -> None:
+        row = complaints.get(session, system, complaint_id, for_update=True)
+        if row.state not in (State.VERIFIED, State.IN_PROGRESS):
+            # Already fixed, closed or not yet verified by an engineer: the run's evidence stays on the run.
+            session.add(AuditRow(actor="pdn-ops", action="remediation.complaint_not_updated",
+                                 subject=f"complaint:{complaint_id}", detail=f"complaint is {row.state}"))
+            return
+        passed = {k: sum(1 for c in v if c["ok"]) for k, v in evidence.get("checks_after", {}).items()}
+        reason = f"{evidence.get('summary', '')}; checks passed after the run: {passed}"
+        complaints.act(session, system, complaint_id, Action.FIX, reason=reason[:2000], config=config)
+    return link

@@ -32,7 +32,13 @@ from pdn_ops.domain import remediation as rem
 from pdn_ops.domain.remediation import Outcome, StepStatus, cap_output
 from pdn_ops.errors import ConfigError
 from pdn_ops.services.remediation import vm_target
-from pdn_ops.services.remediation_closure import Alert, ClosurePolicy, ComplaintLink, evaluate_closures
+from pdn_ops.services.remediation_closure import (
+    Alert,
+    ClosurePolicy,
+    ComplaintLink,
+    complaint_link,
+    evaluate_closures,
+)
 from remediation import registry, runner
 from remediation.executors.proxmox import ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor
@@ -338,7 +344,9 @@ def start_hook(ctx: Any) -> Callable[[], None] | None:
                     WorkerConfig(worker_id=f"app:{os.getpid()}", base_dir=base_dir,
                                  observe=ctx.extras.get("remediation_observe"),
                                  closure=ctx.extras.get("remediation_closure", ClosurePolicy()),
-                                 complaint_link=ctx.extras.get("complaint_link"),
+                                 complaint_link=ctx.extras.get("complaint_link") or (
+                                     complaint_link(ctx.extras["complaint_config"])
+                                     if "complaint_config" in ctx.extras else None),
                                  alert=ctx.extras.get("remediation_alert")))
     stopping = threading.Event()
     thread = threading.Thread(target=worker.loop, args=(stopping.is_set,), name="remediation-worker", daemon=True)
