@@ -6,6 +6,7 @@ and SSH collectors record their checks through the health services; closure read
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -56,7 +57,9 @@ class LabWorld:
         from collectors.http.collector import run_cycle
         from collectors.ssh.collector import SshCollector
 
-        checks = run_cycle(self.sites_of(vmid), ca_file=str(self.lab.ca_file))
+        # In a thread of its own: run_cycle starts its own event loop, whatever loop this thread may hold.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            checks = pool.submit(run_cycle, self.sites_of(vmid), ca_file=str(self.lab.ca_file)).result(120)
         vm = self.inventory.vm(f"lab/{vmid}")
         assert vm is not None
         observation = SshCollector.from_inventory(vm, base_dir=self.base_dir).collect()

@@ -35,7 +35,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakepve_session: Any, fakepve_
     migrate.upgrade(url)
     add_vms(fakepve_session, range(101, 104))
     path = write_inventory(directory, fakepve_session, fakepve_cafile)
-    settings = load_settings(demo=True, database_url=url, inventory=path, run_scheduler=False)
+    settings = load_settings(demo=True, database_url=url, inventory=path, run_scheduler=False, metrics_token="test")
     app = create_app(settings)
     app.state.ctx.inventory = inventory(path)
     yield app
@@ -45,7 +45,8 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakepve_session: Any, fakepve_
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
     app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
-    with TestClient(app) as c:
+    # A bearer header makes csrf_guard treat the calls as a script's (the principal comes from "authenticate").
+    with TestClient(app, headers={"Authorization": "Bearer test"}) as c:
         yield c
     app.state.ctx.extras.pop("authenticate", None)
     with transaction(app.state.ctx.sessions) as session:  # each test starts with no active run
@@ -138,7 +139,7 @@ def test_route_enqueues_and_the_app_worker_executes(app: FastAPI, fakepve_sessio
     worker_app = create_app(ctx.settings, engine=ctx.engine, start_hooks=[
         lambda c: setattr(c, "inventory", ctx.inventory), start_hook])
     worker_app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
-    with TestClient(worker_app) as c:
+    with TestClient(worker_app, headers={"Authorization": "Bearer test"}) as c:
         created = c.post("/api/v1/remediation/runs", json={"playbook": "restart_vm", "target": "pve/101"},
                          headers={"Idempotency-Key": "thread-1"})
         assert created.status_code == 201
