@@ -295,20 +295,27 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
     yield from (runs, errors, duration, success, last_ok, taken)
 
 
-# === complaints and SLA: reserved for the complaints helper (issue 5) ==========================================
-# deploy/prometheus/rules and deploy/grafana already use these names; add a Collector here (or in a module
-# imported here) and append its factory to AREA_COLLECTORS:
-#   pdn_complaints_open{opd,status}     gauge: open complaints per OPD code and complaint status
-#   pdn_complaint_sla_at_risk{opd}      gauge: open complaints whose SLA deadline is within the warning window
-#   pdn_complaint_sla_breached{opd}     gauge: open complaints past their SLA deadline
-# === remediation: reserved for the remediation helper (issue 6) ================================================
+# === complaints and SLA: the complaints area (issue 5) ========================================================
+# deploy/prometheus/rules and deploy/grafana use these names (pdn_ops/complaint_metrics.py defines them):
+#   pdn_complaints_open{opd,state}      gauge: open complaints per OPD code and complaint state
+#   pdn_complaints_sla{opd,level}       gauge: open complaints at SLA risk (level at_risk_50 | at_risk_80) or breached
+# === remediation: the remediation area (issue 6) ===============================================================
 #   pdn_remediation_runs_total{playbook,outcome}   counter: playbook runs by outcome (succeeded|failed|unknown)
 #   pdn_remediation_running{playbook}              gauge: runs in progress
 # ==============================================================================================================
 
-# Factories receive the app's context (pdn_ops.web.context.AppContext) and return a Collector.
+# Factories receive the app's context (pdn_ops.web.context.AppContext) and return a Collector; one line per area.
 AreaCollectorFactory = Callable[[Any], Collector]
-AREA_COLLECTORS: list[AreaCollectorFactory] = []
+
+
+def _complaints(ctx: Any) -> Collector:
+    from pdn_ops.complaint_metrics import ComplaintCollector
+    from pdn_ops.services import complaint_stats
+
+    return ComplaintCollector(complaint_stats.reader(ctx.sessions))
+
+
+AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints,)
 
 
 def _remediation_collector(ctx: Any) -> Collector:

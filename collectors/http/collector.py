@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from collectors.http import parse
@@ -49,4 +50,11 @@ def run_cycle(sites: Iterable[Site], *, ca_file: str | None = None, concurrency:
         async with SiteClient(ca_file=ca_file, concurrency=concurrency) as client:
             return await SiteCollector(client, concurrency=concurrency).collect(sites)
 
-    return asyncio.run(main())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # Called from a thread that already runs a loop (an async caller, Playwright's sync API): a loop of our own,
+    # in a thread of our own, rather than failing the whole cycle.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdn-ops-sites") as pool:
+        return pool.submit(asyncio.run, main()).result()

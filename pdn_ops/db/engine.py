@@ -25,7 +25,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes fails at once
+    # with "database is locked" when another writer committed in between (the busy timeout does not apply).
+    # Waiting for the lock at BEGIN is what the busy timeout handles well; PostgreSQL is the choice for load.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

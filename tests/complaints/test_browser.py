@@ -10,33 +10,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
 
+from tests.browser_fixtures import VIEWPORTS
 from tests.complaints.world import PASSWORD, World, jpeg
-from tests.support import free_port, missing
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"]
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 740}}
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        missing("Chromium", f"{CHROMIUM} is not installed (Debian package chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("Playwright", "the playwright Python package is not installed")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
+from tests.support import free_port
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +81,7 @@ def test_the_six_steps_in_a_real_browser(browser, server: str, world: World, vie
         # Step 2: the new admin files a complaint with a photo, seeing each asset's health first.
         _login(admin, base, admin_name, "petugas-password-1")
         admin.get_by_role("link", name="Buat pengaduan").first.click()
-        assert "Kondisi: tidak diketahui" in admin.locator("fieldset").inner_text()
+        assert "Kondisi: Tidak diketahui" in admin.locator("fieldset").inner_text()
         admin.get_by_label(re.compile(r"VM web-dinkes")).check()
         admin.get_by_label("Kategori").select_option("site_down")
         admin.get_by_label("Uraian masalah teknis").fill("Portal Dinkes tidak dapat dibuka sejak pukul 07.00")

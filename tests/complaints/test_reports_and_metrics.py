@@ -14,7 +14,7 @@ from pdn_ops.complaint_metrics import ComplaintCollector
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import make_engine
 from pdn_ops.domain.complaints import Action
-from pdn_ops.services import complaint_reports, complaints
+from pdn_ops.services import complaint_reports, complaint_stats, complaints
 from pdn_ops.services.complaints import ComplaintConfig, Draft
 from tests.complaints.test_complaint_service import Named
 from tests.complaints.world import jpeg
@@ -73,8 +73,8 @@ def test_metrics_collector_reports_open_complaints_and_sla_levels(session, tmp_p
     complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config, now=T0 + timedelta(days=5))
     session.flush()
     registry = CollectorRegistry()
-    # The collector opens its own session; share this test's connection so it sees the uncommitted rows.
-    registry.register(ComplaintCollector(lambda: session, now=lambda: T0 + timedelta(days=6)))  # type: ignore[arg-type]
+    # Read through this test's session, so the collector sees the uncommitted rows.
+    registry.register(ComplaintCollector(lambda: complaint_stats.counts(session, T0 + timedelta(days=6))))
     text = generate_latest(registry).decode()
     assert 'pdn_complaints_open{opd="dinkes",state="submitted"} 2.0' in text
     assert 'pdn_complaints_sla{level="at_risk_80",opd="dinkes"} 1.0' in text

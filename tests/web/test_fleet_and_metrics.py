@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ def test_detail_pages_show_state_checks_events_and_related_targets(client: TestC
         assert text in vm.text, text
     site = client.get(f"/fleet/site/{known[SITE_B]}?lang=id")
     assert site.status_code == 200
-    assert "Disebabkan oleh vm:pdn1/102" in site.text and "koneksi ditolak" in site.text
+    assert "Disebabkan oleh vm:pdn1/102" in site.text and "Koneksi ditolak" in site.text
     assert f'href="/fleet/vm/{known["vm102"]}"' in site.text
     assert client.get("/fleet/vm/99999").status_code == 404
     assert client.get("/fleet/site/99999").status_code == 404
@@ -154,9 +155,32 @@ def test_every_state_reason_failure_and_kind_has_text_in_both_languages() -> Non
     from pdn_ops.i18n import catalogue
 
     keys = set(catalogue())
-    for prefix, values in (("state", State), ("reason", Reason), ("failure", FailureClass), ("kind", Kind)):
+    for prefix, values in (("health.state", State), ("health.reason", Reason), ("collectors.failure", FailureClass),
+                           ("health.kind", Kind)):
         for value in values:
-            assert f"health.{prefix}.{value.value}" in keys, f"health.{prefix}.{value.value}"
+            assert f"{prefix}.{value.value}" in keys, f"{prefix}.{value.value}"
+
+
+def test_a_scrape_reads_only_the_current_state_never_history(client: TestClient, app: FastAPI) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = app.state.ctx.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        scrape(client)  # may reuse the snapshot in memory
+        app.state.ctx.extras["health_snapshot_cache"].refresh()  # what a job does after writing
+        scrape(client)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    tables = {name for statement in statements for name in re.findall(r"FROM (\w+)", statement)}
+    assert {"health_targets", "job_status"} <= tables, "the refresh read the current state"
+    assert tables <= {"health_targets", "opds", "job_status"}, tables
+    assert not {"health_checks", "health_events", "health_rollups", "job_runs"} & tables
 
 
 def test_metrics_refuse_remote_clients_without_the_token(app: FastAPI) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,12 +14,7 @@ from pdn_ops.domain.access import Principal, Role
 from pdn_ops.settings import load_settings
 from pdn_ops.web.app import create_app
 from tests.health_world import SITE_B, Served, record_world
-from tests.support import free_port, missing
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"]
+from tests.support import free_port
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +33,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     app.state.ctx.engine.dispose()
 
 
-def test_fleet_pages_fit_a_360_px_screen(served: tuple[str, int]) -> None:
-    if not CHROMIUM.exists():
-        missing("chromium", "install the Debian package chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright", "install the test extras")
+def test_fleet_pages_fit_a_360_px_screen(served: tuple[str, int], browser) -> None:
     base, site_id = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 360, "height": 740}, locale="id-ID")
-            for path in ("/fleet", f"/fleet/site/{site_id}"):
-                response = page.goto(base + path)
-                assert response is not None and response.status == 200, path
-                width = page.evaluate("document.documentElement.scrollWidth")
-                assert width <= 360, f"{path} is {width} px wide on a 360 px screen"
-            page.goto(base + "/fleet")
-            assert page.locator("h1").inner_text() == "Armada VM dan situs"
-            assert page.locator(".card .state-down").count() >= 2
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 360, "height": 740}, locale="id-ID")
+    try:
+        for path in ("/fleet", f"/fleet/site/{site_id}"):
+            response = page.goto(base + path)
+            assert response is not None and response.status == 200, path
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, f"{path} is {width} px wide on a 360 px screen"
+        page.goto(base + "/fleet")
+        assert page.locator("h1").inner_text() == "Armada VM dan situs"
+        assert page.locator(".card .state-down").count() >= 2
+    finally:
+        page.close()
