@@ -315,16 +315,13 @@ def _complaints(ctx: Any) -> Collector:
     return ComplaintCollector(complaint_stats.reader(ctx.sessions))
 
 
-AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints,)
-
-
-def _remediation_collector(ctx: Any) -> Collector:
-    from pdn_ops.remediation_metrics import factory  # lazily: the remediation area registers itself here
+def _remediation(ctx: Any) -> Collector:
+    from pdn_ops.remediation_metrics import factory
 
     return factory(ctx)
 
 
-AREA_COLLECTORS.append(_remediation_collector)
+AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints, _remediation)
 
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:
