@@ -146,13 +146,14 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
     from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.services.notify_worker import start_notify_worker
+    from pdn_ops.services.remediation_worker import start_hook as remediation_worker_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
     try:
         app = create_app(settings, start_hooks=[sync_inventory_at_start,
                                                 scheduler_hook(build_factory=inventory_collectors),
-                                                start_notify_worker])
+                                                start_notify_worker, remediation_worker_hook])
     except (DatabaseNotReady, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -171,6 +172,7 @@ def demo(listen: str, with_lab: bool) -> None:
     from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
     from pdn_ops.services.notify_worker import start_notify_worker
+    from pdn_ops.services.remediation_worker import start_hook as remediation_worker_hook
     from pdn_ops.web.app import create_app, sync_inventory_at_start
 
     settings = _settings(demo=True, listen=listen)
@@ -186,7 +188,7 @@ def demo(listen: str, with_lab: bool) -> None:
     try:
         app = create_app(settings, start_hooks=[sync_inventory_at_start, _demo_accounts,
                                                 scheduler_hook(build_factory=inventory_collectors),
-                                                start_notify_worker])
+                                                start_notify_worker, remediation_worker_hook])
         if running_lab is not None:
             app.state.ctx.extras["site_ca_file"] = str(running_lab.ca_file)  # the lab's sites use its own CA
         click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
@@ -220,3 +222,7 @@ main.add_command(_user_group)
 from pdn_ops.notify.cli import notify as _notify  # noqa: E402  (issue 7)
 
 main.add_command(_notify)
+
+from pdn_ops.cli_remediation import remediation as _remediation  # noqa: E402
+
+main.add_command(_remediation)

@@ -322,7 +322,15 @@ def _notifications(ctx: Any) -> Collector:
     return NotifyCollector(notify_outbox.snapshot_reader(ctx.sessions))
 
 
-AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints, _notifications)
+
+def _remediation(ctx: Any) -> Collector:
+    from pdn_ops.remediation_metrics import factory
+
+    return factory(ctx)
+
+
+
+AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints, _notifications, _remediation)
 
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:

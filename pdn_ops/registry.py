@@ -17,7 +17,13 @@ COLLECTORS: dict[str, str] = {
     "ssh": "collectors.ssh.collector:SshCollector",
 }
 
-PLAYBOOKS: dict[str, str] = {}
+PLAYBOOKS: dict[str, str] = {
+    "restart_vm": "remediation.playbooks.restart_vm:RestartVm",
+    "resize_vm": "remediation.playbooks.resize_vm:ResizeVm",
+    "restore_snapshot": "remediation.playbooks.restore_snapshot:RestoreSnapshot",
+    "restart_service": "remediation.playbooks.restart_service:RestartService",
+    "free_disk": "remediation.playbooks.free_disk:FreeDisk",
+}
 
 
 def _load(table: dict[str, str], section: str, kind: str) -> type[Any]:

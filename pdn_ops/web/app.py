@@ -34,6 +34,7 @@ from pdn_ops.web.routes import (
     health,
     home,
     metrics,
+    remediation,
     reports,
     whatsapp_webhook,
 )
@@ -76,7 +77,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     app.state.ctx = ctx
     app.state.jinja = make_environment()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (health, home, metrics, fleet, accounts, complaints, complaints_api, reports, whatsapp_webhook):
+    for module in (health, home, metrics, fleet, accounts, complaints, complaints_api, reports, whatsapp_webhook,
+                   remediation):
         app.include_router(module.router)
 
     app.add_middleware(auth.BodyLimit)

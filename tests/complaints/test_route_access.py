@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow
 from pdn_ops.db.engine import transaction
+from pdn_ops.db.remediation_tables import RemediationRunRow
 from pdn_ops.services import accounts
 from tests.complaints.world import file_complaint, principal_named
 
@@ -78,6 +79,20 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /metrics": frozenset(),
     "GET /webhooks/whatsapp": SIGNED,
     "POST /webhooks/whatsapp": SIGNED,
+    # Remediation: staff only (OPD users get 404, as for pages that do not exist).
+    "GET /remediation": STAFF,
+    "POST /remediation/dry-run": STAFF,
+    "POST /remediation/runs": STAFF,
+    "GET /remediation/runs/{run_id}": STAFF,
+    "POST /remediation/runs/{run_id}/approve": STAFF,
+    "POST /api/v1/remediation/dry-run": STAFF,
+    "POST /api/v1/remediation/runs": STAFF,
+    "GET /api/v1/remediation/runs": STAFF,
+    "GET /api/v1/remediation/runs/{run_id}": STAFF,
+    "POST /api/v1/remediation/runs/{run_id}/approve": STAFF,
+    "POST /api/v1/remediation/runs/{run_id}/cancel": STAFF,
+    "POST /api/v1/remediation/windows": STAFF,
+    "PUT /api/v1/remediation/auto": STAFF,
 }
 
 
@@ -120,8 +135,14 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         _, token = accounts.create_token(session, admin, "route-table")
         # Path parameters name objects of Dinas Kesehatan, so OTHER (admin of Dinas Pendidikan) must get 404.
         # vm_id / site_id are here for the fleet pages (/fleet/vm/{vm_id}, /fleet/site/{site_id}).
+        run = RemediationRunRow(playbook="restart_vm", target="pdn1/101", opd_code="dinkes", risk="medium",
+                                requested_by="engineer", idempotency_key="route-table", state="awaiting_approval",
+                                approvals_needed=1)
+        session.add(run)
+        session.flush()
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
-                  "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"]}
+                  "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
+                  "run_id": run.id}
     wrong: list[str] = []
     checked: list[str] = []
     for method, path in _routes(world.app):

@@ -1,0 +1,225 @@
+"""Remediation benchmarks: fault to health-confirmed closure in the lab, and 100 runs on two PostgreSQL workers.
+
+    .venv/bin/python -m bench.remediation [--interval 2] [--runs 100] [--skip-lab] [--skip-scale]
+
+1. Lab scenarios with automatic remediation (rule: 3 bad checks in a row, then the playbook): crashed service,
+   stopped VM, full disk. The real collectors (HTTPS sites, SSH guest) check every ``--interval`` seconds; the
+   policy engine evaluates the rule after each round; one in-process worker executes and closes (3 passing checks).
+   Reported: first failed check after the fault, rule fired, run finished, closure confirmed (seconds and check
+   intervals).
+2. Scale-out: ``--runs`` restart_vm runs on as many fakepve VMs, two ``pdn-ops remediation worker`` processes on
+   PostgreSQL. Reported: total time, runs per worker, each run executed once, and per run the playbook's own time
+   (its steps) beside the worker overhead (claim, journal writes, outcome).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select, text
+
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.domain import remediation as rem
+from pdn_ops.domain.health import Thresholds
+from pdn_ops.inventory import load_inventory
+from pdn_ops.services import health
+from pdn_ops.services import remediation as svc
+from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.services.remediation_closure import ClosurePolicy
+from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
+
+PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def lab_scenarios(interval: float) -> list[dict[str, Any]]:
+    from collectors.http.collector import run_cycle
+    from collectors.ssh.collector import SshCollector
+    from pdn_ops.lab.lab import Lab
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab.start(Path(tmp) / "lab", vms=3, sites=3, time_scale=0.02)
+        try:
+            url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+            migrate.upgrade(url)
+            engine = make_engine(url)
+            sessions = make_sessionmaker(engine)
+            inventory = load_inventory(lab.inventory_path)
+            base = lab.inventory_path.parent
+            with transaction(sessions) as session:
+                sync_inventory(session, inventory)
+            worker = Worker(engine, sessions, inventory,
+                            Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base)),
+                            WorkerConfig(worker_id="bench", base_dir=base, closure=ClosurePolicy(needed=3)))
+            scenarios = [
+                ("crashed service", 102, "restart_service", {"unit": "nginx.service"}, None,
+                 lambda: lab.faults.crash_service(102, "nginx.service")),
+                ("stopped VM", 101, "restart_vm", {}, "stopped", lambda: _stop(inventory, base, 101)),
+                ("full disk", 103, "free_disk", {"cleanup": "journal"}, None, lambda: lab.faults.fill_disk(103, 97)),
+            ]
+            for name, vmid, playbook, params, vm_status, fault in scenarios:
+                target = f"lab/{vmid}"
+                vm = inventory.vm(target)
+                assert vm is not None
+                sites = [s for s in inventory.sites if s.vm == target]
+                with transaction(sessions) as session:
+                    svc.add_rule(session, inventory, target=target, playbook=playbook, params=params,
+                                 vm_status=vm_status, created_by="bench", policy=rem.Policy())
+                t0 = time.monotonic()
+                fault()
+                marks: dict[str, Any] = {}
+                bad_rounds = 0
+                run_id = None
+                while time.monotonic() - t0 < 300:
+                    round_start = time.monotonic()
+                    checks = run_cycle(sites, ca_file=str(lab.ca_file))
+                    guest = SshCollector.from_inventory(vm, base_dir=base).collect()
+                    with transaction(sessions) as session:
+                        health.record_site_checks(session, checks, thresholds=Thresholds())
+                        health.record_ssh(session, [guest], thresholds=Thresholds())
+                    disk_full = any(m.used_ratio >= 0.9 for m in guest.mounts)
+                    bad = not all(c.ok for c in checks) or not guest.ok or disk_full
+                    bad_rounds = bad_rounds + 1 if bad else 0
+                    if bad and "detected" not in marks:
+                        marks["detected"] = time.monotonic() - t0
+                    if run_id is None and bad_rounds >= 3:
+                        status = lab.pve.vm(vmid).status
+                        with transaction(sessions) as session:
+                            run, why = svc.evaluate_rules(session, inventory, target=target,
+                                                           signals=rem.Signals(bad_rounds, status),
+                                                           policy=rem.Policy(), now=datetime.now(UTC))
+                            run_id = run.id if run is not None else None
+                            marks.setdefault("why", why)
+                        if run_id is not None:
+                            marks["rule fired"] = time.monotonic() - t0
+                            worker.run_pending()
+                            marks["run finished"] = time.monotonic() - t0
+                    if run_id is not None and worker.close_runs():
+                        marks["closed"] = time.monotonic() - t0
+                        break
+                    time.sleep(max(0.0, interval - (time.monotonic() - round_start)))
+                with sessions() as session:
+                    row = session.get(RemediationRunRow, run_id) if run_id else None
+                    closure = (row.outcome, row.closure) if row else ("no run", None)
+                results.append({"scenario": name, "interval": interval, "closure": closure, **marks})
+            worker.close()
+            engine.dispose()
+        finally:
+            lab.stop()
+    return results
+
+
+def _stop(inventory: Any, base: Path, vmid: int) -> None:
+    from remediation.executors.proxmox import ApiCall
+
+    proxmox = proxmox_executor_for(inventory, "lab", base)
+    try:
+        proxmox.start(ApiCall("POST", f"/nodes/pve1/qemu/{vmid}/status/stop"), lambda _u: None)
+    finally:
+        proxmox.close()
+
+
+def scale(runs: int) -> dict[str, Any]:
+    from fakepve.certs import make_cert
+    from fakepve.pytest_plugin import _Serving
+    from fakepve.server import FakePve
+
+    from tests.remediation.world import add_vms, write_inventory
+
+    name = f"pdnops_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key, _ = make_cert(tmp, hosts=("127.0.0.1",))
+            pve = FakePve(user="root@pam", password="secret", host="127.0.0.1", port=0)
+            pve.time_scale = 0
+            serving = _Serving(pve, cert, key)
+            try:
+                vmids = range(1001, 1001 + runs)
+                add_vms(pve, vmids, status="stopped")
+                path = write_inventory(Path(tmp), pve, cert, vmids=vmids)
+                inventory = load_inventory(path)
+                migrate.upgrade(url)
+                engine = make_engine(url)
+                sessions = make_sessionmaker(engine)
+                with transaction(sessions) as session:
+                    for vmid in vmids:
+                        svc.request_run(session, inventory, playbook="restart_vm", target=f"pve/{vmid}", params={},
+                                        requester=svc.Requester("bench"), idempotency_key=f"s{vmid}",
+                                        policy=rem.Policy(), trigger="rule:bench")
+                t0 = time.monotonic()
+                procs = [subprocess.Popen([sys.executable, "-c", "from pdn_ops.cli import main; main()",
+                                           "remediation", "worker", "--once", "--database-url", url, "--inventory",
+                                           str(path), "--worker-id", w], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True) for w in ("alpha", "beta")]
+                for proc in procs:
+                    _, err = proc.communicate(timeout=1200)
+                    assert proc.returncode == 0, err[-2000:]
+                total = time.monotonic() - t0
+                with sessions() as session:
+                    rows = list(session.scalars(select(RemediationRunRow)))
+                    own, overhead = [], []
+                    for row in rows:
+                        steps = sum(((s.finished_at or s.intent_at) - s.intent_at).total_seconds() for s in row.steps)
+                        began = row.started_at or row.created_at
+                        wall = ((row.finished_at or began) - began).total_seconds()
+                        own.append(steps)
+                        overhead.append(max(wall - steps, 0.0))
+                engine.dispose()
+                starts = Counter(t["id"] for t in pve.tasklog if t["type"] == "qmstart")
+            finally:
+                serving.stop()
+        return {
+            "runs": len(rows), "total_s": total, "per_worker": dict(Counter(r.claimed_by for r in rows)),
+            "all_succeeded_once": all(r.state == "succeeded" and r.attempt == 1 for r in rows)
+            and all(n == 1 for n in starts.values()) and len(starts) == runs,
+            "own_median_s": statistics.median(own), "overhead_median_s": statistics.median(overhead),
+            "overhead_p95_s": sorted(overhead)[int(0.95 * (len(overhead) - 1))],
+        }
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between check rounds in the lab")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--skip-lab", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_lab:
+        print(f"lab scenarios, check interval {args.interval:g} s, rule: 3 bad checks in a row")
+        for r in lab_scenarios(args.interval):
+            marks = " | ".join(f"{k} {r[k]:.1f} s ({r[k] / r['interval']:.1f} intervals)"
+                               for k in ("detected", "rule fired", "run finished", "closed") if k in r)
+            print(f"  {r['scenario']:<16} {r['closure']} | {marks}" + ("" if "closed" in r else f" | {r.get('why')}"))
+    if not args.skip_scale:
+        s = scale(args.runs)
+        print(f"scale-out: {s['runs']} runs, two workers on PostgreSQL: {s['total_s']:.1f} s total, "
+              f"{s['runs'] / s['total_s']:.1f} runs/s, per worker {s['per_worker']}, "
+              f"each executed exactly once: {s['all_succeeded_once']}")
+        print(f"  per run: playbook's own time (steps) median {s['own_median_s'] * 1000:.0f} ms; worker overhead "
+              f"(claim, journal, outcome) median {s['overhead_median_s'] * 1000:.0f} ms, "
+              f"p95 {s['overhead_p95_s'] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

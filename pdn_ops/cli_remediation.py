@@ -1,0 +1,42 @@
+"""``pdn-ops remediation``: the worker process (several may run on PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+
+import click
+
+
+@click.group()
+def remediation() -> None:
+    """Remediation runs: the worker that executes them."""
+
+
+@remediation.command("worker")
+@click.option("--database-url", envvar="PDN_OPS_DATABASE_URL", required=True)
+@click.option("--inventory", "inventory_path", envvar="PDN_OPS_INVENTORY", required=True,
+              type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--once", is_flag=True, help="Recover, execute what is queued, then exit.")
+@click.option("--worker-id", default=None, help="Name in the journal (default: host:pid).")
+def worker(database_url: str, inventory_path: Path, once: bool, worker_id: str | None) -> None:
+    """Execute queued remediation runs; at start, reconcile runs a dead worker left behind."""
+    from pdn_ops.services.remediation_worker import worker_from_settings
+
+    stopping = False
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    with worker_from_settings(database_url, inventory_path, name) as runner:
+        if once:
+            count = runner.run_pending()
+            click.echo(f"{name}: executed {count} run(s)")
+            return
+        runner.loop(lambda: stopping)

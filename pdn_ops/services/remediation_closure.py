@@ -1,0 +1,125 @@
+"""Health-confirmed closure: a succeeded run counts only when the target's real checks pass again.
+
+The collectors keep checking on their schedule; this reads the checks recorded *after* the run finished for every
+health target linked to the run's VM (the VM itself, its guest, the sites it hosts). When each of them has passed
+``needed`` times in a row, the run is confirmed and the linked complaint becomes resolved-awaiting-OPD-confirmation
+with the evidence (checks before and after, the run log). If the deadline passes first, the run is ineffective and
+engineers are alerted. Incidents without a complaint close the same way (only the complaint link is skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from pdn_ops.db.health_tables import HealthCheckRow, HealthTargetRow
+from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.db.tables import AuditRow, SiteRow, VmRow, utcnow
+from pdn_ops.domain import remediation as rem
+
+# complaint id, evidence, session -> mark the complaint resolved-awaiting-confirmation (wired by the complaints area)
+ComplaintLink = Callable[[int, dict[str, Any], Session], None]
+Alert = Callable[[RemediationRunRow, Session], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosurePolicy:
+    needed: int = 3  # consecutive passing checks per linked target
+    deadline: timedelta = timedelta(minutes=15)
+
+
+def linked_targets(session: Session, target: str) -> list[HealthTargetRow]:
+    cluster, _, vmid = target.partition("/")
+    vm = session.scalar(select(VmRow).where(VmRow.cluster == cluster, VmRow.vmid == int(vmid)))
+    clauses = [HealthTargetRow.ref == target]
+    if vm is not None:
+        site_ids = list(session.scalars(select(SiteRow.id).where(SiteRow.vm_id == vm.id, SiteRow.retired_at.is_(None))))
+        if site_ids:
+            clauses.append(HealthTargetRow.site_id.in_(site_ids))
+    rows = session.scalars(select(HealthTargetRow).where(or_(*clauses)))
+    return [r for r in rows if r.kind in ("vm", "guest", "site")]
+
+
+def _checks(session: Session, target_id: int, *, after: datetime | None = None, before: datetime | None = None,
+            limit: int = 50) -> list[HealthCheckRow]:
+    stmt = select(HealthCheckRow).where(HealthCheckRow.target_id == target_id)
+    if after is not None:
+        stmt = stmt.where(HealthCheckRow.at > after).order_by(HealthCheckRow.at).limit(limit)
+    else:
+        stmt = stmt.where(HealthCheckRow.at < before).order_by(HealthCheckRow.at.desc()).limit(limit) \
+            if before is not None else stmt.order_by(HealthCheckRow.at.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, now: datetime | None = None,
+                      complaint_link: ComplaintLink | None = None, alert: Alert | None = None) -> list[tuple[int, str]]:
+    """Confirm or give up on every succeeded run still waiting; returns (run id, closure) for those decided."""
+    policy = policy or ClosurePolicy()
+    now = now or utcnow()
+    decided: list[tuple[int, str]] = []
+    waiting = session.scalars(select(RemediationRunRow).where(
+        RemediationRunRow.state == rem.State.SUCCEEDED.value,
+        or_(RemediationRunRow.closure.is_(None), RemediationRunRow.closure == "confirming")))
+    for run in waiting:
+        finished = run.finished_at or run.created_at
+        targets = linked_targets(session, run.target)
+        after = {t.id: _checks(session, t.id, after=finished) for t in targets}
+        results = {t.key: [c.ok for c in after[t.id]] for t in targets}
+        checked = {k: v for k, v in results.items() if v}
+        confirmed = bool(checked) and all(rem.confirmation_passed(v, policy.needed) for v in checked.values())
+        if not confirmed and now - finished < policy.deadline:
+            run.closure = "confirming"
+            continue
+        started = run.started_at or run.created_at
+        run.evidence = {
+            **run.evidence,
+            "needed": policy.needed,
+            "checks_before": {t.key: [{"at": c.at.isoformat(), "ok": c.ok, "failure": c.failure}
+                                      for c in reversed(_checks(session, t.id, before=started, limit=5))]
+                              for t in targets},
+            "checks_after": {t.key: [{"at": c.at.isoformat(), "ok": c.ok, "failure": c.failure}
+                                     for c in after[t.id]] for t in targets},
+            "run_log": [{"step": s.name, "intent": s.intent, "state": s.state, "upid": s.upid, "detail": s.detail}
+                        for s in run.steps],
+            "summary": run.summary,
+        }
+        if confirmed:
+            run.closure = "confirmed"
+            if complaint_link is not None and run.complaint_id is not None:
+                complaint_link(run.complaint_id, run.evidence, session)
+        else:
+            run.closure = "ineffective"
+            run.state = rem.check_transition(run.state, rem.State.INEFFECTIVE).value
+            if alert is not None:
+                alert(run, session)
+        session.add(AuditRow(actor="pdn-ops", action=f"remediation.{run.closure}",
+                             subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
+        decided.append((run.id, run.closure))
+    return decided
+
+
+def complaint_link(config: Any) -> ComplaintLink:
+    """The link to the complaints service: a confirmed run marks its complaint fixed (resolved, awaiting the
+    OPD's confirmation), which notifies the OPD; the reason names the run and the checks that confirmed it."""
+    from pdn_ops.domain.access import Principal, Role
+    from pdn_ops.domain.complaints import Action, State
+    from pdn_ops.services import complaints
+
+    system = Principal(user_id=0, username="pdn-ops", role=Role.ENGINEER, opd_id=None)
+
+    def link(complaint_id: int, evidence: dict[str, Any], session: Session) -> None:
+        row = complaints.get(session, system, complaint_id, for_update=True)
+        if row.state not in (State.VERIFIED, State.IN_PROGRESS):
+            # Already fixed, closed or not yet verified by an engineer: the run's evidence stays on the run.
+            session.add(AuditRow(actor="pdn-ops", action="remediation.complaint_not_updated",
+                                 subject=f"complaint:{complaint_id}", detail=f"complaint is {row.state}"))
+            return
+        passed = {k: sum(1 for c in v if c["ok"]) for k, v in evidence.get("checks_after", {}).items()}
+        reason = f"{evidence.get('summary', '')}; checks passed after the run: {passed}"
+        complaints.act(session, system, complaint_id, Action.FIX, reason=reason[:2000], config=config)
+    return link

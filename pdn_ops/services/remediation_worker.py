@@ -1,0 +1,359 @@
+"""The remediation worker: claims queued runs, executes them through the journal, recovers after a crash.
+
+Claiming is atomic: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a conditional UPDATE on SQLite, so each run is
+executed exactly once whatever the number of workers. While a worker executes a run it holds a PostgreSQL session
+advisory lock on the run's id; at start, a worker takes over only the ``running`` runs whose lock it can get (their
+worker died): it marks them interrupted, then the runner reconciles their cut-off step. On SQLite there is a
+single worker, so every ``running`` run found at start is orphaned.
+
+Test hook: ``PDN_OPS_REMEDIATION_KILL_AT=k`` makes the worker SIGKILL itself at the k-th step boundary, so tests
+can cut it at every point of every playbook.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pdn_ops.db.engine import transaction
+from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
+from pdn_ops.db.tables import AuditRow, utcnow
+from pdn_ops.domain import remediation as rem
+from pdn_ops.domain.remediation import Outcome, StepStatus, cap_output
+from pdn_ops.errors import ConfigError
+from pdn_ops.services.remediation import vm_target
+from pdn_ops.services.remediation_closure import (
+    Alert,
+    ClosurePolicy,
+    ComplaintLink,
+    complaint_link,
+    evaluate_closures,
+)
+from remediation import registry, runner
+from remediation.executors.proxmox import ProxmoxExecutor
+from remediation.executors.ssh import SshExecutor
+from remediation.playbooks.base import RunContext, Step, StepRecord
+
+log = logging.getLogger(__name__)
+LOCK_CLASS = 60_606  # first key of the two-int advisory lock: "remediation run"
+KILL_ENV = "PDN_OPS_REMEDIATION_KILL_AT"
+KILL_SCOPE_ENV = "PDN_OPS_REMEDIATION_KILL_SCOPE"
+
+
+@dataclass
+class Clients:
+    """How the worker reaches the world; built from the inventory in production, from the lab in tests."""
+
+    proxmox: Callable[[str], ProxmoxExecutor]  # cluster name -> executor
+    ssh: SshExecutor = field(default_factory=SshExecutor)
+
+
+@dataclass
+class WorkerConfig:
+    worker_id: str
+    policy: rem.Policy = field(default_factory=rem.Policy)
+    base_dir: Any = None
+    observe: Callable[[RemediationRunRow, float], None] | None = None  # metrics hook: run, seconds
+    closure: ClosurePolicy | None = None  # None: no health-confirmed closure in this worker
+    complaint_link: ComplaintLink | None = None
+    alert: Alert | None = None
+
+
+class _KillSwitch:
+    """Counts step boundaries of runs this worker claimed (not of orphans it recovers); ``..._SCOPE=act`` counts
+    only boundaries of side-effecting steps (reads are repeated by design)."""
+
+    def __init__(self) -> None:
+        raw = os.environ.get(KILL_ENV, "")
+        self.at = int(raw) if raw.isdigit() else 0
+        self.only_acts = os.environ.get(KILL_SCOPE_ENV, "all") == "act"
+        self.count = 0
+        self.armed = True
+
+    def __call__(self, label: str) -> None:
+        if not self.armed or (self.only_acts and not label.startswith("act:")):
+            return
+        self.count += 1
+        if self.at and self.count == self.at:
+            log.warning("test hook: SIGKILL at boundary %d (%s)", self.count, label)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DbJournal:
+    """The runner's journal over the database: every write is its own committed transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int) -> None:
+        self._sessions = sessions
+        self._run_id = run_id
+
+    def records(self) -> list[StepRecord]:
+        with self._sessions() as session:
+            rows = session.scalars(select(RemediationStepRow).where(RemediationStepRow.run_id == self._run_id)
+                                   .order_by(RemediationStepRow.position))
+            return [StepRecord(r.position, r.name, r.state, r.upid, r.intent_at, dict(r.facts)) for r in rows]
+
+    def intent(self, position: int, step: Step, text_: str) -> None:
+        with transaction(self._sessions) as session:
+            session.add(RemediationStepRow(run_id=self._run_id, position=position, name=step.name, kind=step.kind,
+                                           side_effect=step.side_effect, intent=text_, state=StepStatus.RUNNING.value,
+                                           intent_at=utcnow()))
+
+    def upid(self, position: int, node: str, upid: str) -> None:
+        with transaction(self._sessions) as session:
+            session.execute(update(RemediationStepRow).where(
+                RemediationStepRow.run_id == self._run_id, RemediationStepRow.position == position)
+                .values(upid=upid, node=node))
+
+    def result(self, position: int, outcome: Outcome, facts: dict[str, Any], *, reconciled: bool = False) -> None:
+        with transaction(self._sessions) as session:
+            values: dict[str, Any] = dict(
+                state=outcome.status.value, exit_code=outcome.exit_code, stdout=cap_output(outcome.stdout),
+                stderr=cap_output(outcome.stderr), detail=outcome.detail[:2000], facts=facts, reconciled=reconciled,
+                finished_at=utcnow())
+            if outcome.upid:
+                values["upid"] = outcome.upid
+            session.execute(update(RemediationStepRow).where(
+                RemediationStepRow.run_id == self._run_id, RemediationStepRow.position == position).values(**values))
+            if outcome.security_event:
+                session.add(AuditRow(actor="pdn-ops", action="security.ssh_host_key", subject=f"remediation_run:"
+                                     f"{self._run_id}", detail=outcome.detail[:2000]))
+
+
+class RunLocks:
+    """PostgreSQL session advisory locks on a dedicated connection; nothing to lock on SQLite (one worker)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._pg = engine.dialect.name == "postgresql"
+        self._conn: Connection | None = engine.connect() if self._pg else None
+        if self._conn is not None:
+            self._conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def try_lock(self, run_id: int) -> bool:
+        if self._conn is None:
+            return True
+        return bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:c, :r)"),
+                                       {"c": LOCK_CLASS, "r": run_id}).scalar())
+
+    def unlock(self, run_id: int) -> None:
+        if self._conn is not None:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:c, :r)"), {"c": LOCK_CLASS, "r": run_id})
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class Worker:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session], inventory: Any, clients: Clients,
+                 config: WorkerConfig) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.inventory = inventory
+        self.clients = clients
+        self.config = config
+        self.locks = RunLocks(engine)
+        self.kill = _KillSwitch()
+
+    def close(self) -> None:
+        self.locks.close()
+
+    # -- claiming -------------------------------------------------------------------------------------------------
+
+    def claim(self) -> int | None:
+        """Take one queued run, or None. Holds the run's advisory lock from before the claim commits."""
+        claimable = [s.value for s in rem.CLAIMABLE_STATES]
+        with transaction(self.sessions) as session:
+            if self.engine.dialect.name == "postgresql":
+                run_id = session.scalar(select(RemediationRunRow.id)
+                                        .where(RemediationRunRow.state.in_(claimable))
+                                        .order_by(RemediationRunRow.id).limit(1).with_for_update(skip_locked=True))
+                if run_id is None or not self.locks.try_lock(run_id):
+                    return None
+                session.execute(update(RemediationRunRow).where(RemediationRunRow.id == run_id).values(
+                    state=rem.State.RUNNING.value, claimed_by=self.config.worker_id, started_at=utcnow(),
+                    attempt=RemediationRunRow.attempt + 1))
+                return run_id
+            run_id = session.scalar(select(RemediationRunRow.id).where(RemediationRunRow.state.in_(claimable))
+                                    .order_by(RemediationRunRow.id).limit(1))
+            if run_id is None:
+                return None
+            claimed = session.execute(update(RemediationRunRow).where(
+                RemediationRunRow.id == run_id, RemediationRunRow.state.in_(claimable)).values(
+                state=rem.State.RUNNING.value, claimed_by=self.config.worker_id, started_at=utcnow(),
+                attempt=RemediationRunRow.attempt + 1))
+            return run_id if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    def orphans(self) -> list[int]:
+        """Running runs whose worker died: marked interrupted, their lock taken by this worker."""
+        with self.sessions() as session:
+            candidates = list(session.scalars(select(RemediationRunRow.id).where(
+                RemediationRunRow.state == rem.State.RUNNING.value).order_by(RemediationRunRow.id)))
+        taken = []
+        for run_id in candidates:
+            if not self.locks.try_lock(run_id):
+                continue  # a live worker holds it
+            with transaction(self.sessions) as session:
+                moved = session.execute(update(RemediationRunRow).where(
+                    RemediationRunRow.id == run_id, RemediationRunRow.state == rem.State.RUNNING.value).values(
+                    state=rem.State.INTERRUPTED.value, claimed_by=self.config.worker_id,
+                    attempt=RemediationRunRow.attempt + 1))
+                if moved.rowcount == 1:  # type: ignore[attr-defined]
+                    session.add(AuditRow(actor=self.config.worker_id, action="remediation.interrupted",
+                                         subject=f"remediation_run:{run_id}", detail="worker died; reconciling"))
+                    taken.append(run_id)
+                    continue
+            self.locks.unlock(run_id)
+        return taken
+
+    # -- executing ------------------------------------------------------------------------------------------------
+
+    def execute(self, run_id: int) -> str:
+        started = time.monotonic()
+        try:
+            with self.sessions() as session:
+                row = session.get(RemediationRunRow, run_id)
+                assert row is not None
+                playbook, target_key, params = row.playbook, row.target, dict(row.params)
+            book = registry.playbook(playbook)
+            target = vm_target(self.inventory, target_key, self.config.base_dir)
+            proxmox = self.clients.proxmox(target.cluster) if book.needs == "api" else None
+            ctx = RunContext(run_id=run_id, target=target, params=params, policy=self.config.policy,
+                             proxmox=proxmox, ssh=self.clients.ssh)
+            try:
+                result = runner.run(book, ctx, DbJournal(self.sessions, run_id), boundary=self.kill)
+            finally:
+                if proxmox is not None:
+                    proxmox.close()
+            outcome, summary = result.status.value, result.summary
+        except Exception as exc:  # the run must end with a recorded outcome whatever broke
+            log.exception("run %s broke", run_id)
+            outcome, summary = rem.State.UNKNOWN.value, f"the worker hit an internal error ({type(exc).__name__})"
+        with transaction(self.sessions) as session:
+            row = session.get(RemediationRunRow, run_id)
+            assert row is not None
+            row.state = outcome
+            row.outcome = outcome
+            row.summary = summary[:4000]
+            row.finished_at = utcnow()
+            session.add(AuditRow(actor=self.config.worker_id, action=f"remediation.{outcome}",
+                                 subject=f"remediation_run:{run_id}", detail=summary[:2000]))
+        self.locks.unlock(run_id)
+        if self.config.observe is not None:
+            with self.sessions() as session:
+                finished = session.get(RemediationRunRow, run_id)
+                if finished is not None:
+                    self.config.observe(finished, time.monotonic() - started)
+        return outcome
+
+    def run_pending(self, *, max_runs: int | None = None) -> int:
+        """Recover orphans, then execute queued runs until none is left; returns how many were executed."""
+        done = 0
+        self.kill.armed = False
+        for orphan in self.orphans():
+            self.execute(orphan)
+            done += 1
+        self.kill.armed = True
+        while max_runs is None or done < max_runs:
+            run_id = self.claim()
+            if run_id is None:
+                break
+            self.execute(run_id)
+            done += 1
+        return done
+
+    def close_runs(self) -> list[tuple[int, str]]:
+        """Health-confirmed closure of succeeded runs (needs the health checks the collectors record)."""
+        if self.config.closure is None:
+            return []
+        with transaction(self.sessions) as session:
+            return evaluate_closures(session, policy=self.config.closure, complaint_link=self.config.complaint_link,
+                                     alert=self.config.alert)
+
+    def loop(self, stop: Callable[[], bool], idle: float = 1.0) -> None:
+        while not stop():
+            executed = self.run_pending()
+            self.close_runs()
+            if executed == 0:
+                time.sleep(idle)
+
+
+def proxmox_executor_for(inventory: Any, cluster_name: str, base_dir: Path | None) -> ProxmoxExecutor:
+    """A Proxmox executor for an inventory cluster: token auth, TLS verified by CA file or pinned fingerprint."""
+    from collectors.proxmox.client import PinnedFingerprintAdapter
+    from pdn_ops.inventory import resolve_secret
+    from remediation.executors.proxmox import connect
+
+    cluster = inventory.cluster(cluster_name)
+    if cluster is None:
+        raise ConfigError(f"no cluster {cluster_name!r} in the inventory")
+    verify: str | bool = True
+    if cluster.tls.ca_file is not None:
+        ca = Path(cluster.tls.ca_file)
+        verify = str(ca if ca.is_absolute() or base_dir is None else base_dir / ca)
+    api = connect(cluster.api_url, token_id=cluster.token_id,
+                  token_secret=resolve_secret(cluster.token_secret, base_dir).get_secret_value(),
+                  verify=verify, timeout=cluster.timeout)
+    if cluster.tls.fingerprint is not None:
+        api._store["session"].mount("https://", PinnedFingerprintAdapter(cluster.tls.fingerprint))
+    return ProxmoxExecutor(api, poll_interval=0.2)
+
+
+@contextmanager
+def worker_from_settings(database_url: str, inventory_path: Path, worker_id: str) -> Iterator[Worker]:
+    """The production wiring: clients built from the inventory's clusters and secret references."""
+    from pdn_ops.db.engine import make_engine, make_sessionmaker
+    from pdn_ops.inventory import load_inventory
+
+    inventory = load_inventory(inventory_path)
+    base_dir = inventory_path.parent
+    engine = make_engine(database_url)
+    clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
+    worker = Worker(engine, make_sessionmaker(engine), inventory, clients,
+                    WorkerConfig(worker_id=worker_id, base_dir=base_dir))
+    try:
+        yield worker
+    finally:
+        worker.close()
+        engine.dispose()
+
+
+def start_hook(ctx: Any) -> Callable[[], None] | None:
+    """``create_app(start_hooks=[...])``: run one worker thread inside the service (the demo, small sites).
+
+    Larger sites run ``pdn-ops remediation worker`` processes instead (several on PostgreSQL).
+    """
+    import threading
+
+    inventory = ctx.inventory
+    if inventory is None:
+        log.warning("remediation worker not started: no inventory loaded")
+        return None
+    base_dir = Path(ctx.settings.inventory).parent
+    clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
+    worker = Worker(ctx.engine, ctx.sessions, inventory, clients,
+                    WorkerConfig(worker_id=f"app:{os.getpid()}", base_dir=base_dir,
+                                 observe=ctx.extras.get("remediation_observe"),
+                                 closure=ctx.extras.get("remediation_closure", ClosurePolicy()),
+                                 complaint_link=ctx.extras.get("complaint_link") or (
+                                     complaint_link(ctx.extras["complaint_config"])
+                                     if "complaint_config" in ctx.extras else None),
+                                 alert=ctx.extras.get("remediation_alert")))
+    stopping = threading.Event()
+    thread = threading.Thread(target=worker.loop, args=(stopping.is_set,), name="remediation-worker", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(10)
+        worker.close()
+    return stop

@@ -1,0 +1,231 @@
+"""Remediation for staff: dry run, request (enqueue only), approve, cancel, windows and the automatic switch.
+
+Thin routes: parse, call one service function, map domain errors to HTTP (refused 422, another active run 409
+naming it, unknown 404). Nothing remote runs in a request: the worker executes the runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.domain.remediation import Policy
+from pdn_ops.errors import Conflict, NotFound, PolicyRefused
+from pdn_ops.inventory import Inventory
+from pdn_ops.services import remediation as svc
+from pdn_ops.web.deps import Ctx, DbSession, Staff
+from pdn_ops.web.templating import render
+
+router = APIRouter()
+
+
+class RunRequest(BaseModel):
+    playbook: str = Field(max_length=63)
+    target: str = Field(max_length=200, description="cluster/vmid")
+    params: dict[str, Any] = {}
+    complaint_id: int | None = None
+
+
+class WindowRequest(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    target: str | None = None
+    reason: str = Field(default="", max_length=500)
+
+
+class SwitchRequest(BaseModel):
+    enabled: bool
+
+
+def _inventory(ctx: Ctx) -> tuple[Inventory, Path]:
+    if ctx.inventory is None:
+        raise HTTPException(status_code=503, detail="the inventory is not loaded yet")
+    return ctx.inventory, Path(ctx.settings.inventory).parent
+
+
+def _policy(ctx: Ctx) -> Policy:
+    policy = ctx.extras.get("remediation_policy")
+    return policy if isinstance(policy, Policy) else Policy()
+
+
+def _requester(ctx: Ctx, staff: Staff, complaint_id: int | None) -> svc.Requester:
+    # The complaints area tells which OPD a complaint belongs to; its VM must be that OPD's.
+    lookup = ctx.extras.get("complaint_opd")
+    opd = lookup(complaint_id) if lookup is not None and complaint_id is not None else None
+    return svc.Requester(staff.username, is_staff=staff.is_staff, opd=opd)
+
+
+def _http(exc: Exception) -> HTTPException:
+    if isinstance(exc, svc.ActiveRunConflict):
+        return HTTPException(status_code=409, detail={"message": str(exc), "run_id": exc.run_id})
+    if isinstance(exc, Conflict):
+        return HTTPException(status_code=409, detail=str(exc))
+    if isinstance(exc, NotFound):
+        return HTTPException(status_code=404, detail=str(exc))
+    return HTTPException(status_code=422, detail=str(exc))
+
+
+def run_view(row: RemediationRunRow, *, steps: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": row.id, "playbook": row.playbook, "target": row.target, "opd": row.opd_code, "params": row.params,
+        "risk": row.risk, "state": row.state, "outcome": row.outcome, "summary": row.summary,
+        "requested_by": row.requested_by, "trigger": row.trigger, "approvals_needed": row.approvals_needed,
+        "approvals": row.approvals, "plan": row.plan, "complaint_id": row.complaint_id, "closure": row.closure,
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+    }
+    if steps:
+        data["steps"] = [{"position": s.position, "name": s.name, "kind": s.kind, "side_effect": s.side_effect,
+                          "intent": s.intent, "state": s.state, "upid": s.upid, "exit_code": s.exit_code,
+                          "detail": s.detail, "stdout": s.stdout, "stderr": s.stderr, "reconciled": s.reconciled}
+                         for s in row.steps]
+    return data
+
+
+# --- JSON API ---------------------------------------------------------------------------------------------------
+
+@router.post("/api/v1/remediation/dry-run", tags=["remediation"])
+def dry_run_api(body: RunRequest, ctx: Ctx, staff: Staff) -> dict[str, Any]:
+    """Validate a request and show the exact plan (API calls and commands) without running anything."""
+    inventory, base_dir = _inventory(ctx)
+    try:
+        params, plan = svc.dry_run(inventory, playbook=body.playbook, target=body.target, params=body.params,
+                                   policy=_policy(ctx), requester=_requester(ctx, staff, body.complaint_id),
+                                   base_dir=base_dir)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        raise _http(exc) from None
+    return {"params": params, "plan": plan}
+
+
+@router.post("/api/v1/remediation/runs", tags=["remediation"], status_code=201)
+def request_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff,
+                idempotency_key: Annotated[str, Header(min_length=1, max_length=200)]) -> dict[str, Any]:
+    """Enqueue a run (``Idempotency-Key`` header required); 409 names the run already active on the target."""
+    inventory, base_dir = _inventory(ctx)
+    try:
+        row = svc.request_run(session, inventory, playbook=body.playbook, target=body.target, params=body.params,
+                              requester=_requester(ctx, staff, body.complaint_id), idempotency_key=idempotency_key,
+                              policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        raise _http(exc) from None
+    return run_view(row)
+
+
+@router.get("/api/v1/remediation/runs", tags=["remediation"])
+def list_api(session: DbSession, _staff: Staff, target: str | None = None) -> list[dict[str, Any]]:
+    return [run_view(r) for r in svc.list_runs(session, target=target)]
+
+
+@router.get("/api/v1/remediation/runs/{run_id}", tags=["remediation"])
+def get_api(run_id: int, session: DbSession, _staff: Staff) -> dict[str, Any]:
+    try:
+        return run_view(svc.get_run(session, run_id), steps=True)
+    except NotFound as exc:
+        raise _http(exc) from None
+
+
+@router.post("/api/v1/remediation/runs/{run_id}/approve", tags=["remediation"])
+def approve_api(run_id: int, session: DbSession, staff: Staff) -> dict[str, Any]:
+    try:
+        return run_view(svc.approve(session, run_id, engineer=staff.username))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
+
+
+@router.post("/api/v1/remediation/runs/{run_id}/cancel", tags=["remediation"])
+def cancel_api(run_id: int, session: DbSession, staff: Staff) -> dict[str, Any]:
+    try:
+        return run_view(svc.cancel(session, run_id, engineer=staff.username))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
+
+
+@router.post("/api/v1/remediation/windows", tags=["remediation"], status_code=201)
+def window_api(body: WindowRequest, session: DbSession, staff: Staff) -> dict[str, Any]:
+    try:
+        row = svc.add_window(session, starts_at=body.starts_at, ends_at=body.ends_at, target=body.target,
+                             reason=body.reason, created_by=staff.username)
+    except PolicyRefused as exc:
+        raise _http(exc) from None
+    return {"id": row.id, "starts_at": row.starts_at.isoformat(), "ends_at": row.ends_at.isoformat(),
+            "target": row.target}
+
+
+@router.put("/api/v1/remediation/auto", tags=["remediation"])
+def switch_api(body: SwitchRequest, session: DbSession, staff: Staff) -> dict[str, bool]:
+    """The global off switch for automatic remediation."""
+    svc.set_auto_enabled(session, body.enabled, changed_by=staff.username)
+    return {"enabled": svc.auto_enabled(session)}
+
+
+# --- pages ------------------------------------------------------------------------------------------------------
+
+@router.get("/remediation", response_class=HTMLResponse, include_in_schema=False)
+def runs_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    targets = [vm.key for vm in ctx.inventory.vms] if ctx.inventory else []
+    return render(request, "remediation_runs.html", runs=svc.list_runs(session), targets=targets,
+                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=svc.auto_enabled(session))
+
+
+@router.post("/remediation/dry-run", response_class=HTMLResponse, include_in_schema=False)
+def dry_run_page(request: Request, ctx: Ctx, staff: Staff, playbook: Annotated[str, Form(max_length=63)],
+                 target: Annotated[str, Form(max_length=200)],
+                 param_name: Annotated[str, Form(max_length=63)] = "",
+                 param_value: Annotated[str, Form(max_length=256)] = "") -> HTMLResponse:
+    inventory, base_dir = _inventory(ctx)
+    params = {param_name: param_value} if param_name else {}
+    try:
+        clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
+                                  requester=_requester(ctx, staff, None), base_dir=base_dir)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        return render(request, "remediation_plan.html", status_code=_http(exc).status_code, error=str(exc),
+                      playbook=playbook, target=target, plan=[], params={}, key="", param_name="", param_value="")
+    return render(request, "remediation_plan.html", error=None, playbook=playbook, target=target, plan=plan,
+                  params=clean, key=uuid.uuid4().hex, param_name=param_name, param_value=param_value)
+
+
+@router.post("/remediation/runs", include_in_schema=False)
+def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
+                 playbook: Annotated[str, Form(max_length=63)], target: Annotated[str, Form(max_length=200)],
+                 key: Annotated[str, Form(min_length=1, max_length=200)],
+                 param_name: Annotated[str, Form(max_length=63)] = "",
+                 param_value: Annotated[str, Form(max_length=256)] = "") -> Any:
+    inventory, base_dir = _inventory(ctx)
+    try:
+        row = svc.request_run(session, inventory, playbook=playbook, target=target,
+                              params={param_name: param_value} if param_name else {},
+                              requester=_requester(ctx, staff, None), idempotency_key=key, policy=_policy(ctx),
+                              base_dir=base_dir)
+    except svc.ActiveRunConflict as exc:
+        return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        error = _http(exc)
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    return RedirectResponse(f"/remediation/runs/{row.id}", status_code=303)
+
+
+@router.get("/remediation/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+def run_page(run_id: int, request: Request, session: DbSession, staff: Staff) -> HTMLResponse:
+    try:
+        row = svc.get_run(session, run_id)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    approved_by_me = any(a.get("by") == staff.username for a in row.approvals)
+    return render(request, "remediation_run.html", run=row, can_approve=row.state == "awaiting_approval"
+                  and not approved_by_me)
+
+
+@router.post("/remediation/runs/{run_id}/approve", include_in_schema=False)
+def approve_page(run_id: int, session: DbSession, staff: Staff) -> RedirectResponse:
+    try:
+        svc.approve(session, run_id, engineer=staff.username)
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
+    return RedirectResponse(f"/remediation/runs/{run_id}", status_code=303)

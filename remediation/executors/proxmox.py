@@ -1,0 +1,144 @@
+"""Proxmox VE actions over the API, handed a proxmoxer ``ProxmoxAPI`` object.
+
+Every call returns an ``Outcome``; nothing raises to the orchestrator. A call that starts a task hands the UPID to
+``on_upid`` the moment the API returns it (the journal stores it before anything else happens), then waits for the
+task to stop and checks ``exitstatus == "OK"``: a stopped task is not a success by itself.
+
+Error mapping: a 4xx answer means the request was refused and nothing happened (failed); a 5xx answer, a timeout or
+a dropped connection before the UPID arrived means we cannot know (unknown): ``find_task`` then looks for the task
+in the node's task list since the intent was written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from proxmoxer import ProxmoxAPI
+from proxmoxer.core import AuthenticationError, ResourceException
+
+from pdn_ops.domain.remediation import Outcome, StepStatus, cap_output
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    method: str  # GET | POST | PUT | DELETE
+    path: str  # "/nodes/pve1/qemu/101/status/start"
+    params: dict[str, str | int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        args = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.method} /api2/json{self.path}" + (f" {args}" if args else "")
+
+
+def connect(api_url: str, *, token_id: str, token_secret: str, verify: str | bool, timeout: float) -> ProxmoxAPI:
+    """A token-authenticated client; ``verify`` is a CA file path (TLS is always verified outside the lab)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_url)
+    user, _, token_name = token_id.partition("!")
+    return ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=token_name,
+                      token_value=token_secret, verify_ssl=verify, timeout=timeout)
+
+
+def upid_node(upid: str) -> str:
+    parts = upid.split(":")
+    return parts[1] if len(parts) >= 9 else ""
+
+
+class ProxmoxExecutor:
+    def __init__(self, api: ProxmoxAPI, *, task_timeout: float = 300.0, poll_interval: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._api = api
+        self.task_timeout = task_timeout
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._sleep = sleep
+
+    def close(self) -> None:
+        """Close the HTTP session (proxmoxer keeps it in its store; it has no public close)."""
+        session = getattr(self._api, "_store", {}).get("session")
+        if session is not None:
+            session.close()
+
+    def _send(self, call: ApiCall) -> Any:
+        resource = self._api(call.path.strip("/"))
+        verb = {"GET": resource.get, "POST": resource.post, "PUT": resource.put, "DELETE": resource.delete}
+        return verb[call.method](**call.params)
+
+    def read(self, call: ApiCall) -> Outcome:
+        """A call without side effects; safe to repeat."""
+        try:
+            return Outcome(StepStatus.SUCCEEDED, data=self._send(call))
+        except ResourceException as exc:
+            return Outcome(StepStatus.FAILED, exit_code=exc.status_code, detail=_reason(exc))
+        except AuthenticationError:
+            return Outcome(StepStatus.FAILED, detail="the Proxmox API refused the credentials")
+        except requests.RequestException as exc:
+            return Outcome(StepStatus.UNKNOWN, detail=f"Proxmox API unreachable ({type(exc).__name__})")
+
+    def start(self, call: ApiCall, on_upid: Callable[[str], None]) -> Outcome:
+        """Send a call that starts a task, hand over the UPID at once, then wait for the task's end."""
+        try:
+            data = self._send(call)
+        except ResourceException as exc:
+            status = StepStatus.UNKNOWN if exc.status_code >= 500 else StepStatus.FAILED
+            return Outcome(status, exit_code=exc.status_code, detail=f"no UPID: {_reason(exc)}")
+        except AuthenticationError:
+            return Outcome(StepStatus.FAILED, detail="the Proxmox API refused the credentials")
+        except requests.RequestException as exc:
+            return Outcome(StepStatus.UNKNOWN, detail=f"no UPID: {type(exc).__name__} before the answer arrived")
+        if not isinstance(data, str) or not data.startswith("UPID:"):
+            # A synchronous call (PUT config, resize on PVE 7): done when it answered.
+            return Outcome(StepStatus.SUCCEEDED, data=data, detail="synchronous call completed")
+        on_upid(data)
+        return self.wait(data)
+
+    def wait(self, upid: str, timeout: float | None = None) -> Outcome:
+        node = upid_node(upid)
+        deadline = self._clock() + (self.task_timeout if timeout is None else timeout)
+        last = "no answer yet"
+        while True:
+            status = self.read(ApiCall("GET", f"/nodes/{node}/tasks/{upid}/status"))
+            if status.ok and isinstance(status.data, dict):
+                if status.data.get("status") == "stopped":
+                    exitstatus = str(status.data.get("exitstatus", ""))
+                    log = self._log_tail(node, upid)
+                    result = StepStatus.SUCCEEDED if exitstatus == "OK" else StepStatus.FAILED
+                    return Outcome(result, upid=upid, stdout=log, detail=f"task ended: {exitstatus}",
+                                   exit_code=0 if result is StepStatus.SUCCEEDED else 1)
+                last = "task still running"
+            else:
+                last = status.detail
+            if self._clock() >= deadline:
+                return Outcome(StepStatus.UNKNOWN, upid=upid, detail=f"gave up waiting for the task: {last}")
+            self._sleep(self.poll_interval)
+
+    def _log_tail(self, node: str, upid: str) -> str:
+        log = self.read(ApiCall("GET", f"/nodes/{node}/tasks/{upid}/log", {"start": 0, "limit": 500}))
+        if not log.ok or not isinstance(log.data, list):
+            return ""
+        return cap_output("\n".join(str(line.get("t", "")) for line in log.data if isinstance(line, dict)))
+
+    def find_task(self, node: str, task_type: str, vmid: int, since: float, exclude: set[str]) -> str | None:
+        """The UPID of a ``task_type`` task for ``vmid`` started at or after ``since`` (epoch), or None.
+
+        ``since`` comes from the intent row, written before the call was sent; a few seconds of slack cover clock
+        skew between pdn-ops and the node. UPIDs already journaled by this run are excluded.
+        """
+        listing = self.read(ApiCall("GET", f"/nodes/{node}/tasks", {"vmid": vmid, "limit": 100}))
+        if not listing.ok or not isinstance(listing.data, list):
+            raise LookupError(listing.detail or "the node's task list is unavailable")
+        found = [t for t in listing.data if isinstance(t, dict) and t.get("type") == task_type
+                 and str(t.get("id")) == str(vmid) and int(t.get("starttime", 0)) >= int(since) - 5
+                 and t.get("upid") not in exclude]
+        found.sort(key=lambda t: int(t.get("starttime", 0)))
+        return str(found[0]["upid"]) if found else None
+
+
+def _reason(exc: ResourceException) -> str:
+    # proxmoxer carries the PVE message (the HTTP reason phrase) in ``content``; never any credentials.
+    return f"HTTP {exc.status_code}: {str(exc.content)[:300]}"

@@ -1,0 +1,77 @@
+"""Restart a VM: graceful shutdown with a timeout, stop only if it is still running, start, verify it runs.
+
+A VM that is already stopped (the "stopped VM" fault) is simply started. The guest's own checks confirm the rest
+(health-confirmed closure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pdn_ops.domain.remediation import Policy, Risk, StepStatus
+from pdn_ops.errors import PolicyRefused
+from remediation.executors.proxmox import ApiCall
+from remediation.playbooks.base import (
+    LOCATE,
+    ApiTask,
+    Check,
+    RunContext,
+    Step,
+    VmTarget,
+    refusals,
+    status_fact,
+    vm_status,
+)
+
+SHUTDOWN_TIMEOUT = 60
+
+
+def _running(key: str) -> Any:
+    return lambda ctx: ctx.facts.get(key) == "running"
+
+
+def _shutdown(ctx: RunContext) -> ApiCall:
+    timeout = int(ctx.params.get("shutdown_timeout", SHUTDOWN_TIMEOUT))
+    return ApiCall("POST", ctx.vm_path("/status/shutdown"), {"timeout": timeout, "forceStop": 0})
+
+
+STEPS: tuple[Step, ...] = (
+    LOCATE,
+    ApiTask("shutdown", _shutdown, "qmshutdown", when=_running("status"), tolerate_failure=True),
+    Check("status_after_shutdown", "check", vm_status, status_fact("status_after_shutdown")),
+    ApiTask("stop", lambda ctx: ApiCall("POST", ctx.vm_path("/status/stop")), "qmstop",
+            when=_running("status_after_shutdown")),
+    ApiTask("start", lambda ctx: ApiCall("POST", ctx.vm_path("/status/start")), "qmstart"),
+    Check("verify_running", "check", vm_status, status_fact("final_status", require="running")),
+)
+
+
+class RestartVm:
+    name = "restart_vm"
+    risk = Risk.MEDIUM
+    needs = "api"
+
+    def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
+        with refusals():
+            unknown = set(params) - {"shutdown_timeout"}
+            if unknown:
+                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            value = params.get("shutdown_timeout", SHUTDOWN_TIMEOUT)
+            if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+                raise PolicyRefused("the shutdown timeout must be a whole number of seconds")
+            timeout = int(value)
+            if not 10 <= timeout <= 600:
+                raise PolicyRefused("the shutdown timeout must be between 10 and 600 seconds")
+            return {"shutdown_timeout": timeout}
+
+    def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
+        return STEPS
+
+    def summary(self, facts: Mapping[str, Any], status: StepStatus) -> str:
+        how = "forced stop after the graceful shutdown" if facts.get("status_after_shutdown") == "running" else (
+            "graceful shutdown" if facts.get("status") == "running" else "the VM was stopped")
+        return f"restart VM: {status}; {how}; final state {facts.get('final_status', 'unknown')}"
+
+
+PLAYBOOK = RestartVm()

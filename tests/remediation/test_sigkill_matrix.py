@@ -1,0 +1,137 @@
+"""The SIGKILL matrix: a real worker process killed at each boundary of each side-effecting step, then restarted.
+
+Asserts that no side effect happened twice (the fake's task list, the guest's command log) and that every run
+ends with a recorded outcome. To keep the number of processes down, the API playbooks chain: worker k recovers
+the run worker k-1 left behind (boundaries of recovered runs are not counted), then claims a fresh run and dies
+at boundary k of it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.domain import remediation as rem
+from pdn_ops.services import remediation as svc
+from remediation.executors.proxmox import ApiCall
+from tests.remediation.pve_support import executor
+from tests.remediation.sshguest import SshGuest
+from tests.remediation.world import add_vms, inventory, write_inventory
+
+pytestmark = pytest.mark.slow
+FINAL = {"succeeded", "failed", "unknown"}
+
+
+class Matrix:
+    def __init__(self, tmp_path: Path, pve: Any, cafile: str, guest: SshGuest | None) -> None:
+        self.url = f"sqlite:///{tmp_path / 'matrix.sqlite3'}"
+        migrate.upgrade(self.url)
+        self.engine = make_engine(self.url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.inventory_path = write_inventory(tmp_path, pve, cafile, guest, vmids=[101, *range(301, 360)])
+        self.inventory = inventory(self.inventory_path)
+        self.count = 0
+
+    def enqueue(self, playbook: str, vmid: int, params: Mapping[str, object]) -> int:
+        self.count += 1
+        with transaction(self.sessions) as session:
+            return svc.request_run(session, self.inventory, playbook=playbook, target=f"pve/{vmid}", params=params,
+                                   requester=svc.Requester("policy-engine"), idempotency_key=f"m{self.count}",
+                                   policy=rem.Policy(), trigger="rule:0").id
+
+    def worker(self, kill_at: int | None = None) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PDN_OPS_REMEDIATION_KILL")}
+        if kill_at is not None:
+            env.update(PDN_OPS_REMEDIATION_KILL_AT=str(kill_at), PDN_OPS_REMEDIATION_KILL_SCOPE="act")
+        proc = subprocess.run(
+            [sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker", "--once",
+             "--database-url", self.url, "--inventory", str(self.inventory_path), "--worker-id", f"w{kill_at}"],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode in (0, -9), proc.stderr[-2000:]
+        return proc.returncode
+
+    def runs(self) -> dict[int, RemediationRunRow]:
+        with self.sessions() as session:
+            return {r.id: r for r in session.scalars(select(RemediationRunRow))}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+API_CASES: list[tuple[str, str, dict[str, object]]] = [
+    ("restart_vm", "stopped", {}),
+    ("resize_vm", "running", {"cores": 4}),
+    ("restore_snapshot", "running", {"snapshot": "before_update"}),
+]
+
+
+def test_sigkill_at_every_api_boundary_never_repeats_a_task(fakepve: Any, fakepve_cafile: str,
+                                                            tmp_path: Path) -> None:
+    matrix = Matrix(tmp_path, fakepve, fakepve_cafile, None)
+    proxmox = executor(fakepve, fakepve_cafile)
+    started: dict[int, tuple[int, int]] = {}  # run id -> (vmid, task count before the run)
+    vmid = 300
+    try:
+        for playbook, status, params in API_CASES:
+            kills = 0
+            for at in range(1, 30):
+                vmid += 1
+                add_vms(fakepve, [vmid], status=status)
+                if playbook == "restore_snapshot":
+                    proxmox.start(ApiCall("POST", f"/nodes/pve1/qemu/{vmid}/snapshot", {"snapname": "before_update"}),
+                                  lambda _u: None)
+                started[matrix.enqueue(playbook, vmid, params)] = (vmid, len(fakepve.tasklog))
+                if matrix.worker(kill_at=at) == 0:
+                    break
+                kills += 1
+            assert kills >= 4, f"{playbook}: only {kills} boundaries were cut"
+        assert matrix.worker() == 0
+        for run_id, run in matrix.runs().items():
+            vm_id, baseline = started[run_id]
+            done = Counter(t["type"] for t in fakepve.tasklog[baseline:] if t["id"] == str(vm_id))
+            assert run.state == "succeeded" and run.outcome == "succeeded", (run.playbook, run_id, run.summary)
+            assert all(n == 1 for n in done.values()), (run.playbook, run_id, done)
+            assert fakepve.vm(vm_id).status == "running"
+    finally:
+        matrix.close()
+
+
+SSH_CASES: list[tuple[str, dict[str, object], str]] = [
+    ("restart_service", {"unit": "nginx.service"}, "systemctl restart"),
+    ("free_disk", {"cleanup": "journal"}, "/usr/bin/journalctl"),
+]
+
+
+def test_sigkill_at_every_ssh_boundary_never_repeats_a_command(fakepve: Any, fakepve_cafile: str, tmp_path: Path,
+                                                               ssh_guest: SshGuest) -> None:
+    matrix = Matrix(tmp_path, fakepve, fakepve_cafile, ssh_guest)
+    add_vms(fakepve, [101], status="running")
+    try:
+        for playbook, params, action in SSH_CASES:
+            for at in range(1, 10):
+                ssh_guest.reset(units={"nginx.service": "failed", "php8.2-fpm.service": "active"})
+                run_id = matrix.enqueue(playbook, 101, params)
+                killed = matrix.worker(kill_at=at) == -9
+                if killed:
+                    assert matrix.worker() == 0  # the restarted worker reconciles the orphan
+                run = matrix.runs()[run_id]
+                acted = [c for c in ssh_guest.commands() if c.startswith(action)]
+                assert run.state in FINAL and run.outcome == run.state, (playbook, at, run.state)
+                assert len(acted) <= 1, (playbook, at, acted)
+                if not killed:
+                    assert run.outcome == "succeeded", run.summary
+                    assert at > 2
+                    break
+    finally:
+        matrix.close()

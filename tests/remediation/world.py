@@ -1,0 +1,64 @@
+"""A small named world for remediation tests: one cluster on fakepve, two OPDs, VMs with and without SSH."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pdn_ops.inventory import Inventory, load_inventory
+from tests.remediation.pve_support import TOKEN_ID, TOKEN_SECRET
+from tests.remediation.sshguest import SshGuest
+
+TOKEN_ENV = "PDN_OPS_TEST_REMEDIATION_TOKEN"
+CONFIG = {"cores": 2, "memory": 2048, "scsi0": "local-lvm:vm-{vmid}-disk-0,size=10G", "ostype": "l26"}
+
+
+def add_vms(pve: Any, vmids: range | list[int], status: str = "stopped") -> None:
+    pve.apitokens[TOKEN_ID] = TOKEN_SECRET
+    for vmid in vmids:
+        if pve.vm(vmid) is None:
+            config = {k: (v.format(vmid=vmid) if isinstance(v, str) else v) for k, v in CONFIG.items()}
+            pve.add_vm(vmid, f"vm{vmid}", status=status, config=config)
+
+
+def write_inventory(directory: Path, pve: Any, cafile: str, guest: SshGuest | None = None,
+                    vmids: range | list[int] = range(101, 104)) -> Path:
+    """dinkes owns every VM; disdik owns none (for the other-OPD checks). VM 101 has SSH when a guest is given."""
+    os.environ[TOKEN_ENV] = TOKEN_SECRET
+    lines = [
+        "version: 1",
+        "clusters:",
+        "  - name: pve",
+        f"    api_url: {pve.url}",
+        f"    token_id: '{TOKEN_ID}'",
+        f"    token_secret: env:{TOKEN_ENV}",
+        f"    tls: {{ca_file: {cafile}}}",
+        "    timeout: 5",
+        "opds:",
+        "  - {code: dinkes, name: Dinas Kesehatan}",
+        "  - {code: disdik, name: Dinas Pendidikan}",
+        "vms:",
+    ]
+    for vmid in vmids:
+        lines += ["  - cluster: pve", f"    vmid: {vmid}", f"    name: vm{vmid}", "    opd: dinkes"]
+        if guest is not None and vmid == 101:
+            lines += [
+                "    ssh:",
+                f"      host: {guest.host}",
+                f"      port: {guest.port}",
+                f"      user: {guest.user}",
+                f"      key: file:{guest.client_key}",
+                f"      host_key: {guest.host_key}",
+                "      timeout: 5",
+                "    services: [nginx.service, php8.2-fpm.service]",
+                "    cleanup:",
+                "      - {name: journal, argv: [/usr/bin/journalctl, --vacuum-size=100M]}",
+            ]
+    path = directory / "inventory.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def inventory(path: Path) -> Inventory:
+    return load_inventory(path)
