@@ -116,6 +116,9 @@ def classify(exc: BaseException) -> tuple[FailureClass, str]:
     return FailureClass.ERROR, type(exc).__name__
 
 
+SSL_SHUTDOWN_GRACE_S = 0.05
+
+
 class SiteClient:
     """A shared aiohttp session for one cycle; use as ``async with SiteClient(...) as client``."""
 
@@ -149,6 +152,9 @@ class SiteClient:
     ) -> None:
         if self._session is not None:
             await self._session.close()
+            # An SSL transport closes asynchronously (close_notify, then the socket): give it a moment on this
+            # loop, or a caller that ends the loop right after (asyncio.run per cycle) leaks the sockets.
+            await asyncio.sleep(SSL_SHUTDOWN_GRACE_S)
             self._session = None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:

@@ -26,7 +26,7 @@ def test_migration_0005_upgrades_and_downgrades(fresh_db_url: str) -> None:
                 "remediation_switches"} <= names
         indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("remediation_runs")}
         assert indexes["uq_remediation_runs_active_target"]["unique"]
-        migrate.downgrade(fresh_db_url, "0003")
+        migrate.downgrade(fresh_db_url, "0004")
         assert "remediation_runs" not in set(inspect(engine).get_table_names())
         migrate.upgrade(fresh_db_url)
     finally:

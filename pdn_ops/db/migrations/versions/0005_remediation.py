@@ -1,7 +1,7 @@
 """remediation runs, steps, maintenance windows, automatic rules, switches
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-28 18:40:00
 """
 
