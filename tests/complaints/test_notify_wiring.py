@@ -60,7 +60,7 @@ def test_each_state_change_enqueues_one_message_per_opd_channel_and_replays_add_
     received = outbox_for(world, complaint_id, "complaint_received")
     assert sorted((r.channel, r.address) for r in received) == [("email", DINKES_EMAIL), ("whatsapp", DINKES_WA)]
     assert received[0].params["number"] == f"#{complaint_id}"
-    assert received[0].params["link"].endswith(f"/complaints/{complaint_id}")
+    assert str(received[0].params["link"]).endswith(f"/complaints/{complaint_id}")
 
     at = utcnow() + timedelta(seconds=1)
     with transaction(world.ctx.sessions) as session:
