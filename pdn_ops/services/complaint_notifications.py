@@ -9,12 +9,15 @@ later change of the same kind (returned twice) is a new message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pdn_ops.db.complaint_tables import ComplaintRow
 from pdn_ops.db.tables import OpdRow
-from pdn_ops.domain.complaints import Action
+from pdn_ops.domain.complaints import RUNNING_STATES, Action
 from pdn_ops.notify.model import Channel, Recipient
 from pdn_ops.services.complaints import ComplaintEvent, Listener
 from pdn_ops.services.notify_outbox import enqueue
@@ -81,3 +84,27 @@ def make_listener(public_url: str) -> Listener:
         enqueue(session, event=name, recipients=recipients, params=params, idempotency_key=key, now=event.at)
 
     return notify_opd
+
+
+def enqueue_sla_at_risk(session: Session, now: datetime, *, engineers: Sequence[Recipient],
+                        public_url: str) -> int:
+    """Alert engineers about running complaints past 50 % or 80 % of their SLA; returns messages created.
+
+    Only the highest threshold crossed is sent (a late run past 80 % does not send a stale 50 % alert too). The
+    key names the complaint version, so running this every minute sends each alert once, and a corrected
+    (resubmitted) complaint can alert again.
+    """
+    if not engineers:
+        return 0
+    stmt = select(ComplaintRow).where(ComplaintRow.state.in_([str(s) for s in RUNNING_STATES]),
+                                      ComplaintRow.sla_running_since.is_not(None),
+                                      ComplaintRow.sla_risk50_at <= now).order_by(ComplaintRow.id)
+    created = 0
+    for row in session.scalars(stmt):
+        percent = 80 if row.sla_risk80_at is not None and row.sla_risk80_at <= now else 50
+        created += len(enqueue(
+            session, event="sla_at_risk", recipients=list(engineers), now=now,
+            params={"number": complaint_number(row.id), "percent": percent,
+                    "link": complaint_link(public_url, row.id)},
+            idempotency_key=f"complaint:{row.id}:sla_at_risk:{percent}:v{row.version}"))
+    return created

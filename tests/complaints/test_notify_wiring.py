@@ -212,3 +212,32 @@ def test_an_unknown_number_creates_no_complaint_and_no_draft(
         assert session.scalar(select(IntakeDraftRow.id).where(IntakeDraftRow.address == STRANGER_WA)) is None
     (reply,) = bodies_to(graph, STRANGER_WA, sent)
     assert "belum terdaftar" in reply
+
+
+def test_engineers_get_one_sla_at_risk_alert_per_threshold(world: World) -> None:
+    from pdn_ops.notify.model import Recipient
+    from pdn_ops.services.complaint_notifications import enqueue_sla_at_risk
+
+    complaint_id = file_by_service(world, "admin-dinkes", f"vm:{world.vm['web-dinkes']}")
+    with world.ctx.sessions() as session:
+        row = session.get(ComplaintRow, complaint_id)
+        assert row is not None and row.sla_risk50_at is not None and row.sla_risk80_at is not None
+        risk50, risk80 = row.sla_risk50_at, row.sla_risk80_at
+    engineers = [Recipient(Channel.EMAIL, "engineer@diskominfo.example.go.id", "en")]
+    url = world.ctx.settings.public_url
+
+    def alerts() -> list[NotifyOutboxRow]:
+        return outbox_for(world, complaint_id, "sla_at_risk")
+
+    with transaction(world.ctx.sessions) as session:
+        enqueue_sla_at_risk(session, risk50 - timedelta(seconds=1), engineers=engineers, public_url=url)
+    assert alerts() == []
+    for _ in range(3):
+        with transaction(world.ctx.sessions) as session:
+            enqueue_sla_at_risk(session, risk50 + timedelta(seconds=1), engineers=engineers, public_url=url)
+    assert [(a.address, a.params["percent"]) for a in alerts()] == [("engineer@diskominfo.example.go.id", "50")]
+    for _ in range(2):
+        with transaction(world.ctx.sessions) as session:
+            enqueue_sla_at_risk(session, risk80 + timedelta(seconds=1), engineers=engineers, public_url=url)
+    assert [a.params["percent"] for a in alerts()] == ["50", "80"]
+    assert all(a.urgent for a in alerts())
