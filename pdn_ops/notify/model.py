@@ -52,6 +52,8 @@ EVENTS: Final[dict[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec("intake_reply", True, ("number", "link")),
     EventSpec("intake_refused", True, ()),
     EventSpec("intake_media_refused", True, ("reason",)),
+    # A draft sent over WhatsApp/e-mail still lacks something the service standard requires (wiring: intake).
+    EventSpec("intake_incomplete", True, ("number", "missing")),
 )}
 
 # Events engineers receive (issue 7: "engineers get SLA-at-risk and remediation-failed alerts").

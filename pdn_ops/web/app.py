@@ -22,6 +22,7 @@ from pdn_ops.domain.complaints import TransitionError
 from pdn_ops.errors import Conflict, NotFound, PermissionDenied
 from pdn_ops.inventory import load_inventory
 from pdn_ops.services import asset_health
+from pdn_ops.services.complaint_intake import ComplaintsIntake
 from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.settings import Settings
 from pdn_ops.web import auth
@@ -54,6 +55,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     if check_database:
         migrate.require_current(engine)  # raises DatabaseNotReady naming the command to run
     auth.install(ctx)  # accounts: ctx.extras["authenticate"], the complaint configuration and its listeners
+    # Complaints over WhatsApp/e-mail: the notify worker reads the intake from here.
+    ctx.extras.setdefault("complaint_intake", ComplaintsIntake(ctx.extras["complaint_config"], settings.public_url))
     # The complaint pages' seams into the health model: live state per asset, uptime for monthly reports.
     ctx.extras.setdefault("asset_health", asset_health.states)
     ctx.extras.setdefault("asset_uptime", asset_health.uptime)

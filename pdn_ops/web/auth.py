@@ -22,7 +22,7 @@ from fastapi import HTTPException, Request, Response
 from pdn_ops.complaint_settings import complaint_config, load_complaint_settings
 from pdn_ops.db.engine import transaction
 from pdn_ops.domain.access import Principal
-from pdn_ops.services import accounts
+from pdn_ops.services import accounts, complaint_notifications
 from pdn_ops.web.context import AppContext
 
 SESSION_COOKIE = "pdn_session"
@@ -65,6 +65,8 @@ def install(ctx: AppContext) -> None:
     ctx.extras["authenticate"] = make_authenticator(ctx)
     ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, load_complaint_settings())
     ctx.extras["complaint_listeners"] = ctx.extras["complaint_config"].listeners
+    # WhatsApp/e-mail messages to the OPD for each state change, in the same transaction (the outbox).
+    ctx.extras["complaint_listeners"].add(complaint_notifications.make_listener(ctx.settings.public_url))
 
 
 def principal_or_none(request: Request) -> Principal | None:
