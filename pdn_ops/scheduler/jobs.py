@@ -128,3 +128,17 @@ def build_jobs(inventory: Inventory, factory: CollectorFactory | None, config: H
     for interval, vms in sorted(ssh_by_interval.items()):
         jobs.append(JobSpec(f"ssh:{interval}s", "ssh", interval, factory.ssh(vms), record_ssh))
     return maintenance_jobs(config, max((job.interval_s for job in jobs), default=0.0)) + jobs
+
+
+COMPLAINT_SWEEP_INTERVAL_S = 900.0
+
+
+def complaint_jobs(config: Any) -> list[JobSpec]:
+    """Step 6 of the procedure: fixed complaints the OPD never answered close after the configured period."""
+    from pdn_ops.db.tables import utcnow
+    from pdn_ops.services import complaints
+
+    def close_stale(session: Session, _: object) -> object:
+        return complaints.close_stale(session, utcnow(), config=config)
+
+    return [JobSpec("complaints:close-stale", "maintenance", COMPLAINT_SWEEP_INTERVAL_S, _nothing, close_stale)]

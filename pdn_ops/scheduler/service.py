@@ -19,7 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.inventory import Inventory
-from pdn_ops.scheduler.jobs import CollectorFactory, HealthConfig, JobSpec, build_jobs
+from pdn_ops.scheduler.jobs import CollectorFactory, HealthConfig, JobSpec, build_jobs, complaint_jobs
 from pdn_ops.scheduler.leader import LeaderLock, leader_lock_for
 from pdn_ops.scheduler.wrapper import JobWrapper
 
@@ -133,6 +133,8 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
             log.warning("no collector factory configured: only maintenance jobs will run")
         inventory = ctx.inventory or Inventory()
         specs = build_jobs(inventory, chosen, HealthConfig.from_settings(ctx.settings))
+        if "complaint_config" in ctx.extras:
+            specs += complaint_jobs(ctx.extras["complaint_config"])
         extras = ctx.extras
 
         def after_run() -> None:

@@ -165,3 +165,19 @@ def test_other_parts_can_add_timeline_entries_without_a_state_change(session, na
     row = complaints.get(session, named.users["engineer"], cid)
     assert row.state == State.SUBMITTED
     assert [a.action for a in complaint_queries.timeline(session, row)][-1] == "remediation.restart_service"
+
+
+def test_the_scheduler_closes_fixed_complaints_the_opd_never_answered(session, named, config) -> None:
+    from pdn_ops.db.tables import utcnow
+    from pdn_ops.scheduler.jobs import complaint_jobs
+
+    admin, eng = named.users["admin-dinkes"], named.users["engineer"]
+    long_ago = utcnow() - timedelta(days=5)
+    cid = _file(session, named, config)
+    complaints.act(session, eng, cid, Action.VERIFY, config=config, now=long_ago)
+    complaints.act(session, eng, cid, Action.FIX, config=config, now=long_ago)
+    [job] = complaint_jobs(config)
+    assert (job.name, job.kind) == ("complaints:close-stale", "maintenance")
+    assert job.record(session, job.collect()) == [cid]
+    row = complaints.get(session, admin, cid)
+    assert row.state == State.CLOSED and row.auto_closed
