@@ -251,7 +251,8 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
         assert isinstance(service, SchedulerService)
         assert service.became_leader.wait(WAIT_S) and service.scheduler is not None
         assert {job.id for job in service.scheduler.get_jobs()} == {
-            "health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s", "ssh:60s"}
+            "health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s", "ssh:60s",
+            "complaints:close-stale"}
         wait_for(lambda: (s := status(sessions, "sites:60s")) is not None and s.runs_total >= 1,
                  "the site job ran at start")
         with sessions() as session:
