@@ -8,18 +8,22 @@ EXIF when it stores the photo; this module only decides whether the bytes are an
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 from typing import Final
 
-from PIL import Image, UnidentifiedImageError
-
 from pdn_ops.errors import MediaRefused
+from pdn_ops.services import photos
 
-MAX_BYTES: Final = 10 * 1024 * 1024
-MAX_PIXELS: Final = 40_000_000
-FORMATS: Final = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# One set of rules for every way a photo arrives: the portal's (pdn_ops.services.photos).
+MAX_BYTES: Final = photos.MAX_BYTES
+MAX_PIXELS: Final = photos.MAX_PIXELS
+FORMATS: Final = {fmt: mime for fmt, (mime, _ext) in photos.FORMATS.items()}
+# The portal's refusal reasons, as the notification catalogue's keys.
+_REASONS: Final = {
+    "complaints.photo.too_big": "notify.media.size",
+    "complaints.photo.too_many_pixels": "notify.media.pixels",
+    "complaints.photo.not_image": "notify.media.type",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,26 +36,10 @@ class CheckedPhoto:
 
 def check_photo(content: bytes) -> CheckedPhoto:
     """The photo if acceptable; otherwise MediaRefused whose ``args[0]`` is a catalogue key naming the reason."""
-    if len(content) > MAX_BYTES:
-        raise MediaRefused("notify.media.size")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and past twice the limit raises) on huge images; we apply our own, lower cap.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(content), formats=list(FORMATS)) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise MediaRefused("notify.media.pixels")
-                image_format = image.format or ""
-                image.load()  # decodes every byte: truncated data fails here, not later in a thumbnailer
-    except MediaRefused:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaRefused("notify.media.pixels") from exc
-    except UnidentifiedImageError as exc:
-        raise MediaRefused("notify.media.type") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaRefused("notify.media.broken") from exc
-    if image_format not in FORMATS:
-        raise MediaRefused("notify.media.type")
-    return CheckedPhoto(content=content, mime_type=FORMATS[image_format], width=width, height=height)
+        image = photos.inspect(content, "media")
+    except photos.PhotoRefused as exc:
+        raise MediaRefused(_REASONS.get(exc.reason, "notify.media.broken")) from exc
+    with image:
+        return CheckedPhoto(content=content, mime_type=FORMATS[image.format or ""], width=image.width,
+                            height=image.height)
