@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import make_engine
-from tests.support import missing, port_open
+from tests.support import missing, port_open, throwaway_database
 
 pytest_plugins = ["tests.lab_fixtures", "tests.browser_fixtures"]
 
@@ -26,17 +25,8 @@ def pg_server_url() -> Iterator[str]:
     """A throwaway database on the real PostgreSQL server, dropped at the end of the session."""
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL", "nothing listens on 127.0.0.1:5432")
-    name = f"pdnops_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with throwaway_database(PG_ADMIN_URL, "pdnops_test") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -51,16 +41,8 @@ def fresh_db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureReques
         yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
         return
     server_url: str = request.getfixturevalue("pg_server_url")
-    name = f"pdnops_t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(server_url, "pdnops_t") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,12 @@ world of OPD admins, the fake Graph API, and a runtime with a controllable clock
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.db import migrate
@@ -22,6 +21,7 @@ from pdn_ops.notify.whatsapp import MetaCloudProvider
 from pdn_ops.services.notify_worker import NotifyRuntime
 from tests.notify import intake_impl
 from tests.notify.fake_graph import TOKEN, FakeGraph
+from tests.support import throwaway_database
 
 ADMIN_WA = "+6281200000001"
 ADMIN_EMAIL = "admin@dinkes.example.go.id"
@@ -40,18 +40,9 @@ def _notify_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def _notify_pg_url(pg_server_url: str) -> Iterator[str]:
-    name = f"pdnops_notify_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_server_url.rsplit("/", 1)[0] + f"/{name}"
-    migrate.upgrade(url)
-    try:
+    with throwaway_database(pg_server_url, "pdnops_notify") as url:
+        migrate.upgrade(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
