@@ -15,7 +15,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pdn_ops.db.complaint_tables import ApiTokenRow, DispositionRow, LoginAttemptRow, UserRow, WebSessionRow
@@ -150,13 +150,19 @@ def _principal(row: Any) -> Principal:
                      language=row.language)
 
 
+# Built once: a statement object memoises its cache key, so each request skips building and keying the query.
+_BY_SESSION_KEY = (
+    select(*_WHO, WebSessionRow.csrf_token).join(WebSessionRow, UserRow.id == WebSessionRow.user_id).where(
+        WebSessionRow.key_hash == bindparam("key_hash"), WebSessionRow.revoked_at.is_(None),
+        WebSessionRow.expires_at > bindparam("now", type_=WebSessionRow.expires_at.type), UserRow.active.is_(True)))
+_BY_API_TOKEN = (
+    select(*_WHO, ApiTokenRow.id.label("token_id"), ApiTokenRow.last_used_at)
+    .join(ApiTokenRow, UserRow.id == ApiTokenRow.user_id).where(
+        ApiTokenRow.token_hash == bindparam("token_hash"), ApiTokenRow.revoked_at.is_(None), UserRow.active.is_(True)))
+
+
 def by_session_key(session: Session, key: str, now: datetime | None = None) -> Authenticated | None:
-    now = now or utcnow()
-    row = session.execute(
-        select(*_WHO, WebSessionRow.csrf_token).join(WebSessionRow, UserRow.id == WebSessionRow.user_id).where(
-            WebSessionRow.key_hash == _digest(key), WebSessionRow.revoked_at.is_(None),
-            WebSessionRow.expires_at > now, UserRow.active.is_(True))
-    ).first()
+    row = session.execute(_BY_SESSION_KEY, {"key_hash": _digest(key), "now": now or utcnow()}).first()
     if row is None:
         return None
     return Authenticated(_principal(row), row.csrf_token, "session")
@@ -166,11 +172,7 @@ def by_api_token(session: Session, token: str, now: datetime | None = None) -> A
     if not token.startswith(TOKEN_PREFIX):
         return None
     now = now or utcnow()
-    row = session.execute(
-        select(*_WHO, ApiTokenRow.id.label("token_id"), ApiTokenRow.last_used_at)
-        .join(ApiTokenRow, UserRow.id == ApiTokenRow.user_id).where(
-            ApiTokenRow.token_hash == _digest(token), ApiTokenRow.revoked_at.is_(None), UserRow.active.is_(True))
-    ).first()
+    row = session.execute(_BY_API_TOKEN, {"token_hash": _digest(token)}).first()
     if row is None:
         return None
     stale = row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY

@@ -7,10 +7,11 @@ costs; the indexes in ``complaint_tables`` match the orderings here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, func, select, tuple_, update
+from sqlalchemy import Integer, Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.complaint_tables import (
@@ -25,7 +26,7 @@ from pdn_ops.db.tables import AuditRow, OpdRow, utcnow
 from pdn_ops.domain.access import Principal
 from pdn_ops.domain.complaints import State
 from pdn_ops.errors import NotFound
-from pdn_ops.services.complaints import get, scoped
+from pdn_ops.services.complaints import get
 
 PAGE = 50
 MAX_PAGE = 200
@@ -47,15 +48,49 @@ LIST_COLUMNS = (ComplaintRow.id, ComplaintRow.opd_id, ComplaintRow.vm_id, Compla
                 ComplaintRow.sla_risk80_at, ComplaintRow.sla_breached)
 
 
-def _fetch(session: Session, stmt: Select[Any], light: bool, limit: int) -> list[Any]:
-    if light:
-        narrow = stmt.with_only_columns(*LIST_COLUMNS)
-        return list(session.execute(narrow.limit(limit + 1)).all())
-    return list(session.scalars(stmt.limit(limit + 1)))
-
-
 def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
+
+
+# The lists are the hottest queries of the app. Each shape of query (which filters are present, light or ORM rows)
+# is built once with bound parameters: a statement object memoises its cache key, so a request only binds values
+# instead of building, coercing and keying a new statement every time.
+_LIMIT = bindparam("limit", type_=Integer)
+
+
+def _base(light: bool) -> Select[Any]:
+    if light:
+        return cast(Select[Any], select(*LIST_COLUMNS))
+    return select(ComplaintRow)
+
+
+@cache
+def _queue_statement(after: bool, light: bool) -> Select[Any]:
+    stmt = _base(light)
+    stmt = stmt.where(ComplaintRow.sla_due_at.is_not(None))
+    if after:
+        # A row-value comparison: both engines turn it into one range scan of ix_complaints_sla_due_at_id.
+        key = tuple_(bindparam("after_due", type_=ComplaintRow.sla_due_at.type), bindparam("after_id", type_=Integer))
+        stmt = stmt.where(tuple_(ComplaintRow.sla_due_at, ComplaintRow.id) > key)
+    return stmt.order_by(ComplaintRow.sla_due_at, ComplaintRow.id).limit(_LIMIT)
+
+
+@cache
+def _listing_statement(opd: bool, state: bool, before: bool, light: bool) -> Select[Any]:
+    stmt = _base(light)
+    if opd:
+        stmt = stmt.where(ComplaintRow.opd_id == bindparam("opd_id", type_=Integer))
+    if state:
+        stmt = stmt.where(ComplaintRow.state == bindparam("state", type_=ComplaintRow.state.type))
+    if before:
+        stmt = stmt.where(ComplaintRow.id < bindparam("before_id", type_=Integer))
+    return stmt.order_by(ComplaintRow.id.desc()).limit(_LIMIT)
+
+
+def _fetch(session: Session, stmt: Select[Any], params: dict[str, Any], light: bool) -> list[Any]:
+    if light:
+        return list(session.execute(stmt, params).all())
+    return list(session.scalars(stmt, params))
 
 
 def queue(session: Session, principal: Principal, *, cursor: str | None = None, limit: int = PAGE,
@@ -64,21 +99,22 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
     if not principal.is_staff:
         raise NotFound("no such page")
     limit = _limit(limit)
-    stmt = select(ComplaintRow).where(ComplaintRow.sla_due_at.is_not(None))
+    params: dict[str, Any] = {"limit": limit + 1}
     if cursor:
         raw_due, _, raw_id = cursor.rpartition("~")
         try:
-            due, last_id = datetime.fromisoformat(raw_due), int(raw_id)
+            params["after_due"], params["after_id"] = datetime.fromisoformat(raw_due), int(raw_id)
         except ValueError:
             raise NotFound("bad cursor") from None
-        # A row-value comparison: both engines turn it into one range scan of ix_complaints_sla_due_at_id.
-        after = tuple_(bindparam("after_due", due, type_=ComplaintRow.sla_due_at.type), bindparam("after_id", last_id))
-        stmt = stmt.where(tuple_(ComplaintRow.sla_due_at, ComplaintRow.id) > after)
-    rows = _fetch(session, stmt.order_by(ComplaintRow.sla_due_at, ComplaintRow.id), light, limit)
+        if params["after_due"].tzinfo is None:
+            raise NotFound("bad cursor")
+    rows = _fetch(session, _queue_statement(bool(cursor), light), params, light)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
-    next_cursor = f"{last.sla_due_at.isoformat()}~{last.id}" if more and last and last.sla_due_at else None
+    # "Z", not "+00:00": a "+" in a URL's query string reads as a space, and cursors travel in URLs unencoded.
+    next_cursor = (f"{last.sla_due_at.astimezone(UTC).isoformat().replace('+00:00', 'Z')}~{last.id}"
+                   if more and last and last.sla_due_at else None)
     return Page(rows, next_cursor)
 
 
@@ -86,19 +122,24 @@ def listing(session: Session, principal: Principal, *, state: str | None = None,
             cursor: str | None = None, limit: int = PAGE, light: bool = False) -> Page:
     """Newest first; OPD users get only their OPD whatever ``opd_id`` says."""
     limit = _limit(limit)
-    stmt = scoped(select(ComplaintRow), principal)
-    if opd_id is not None and principal.is_staff:
-        stmt = stmt.where(ComplaintRow.opd_id == opd_id)
+    params: dict[str, Any] = {"limit": limit + 1}
+    # Tenancy: an OPD user's scope comes from the session's principal, never from the request.
+    scope = principal.opd_scope()
+    if scope is not None:
+        params["opd_id"] = scope
+    elif opd_id is not None and principal.is_staff:
+        params["opd_id"] = opd_id
     if state:
         try:
-            stmt = stmt.where(ComplaintRow.state == str(State(state)))
+            params["state"] = str(State(state))
         except ValueError:
             raise NotFound("no such state") from None
     if cursor:
         if not cursor.isdigit():
             raise NotFound("bad cursor")
-        stmt = stmt.where(ComplaintRow.id < int(cursor))
-    rows = _fetch(session, stmt.order_by(ComplaintRow.id.desc()), light, limit)
+        params["before_id"] = int(cursor)
+    stmt = _listing_statement("opd_id" in params, "state" in params, "before_id" in params, light)
+    rows = _fetch(session, stmt, params, light)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, str(rows[-1].id) if more and rows else None)

@@ -55,6 +55,17 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+def current_principal_in(request: Request, session: Session) -> Principal:
+    """``current_principal``, looked up in the caller's session when the authenticator can (one connection)."""
+    ctx: AppContext = request.app.state.ctx
+    authenticate = ctx.extras.get("authenticate")
+    in_session = getattr(authenticate, "in_session", None)
+    principal: Principal | None = in_session(request, session) if in_session else current_principal_or_none(request)
+    if principal is None:
+        raise HTTPException(status_code=401, detail="login required")
+    return principal
+
+
 def require_staff(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_staff:
         # Staff pages answer like missing pages to OPD users: they should not learn what exists.

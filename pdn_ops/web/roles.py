@@ -48,18 +48,11 @@ async def complaint_config(request: Request) -> ComplaintConfig:
     return config
 
 
-async def require_staff_fast(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    if not principal.is_staff:
-        raise HTTPException(status_code=404, detail="Not Found")
-    return principal
-
-
 OpdHead = Annotated[Principal, Depends(require_opd_head)]
 OpdAdmin = Annotated[Principal, Depends(require_opd_admin)]
 OpdUser = Annotated[Principal, Depends(require_opd_user)]
 Config = Annotated[ComplaintConfig, Depends(complaint_config)]
 FastCtx = Annotated[AppContext, Depends(app_ctx)]
-FastStaff = Annotated[Principal, Depends(require_staff_fast)]
 
 
 @contextmanager
