@@ -16,6 +16,8 @@ import argparse
 import asyncio
 import os
 import random
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -244,6 +246,32 @@ async def measure(base: str, tokens: dict[str, str], seconds: float, pid: int) -
     return lines
 
 
+def wrk_throughput(base: str, tokens: dict[str, str], seconds: float, pid: int) -> list[str]:
+    """The same throughput runs with wrk (C, Debian's package) as the client: the Python client above takes a
+    good share of the 2 cores itself, so this is the fairer figure for what the server does on the machine."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return ["| wrk not installed (apt-get install wrk) | throughput with a C client not measured | |"]
+    lines = []
+    for name, url, token in (("OPD list (JSON)", f"{base}/api/v1/complaints", tokens["admin"]),
+                              ("engineer queue (JSON)", f"{base}/api/v1/complaints/queue", tokens["engineer"])):
+        command = [wrk, "-t1", "-c16", "--latency", f"-d{seconds:.0f}s", "-H", f"Authorization: Bearer {token}", url]
+        subprocess.run([*command[:4], "-d2s", *command[5:]], check=True, capture_output=True)  # warm-up
+        cpu0 = server_cpu_seconds(pid)
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        cpu = server_cpu_seconds(pid) - cpu0
+        if "Non-2xx" in out:
+            raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
+        total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        p99 = re.search(r"99%\s+(\S+)", out)
+        lines.append(f"| {name}, wrk 16 connections, {seconds:.0f} s | {rate:.0f} req/s measured | "
+                     f"server CPU {cpu / total * 1000:.2f} ms/request |")
+        if p99:
+            lines.append(f"| {name}, wrk latency p99 under that load | {p99.group(1)} | |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
@@ -287,6 +315,7 @@ def main() -> None:
         calibration = calibration_cpu_seconds()
         load_before = os.getloadavg()[0]
         lines = asyncio.run(measure(base, tokens, args.seconds, server.pid))
+        lines += wrk_throughput(base, tokens, args.seconds, server.pid)
         lines.append(f"| machine load average (1 min) before / after | {load_before:.1f} / {os.getloadavg()[0]:.1f} "
                      f"| other work shares the {os.cpu_count()} cores |")
         lines.append(f"| calibration: CPU for 10 million Python additions | {calibration:.2f} s | "

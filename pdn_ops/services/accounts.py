@@ -150,7 +150,8 @@ def _principal(row: Any) -> Principal:
                      language=row.language)
 
 
-# Built once: a statement object memoises its cache key, so each request skips building and keying the query.
+# Built once: a statement object memoises its cache key, so each request skips building and keying the query;
+# run on the session's connection, since plain columns need none of the ORM's loading machinery.
 _BY_SESSION_KEY = (
     select(*_WHO, WebSessionRow.csrf_token).join(WebSessionRow, UserRow.id == WebSessionRow.user_id).where(
         WebSessionRow.key_hash == bindparam("key_hash"), WebSessionRow.revoked_at.is_(None),
@@ -162,7 +163,7 @@ _BY_API_TOKEN = (
 
 
 def by_session_key(session: Session, key: str, now: datetime | None = None) -> Authenticated | None:
-    row = session.execute(_BY_SESSION_KEY, {"key_hash": _digest(key), "now": now or utcnow()}).first()
+    row = session.connection().execute(_BY_SESSION_KEY, {"key_hash": _digest(key), "now": now or utcnow()}).first()
     if row is None:
         return None
     return Authenticated(_principal(row), row.csrf_token, "session")
@@ -172,7 +173,7 @@ def by_api_token(session: Session, token: str, now: datetime | None = None) -> A
     if not token.startswith(TOKEN_PREFIX):
         return None
     now = now or utcnow()
-    row = session.execute(_BY_API_TOKEN, {"token_hash": _digest(token)}).first()
+    row = session.connection().execute(_BY_API_TOKEN, {"token_hash": _digest(token)}).first()
     if row is None:
         return None
     stale = row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY

@@ -89,7 +89,8 @@ def _listing_statement(opd: bool, state: bool, before: bool, light: bool) -> Sel
 
 def _fetch(session: Session, stmt: Select[Any], params: dict[str, Any], light: bool) -> list[Any]:
     if light:
-        return list(session.execute(stmt, params).all())
+        # Plain columns need none of the ORM's loading machinery: run them on the session's connection.
+        return list(session.connection().execute(stmt, params).all())
     return list(session.scalars(stmt, params))
 
 

@@ -69,19 +69,18 @@ def test_a_read_only_session_leaves_pooled_connections_transactional(world) -> N
     engine = world.ctx.engine
     with read_only(world.ctx.sessions) as session:
         assert session.execute(text("SELECT 1")).scalar() == 1
-    table = "read_only_probe"
     with transaction(world.ctx.sessions) as session:
-        session.execute(text(f"CREATE TABLE {table} (n integer)"))
+        session.execute(text("CREATE TABLE read_only_probe (n integer)"))
     try:
         for _ in range(engine.pool.size() + 1 if hasattr(engine.pool, "size") else 2):
             try:
                 with transaction(world.ctx.sessions) as session:
-                    session.execute(text(f"INSERT INTO {table} VALUES (1)"))
+                    session.execute(text("INSERT INTO read_only_probe VALUES (1)"))
                     raise RuntimeError("roll back")
             except RuntimeError:
                 pass
         with world.ctx.sessions() as session:
-            assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, "the rollbacks rolled back"
+            assert session.execute(text("SELECT count(*) FROM read_only_probe")).scalar() == 0, "the rollbacks rolled back"
     finally:
         with transaction(world.ctx.sessions) as session:
-            session.execute(text(f"DROP TABLE {table}"))
+            session.execute(text("DROP TABLE read_only_probe"))
