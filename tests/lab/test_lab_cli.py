@@ -63,6 +63,12 @@ def test_lab_up_json_first_line_faults_and_clean_stop(tmp_path):
         assert not port_open(site.split("/")[2].split(":")[0], 80)
         result = CliRunner().invoke(main, ["lab", "fault", "--dir", str(directory), "no_such_fault"])
         assert result.exit_code == 1 and "unknown fault" in result.output
+        result = CliRunner().invoke(main, ["lab", "fault", "take_snapshot", "vmid=102", "name=before"], env=env)
+        assert result.exit_code == 0 and "(before)" in result.output, result.output
+        result = CliRunner().invoke(main, ["lab", "fault", "ship_bad_update", "vmid=102", "version=2.0"], env=env)
+        assert result.exit_code == 0 and "(2.0)" in result.output, result.output
+        result = CliRunner().invoke(main, ["lab", "fault", "take_snapshot", "vmid=102", "name=no way"], env=env)
+        assert result.exit_code == 1 and "invalid configuration ID" in result.output
         result = CliRunner().invoke(main, ["lab", "status", "--dir", str(directory)])
         status = json.loads(result.output)
         assert status["token_secret"] == "***" and set(status["guests"]) == {"101", "102"}
