@@ -101,8 +101,9 @@ class LabDemoPanel:
         with self._lock:
             item = DemoAction(id=next(self._ids), at=time.time(), vmid=vmid, action=action)
             self._recent.append(item)
+            queued = DemoAction(**vars(item))  # the worker thread changes ``item``; callers get a copy
         self._pool.submit(self._apply, item)
-        return item
+        return queued
 
     def _steps(self, item: DemoAction) -> list[tuple[str, dict[str, Any]]]:
         vmid = item.vmid
