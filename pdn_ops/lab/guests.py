@@ -347,20 +347,18 @@ class LabGuest:
                         self.dir / "sshd.log")
             self._sshd = None
 
-    def set_disk_size(self, size: int) -> None:
+    def set_hardware(self, disk_size: int | None, memory: int) -> None:
+        """Follow the running VM's disk size and memory (a resize, a hot-plugged change). Less memory than the
+        application needs: the OOM killer strikes; enough again: systemd restarts what it killed
+        (Restart=on-failure). One read per call: the reconciler calls it every tick for every guest."""
         state = self.state_file.read()
-        if int(state["disk"]["size"]) != size:
+        if (disk_size and int(state["disk"]["size"]) != disk_size) or int(state["memory"]["total"]) != memory:
             with self.state_file.update() as fresh:
-                fresh["disk"]["size"] = size
-
-    def set_memory(self, total: int) -> None:
-        """The VM's memory changed while it runs (hotplug): the OOM killer strikes, or the application's units
-        come back as systemd restarts them (Restart=on-failure) once there is enough."""
-        state = self.state_file.read()
-        if int(state["memory"]["total"]) != total:
-            with self.state_file.update() as fresh:
-                fresh["memory"]["total"] = total
-                self._follow_memory(fresh)
+                if disk_size:
+                    fresh["disk"]["size"] = disk_size
+                if int(fresh["memory"]["total"]) != memory:
+                    fresh["memory"]["total"] = memory
+                    self._follow_memory(fresh)
 
     @staticmethod
     def _follow_memory(state: dict[str, Any]) -> None:

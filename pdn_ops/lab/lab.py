@@ -357,10 +357,7 @@ class Lab:
                     guest.freeze()
                 else:
                     guest.thaw()
-                size = _disk_size(vm.config)
-                if size:
-                    guest.set_disk_size(size)
-                guest.set_memory(_memory_bytes(vm.config))
+                guest.set_hardware(_disk_size(vm.config), _memory_bytes(vm.config))
                 await guest.sync_services()
 
     def _boot_soon(self, guest: LabGuest) -> None:

@@ -109,6 +109,8 @@ def test_demo_serves_the_lab_inventory_and_stops_the_lab(tmp_path):
             assert time.monotonic() < deadline, "the demo did not listen"
             time.sleep(0.1)
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=10) as panel:  # mounted: log in first
+            assert panel.status == 200 and panel.url.endswith("/login?next=/lab")
         inventory = load_inventory(tmp_path / "lab" / "inventory.yaml")
         assert {vm.vmid for vm in inventory.vms} == {101, 102, 103, 104}
         assert len(_sshd_pids(tmp_path / "lab")) == 4
