@@ -3,10 +3,11 @@
     .venv/bin/python -m bench.remediation [--interval 2] [--runs 100] [--skip-lab] [--skip-scale]
 
 1. Lab scenarios with automatic remediation (rule: 3 bad checks in a row, then the playbook): crashed service,
-   stopped VM, full disk. The real collectors (HTTPS sites, SSH guest) check every ``--interval`` seconds; the
-   policy engine evaluates the rule after each round; one in-process worker executes and closes (3 passing checks).
-   Reported: first failed check after the fault, rule fired, run finished, closure confirmed (seconds and check
-   intervals).
+   stopped VM, full disk, bad update rolled back (the rule rolls back to the snapshot taken before the deploy, the
+   one the snapshot chooser suggests), memory pressure fixed by a resize with the reboot it needs. The real
+   collectors (HTTPS sites, SSH guest) check every ``--interval`` seconds; the policy engine evaluates the rule
+   after each round; one in-process worker executes and closes (3 passing checks). Reported: first failed check
+   after the fault, rule fired, run finished, closure confirmed (seconds and check intervals).
 2. Scale-out: ``--runs`` restart_vm runs on as many fakepve VMs, two ``pdn-ops remediation worker`` processes on
    PostgreSQL. Reported: total time, runs per worker, each run executed once, and per run the playbook's own time
    (its steps) beside the worker overhead (claim, journal writes, outcome).
@@ -51,7 +52,7 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        lab = Lab.start(Path(tmp) / "lab", vms=3, sites=3, time_scale=0.02)
+        lab = Lab.start(Path(tmp) / "lab", vms=5, sites=5, time_scale=0.02)
         try:
             url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
             migrate.upgrade(url)
@@ -64,12 +65,18 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
             worker = Worker(engine, sessions, inventory,
                             Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base)),
                             WorkerConfig(worker_id="bench", base_dir=base, closure=ClosurePolicy(needed=3)))
-            scenarios = [
+            scenarios: list[tuple[str, int, str, dict[str, object], str | None, Any]] = [
                 ("crashed service", 102, "restart_service", {"unit": "nginx.service"}, None,
                  lambda: lab.faults.crash_service(102, "nginx.service")),
                 ("stopped VM", 101, "restart_vm", {}, "stopped", lambda: _stop(inventory, base, 101)),
                 ("full disk", 103, "free_disk", {"cleanup": "journal"}, None, lambda: lab.faults.fill_disk(103, 97)),
+                ("bad update", 104, "restore_snapshot", {"snapshot": "before_update"}, None,
+                 lambda: lab.faults.ship_bad_update(104, version="1.5.0")),
+                ("memory pressure", 105, "resize_vm", {"memory_mib": 4096, "reboot": True}, None,
+                 lambda: lab.faults.memory_pressure(105, need_mib=3072)),
             ]
+            # The deploy procedure's snapshot, taken before the clock starts (not part of the fault).
+            lab.faults.take_snapshot(104, "before_update", description="before opd-portal 1.5.0")
             for name, vmid, playbook, params, vm_status, fault in scenarios:
                 target = f"lab/{vmid}"
                 vm = inventory.vm(target)
@@ -96,6 +103,11 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                     if bad and "detected" not in marks:
                         marks["detected"] = time.monotonic() - t0
                     if run_id is None and bad_rounds >= 3:
+                        if playbook == "restore_snapshot":
+                            # For the record only (not timed): the snapshot the chooser would suggest now.
+                            spent = time.monotonic()
+                            marks["suggested"] = _suggested(sessions, inventory, base, target)
+                            t0 += time.monotonic() - spent
                         status = lab.pve.vm(vmid).status
                         with transaction(sessions) as session:
                             run, why = svc.evaluate_rules(session, inventory, target=target,
@@ -120,6 +132,16 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
         finally:
             lab.stop()
     return results
+
+
+def _suggested(sessions: Any, inventory: Any, base: Path, target: str) -> str | None:
+    from pdn_ops.services.remediation_snapshots import SnapshotCache, inventory_fetch, suggest
+
+    cache = SnapshotCache(fetch=inventory_fetch(lambda: inventory, base))
+    cache.get(target)
+    cache.wait(target, 30)
+    with sessions() as session:
+        return suggest(session, cache, inventory, target=target, base_dir=base).suggested
 
 
 def _stop(inventory: Any, base: Path, vmid: int) -> None:
@@ -210,7 +232,9 @@ def main() -> None:
         for r in lab_scenarios(args.interval):
             marks = " | ".join(f"{k} {r[k]:.1f} s ({r[k] / r['interval']:.1f} intervals)"
                                for k in ("detected", "rule fired", "run finished", "closed") if k in r)
-            print(f"  {r['scenario']:<16} {r['closure']} | {marks}" + ("" if "closed" in r else f" | {r.get('why')}"))
+            extra = f" | suggested snapshot {r['suggested']}" if "suggested" in r else ""
+            print(f"  {r['scenario']:<16} {r['closure']} | {marks}" + ("" if "closed" in r else f" | {r.get('why')}")
+                  + extra)
     if not args.skip_scale:
         s = scale(args.runs)
         print(f"scale-out: {s['runs']} runs, two workers on PostgreSQL: {s['total_s']:.1f} s total, "

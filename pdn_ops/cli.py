@@ -179,6 +179,7 @@ def demo(listen: str, with_lab: bool) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
     running_lab = None
+    panel = None
     if with_lab:
         from pdn_ops.lab.demo import start_demo_lab
 
@@ -190,11 +191,18 @@ def demo(listen: str, with_lab: bool) -> None:
                                                 scheduler_hook(build_factory=inventory_collectors),
                                                 start_notify_worker, remediation_worker_hook])
         if running_lab is not None:
+            from pdn_ops.web.routes import lab_demo
+
             app.state.ctx.extras["site_ca_file"] = str(running_lab.ca_file)  # the lab's sites use its own CA
+            # Only here, beside a lab in this process: a page for staff to break the lab's VMs from the browser.
+            panel = lab_demo.mount(app, running_lab)
+            click.echo(f"lab: break things from the browser (as engineer): http://{settings.host}:{settings.port}/lab")
         click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
                    f"(database {settings.effective_database_url})")
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
+        if panel is not None:
+            panel.close()
         if running_lab is not None:
             running_lab.stop()
 

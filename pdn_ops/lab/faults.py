@@ -11,6 +11,8 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
+from pdn_ops.lab import guest_state
+
 if TYPE_CHECKING:
     from pdn_ops.lab.lab import Lab
 
@@ -21,6 +23,12 @@ FAULTS: dict[str, str] = {
     "site_hang": "vmid                                the site accepts connections but never answers",
     "site_ok": "vmid                                  clear site_error/site_hang",
     "fill_disk": "vmid percent=97                     the root filesystem fills (journal + data)",
+    "ship_bad_update": "vmid version=1.5.0 break_unit=0   a botched deploy: the site answers 500 (break_unit=1: the "
+                       "app unit fails too); restarts and reboots keep it, a snapshot rollback cures it",
+    "memory_pressure": "vmid need_mib=4096 on=1           the app needs need_mib: while the VM has less, the OOM "
+                       "killer stops its units (resize the memory)",
+    "stop_vm": "vmid                                  the guest powers itself off: the VM is stopped (no task)",
+    "take_snapshot": "vmid name= vmstate=0 description=  a Proxmox snapshot; the guest's state is kept with it",
     "expire_certificate": "vmid days_ago=1            the HTTPS site's certificate expired days_ago",
     "set_certificate_expiry": "vmid days=10           the HTTPS certificate expires in days",
     "change_host_key": "vmid                          the guest's SSH host key changes",
@@ -39,6 +47,9 @@ FAULTS: dict[str, str] = {
     "flaky_api": "drop_rate=0.2 hang_rate=0           drop or hang a share of API requests",
     "clear_api_faults": "                             undo slow_api, api_failure, flaky_api, node_offline",
 }
+
+
+TASK_WAIT = 30.0
 
 
 def _flag(value: Any) -> bool:
@@ -125,6 +136,85 @@ class Faults:
                 state["journal_bytes"] = int(extra * 0.8)
                 state["disk"]["fill"] = extra - int(extra * 0.8)
         self._run(change)
+
+    def ship_bad_update(self, vmid: int, version: str = "1.5.0", break_unit: Any = False) -> str:
+        """A botched deploy of the OPD's application, on the guest's disk: the site answers HTTP 500 (with
+        ``break_unit``, or on a guest without a site, the application's unit fails to start as well). Neither a
+        service restart nor a reboot cures it; a rollback to a snapshot taken before it does."""
+        guest = self._lab.guest(vmid)
+        version = str(version).strip()
+        if not version or len(version) > 40 or not version.isprintable():
+            raise ValueError("version must be 1 to 40 printable characters")
+        broken = _flag(break_unit) or guest.spec.site is None
+
+        def change() -> None:
+            with guest.state_file.update() as state:
+                previous = state.get("release", {}).get("version", guest_state.FIRST_RELEASE)
+                state["release"] = {"version": version, "previous": previous, "healthy": False}
+                if broken:
+                    now = time.time()
+                    for unit in guest_state.app_units(state)[:1]:
+                        state["units"][unit].update(state="failed", since=now, broken=True)
+                guest.state_file.record(state, ["apt-get", "install", f"{guest_state.APP_NAME}={version}"], 0)
+        self._run(change)
+        return version
+
+    def memory_pressure(self, vmid: int, need_mib: Any = 4096, on: Any = True) -> None:
+        guest = self._lab.guest(vmid)
+        need = int(need_mib)
+        if not 1 <= need <= 4 * 1024 * 1024:
+            raise ValueError("need_mib must be between 1 and 4194304")
+
+        def change() -> None:
+            units = guest_state.app_units(guest.state())
+            guest.memory_pressure(need * 1024**2 if _flag(on) else 0, units)
+        self._run(change)
+
+    def stop_vm(self, vmid: int) -> None:
+        """The guest powers itself off (``poweroff`` inside, a kernel panic with panic=0...): no Proxmox task,
+        the VM is simply stopped, as Proxmox then shows it."""
+        vm = self._lab.pve.vm(vmid)
+        if vm is None:
+            raise ValueError(f"no VM {vmid}")
+
+        def change() -> None:
+            if vm.status == "running":
+                vm.status = vm.qmpstatus = "stopped"
+        self._run(change)
+
+    def take_snapshot(self, vmid: int, name: str = "", vmstate: Any = False, description: str = "") -> str:
+        """A snapshot through the lab API's own handler (checked against the schema, a real task); the guest's
+        state is kept with it. Returns the snapshot's name (``lab_YYYYmmdd_HHMMSS`` when none is given)."""
+        from fakepve import PveError, schema
+
+        pve = self._lab.pve
+        vm = pve.vm(vmid)
+        if vm is None:
+            raise ValueError(f"no VM {vmid}")
+        name = name or time.strftime("lab_%Y%m%d_%H%M%S")
+        values: dict[str, Any] = {"node": vm.node, "vmid": vmid, "snapname": name}
+        if _flag(vmstate):
+            values["vmstate"] = 1
+        if description:
+            values["description"] = description
+        spec = schema.load().paths["/nodes/{node}/qemu/{vmid}/snapshot"]["POST"]["parameters"]
+        checked, errors = schema.validate(spec, values)
+        if errors:
+            raise ValueError("; ".join(f"{k}: {v.strip()}" for k, v in sorted(errors.items())))
+
+        try:
+            upid: str = self._lab.call(pve._lab_snapshot(checked, "root@pam"))
+        except PveError as exc:
+            raise ValueError(f"snapshot {name} of VM {vmid}: {exc.message}") from exc
+        deadline = time.monotonic() + TASK_WAIT
+        while pve.tasks[upid]["status"] == "running":  # the task runs on the lab's loop; this thread waits
+            if time.monotonic() > deadline:
+                raise ValueError(f"snapshot {name} of VM {vmid} still running after {TASK_WAIT:.0f} s")
+            time.sleep(0.01)
+        status = str(pve.tasks[upid].get("exitstatus"))
+        if status != "OK":
+            raise ValueError(f"snapshot {name} of VM {vmid} failed: {status}")
+        return name
 
     def expire_certificate(self, vmid: int, days_ago: Any = 1) -> None:
         when = dt.datetime.now(dt.UTC) - dt.timedelta(days=float(days_ago))

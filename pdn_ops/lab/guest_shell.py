@@ -17,7 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from pdn_ops.lab.guest_state import GiB, StateFile, disk_used
+from pdn_ops.lab.guest_state import (
+    APP_VERSION_FILE,
+    GiB,
+    StateFile,
+    disk_used,
+    memory_used_ratio,
+    unit_blocked,
+)
 
 Out = tuple[int, str, str]  # exit status, stdout, stderr
 HANG_POLL = 0.1
@@ -84,7 +91,8 @@ class Guest:
             if value == "active":
                 line = f"active (running) since {_since(info['since'])}"
             elif value == "failed":
-                line = f"failed (Result: exit-code) since {_since(info['since'])}"
+                result = "oom-kill" if unit_blocked(state, unit) == "oom" else "exit-code"
+                line = f"failed (Result: {result}) since {_since(info['since'])}"
             else:
                 line = "inactive (dead)"
             out.append(f"{mark} {unit}\n     Loaded: loaded (/lib/systemd/system/{unit}; enabled; preset: enabled)\n"
@@ -111,10 +119,13 @@ class Guest:
                 if verb == "reload" and info["state"] != "active":
                     self.file.record(state, ["systemctl", verb, *units], 1)
                     return 1, "", f"Job for {unit} failed.\n"
-                if info.get("broken"):
+                blocked = unit_blocked(state, unit)
+                if blocked:
                     info.update(state="failed", since=now)
                     self.file.record(state, ["systemctl", verb, *units], 1)
-                    return 1, "", (f"Job for {unit} failed because the control process exited with error code.\n"
+                    why = ("a fatal signal was delivered to the control process" if blocked == "oom"
+                           else "the control process exited with error code")
+                    return 1, "", (f"Job for {unit} failed because {why}.\n"
                                    f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n')
                 if verb in ("start",) and info["state"] == "active":
                     continue
@@ -191,7 +202,7 @@ class Guest:
                 return 1, "", f"free: invalid option -- '{arg.lstrip('-')}'\n"
             unit = div[arg]
         total = int(state["memory"]["total"])
-        used = int(total * float(state["memory"]["used_ratio"]))
+        used = int(total * memory_used_ratio(state))
         shared, cache = 12 * 1024**2, int(total * 0.2)
         free = max(total - used - cache, 0)
         avail = total - used
@@ -234,9 +245,11 @@ class Guest:
                 out += f"{secs:.2f} {secs * 1.8:.2f}\n"
             elif path == "/proc/meminfo":
                 total = int(state["memory"]["total"]) // 1024
-                avail = int(total * (1 - float(state["memory"]["used_ratio"])))
+                avail = int(total * (1 - memory_used_ratio(state)))
                 out += (f"MemTotal:       {total:>8} kB\nMemFree:        {avail // 2:>8} kB\n"
                         f"MemAvailable:   {avail:>8} kB\nSwapTotal:       1048572 kB\nSwapFree:        1048572 kB\n")
+            elif path == APP_VERSION_FILE:
+                out += str(state.get("release", {}).get("version", "")) + "\n"
             elif path == "/etc/hostname":
                 out += state["hostname"] + "\n"
             elif path == "/etc/os-release":

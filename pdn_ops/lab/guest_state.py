@@ -25,6 +25,14 @@ BASE_UNITS = ("ssh.service", "cron.service", "systemd-journald.service")
 WEB_UNIT = "nginx.service"
 APP_UNIT_PREFIX = "php"
 MAX_HISTORY = 100
+# The OPD's web application as a package on the guest's disk: what `ship_bad_update` replaces and a snapshot
+# rollback brings back (`cat /srv/opd-portal/VERSION` shows it).
+APP_NAME = "opd-portal"
+APP_VERSION_FILE = "/srv/opd-portal/VERSION"
+FIRST_RELEASE = "1.4.2"
+# Memory in use when the application needs more than the VM has (`memory_pressure`): the kernel's OOM killer
+# takes the application's units down again and again.
+OOM_USED_RATIO = 0.97
 
 
 def initial_state(hostname: str, services: list[str], disk_bytes: int, memory_bytes: int) -> dict[str, Any]:
@@ -38,11 +46,42 @@ def initial_state(hostname: str, services: list[str], disk_bytes: int, memory_by
         "disk": {"device": "/dev/sda1", "mount": "/", "size": disk_bytes, "base_used": int(disk_bytes * 0.31),
                  "fill": 0},
         "journal_bytes": 180 * MiB,
-        "memory": {"total": memory_bytes, "used_ratio": 0.42},
+        "memory": {"total": memory_bytes, "used_ratio": 0.42, "need": 0, "oom_units": []},
+        "release": {"version": FIRST_RELEASE, "healthy": True},
         "load": [0.08, 0.05, 0.01],
         "ssh_hang": False,
         "history": [],
     }
+
+
+def app_units(state: dict[str, Any]) -> list[str]:
+    """The units of the OPD's application: its PHP units; on a guest without a site, its own services."""
+    units = [name for name in state["units"] if name.startswith(APP_UNIT_PREFIX)]
+    return units or [name for name in state["units"] if name not in BASE_UNITS and name != WEB_UNIT]
+
+
+def memory_short(state: dict[str, Any]) -> bool:
+    """The application needs more memory than the VM has (the `memory_pressure` fault)."""
+    memory = state["memory"]
+    return int(memory.get("need") or 0) > int(memory["total"])
+
+
+def memory_used_ratio(state: dict[str, Any]) -> float:
+    return OOM_USED_RATIO if memory_short(state) else float(state["memory"]["used_ratio"])
+
+
+def unit_blocked(state: dict[str, Any], unit: str) -> str | None:
+    """Why a unit cannot start ("broken": its files are; "oom": killed for lack of memory), or None."""
+    info = state["units"].get(unit) or {}
+    if info.get("broken"):
+        return "broken"
+    if unit in state["memory"].get("oom_units", []) and memory_short(state):
+        return "oom"
+    return None
+
+
+def release_healthy(state: dict[str, Any]) -> bool:
+    return bool(state.get("release", {}).get("healthy", True))
 
 
 def disk_used(state: dict[str, Any]) -> int:

@@ -212,6 +212,12 @@ class LabGuest:
         if self._app_failed(state):
             return web.Response(status=502, text="<h1>502 Bad Gateway</h1>\n<hr><center>nginx</center>\n",
                                 content_type="text/html")
+        if not guest_state.release_healthy(state):
+            # A bad release of the application: every page fails in the application, whatever is restarted.
+            version = html.escape(str(state["release"].get("version", "")))
+            return web.Response(status=500, text=f"<h1>500 Internal Server Error</h1>\n<p>{guest_state.APP_NAME} "
+                                f"{version}: the application could not handle the request.</p>\n",
+                                content_type="text/html", headers={"Server": "nginx"})
         if request.path not in ("/", "/index.html"):
             return web.Response(status=404, text="<h1>404 Not Found</h1>\n", content_type="text/html")
         site = self.spec.site
@@ -287,17 +293,28 @@ class LabGuest:
         self._signal_sshd(signal.SIGCONT)
         self._thawed.set()
 
-    def boot_state(self) -> None:
+    def boot_state(self, memory_bytes: int | None = None) -> None:
+        """The guest boots: enabled units start (those that cannot, fail), or, after a rollback to a snapshot
+        with RAM, the processes resume as the snapshot held them."""
         now = time.time()
         with self.state_file.update() as state:
+            if memory_bytes:
+                state["memory"]["total"] = memory_bytes
+            resume = state.pop("resume", None)
             state["power"] = "running"
-            state["booted_at"] = now
             state["ssh_hang"] = False
-            for info in state["units"].values():
-                info.update(state="failed" if info.get("broken") else "active", since=now)
+            if resume is not None:
+                state["booted_at"] = now - float(resume["uptime"])
+                for name, info in state["units"].items():
+                    held = resume["units"].get(name, "active")
+                    info.update(state="failed" if guest_state.unit_blocked(state, name) else held, since=now)
+                return
+            state["booted_at"] = now
+            for name, info in state["units"].items():
+                info.update(state="failed" if guest_state.unit_blocked(state, name) else "active", since=now)
 
-    async def power_on(self) -> None:
-        self.boot_state()
+    async def power_on(self, memory_bytes: int | None = None) -> None:
+        self.boot_state(memory_bytes)
         self.powered = True
         self.start_sshd()
         await self.sync_services(force=True)
@@ -330,11 +347,77 @@ class LabGuest:
                         self.dir / "sshd.log")
             self._sshd = None
 
-    def set_disk_size(self, size: int) -> None:
+    def set_hardware(self, disk_size: int | None, memory: int) -> None:
+        """Follow the running VM's disk size and memory (a resize, a hot-plugged change). Less memory than the
+        application needs: the OOM killer strikes; enough again: systemd restarts what it killed
+        (Restart=on-failure). One read per call: the reconciler calls it every tick for every guest."""
         state = self.state_file.read()
-        if int(state["disk"]["size"]) != size:
+        if (disk_size and int(state["disk"]["size"]) != disk_size) or int(state["memory"]["total"]) != memory:
             with self.state_file.update() as fresh:
-                fresh["disk"]["size"] = size
+                if disk_size:
+                    fresh["disk"]["size"] = disk_size
+                if int(fresh["memory"]["total"]) != memory:
+                    fresh["memory"]["total"] = memory
+                    self._follow_memory(fresh)
+
+    @staticmethod
+    def _follow_memory(state: dict[str, Any]) -> None:
+        now = time.time()
+        short = guest_state.memory_short(state)
+        for name in state["memory"].get("oom_units", []):
+            info = state["units"].get(name)
+            if info is None or info.get("broken"):
+                continue
+            if short and info["state"] == "active":
+                info.update(state="failed", since=now)
+            elif not short and info["state"] == "failed":
+                info.update(state="active", since=now)
+
+    def memory_pressure(self, need: int, units: list[str]) -> None:
+        """The application needs ``need`` bytes (0: the fault is over)."""
+        with self.state_file.update() as state:
+            state["memory"]["need"] = need
+            if need:
+                state["memory"]["oom_units"] = sorted(set(units))
+            if self.powered:
+                self._follow_memory(state)
+            if not need:
+                state["memory"]["oom_units"] = []
+
+    # ----------------------------------------------------------- snapshots
+    def capture(self) -> dict[str, Any]:
+        """What a Proxmox snapshot holds of this guest: its disk (units' files, the installed release, used
+        space) and, for a snapshot with RAM, its running processes."""
+        state = self.state_file.read()
+        running = state["power"] == "running"
+        return {
+            "disk": {"units_broken": {n: bool(i.get("broken")) for n, i in state["units"].items()},
+                     "release": dict(state.get("release", {})), "journal_bytes": state["journal_bytes"],
+                     "fill": state["disk"]["fill"], "base_used": state["disk"]["base_used"],
+                     "memory_need": state["memory"].get("need", 0),
+                     "oom_units": list(state["memory"].get("oom_units", [])),
+                     "site_mode": self.site_faults.mode},
+            "ram": {"units": {n: i["state"] for n, i in state["units"].items()},
+                    "uptime": max(time.time() - float(state["booted_at"]), 0.0)} if running else None,
+        }
+
+    def restore(self, captured: dict[str, Any], with_ram: bool) -> None:
+        """A rollback: the disk as the snapshot held it; with RAM, the processes resume at the next (re)start."""
+        disk = captured["disk"]
+        with self.state_file.update() as state:
+            for name, info in state["units"].items():
+                info["broken"] = bool(disk["units_broken"].get(name, False))
+            state["release"] = dict(disk["release"])
+            state["journal_bytes"] = disk["journal_bytes"]
+            state["disk"].update(fill=disk["fill"], base_used=disk["base_used"])
+            state["memory"].update(need=disk["memory_need"], oom_units=list(disk["oom_units"]))
+            if with_ram and captured.get("ram") is not None:
+                state["resume"] = captured["ram"]
+            else:
+                state.pop("resume", None)
+        self.site_faults.mode = disk["site_mode"]
+        if disk["site_mode"] != "hang":
+            self.site_faults.release.set()
 
 
 def _url(scheme: str, host: str, port: int, default: int) -> str:

@@ -106,6 +106,9 @@ class Lab:
         self._control: Any = None
         self._stopped = False
         self._booting: set[asyncio.Future[None]] = set()
+        # vmid -> snapshot name -> the guest's state the snapshot holds (LabGuest.capture), as a real snapshot
+        # holds the guest's disk (and RAM with vmstate) beside the config fakepve keeps.
+        self._guest_snapshots: dict[int, dict[str, dict[str, Any]]] = {}
         # Guests change from the reconciler, boot timers and faults: one at a time, or two could both start a
         # site on the same address.
         self.lock = asyncio.Lock()
@@ -259,6 +262,8 @@ class Lab:
         provisioned = sum(int(v["size"]) for v in volumes.values())
         pve.storages["local-lvm"]["total"] = max(2 * 1024 * GiB, 2 * provisioned)
         pve.on_change.append(self._changed)
+        pve.on_snapshot.append(self._snapshot_taken)
+        pve.on_rollback.append(self._rolled_back)
         pve.ssl_fingerprint = self.fingerprint
         return pve
 
@@ -290,7 +295,7 @@ class Lab:
             vm = self.pve.vm(guest.vmid)
             if vm is not None and vm.status == "running":
                 guest.seen_start = vm.started_at
-                await guest.power_on()
+                await guest.power_on(_memory_bytes(vm.config))
         self._reconciler = asyncio.ensure_future(self._reconcile_forever())
         from pdn_ops.lab.control import ControlServer
 
@@ -352,10 +357,8 @@ class Lab:
                     guest.freeze()
                 else:
                     guest.thaw()
+                guest.set_hardware(_disk_size(vm.config), _memory_bytes(vm.config))
                 await guest.sync_services()
-                size = _disk_size(vm.config)
-                if size:
-                    guest.set_disk_size(size)
 
     def _boot_soon(self, guest: LabGuest) -> None:
         task = asyncio.ensure_future(self._boot(guest))
@@ -367,7 +370,24 @@ class Lab:
             guest.boot_handle = None
             vm = self.pve.vm(guest.vmid)
             if vm is not None and vm.status == "running" and vm.started_at == guest.seen_start:
-                await guest.power_on()
+                await guest.power_on(_memory_bytes(vm.config))
+
+    # ------------------------------------------------------------ snapshots
+    def _snapshot_taken(self, vmid: int, name: str) -> None:
+        guest = self.guests.get(vmid)
+        vm = self.pve.vm(vmid)
+        if guest is None or vm is None:
+            return
+        kept = self._guest_snapshots.setdefault(vmid, {})
+        for gone in [n for n in kept if n not in vm.snapshots]:  # deleted through the API since
+            del kept[gone]
+        kept[name] = guest.capture()
+
+    def _rolled_back(self, vmid: int, name: str, with_ram: bool) -> None:
+        guest = self.guests.get(vmid)
+        captured = self._guest_snapshots.get(vmid, {}).get(name)
+        if guest is not None and captured is not None:
+            guest.restore(captured, with_ram)
 
     # ------------------------------------------------------------ views
     def guest(self, vmid: int) -> LabGuest:
@@ -437,6 +457,11 @@ def _connects(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _memory_bytes(config: dict[str, Any]) -> int:
+    """The VM's memory (``[current=]MiB``) in bytes."""
+    return int(str(config.get("memory", 512)).split("=")[-1]) * 1024**2
 
 
 def _disk_size(config: dict[str, Any]) -> int | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from fakepve import FakePve, PveError, TaskError
@@ -30,6 +32,9 @@ IGNORED_PARAMS = ("_dc",)
 CLUSTER_TASKS = 50
 SIZE_VALUE = re.compile(r"(\d+(?:\.\d+)?)([KMGT])?")
 DRIVE_SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?[KMGT]?)(?:,|$)")
+# What the request that is starting a task is about (a snapshot's name): set by a lab route around fakepve's
+# handler, read when the handler creates its task (same coroutine, so concurrent requests never mix them up).
+_TASK_SUBJECT: ContextVar[dict[str, str] | None] = ContextVar("lab_task_subject", default=None)
 
 
 def hotplug_set(config: dict[str, Any]) -> set[str]:
@@ -66,8 +71,10 @@ class LabPve(FakePve):
         self.on_change: list[Any] = []
         # What /nodes shows as ssl_fingerprint: the certificate the API really serves (set by the lab).
         self.ssl_fingerprint = ""
-        # vmid -> whether the snapshot a pending rollback goes back to holds RAM state.
-        self._lab_vmstate: dict[int, bool] = {}
+        # Called (vmid, snapshot name) when a snapshot task succeeded, and (vmid, name, with RAM) when a
+        # rollback did: the lab keeps each guest's state with the snapshot and puts it back on rollback.
+        self.on_snapshot: list[Callable[[int, str], None]] = []
+        self.on_rollback: list[Callable[[int, str, bool], None]] = []
 
     # ------------------------------------------------------------ routes
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
@@ -77,7 +84,25 @@ class LabPve(FakePve):
             ("GET", "/cluster/backup-info/not-backed-up", self._lab_not_backed_up),
             ("GET", "/nodes/{node}/status", self._lab_node_status),
             ("GET", "/cluster/tasks", self._lab_cluster_tasks),
+            ("POST", "/nodes/{node}/qemu/{vmid}/snapshot", self._lab_snapshot),
+            ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback", self._lab_rollback),
         ]
+
+    async def _lab_snapshot(self, values: dict[str, Any], user: str) -> Any:
+        """fakepve's snapshot, and the guest's state (disk, and RAM with vmstate) kept with it by the lab."""
+        token = _TASK_SUBJECT.set({"snapshot": str(values["snapname"])})
+        try:
+            return await self._qm_snapshot(values, user)
+        finally:
+            _TASK_SUBJECT.reset(token)
+
+    async def _lab_rollback(self, values: dict[str, Any], user: str) -> Any:
+        """fakepve's rollback, plus PVE's start from the snapshot's RAM state and the guest's state put back."""
+        token = _TASK_SUBJECT.set({"rollback": str(values["snapname"])})
+        try:
+            return await self._qm_rollback(values, user)
+        finally:
+            _TASK_SUBJECT.reset(token)
 
     async def _lab_cluster_tasks(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
         """The cluster's recent tasks, newest first, as the node lists show them (fakepve invents a sample)."""
@@ -233,12 +258,6 @@ class LabPve(FakePve):
             data.update((k, v) for k, v in vm.stats.items() if k in data)
         return data
 
-    async def _qm_rollback(self, v: dict[str, Any], user: str) -> Any:
-        vm = self.find(v["node"], v["vmid"])
-        snap = vm.snapshots.get(v.get("snapname"))
-        self._lab_vmstate[vm.vmid] = bool(snap and snap.get("vmstate"))
-        return await super()._qm_rollback(v, user)
-
     async def _lab_replication_list(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
         # The lab configures no storage replication: PVE answers an empty list (fakepve invents a job
         # without `type`, which makes prometheus-pve-exporter's default scrape fail with HTTP 500).
@@ -339,21 +358,34 @@ class LabPve(FakePve):
 
     async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None,
                    lock: bool = True, log: Any = ()) -> str:
+        subject = _TASK_SUBJECT.get() or {}
+
         async def watched() -> Any:
             try:
                 note = await body()
-                if ttype == "qmrollback" and self._lab_vmstate.pop(int(tid), False):
-                    # PVE starts the VM from the snapshot's RAM state; fakepve leaves it stopped.
-                    target = self.vm(int(tid))
-                    if target is not None and target.status == "stopped":
-                        target.status = target.qmpstatus = "running"
-                        target.started_at = time.time()
+                if ttype == "qmsnapshot" and "snapshot" in subject:
+                    for callback in self.on_snapshot:
+                        callback(int(tid), subject["snapshot"])
+                if ttype == "qmrollback" and "rollback" in subject:
+                    self._lab_rolled_back(int(tid), subject["rollback"])
                 return note
             finally:
                 if tid not in ("", None):
                     self._lab_changed(tid)
         upid: str = await super().task(node, ttype, tid, user, watched, vm=vm, lock=lock, log=log)
         return upid
+
+    def _lab_rolled_back(self, vmid: int, name: str) -> None:
+        target = self.vm(vmid)
+        if target is None:
+            return
+        with_ram = bool(target.snapshots.get(name, {}).get("vmstate"))
+        if with_ram and target.status == "stopped":
+            # PVE starts the VM from the snapshot's RAM state; fakepve leaves it stopped.
+            target.status = target.qmpstatus = "running"
+            target.started_at = time.time()
+        for callback in self.on_rollback:
+            callback(vmid, name, with_ram)
 
     def _lab_changed(self, vmid: Any) -> None:
         for callback in self.on_change:

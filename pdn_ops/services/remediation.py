@@ -201,11 +201,14 @@ def add_rule(session: Session, inventory: Inventory, *, target: str, playbook: s
              vm_status: str | None = "stopped", params: Mapping[str, object] | None = None, created_by: str,
              policy: rem.Policy) -> AutoRuleRow:
     vm = vm_target(inventory, target)
-    clean = registry.playbook(playbook).validate(dict(params or {}), vm, policy)
+    raw = dict(params or {})
+    registry.playbook(playbook).validate(raw, vm, policy)  # refused now rather than when the rule fires
     if not 1 <= min_failed_checks <= 100:
         raise PolicyRefused("the number of failed checks must be between 1 and 100")
+    # The request's own parameters are kept, not their validated form: the rule's runs are requested with them
+    # and validated again then (resize_vm's validated form is not a valid request).
     row = AutoRuleRow(target=target, playbook=playbook, min_failed_checks=min_failed_checks, vm_status=vm_status,
-                      params=clean, created_by=created_by)
+                      params=raw, created_by=created_by)
     session.add(row)
     session.flush()
     return row

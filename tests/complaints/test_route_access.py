@@ -93,6 +93,15 @@ ACCESS: dict[str, frozenset[str]] = {
     "POST /api/v1/remediation/runs/{run_id}/cancel": STAFF,
     "POST /api/v1/remediation/windows": STAFF,
     "PUT /api/v1/remediation/auto": STAFF,
+    # The restore_snapshot chooser: the VM's snapshots with the suggested one marked (read off the request path).
+    "GET /remediation/snapshots/{cluster}/{vmid}": STAFF,
+    "GET /api/v1/remediation/snapshots/{cluster}/{vmid}": STAFF,
+}
+# Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.web.routes.lab_demo.mount), never by create_app:
+# walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.
+DEMO_ACCESS: dict[str, frozenset[str]] = {
+    "GET /lab": STAFF,
+    "POST /lab/vms/{vmid}/{action}": STAFF,
 }
 
 
@@ -142,11 +151,18 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         session.flush()
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
-                  "run_id": run.id}
+                  "run_id": run.id, "cluster": "pdn1", "vmid": 101}
+    wrong, checked = _walk(world.app, clients, params, ACCESS)
+    assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
+    assert not wrong, wrong
+
+
+def _walk(app, clients, params, table) -> tuple[list[str], list[str]]:
+    """Every route of ``app`` in ``table``, with every role: the answers that contradict the table, and the URLs."""
     wrong: list[str] = []
     checked: list[str] = []
-    for method, path in _routes(world.app):
-        allowed = ACCESS.get(f"{method} {path}")
+    for method, path in _routes(app):
+        allowed = table.get(f"{method} {path}")
         if allowed is None:
             continue
         try:
@@ -171,5 +187,37 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
                 denied = response.status_code in (401, 404)
             if denied == (role in allowed) or response.status_code >= 500:
                 wrong.append(f"{method} {url} as {role}: {response.status_code}")
-    assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
-    assert not wrong, wrong
+    return wrong, checked
+
+
+def test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says(world, tmp_path) -> None:
+    """The panel is not in the app create_app builds (demo mode or not); `pdn-ops demo` mounts it beside its lab.
+    Walked here on an app of its own, with a lab of one VM (no guest needed for a snapshot or a stop)."""
+    from pdn_ops.web.routes import lab_demo
+    from tests.complaints.world import build_world
+    from tests.support import missing
+
+    assert not [r for r in _routes(world.app) if r[1].startswith("/lab")], "no lab panel without the demo's lab"
+    if world.ctx.engine.dialect.name != "sqlite":
+        return  # the panel keeps nothing in the database: one walk (on SQLite) is enough
+    try:
+        from pdn_ops.lab.lab import Lab
+    except ImportError:
+        missing("fakepve", "install pdn-ops with the lab extra: pip install -e '.[lab]'")
+    demo = build_world(f"sqlite:///{tmp_path / 'demo.sqlite3'}", tmp_path)
+    lab = Lab.start(tmp_path / "lab", vms=1, sites=0, guests=0, time_scale=0.0)
+    before = set(_routes(demo.app))
+    panel = lab_demo.mount(demo.app, lab)
+    try:
+        added = {f"{m} {p}" for m, p in set(_routes(demo.app)) - before}
+        assert added == set(DEMO_ACCESS)
+        clients = {role: demo.client(None if role == ANON else role) for role in ROLES}
+        wrong, checked = _walk(demo.app, clients, {"vmid": 101, "action": "take_snapshot"}, DEMO_ACCESS)
+        assert len(checked) == len(DEMO_ACCESS) and not wrong, wrong
+        assert clients[ENGINEER].post("/lab/vms/101/no_such_action").status_code == 404
+        assert clients[ENGINEER].post("/lab/vms/999/stop_vm").status_code == 404
+        assert clients[ENGINEER].post("/lab/vms/101/crash_service").status_code == 404, "VM 101 has no guest"
+    finally:
+        panel.close()
+        lab.stop()
+        demo.ctx.engine.dispose()

@@ -63,6 +63,12 @@ def test_lab_up_json_first_line_faults_and_clean_stop(tmp_path):
         assert not port_open(site.split("/")[2].split(":")[0], 80)
         result = CliRunner().invoke(main, ["lab", "fault", "--dir", str(directory), "no_such_fault"])
         assert result.exit_code == 1 and "unknown fault" in result.output
+        result = CliRunner().invoke(main, ["lab", "fault", "take_snapshot", "vmid=102", "name=before"], env=env)
+        assert result.exit_code == 0 and "(before)" in result.output, result.output
+        result = CliRunner().invoke(main, ["lab", "fault", "ship_bad_update", "vmid=102", "version=2.0"], env=env)
+        assert result.exit_code == 0 and "(2.0)" in result.output, result.output
+        result = CliRunner().invoke(main, ["lab", "fault", "take_snapshot", "vmid=102", "name=no way"], env=env)
+        assert result.exit_code == 1 and "invalid configuration ID" in result.output
         result = CliRunner().invoke(main, ["lab", "status", "--dir", str(directory)])
         status = json.loads(result.output)
         assert status["token_secret"] == "***" and set(status["guests"]) == {"101", "102"}
@@ -103,6 +109,8 @@ def test_demo_serves_the_lab_inventory_and_stops_the_lab(tmp_path):
             assert time.monotonic() < deadline, "the demo did not listen"
             time.sleep(0.1)
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=10) as panel:  # mounted: log in first
+            assert panel.status == 200 and panel.url.endswith("/login?next=/lab")
         inventory = load_inventory(tmp_path / "lab" / "inventory.yaml")
         assert {vm.vmid for vm in inventory.vms} == {101, 102, 103, 104}
         assert len(_sshd_pids(tmp_path / "lab")) == 4

@@ -232,3 +232,85 @@ def test_revoked_client_key_and_api_token_fail_authentication(lab):
     finally:
         lab.faults.revoke_token(on=False)
     assert lab_proxmox(lab).version.get()
+
+
+def test_a_bad_update_survives_restarts_and_reboots_until_a_rollback_to_the_snapshot_before_it(make_lab):
+    lab = make_lab(vms=1, sites=1)
+    prox = lab_proxmox(lab)
+    vm = prox.nodes("pve1").qemu(101)
+    url = lab.guest(101).site_urls[0]
+    _task(prox, vm.snapshot.post(snapname="before_update", description="before 1.5.0"))
+    assert lab.faults.ship_bad_update(101, version="1.5.0") == "1.5.0"
+    assert _get(url)[0] == 500
+    assert lab_run(lab, 101, "cat /srv/opd-portal/VERSION")[1] == "1.5.0\n"
+    assert lab_run(lab, 101, "systemctl restart php8.2-fpm.service nginx.service")[0] == 0
+    assert _get(url)[0] == 500, "restarting the services does not bring the old release back"
+    _task(prox, vm.status.reboot.post())
+    guest = lab.guest(101)
+    _until(lambda: guest.seen_start == lab.pve.vm(101).started_at and guest.powered)
+    _until(lambda: not _refused(guest.address, 80))
+    assert _get(url)[0] == 500, "neither does a reboot"
+    _task(prox, vm.snapshot("before_update").rollback.post())
+    assert vm.status.current.get()["status"] == "stopped", "a snapshot without RAM: the VM stays stopped"
+    _until(lambda: _refused(lab.guest(101).address, 80))
+    _task(prox, vm.status.start.post())
+    lab.wait_guest(101, up=True)
+    _until(lambda: not _refused(lab.guest(101).address, 80))
+    assert _get(url)[0] == 200
+    assert lab_run(lab, 101, "cat /srv/opd-portal/VERSION")[1] == "1.4.2\n"
+
+
+def test_a_rollback_with_ram_resumes_the_guest_as_the_snapshot_held_it(make_lab):
+    lab = make_lab(vms=1, sites=1)
+    prox = lab_proxmox(lab)
+    url = lab.guest(101).site_urls[0]
+    lab.faults.fill_disk(101, 50)
+    lab.faults.crash_service(101, "php8.2-fpm.service")  # running processes: only RAM holds this
+    assert lab.faults.take_snapshot(101, "withram", vmstate=1) == "withram"
+    assert lab_run(lab, 101, "systemctl restart php8.2-fpm.service")[0] == 0
+    lab.faults.fill_disk(101, 97)
+    lab.faults.ship_bad_update(101, break_unit=1)
+    assert _get(url)[0] == 502
+    _task(prox, prox.nodes("pve1").qemu(101).snapshot("withram").rollback.post())
+    assert prox.nodes("pve1").qemu(101).status.current.get()["status"] == "running"
+    lab.wait_guest(101, up=True)
+    _until(lambda: not _refused(lab.guest(101).address, 80))
+    assert lab_run(lab, 101, "systemctl is-active php8.2-fpm.service")[1] == "failed\n", "as the RAM held it"
+    assert _get(url)[0] == 502
+    assert lab_run(lab, 101, "systemctl restart php8.2-fpm.service")[0] == 0, "its files are the old release's"
+    assert _get(url)[0] == 200
+    _, out, _ = lab_run(lab, 101, "df -P /")
+    assert int(out.splitlines()[1].split()[4].rstrip("%")) <= 51, "the disk is as the snapshot held it"
+    with pytest.raises(ValueError, match="invalid configuration ID"):
+        lab.faults.take_snapshot(101, "bad name")
+
+
+def test_memory_pressure_fails_the_app_until_the_vm_has_enough_memory(make_lab):
+    lab = make_lab(vms=1, sites=1)
+    prox = lab_proxmox(lab)
+    vm = prox.nodes("pve1").qemu(101)
+    url = lab.guest(101).site_urls[0]
+    lab.faults.memory_pressure(101, need_mib=3072)
+    assert _get(url)[0] == 502
+    status, out, err = lab_run(lab, 101, "systemctl restart php8.2-fpm.service")
+    assert status == 1 and "fatal signal" in err, "the OOM killer strikes again"
+    assert "Result: oom-kill" in lab_run(lab, 101, "systemctl status php8.2-fpm.service")[1]
+    _, out, _ = lab_run(lab, 101, "free -m")
+    total, used = (int(x) for x in out.splitlines()[1].split()[1:3])
+    assert total == 2048 and used > 0.95 * total
+    _task(prox, vm.config.post(memory=3072, numa=1, hotplug="network,disk,usb,memory"))
+    _task(prox, vm.config.post(memory=4096))  # memory hotplug with NUMA: applied to the running guest
+    _until(lambda: lab.guest(101).state()["memory"]["total"] == 4096 * 1024**2)
+    _until(lambda: _get(url)[0] == 200)  # systemd restarts the killed units once there is room
+    assert lab_run(lab, 101, "systemctl is-active php8.2-fpm.service")[1] == "active\n"
+
+
+def test_the_guest_powering_itself_off_stops_the_vm_without_a_task(lab):
+    prox = lab_proxmox(lab)
+    tasks = len(lab.pve.tasklog)
+    lab.faults.stop_vm(103)
+    lab.wait_guest(103, up=False)
+    assert prox.nodes("pve1").qemu(103).status.current.get()["status"] == "stopped"
+    assert len(lab.pve.tasklog) == tasks
+    _task(prox, prox.nodes("pve1").qemu(103).status.start.post())
+    lab.wait_guest(103, up=True)

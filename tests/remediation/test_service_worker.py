@@ -229,3 +229,14 @@ def test_rule_without_a_vm_state_fires_whatever_the_vm_state(sessions: sessionma
         run, why = svc.evaluate_rules(session, world, target="pve/103", signals=rem.Signals(3, "running"),
                                       policy=rem.Policy(), now=NOW)
         assert run is not None, why
+
+
+def test_a_resize_rule_fires_with_the_parameters_it_was_given(sessions: sessionmaker[Session],
+                                                              world: Inventory) -> None:
+    with transaction(sessions) as session:
+        svc.add_rule(session, world, target="pve/101", playbook="resize_vm", vm_status=None, created_by="eng1",
+                     params={"memory_mib": 4096, "reboot": True}, policy=rem.Policy())
+        run, why = svc.evaluate_rules(session, world, target="pve/101", signals=rem.Signals(3, "running"),
+                                      policy=rem.Policy(), now=NOW)
+        assert run is not None, why
+        assert run.params["request"]["memory_mib"] == 4096 and run.params["reboot"] is True

@@ -152,3 +152,46 @@ def test_route_enqueues_and_the_app_worker_executes(app: FastAPI, fakepve_sessio
             time.sleep(0.2)
     assert state == "succeeded"
     assert fakepve_session.vm(101).status == "running"
+
+
+def test_snapshot_chooser_reads_proxmox_off_the_request_and_feeds_the_restore_form(
+        client: TestClient, app: FastAPI, fakepve_session: Any, fakepve_cafile: str) -> None:
+    import time
+
+    from remediation.executors.proxmox import ApiCall
+    from tests.remediation.pve_support import executor
+
+    pve = fakepve_session
+    api = executor(pve, fakepve_cafile)
+    try:
+        for name in ("monday", "tuesday"):
+            made = api.start(ApiCall("POST", f"/nodes/{pve.vm(102).node}/qemu/102/snapshot", {"snapname": name}),
+                             lambda _upid: None)
+            assert made.ok, made.detail
+    finally:
+        api.close()
+    pve.vm(102).snapshots["monday"]["snaptime"] -= 86400
+    first = client.get("/api/v1/remediation/snapshots/pve/102")
+    assert first.status_code == 200 and first.json()["state"] == "reading", "the request does not wait for Proxmox"
+    assert first.json()["snapshots"] == []
+    deadline = time.monotonic() + 20
+    while (body := client.get("/api/v1/remediation/snapshots/pve/102").json())["state"] != "fresh":
+        assert time.monotonic() < deadline and body["state"] != "failed", body
+        time.sleep(0.05)
+    assert [s["name"] for s in body["snapshots"]] == ["tuesday", "monday"]
+    assert body["suggested"] == "tuesday" and body["problem_at"] is None, "no problem on record: the newest"
+    page = client.get("/remediation/snapshots/pve/102")
+    assert page.status_code == 200 and 'data-suggested="tuesday"' in page.text
+    assert 'name="param_name" value="snapshot"' in page.text and 'http-equiv="refresh"' not in page.text
+    plan = client.post("/remediation/dry-run", data={"playbook": "restore_snapshot", "target": "pve/102",
+                                                     "param_name": "snapshot", "param_value": "tuesday"})
+    assert plan.status_code == 200 and "snapshot/tuesday/rollback" in plan.text
+    reading = client.get("/remediation/snapshots/pve/103")
+    assert reading.status_code == 200 and 'http-equiv="refresh"' in reading.text, "reloads itself while reading"
+    assert client.get("/api/v1/remediation/snapshots/pve/999").status_code == 404
+    assert client.get("/api/v1/remediation/snapshots/pve/102?complaint_id=0").status_code == 422
+    assert client.get("/api/v1/remediation/snapshots/p%20ve/102").status_code == 422
+    assert client.get("/remediation/snapshots/pve/102?complaint_id=424242").status_code == 404
+    as_user(app, OPD_ADMIN)
+    assert client.get("/api/v1/remediation/snapshots/pve/102").status_code == 404
+    assert client.get("/remediation/snapshots/pve/102").status_code == 404

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, HTTPException, Request
+from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,7 @@ from pdn_ops.domain.remediation import Policy
 from pdn_ops.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.inventory import Inventory
 from pdn_ops.services import remediation as svc
+from pdn_ops.services import remediation_snapshots as snapshots
 from pdn_ops.web.deps import Ctx, DbSession, Staff
 from pdn_ops.web.templating import render
 
@@ -44,10 +45,10 @@ class SwitchRequest(BaseModel):
     enabled: bool
 
 
-def _inventory(ctx: Ctx) -> tuple[Inventory, Path]:
+def _inventory(ctx: Ctx) -> tuple[Inventory, FilePath]:
     if ctx.inventory is None:
         raise HTTPException(status_code=503, detail="the inventory is not loaded yet")
-    return ctx.inventory, Path(ctx.settings.inventory).parent
+    return ctx.inventory, FilePath(ctx.settings.inventory).parent
 
 
 def _policy(ctx: Ctx) -> Policy:
@@ -60,6 +61,31 @@ def _requester(ctx: Ctx, staff: Staff, complaint_id: int | None) -> svc.Requeste
     lookup = ctx.extras.get("complaint_opd")
     opd = lookup(complaint_id) if lookup is not None and complaint_id is not None else None
     return svc.Requester(staff.username, is_staff=staff.is_staff, opd=opd)
+
+
+def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
+    """One cache per app (made on first use): its reads run in background threads, never in a request."""
+    cache = ctx.extras.get("snapshot_cache")
+    if not isinstance(cache, snapshots.SnapshotCache):
+        base_dir = FilePath(ctx.settings.inventory).parent
+        cache = ctx.extras.setdefault("snapshot_cache", snapshots.SnapshotCache(
+            fetch=snapshots.inventory_fetch(lambda: ctx.inventory, base_dir)))
+    return cache
+
+
+Cluster = Annotated[str, Path(max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Vmid = Annotated[int, Path(ge=100, le=999_999_999)]
+ComplaintRef = Annotated[int | None, Query(ge=1)]
+
+
+def _suggest(ctx: Ctx, session: Any, cluster: str, vmid: int, complaint_id: int | None,
+             refresh: bool) -> snapshots.Suggestion:
+    inventory, base_dir = _inventory(ctx)
+    try:
+        return snapshots.suggest(session, _snapshot_cache(ctx), inventory, target=f"{cluster}/{vmid}",
+                                 complaint_id=complaint_id, refresh=refresh, base_dir=base_dir)
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
 
 
 def _http(exc: Exception) -> HTTPException:
@@ -158,6 +184,14 @@ def window_api(body: WindowRequest, session: DbSession, staff: Staff) -> dict[st
             "target": row.target}
 
 
+@router.get("/api/v1/remediation/snapshots/{cluster}/{vmid}", tags=["remediation"])
+def snapshots_api(cluster: Cluster, vmid: Vmid, ctx: Ctx, session: DbSession, _staff: Staff,
+                  complaint_id: ComplaintRef = None, refresh: bool = False) -> dict[str, Any]:
+    """The VM's snapshots (newest first) with the one to roll back to marked. The list comes from a cache read
+    in the background: ``state`` is ``reading`` or ``refreshing`` while a read is under way; ask again."""
+    return snapshots.suggestion_view(_suggest(ctx, session, cluster, vmid, complaint_id, refresh))
+
+
 @router.put("/api/v1/remediation/auto", tags=["remediation"])
 def switch_api(body: SwitchRequest, session: DbSession, staff: Staff) -> dict[str, bool]:
     """The global off switch for automatic remediation."""
@@ -171,24 +205,43 @@ def switch_api(body: SwitchRequest, session: DbSession, staff: Staff) -> dict[st
 def runs_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
     targets = [vm.key for vm in ctx.inventory.vms] if ctx.inventory else []
     return render(request, "remediation_runs.html", runs=svc.list_runs(session), targets=targets,
-                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=svc.auto_enabled(session))
+                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=svc.auto_enabled(session),
+                  lab_demo="lab_demo" in ctx.extras)
+
+
+@router.get("/remediation/snapshots/{cluster}/{vmid}", response_class=HTMLResponse, include_in_schema=False)
+def snapshots_page(cluster: Cluster, vmid: Vmid, request: Request, ctx: Ctx, session: DbSession, _staff: Staff,
+                   complaint_id: ComplaintRef = None, refresh: bool = False) -> HTMLResponse:
+    """Choose the snapshot to roll back to (the restore_snapshot request form); the page reloads itself while
+    the list is being read from Proxmox."""
+    suggestion = _suggest(ctx, session, cluster, vmid, complaint_id, refresh)
+    tz = ctx.settings.tz
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).strftime("%d-%m-%Y %H:%M:%S %Z") if value else "–"
+
+    return render(request, "remediation_snapshots.html", suggestion=suggestion, target=f"{cluster}/{vmid}",
+                  snapshots=list(reversed(suggestion.listing.snapshots)), when=when)
 
 
 @router.post("/remediation/dry-run", response_class=HTMLResponse, include_in_schema=False)
 def dry_run_page(request: Request, ctx: Ctx, staff: Staff, playbook: Annotated[str, Form(max_length=63)],
                  target: Annotated[str, Form(max_length=200)],
                  param_name: Annotated[str, Form(max_length=63)] = "",
-                 param_value: Annotated[str, Form(max_length=256)] = "") -> HTMLResponse:
+                 param_value: Annotated[str, Form(max_length=256)] = "",
+                 complaint_id: Annotated[int | None, Form(ge=1)] = None) -> HTMLResponse:
     inventory, base_dir = _inventory(ctx)
     params = {param_name: param_value} if param_name else {}
     try:
         clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
-                                  requester=_requester(ctx, staff, None), base_dir=base_dir)
+                                  requester=_requester(ctx, staff, complaint_id), base_dir=base_dir)
     except (PolicyRefused, NotFound, Conflict) as exc:
         return render(request, "remediation_plan.html", status_code=_http(exc).status_code, error=str(exc),
-                      playbook=playbook, target=target, plan=[], params={}, key="", param_name="", param_value="")
+                      playbook=playbook, target=target, plan=[], params={}, key="", param_name="", param_value="",
+                      complaint_id=None)
     return render(request, "remediation_plan.html", error=None, playbook=playbook, target=target, plan=plan,
-                  params=clean, key=uuid.uuid4().hex, param_name=param_name, param_value=param_value)
+                  params=clean, key=uuid.uuid4().hex, param_name=param_name, param_value=param_value,
+                  complaint_id=complaint_id)
 
 
 @router.post("/remediation/runs", include_in_schema=False)
@@ -196,13 +249,14 @@ def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
                  playbook: Annotated[str, Form(max_length=63)], target: Annotated[str, Form(max_length=200)],
                  key: Annotated[str, Form(min_length=1, max_length=200)],
                  param_name: Annotated[str, Form(max_length=63)] = "",
-                 param_value: Annotated[str, Form(max_length=256)] = "") -> Any:
+                 param_value: Annotated[str, Form(max_length=256)] = "",
+                 complaint_id: Annotated[int | None, Form(ge=1)] = None) -> Any:
     inventory, base_dir = _inventory(ctx)
     try:
         row = svc.request_run(session, inventory, playbook=playbook, target=target,
                               params={param_name: param_value} if param_name else {},
-                              requester=_requester(ctx, staff, None), idempotency_key=key, policy=_policy(ctx),
-                              base_dir=base_dir)
+                              requester=_requester(ctx, staff, complaint_id), idempotency_key=key,
+                              policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir)
     except svc.ActiveRunConflict as exc:
         return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
     except (PolicyRefused, NotFound, Conflict) as exc:
