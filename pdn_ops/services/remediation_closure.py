@@ -88,17 +88,17 @@ def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, 
                         for s in run.steps],
             "summary": run.summary,
         }
+        run.closure = "confirmed" if confirmed else "ineffective"
+        # Recorded (and timed) before its consequences, so the complaint's timeline reads cause, then effect.
+        session.add(AuditRow(at=utcnow(), actor="pdn-ops", action=f"remediation.{run.closure}",
+                             subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
         if confirmed:
-            run.closure = "confirmed"
             if complaint_link is not None and run.complaint_id is not None:
                 complaint_link(run.complaint_id, run.evidence, session)
         else:
-            run.closure = "ineffective"
             run.state = rem.check_transition(run.state, rem.State.INEFFECTIVE).value
             if alert is not None:
                 alert(run, session)
-        session.add(AuditRow(actor="pdn-ops", action=f"remediation.{run.closure}",
-                             subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
         decided.append((run.id, run.closure))
     return decided
 
