@@ -1,4 +1,4 @@
-"""``pdn-ops remediation``: the worker process (several may run on PostgreSQL)."""
+"""``pdn-ops remediation``: the worker process (several may run; on SQLite on the database's host)."""
 
 from __future__ import annotations
 

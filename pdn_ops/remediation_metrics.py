@@ -1,4 +1,5 @@
-"""Remediation series for /metrics, read from the run journal at scrape time (every worker process counted).
+"""Remediation series for /metrics, aggregated by the database from the run journal at scrape time (every worker
+process counted; a scrape reads a few rows per playbook however long the journal grows).
 
     pdn_remediation_runs_total{playbook,outcome}         counter: finished runs by outcome
     pdn_remediation_running{playbook}                    gauge: runs in progress (or being reconciled)
@@ -15,9 +16,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pdn_ops.services.remediation import DURATION_BUCKETS as BUCKETS
 from pdn_ops.services.remediation import metric_counts
-
-BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 class RemediationCollector(Collector):
@@ -38,10 +38,10 @@ class RemediationCollector(Collector):
             running.add_metric([playbook], value)
         duration = HistogramMetricFamily("pdn_remediation_run_duration_seconds",
                                          "Time from a worker claiming a run to its outcome.", labels=["playbook"])
-        for playbook, values in sorted(counts.durations.items()):
-            buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in BUCKETS]
-            buckets.append(("+Inf", float(len(values))))
-            duration.add_metric([playbook], buckets, sum(values))
+        for playbook, histogram in sorted(counts.durations.items()):
+            buckets = [(str(b), float(n)) for b, n in zip(BUCKETS, histogram.buckets, strict=True)]
+            buckets.append(("+Inf", float(histogram.count)))
+            duration.add_metric([playbook], buckets, histogram.sum_seconds)
         yield from (runs, running, duration)
 
 

@@ -6,7 +6,7 @@ costs; the indexes in ``complaint_tables`` match the orderings here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
@@ -22,7 +22,9 @@ from pdn_ops.db.complaint_tables import (
     UserRow,
     WorkNoteRow,
 )
+from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.db.tables import AuditRow, OpdRow, utcnow
+from pdn_ops.domain import timeline as tl
 from pdn_ops.domain.access import Principal
 from pdn_ops.domain.complaints import State
 from pdn_ops.errors import NotFound
@@ -160,9 +162,40 @@ def opds(session: Session) -> list[OpdRow]:
     return list(session.scalars(select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)))
 
 
-def timeline(session: Session, row: ComplaintRow) -> list[AuditRow]:
-    stmt = select(AuditRow).where(AuditRow.subject == f"complaint:{row.id}").order_by(AuditRow.at, AuditRow.id)
-    return list(session.scalars(stmt))
+def timeline(session: Session, principal: Principal, row: ComplaintRow) -> list[tl.Entry]:
+    """The complaint's timeline with every linked remediation run, as ``principal`` may see it.
+
+    Two queries, however many runs and steps: the runs with their steps (one outer join, only the columns the
+    timeline shows: a run's evidence can be large), then the audit rows of the complaint and of those runs. What an
+    OPD user is shown, and why, is decided in ``pdn_ops.domain.timeline``.
+    """
+    run, step = RemediationRunRow, RemediationStepRow
+    runs: dict[int, tl.RunFact] = {}
+    steps: dict[int, list[tl.StepFact]] = {}
+    for r in session.execute(
+            select(run.id, run.playbook, run.params, run.requested_by, run.trigger, run.approvals_needed, run.plan,
+                   run.claimed_by, run.attempt, run.created_at, run.started_at, step.position, step.name,
+                   step.intent, step.state.label("step_state"), step.upid, step.stdout, step.stderr, step.detail,
+                   step.reconciled, step.intent_at, step.finished_at.label("step_finished_at"))
+            .outerjoin(step, step.run_id == run.id).where(run.complaint_id == row.id)
+            .order_by(run.id, step.position)):
+        if r.id not in runs:
+            runs[r.id] = tl.RunFact(
+                id=r.id, playbook=r.playbook, params=r.params or {}, requested_by=r.requested_by, trigger=r.trigger,
+                approvals_needed=r.approvals_needed, plan=r.plan or [], claimed_by=r.claimed_by, attempt=r.attempt,
+                created_at=r.created_at, started_at=r.started_at)
+            steps[r.id] = []
+        if r.position is not None:
+            steps[r.id].append(tl.StepFact(
+                position=r.position, name=r.name, intent=r.intent, state=r.step_state, upid=r.upid, stdout=r.stdout,
+                stderr=r.stderr, detail=r.detail, reconciled=r.reconciled, intent_at=r.intent_at,
+                finished_at=r.step_finished_at))
+    subjects = [f"{tl.COMPLAINT_SUBJECT}{row.id}", *(f"{tl.RUN_SUBJECT}{run_id}" for run_id in runs)]
+    audits = [tl.AuditFact(a.at, a.actor, a.action, a.subject, a.detail) for a in session.execute(
+        select(AuditRow.at, AuditRow.actor, AuditRow.action, AuditRow.subject, AuditRow.detail)
+        .where(AuditRow.subject.in_(subjects)).order_by(AuditRow.at, AuditRow.id))]
+    facts = [replace(fact, steps=tuple(steps[fact.id])) for fact in runs.values()]
+    return tl.build(audits, facts, tl.Audience.STAFF if principal.is_staff else tl.Audience.OPD)
 
 
 def versions(session: Session, row: ComplaintRow) -> list[ComplaintVersionRow]:

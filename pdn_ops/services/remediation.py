@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, extract, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from pdn_ops.db.remediation_tables import (
 )
 from pdn_ops.db.tables import AuditRow, utcnow
 from pdn_ops.domain import remediation as rem
-from pdn_ops.errors import Conflict, NotFound, PolicyRefused
+from pdn_ops.errors import ConfigError, Conflict, NotFound, PolicyRefused
 from pdn_ops.inventory import Inventory, resolve_secret_path
 from remediation import registry, runner
 from remediation.executors.ssh import SshTarget
@@ -294,32 +294,86 @@ def _audit(session: Session, actor: str, action: str, row: RemediationRunRow, de
     session.add(AuditRow(actor=actor, action=action, subject=f"remediation_run:{row.id}", detail=detail[:2000]))
 
 
-# --- metrics ----------------------------------------------------------------------------------------------------
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+# Upper bounds (seconds) of the run-duration histogram: from a quick SSH restart to a long snapshot rollback.
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DurationHistogram:
+    """One playbook's finished runs: cumulative counts per bound of ``DURATION_BUCKETS``, count and sum."""
+
+    buckets: tuple[int, ...]
+    count: int
+    sum_seconds: float
+
 
 @dataclass(frozen=True, slots=True)
 class MetricCounts:
     outcomes: dict[tuple[str, str], int]  # (playbook, outcome) -> runs
     running: dict[str, int]  # playbook -> runs in progress
-    durations: dict[str, list[float]]  # playbook -> seconds of finished runs
+    durations: dict[str, DurationHistogram]  # playbook -> claim-to-outcome histogram of finished runs
+
+
+def duration_micros(dialect: str) -> ColumnElement[int]:
+    """A run's claim-to-outcome time in whole microseconds, computed by the database; negative clamps to 0.
+
+    Integer microseconds keep the bucket comparisons and the sum exact on both engines: PostgreSQL's EXTRACT(EPOCH)
+    of an interval is an exact numeric. SQLite has no interval type and its date functions keep only milliseconds,
+    so the whole seconds come from strftime('%s') of the stored text's first 19 characters and the microseconds
+    from characters 21-26 (SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff"; a value without them counts 0).
+    """
+    started, finished = RemediationRunRow.started_at, RemediationRunRow.finished_at
+    if dialect == "postgresql":
+        return func.greatest(cast(extract("epoch", finished - started) * 1_000_000, BigInteger), 0)
+    if dialect == "sqlite":
+        def seconds(column: Any) -> ColumnElement[int]:
+            # Only "YYYY-MM-DD HH:MM:SS": SQLite rounds the fraction to milliseconds, so 09.9999 would read as 10.
+            return cast(func.strftime("%s", func.substr(column, 1, 19)), BigInteger)
+
+        def fraction(column: Any) -> ColumnElement[int]:
+            return cast(func.substr(column, 21, 6), BigInteger)
+
+        micros = (seconds(finished) - seconds(started)) * 1_000_000 + fraction(finished) - fraction(started)
+        return func.max(micros, 0)  # with two arguments SQLite's max() is the scalar one, like GREATEST
+    raise ConfigError(f"no run-duration expression for the {dialect} database")
 
 
 def metric_counts(sessions: Callable[[], Session]) -> MetricCounts:
-    """What /metrics shows, read from the journal so every worker process is counted, whoever serves the scrape."""
-    from sqlalchemy import func
+    """What /metrics shows, read from the journal so every worker process is counted, whoever serves the scrape.
 
+    Two GROUP BY queries: a scrape reads O(playbooks x outcomes) rows whatever the number of runs in the journal.
+    One scan of the runs gives both the outcome counters and the duration histogram: its cumulative buckets are
+    ``SUM(CASE WHEN duration <= bound ...)`` per (playbook, outcome), added up per playbook here.
+    """
+    run = RemediationRunRow
     with sessions() as session:
-        outcomes = {(p, str(o)): int(n) for p, o, n in session.execute(
-            select(RemediationRunRow.playbook, RemediationRunRow.outcome, func.count())
-            .where(RemediationRunRow.outcome.is_not(None))
-            .group_by(RemediationRunRow.playbook, RemediationRunRow.outcome))}
+        finished = and_(run.started_at.is_not(None), run.finished_at.is_not(None))
+        # OFFSET 0 fences the subquery on both engines (SQLite does not flatten a subquery with an OFFSET, for
+        # PostgreSQL it is the usual optimisation fence): the duration is computed once per run, not once per
+        # aggregate below. Without it SQLite re-parses the dates for each of the eleven sums (about 8x slower).
+        scan = (select(run.playbook.label("playbook"), run.outcome.label("outcome"),
+                       case((finished, duration_micros(session.get_bind().dialect.name))).label("us"))
+                .where(or_(run.outcome.is_not(None), finished)).offset(0).subquery())
+        # The bounds as integer microseconds: exact, and the same as the float comparison ``seconds <= bound``.
+        per_bucket = [func.sum(case((scan.c.us <= int(bound * 1_000_000), 1), else_=0)) for bound in DURATION_BUCKETS]
+        outcomes: dict[tuple[str, str], int] = {}
+        sums: dict[str, tuple[int, int, list[int]]] = {}  # playbook -> (count, microseconds, cumulative buckets)
+        for playbook, outcome, runs, count, total, *cumulative in session.execute(
+                select(scan.c.playbook, scan.c.outcome, func.count(), func.count(scan.c.us), func.sum(scan.c.us),
+                       *per_bucket).group_by(scan.c.playbook, scan.c.outcome)):
+            if outcome is not None:
+                outcomes[(playbook, str(outcome))] = int(runs)
+            if count:
+                # int(): PostgreSQL sums BIGINT as NUMERIC.
+                n, us, buckets = sums.get(playbook, (0, 0, [0] * len(DURATION_BUCKETS)))
+                sums[playbook] = (n + int(count), us + int(total),
+                                  [a + int(b) for a, b in zip(buckets, cumulative, strict=True)])
         running = {p: int(n) for p, n in session.execute(
-            select(RemediationRunRow.playbook, func.count())
-            .where(RemediationRunRow.state.in_([rem.State.RUNNING.value, rem.State.INTERRUPTED.value]))
-            .group_by(RemediationRunRow.playbook))}
-        durations: dict[str, list[float]] = {}
-        for playbook, started, finished in session.execute(
-                select(RemediationRunRow.playbook, RemediationRunRow.started_at, RemediationRunRow.finished_at)
-                .where(RemediationRunRow.started_at.is_not(None), RemediationRunRow.finished_at.is_not(None))):
-            if started is not None and finished is not None:
-                durations.setdefault(playbook, []).append(max((finished - started).total_seconds(), 0.0))
+            select(run.playbook, func.count())
+            .where(run.state.in_([rem.State.RUNNING.value, rem.State.INTERRUPTED.value]))
+            .group_by(run.playbook))}
+    # One division of the exact integer total: the sum is correctly rounded (adding floats run by run is not).
+    durations = {p: DurationHistogram(tuple(buckets), n, us / 1_000_000) for p, (n, us, buckets) in sums.items()}
     return MetricCounts(outcomes, running, durations)

@@ -88,24 +88,29 @@ def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, 
                         for s in run.steps],
             "summary": run.summary,
         }
+        run.closure = "confirmed" if confirmed else "ineffective"
+        # Recorded (and timed) before its consequences, so the complaint's timeline reads cause, then effect.
+        session.add(AuditRow(at=utcnow(), actor="pdn-ops", action=f"remediation.{run.closure}",
+                             subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
         if confirmed:
-            run.closure = "confirmed"
             if complaint_link is not None and run.complaint_id is not None:
                 complaint_link(run.complaint_id, run.evidence, session)
         else:
-            run.closure = "ineffective"
             run.state = rem.check_transition(run.state, rem.State.INEFFECTIVE).value
             if alert is not None:
                 alert(run, session)
-        session.add(AuditRow(actor="pdn-ops", action=f"remediation.{run.closure}",
-                             subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
         decided.append((run.id, run.closure))
     return decided
 
 
 def complaint_link(config: Any) -> ComplaintLink:
     """The link to the complaints service: a confirmed run marks its complaint fixed (resolved, awaiting the
-    OPD's confirmation), which notifies the OPD; the reason names the run and the checks that confirmed it."""
+    OPD's confirmation), which notifies the OPD.
+
+    No reason text: a fix's reason goes to the OPD's inbox, and all pdn-ops could write there is English machine
+    text naming internal targets. The OPD reads "fixed" in their language; the evidence (checks before and after,
+    the run log) stays on the run, and the complaint's timeline shows the run's confirmation just before the fix.
+    """
     from pdn_ops.domain.access import Principal, Role
     from pdn_ops.domain.complaints import Action, State
     from pdn_ops.services import complaints
@@ -119,7 +124,5 @@ def complaint_link(config: Any) -> ComplaintLink:
             session.add(AuditRow(actor="pdn-ops", action="remediation.complaint_not_updated",
                                  subject=f"complaint:{complaint_id}", detail=f"complaint is {row.state}"))
             return
-        passed = {k: sum(1 for c in v if c["ok"]) for k, v in evidence.get("checks_after", {}).items()}
-        reason = f"{evidence.get('summary', '')}; checks passed after the run: {passed}"
-        complaints.act(session, system, complaint_id, Action.FIX, reason=reason[:2000], config=config)
+        complaints.act(session, system, complaint_id, Action.FIX, config=config)
     return link

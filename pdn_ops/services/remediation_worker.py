@@ -1,10 +1,16 @@
 """The remediation worker: claims queued runs, executes them through the journal, recovers after a crash.
 
-Claiming is atomic: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a conditional UPDATE on SQLite, so each run is
-executed exactly once whatever the number of workers. While a worker executes a run it holds a PostgreSQL session
-advisory lock on the run's id; at start, a worker takes over only the ``running`` runs whose lock it can get (their
-worker died): it marks them interrupted, then the runner reconciles their cut-off step. On SQLite there is a
-single worker, so every ``running`` run found at start is orphaned.
+Claiming is atomic, so each run is executed exactly once whatever the number of workers: ``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL; on SQLite a conditional UPDATE in a ``BEGIN IMMEDIATE`` transaction (claims queue for the
+write lock). While a worker executes a run it holds a lock on the run that the operating system releases when the
+worker dies, however it dies (``RunLocks``: a PostgreSQL session advisory lock, or an ``flock`` on a file next to
+the SQLite database); a worker takes over only the ``running`` runs whose lock it can get (their worker died): it
+marks them interrupted, then the runner reconciles their cut-off step. So several workers may run on SQLite too,
+on the database's host (SQLite's own rule).
+
+On SQLite every unit of work here that reads before it writes starts as the writer (``BEGIN IMMEDIATE``): in WAL
+mode a reader that another process overtook cannot become a writer (SQLITE_BUSY_SNAPSHOT, not retried by the busy
+timeout), which made a second worker fail with "database is locked".
 
 Test hook: ``PDN_OPS_REMEDIATION_KILL_AT=k`` makes the worker SIGKILL itself at the k-th step boundary, so tests
 can cut it at every point of every playbook.
@@ -12,6 +18,7 @@ can cut it at every point of every playbook.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -89,6 +96,14 @@ class _KillSwitch:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+@contextmanager
+def writing(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A committed unit of work that starts as the writer on SQLite (BEGIN IMMEDIATE; nothing changes elsewhere)."""
+    with transaction(sessions) as session:
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        yield session
+
+
 class DbJournal:
     """The runner's journal over the database: every write is its own committed transaction."""
 
@@ -103,19 +118,19 @@ class DbJournal:
             return [StepRecord(r.position, r.name, r.state, r.upid, r.intent_at, dict(r.facts)) for r in rows]
 
     def intent(self, position: int, step: Step, text_: str) -> None:
-        with transaction(self._sessions) as session:
+        with writing(self._sessions) as session:
             session.add(RemediationStepRow(run_id=self._run_id, position=position, name=step.name, kind=step.kind,
                                            side_effect=step.side_effect, intent=text_, state=StepStatus.RUNNING.value,
                                            intent_at=utcnow()))
 
     def upid(self, position: int, node: str, upid: str) -> None:
-        with transaction(self._sessions) as session:
+        with writing(self._sessions) as session:
             session.execute(update(RemediationStepRow).where(
                 RemediationStepRow.run_id == self._run_id, RemediationStepRow.position == position)
                 .values(upid=upid, node=node))
 
     def result(self, position: int, outcome: Outcome, facts: dict[str, Any], *, reconciled: bool = False) -> None:
-        with transaction(self._sessions) as session:
+        with writing(self._sessions) as session:
             values: dict[str, Any] = dict(
                 state=outcome.status.value, exit_code=outcome.exit_code, stdout=cap_output(outcome.stdout),
                 stderr=cap_output(outcome.stderr), detail=outcome.detail[:2000], facts=facts, reconciled=reconciled,
@@ -130,27 +145,71 @@ class DbJournal:
 
 
 class RunLocks:
-    """PostgreSQL session advisory locks on a dedicated connection; nothing to lock on SQLite (one worker)."""
+    """Which runs a live worker is executing; released by the operating system when the worker dies.
+
+    - PostgreSQL: session advisory locks on a dedicated connection (the server drops them with the connection).
+    - SQLite: an exclusive ``flock`` on ``<database file>.runs/<run id>.lock`` (the kernel drops it with the
+      process, as for the scheduler's leader lock). flock locks belong to the open file, so two workers in one
+      process exclude each other as two processes do. A run's file is removed once its outcome is committed: a
+      finished run is never taken over (the takeover is a conditional UPDATE of a ``running`` run), so a second
+      file made for the same run later cannot give a live run two owners.
+    - In-memory SQLite: one process, one worker: nothing to lock.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._pg = engine.dialect.name == "postgresql"
         self._conn: Connection | None = engine.connect() if self._pg else None
         if self._conn is not None:
             self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        self._dir = _sqlite_lock_dir(engine)
+        self._files: dict[int, int] = {}  # run id -> the file descriptor holding its flock
 
     def try_lock(self, run_id: int) -> bool:
-        if self._conn is None:
+        if self._conn is not None:
+            return bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:c, :r)"),
+                                           {"c": LOCK_CLASS, "r": run_id}).scalar())
+        if self._dir is None or run_id in self._files:
             return True
-        return bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:c, :r)"),
-                                       {"c": LOCK_CLASS, "r": run_id}).scalar())
+        fd = os.open(self._dir / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._files[run_id] = fd
+        return True
 
-    def unlock(self, run_id: int) -> None:
+    def unlock(self, run_id: int, *, finished: bool = False) -> None:
+        """Release; ``finished``: the run's outcome is committed, so its lock file can go too."""
         if self._conn is not None:
             self._conn.execute(text("SELECT pg_advisory_unlock(:c, :r)"), {"c": LOCK_CLASS, "r": run_id})
+            return
+        fd = self._files.pop(run_id, None)
+        if fd is None or self._dir is None:
+            return
+        if finished:
+            (self._dir / f"{run_id}.lock").unlink(missing_ok=True)
+        os.close(fd)  # closing the last descriptor of the open file releases the flock
 
     def close(self) -> None:
         if self._conn is not None:
+            # Closed for real, not returned to the pool: a pooled connection would keep holding the advisory locks.
+            self._conn.invalidate()
             self._conn.close()
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+
+def _sqlite_lock_dir(engine: Engine) -> Path | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    directory = Path(database).with_name(Path(database).name + ".runs")
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
 
 
 class Worker:
@@ -170,28 +229,31 @@ class Worker:
     # -- claiming -------------------------------------------------------------------------------------------------
 
     def claim(self) -> int | None:
-        """Take one queued run, or None. Holds the run's advisory lock from before the claim commits."""
+        """Take one queued run, or None. Holds the run's lock from before the claim commits."""
         claimable = [s.value for s in rem.CLAIMABLE_STATES]
-        with transaction(self.sessions) as session:
-            if self.engine.dialect.name == "postgresql":
-                run_id = session.scalar(select(RemediationRunRow.id)
-                                        .where(RemediationRunRow.state.in_(claimable))
-                                        .order_by(RemediationRunRow.id).limit(1).with_for_update(skip_locked=True))
+        locked: int | None = None
+        try:
+            with writing(self.sessions) as session:
+                stmt = (select(RemediationRunRow.id).where(RemediationRunRow.state.in_(claimable))
+                        .order_by(RemediationRunRow.id).limit(1))
+                if self.engine.dialect.name == "postgresql":
+                    stmt = stmt.with_for_update(skip_locked=True)
+                # On SQLite, BEGIN IMMEDIATE made this transaction the only writer: no other claim can slip in.
+                run_id = session.scalar(stmt)
                 if run_id is None or not self.locks.try_lock(run_id):
                     return None
-                session.execute(update(RemediationRunRow).where(RemediationRunRow.id == run_id).values(
+                locked = run_id
+                claimed = session.execute(update(RemediationRunRow).where(
+                    RemediationRunRow.id == run_id, RemediationRunRow.state.in_(claimable)).values(
                     state=rem.State.RUNNING.value, claimed_by=self.config.worker_id, started_at=utcnow(),
                     attempt=RemediationRunRow.attempt + 1))
-                return run_id
-            run_id = session.scalar(select(RemediationRunRow.id).where(RemediationRunRow.state.in_(claimable))
-                                    .order_by(RemediationRunRow.id).limit(1))
-            if run_id is None:
-                return None
-            claimed = session.execute(update(RemediationRunRow).where(
-                RemediationRunRow.id == run_id, RemediationRunRow.state.in_(claimable)).values(
-                state=rem.State.RUNNING.value, claimed_by=self.config.worker_id, started_at=utcnow(),
-                attempt=RemediationRunRow.attempt + 1))
-            return run_id if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    return None
+            locked = None  # committed: the lock now guards the run until its outcome
+            return run_id
+        finally:
+            if locked is not None:  # not claimed after all (or the commit failed): the run stays claimable
+                self.locks.unlock(locked)
 
     def orphans(self) -> list[int]:
         """Running runs whose worker died: marked interrupted, their lock taken by this worker."""
@@ -202,7 +264,7 @@ class Worker:
         for run_id in candidates:
             if not self.locks.try_lock(run_id):
                 continue  # a live worker holds it
-            with transaction(self.sessions) as session:
+            with writing(self.sessions) as session:
                 moved = session.execute(update(RemediationRunRow).where(
                     RemediationRunRow.id == run_id, RemediationRunRow.state == rem.State.RUNNING.value).values(
                     state=rem.State.INTERRUPTED.value, claimed_by=self.config.worker_id,
@@ -238,7 +300,7 @@ class Worker:
         except Exception as exc:  # the run must end with a recorded outcome whatever broke
             log.exception("run %s broke", run_id)
             outcome, summary = rem.State.UNKNOWN.value, f"the worker hit an internal error ({type(exc).__name__})"
-        with transaction(self.sessions) as session:
+        with writing(self.sessions) as session:
             row = session.get(RemediationRunRow, run_id)
             assert row is not None
             row.state = outcome
@@ -247,7 +309,7 @@ class Worker:
             row.finished_at = utcnow()
             session.add(AuditRow(actor=self.config.worker_id, action=f"remediation.{outcome}",
                                  subject=f"remediation_run:{run_id}", detail=summary[:2000]))
-        self.locks.unlock(run_id)
+        self.locks.unlock(run_id, finished=True)
         if self.config.observe is not None:
             with self.sessions() as session:
                 finished = session.get(RemediationRunRow, run_id)
@@ -275,7 +337,7 @@ class Worker:
         """Health-confirmed closure of succeeded runs (needs the health checks the collectors record)."""
         if self.config.closure is None:
             return []
-        with transaction(self.sessions) as session:
+        with writing(self.sessions) as session:
             return evaluate_closures(session, policy=self.config.closure, complaint_link=self.config.complaint_link,
                                      alert=self.config.alert)
 

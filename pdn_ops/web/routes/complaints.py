@@ -21,8 +21,9 @@ from pdn_ops.db.complaint_tables import ComplaintRow
 from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.complaints import Action, Category, State, available_actions
 from pdn_ops.services import accounts, complaint_queries, complaints, photos
+from pdn_ops.web import timeline
 from pdn_ops.web.context import AppContext
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff, current_principal, get_session
+from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff, current_principal, get_language, get_session
 from pdn_ops.web.roles import Config, OpdAdmin, unit_of_work
 from pdn_ops.web.templating import render
 
@@ -141,8 +142,9 @@ def detail(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: 
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
                   health=asset_health(ctx, session, [ref]).get(ref), fleet_url=fleet_url,
                   sla=complaints.sla_view(row, utcnow(), config.policy),
-                  actions=available_actions(State(row.state), user.role), timeline=complaint_queries.timeline(
-                      session, row), versions=complaint_queries.versions(session, row),
+                  actions=available_actions(State(row.state), user.role),
+                  timeline=timeline.lines(complaint_queries.timeline(session, user, row), get_language(request)),
+                  versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(
                       session, user, row), playbooks=playbooks, author=names.get(row.created_by, "-"),
                   opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"))
@@ -217,7 +219,7 @@ def resolution_report(request: Request, user: CurrentUser, row: Scoped, session:
                       config: Config) -> HTMLResponse:
     return render(request, "complaints/report.html", row=row, label=complaints.asset_label(session, row),
                   sla=complaints.sla_view(row, utcnow(), config.policy),
-                  timeline=complaint_queries.timeline(session, row),
+                  timeline=timeline.lines(complaint_queries.timeline(session, user, row), get_language(request)),
                   versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row),
                   notes=complaint_queries.notes(session, user, row),

@@ -20,7 +20,8 @@ from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.complaints import Action
 from pdn_ops.domain.sla import SlaPolicy
 from pdn_ops.services import complaint_queries, complaints, photos
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, current_principal_in, require_staff
+from pdn_ops.web import timeline
+from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Language, current_principal_in, require_staff
 from pdn_ops.web.roles import Config, FastCtx, OpdAdmin, unit_of_work
 from pdn_ops.web.routes.complaints import read_uploads, scoped_complaint
 
@@ -75,10 +76,29 @@ class ActionIn(BaseModel):
 
 
 class TimelineEntry(BaseModel):
+    """One timeline entry; remediation fields are null (or empty) when they do not apply or the caller is an OPD
+    user (who sees that work happened and its outcome, not internal details: see pdn_ops.domain.timeline)."""
+
     at: datetime
     actor: str
     action: str
     detail: str
+    text: str = Field(description="the entry as a sentence in the caller's language")
+    run_id: int | None = None
+    run_url: str | None = None
+    playbook: str | None = None
+    automatic: bool = False
+    step: int | None = None
+    step_name: str | None = None
+    state: str | None = Field(default=None, description="a step's result: succeeded, failed, unknown, skipped")
+    intent: str | None = None
+    upid: str | None = None
+    output: str | None = Field(default=None, description="the tail of the step's output, capped")
+    reconciled: bool = False
+    approval: int | None = None
+    approvals_needed: int | None = None
+    plan: list[str] = []
+    params: dict[str, Any] = {}
 
 
 def _out(row: ComplaintRow, now: datetime, policy: SlaPolicy) -> ComplaintOut:
@@ -168,10 +188,15 @@ def get_complaint(row: Annotated[ComplaintRow, Depends(scoped_complaint)], sessi
 
 
 @router.get("/complaints/{complaint_id}/timeline")
-def complaint_timeline(row: Annotated[ComplaintRow, Depends(scoped_complaint)],
-                       session: DbSession) -> list[TimelineEntry]:
-    return [TimelineEntry(at=a.at, actor=a.actor, action=a.action, detail=a.detail)
-            for a in complaint_queries.timeline(session, row)]
+def complaint_timeline(row: Annotated[ComplaintRow, Depends(scoped_complaint)], user: CurrentUser,
+                       session: DbSession, lang: Language) -> list[TimelineEntry]:
+    entries = complaint_queries.timeline(session, user, row)
+    return [TimelineEntry(at=e.at, actor=e.actor, action=e.action, detail=e.detail, text=line.text, run_id=e.run_id,
+                          run_url=line.run_url, playbook=e.playbook, automatic=e.automatic, step=e.step,
+                          step_name=e.step_name, state=e.state, intent=e.intent, upid=e.upid, output=e.output,
+                          reconciled=e.reconciled, approval=e.approval, approvals_needed=e.approvals_needed,
+                          plan=list(e.plan), params=dict(e.params))
+            for line in timeline.lines(entries, lang) for e in (line.entry,)]
 
 
 @router.post("/complaints/{complaint_id}/actions/{action}")
