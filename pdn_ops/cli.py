@@ -141,7 +141,6 @@ def inventory_sync(database_url: str | None, inventory_path: Path | None) -> Non
 @click.option("--listen", default=None, envvar="PDN_OPS_LISTEN", help="HOST:PORT (default 127.0.0.1:8000).")
 def serve(database_url: str | None, inventory_path: Path | None, listen: str | None) -> None:
     """Run the web service (and its single scheduler) in the foreground."""
-    import uvicorn
 
     from pdn_ops.scheduler.collectors import inventory_collectors
     from pdn_ops.scheduler.service import scheduler_hook
@@ -156,8 +155,18 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
                                                 start_notify_worker, remediation_worker_hook])
     except (DatabaseNotReady, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    _serve(app, settings.host, settings.port)
 
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    from pdn_ops.web import access_log
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures uvicorn's loggers
+    access_log.install()  # after that configuration, which would otherwise drop the filter
+    uvicorn.Server(config).run()
 
 
 @main.command()
@@ -166,7 +175,6 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
               help="Start the lab (a Proxmox cluster on loopback with live VMs) and use its inventory.")
 def demo(listen: str, with_lab: bool) -> None:
     """`make run`: migrate the default SQLite database, start the lab and serve the demo on embedded defaults."""
-    import uvicorn
 
     from pdn_ops.db import migrate
     from pdn_ops.scheduler.collectors import inventory_collectors
@@ -199,7 +207,7 @@ def demo(listen: str, with_lab: bool) -> None:
             click.echo(f"lab: break things from the browser (as engineer): http://{settings.host}:{settings.port}/lab")
         click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
                    f"(database {settings.effective_database_url})")
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        _serve(app, settings.host, settings.port)
     finally:
         if panel is not None:
             panel.close()
