@@ -35,6 +35,7 @@ from pdn_ops.web.routes import (
     health,
     home,
     metrics,
+    procedure_settings,
     remediation,
     reports,
     whatsapp_webhook,
@@ -82,7 +83,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
-                   remediation):
+                   remediation, procedure_settings):
         app.include_router(module.router)
 
     app.add_middleware(auth.BodyLimit)

@@ -96,6 +96,11 @@ ACCESS: dict[str, frozenset[str]] = {
     # The restore_snapshot chooser: the VM's snapshots with the suggested one marked (read off the request path).
     "GET /remediation/snapshots/{cluster}/{vmid}": STAFF,
     "GET /api/v1/remediation/snapshots/{cluster}/{vmid}": STAFF,
+    # The supervisor's screens: engineers read the procedure's settings; only a supervisor changes them.
+    "GET /settings/complaints": STAFF,
+    "POST /settings/complaints": frozenset({SUPERVISOR}),
+    "GET /api/v1/settings/complaints": STAFF,
+    "PUT /api/v1/settings/complaints": frozenset({SUPERVISOR}),
 }
 # Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.web.routes.lab_demo.mount), never by create_app:
 # walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.
