@@ -190,8 +190,8 @@ def test_the_last_supervisor_can_neither_deactivate_nor_demote_themselves(world:
         others = [u for u in session.scalars(select(UserRow).where(UserRow.role == "supervisor",
                                                                    UserRow.active.is_(True)))
                   if u.username != "supervisor"]
-        for other in others:  # earlier tests promoted some; leave "supervisor" as the only one
-            other.active = False
+        for extra in others:  # earlier tests promoted some; leave "supervisor" as the only one
+            extra.active = False
         me = principal_named(session, "supervisor")
     sup = world.client("supervisor")
     refused = _post(sup, f"/users/{me.user_id}/deactivate")
