@@ -14,7 +14,7 @@ from pdn_ops.db.tables import AuditRow
 from pdn_ops.domain.access import Role
 from pdn_ops.errors import PermissionDenied
 from pdn_ops.services import accounts, user_admin
-from tests.complaints.world import PASSWORD, World, csrf_of, login, principal_named
+from tests.complaints.world import PASSWORD, World, csrf_of, jpeg, login, principal_named
 
 
 def _name(prefix: str) -> str:
@@ -226,3 +226,41 @@ def test_supervisors_see_both_screens_in_the_navigation(world: World) -> None:
     _, name = _make(world, Role.SUPERVISOR, prefix="sup")
     nav = world.client(name).get("/complaints").text
     assert 'href="/users"' in nav and 'href="/settings/complaints"' in nav
+
+
+def test_engineers_with_contacts_get_sla_at_risk_alerts_from_the_scheduler_once_per_level(world: World) -> None:
+    from datetime import timedelta
+
+    from pdn_ops.db.notify_tables import NotifyOutboxRow
+    from pdn_ops.db.tables import utcnow
+    from pdn_ops.scheduler.jobs import complaint_jobs
+    from pdn_ops.services import complaints
+
+    with_contacts, _ = _make(world, Role.ENGINEER, prefix="oncall")
+    without, _ = _make(world, Role.ENGINEER, prefix="quiet")
+    gone, _ = _make(world, Role.ENGINEER, prefix="gone")
+    sup = world.client("supervisor")
+    assert sup.patch(f"/api/v1/users/{with_contacts}", json={
+        "phone": "+6281299990000", "email": "oncall@diskominfo.example.go.id", "language": "en"}).status_code == 200
+    assert sup.patch(f"/api/v1/users/{gone}", json={"phone": "+6281299990001", "active": False}).status_code == 200
+    config = world.ctx.extras["complaint_config"]
+    with transaction(world.ctx.sessions) as session:
+        # Five of seven calendar days gone: past 50 %, not yet 80 %.
+        row = complaints.submit(session, principal_named(session, "admin-dinkes"), complaints.Draft(
+            asset=f"vm:{world.vm['web-dinkes']}", category="slow", description="Situs sangat lambat sejak kemarin"),
+            [("layar.jpg", jpeg())], config=config,
+            now=utcnow() - timedelta(days=5))
+        complaint_id = row.id
+    (job,) = [j for j in complaint_jobs(config, world.ctx.settings.public_url) if j.name == "complaints:sla-at-risk"]
+    for _ in range(3):  # every run of the job: nothing new after the first
+        with transaction(world.ctx.sessions) as session:
+            job.record(session, job.collect())
+    with world.ctx.sessions() as session:
+        sent = list(session.scalars(select(NotifyOutboxRow).where(
+            NotifyOutboxRow.idempotency_key.startswith(f"complaint:{complaint_id}:sla_at_risk:"))))
+    # (Engineers given contacts by earlier tests in this module get theirs too.)
+    assert sorted((m.channel, m.address, m.params["percent"], m.language) for m in sent
+                  if m.user_id == with_contacts) == [
+        ("email", "oncall@diskominfo.example.go.id", "50", "en"), ("whatsapp", "+6281299990000", "50", "en")]
+    assert not {without, gone} & {m.user_id for m in sent}, "no contact, or deactivated: no alert"
+    assert len(sent) == len({(m.channel, m.address) for m in sent}), "one message per address and level"
