@@ -451,7 +451,10 @@ def sla_view(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) 
             status = SlaStatus.AT_RISK_50
         else:
             status = SlaStatus.OK
-        elapsed = row.sla_elapsed + terms_of(row, policy or SlaPolicy()).counted_seconds(row.sla_running_since, now)
+        # Counting depends only on the mode (and holidays), not on the length: one column to compare per row.
+        counting = policy if policy is not None and policy.working_days == (row.sla_mode == "working") \
+            else terms_of(row, policy or SlaPolicy())
+        elapsed = row.sla_elapsed + counting.counted_seconds(row.sla_running_since, now)
         return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True)
     status = status_for_fraction(row.sla_elapsed / row.sla_budget)
     return SlaView(status, row.sla_budget - row.sla_elapsed, None, False)
