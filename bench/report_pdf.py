@@ -26,11 +26,12 @@ from PIL import Image  # noqa: E402
 
 from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow, WorkNoteRow  # noqa: E402
 from pdn_ops.domain.complaints import Category, State  # noqa: E402
+from pdn_ops.domain.timeline import Entry  # noqa: E402
 from pdn_ops.services import photos  # noqa: E402
-from pdn_ops.services.complaint_queries import TimelineEntry  # noqa: E402
 from pdn_ops.services.complaint_reports import MonthlyReport, ResolutionReport  # noqa: E402
 from pdn_ops.web import pdf  # noqa: E402
 from pdn_ops.web.templating import translators  # noqa: E402
+from pdn_ops.web.timeline import lines  # noqa: E402
 
 TZ = ZoneInfo("Asia/Jakarta")
 
@@ -68,13 +69,12 @@ def one_complaint(data_dir: Path) -> ResolutionReport:
     attachments = [AttachmentRow(id=i, thumb_name=s.thumb_name, stored_name=s.stored_name, width=s.width,
                                  height=s.height) for i, s in enumerate(stored)]
     notes = [(WorkNoteRow(body=f"langkah {i}: periksa layanan"), "Insinyur") for i in range(10)]
-    timeline = [TimelineEntry(datetime(2026, 11, 2, i, tzinfo=UTC), "engineer", "complaint.note", "")
-                for i in range(20)]
+    timeline = [Entry(datetime(2026, 11, 2, i, tzinfo=UTC), "engineer", "complaint.note") for i in range(20)]
     return ResolutionReport(row=row, label="VM web-dinkes", opd_name="Dinas Kesehatan", timeline=timeline,
                             versions=[], photos=attachments, notes=notes)
 
 
-def measure(label: str, render, repeat: int) -> None:  # type: ignore[no-untyped-def]
+def measure(label: str, render, repeat: int) -> None:
     walls, cpus = [], []
     body = b""
     for _ in range(repeat):
@@ -102,10 +102,11 @@ def main() -> None:
             r, t=t, tk=tk, tz=TZ, uptime=[("VM web-dinkes", 0.9991)], printed_at=now), args.repeat)
     with tempfile.TemporaryDirectory() as folder:
         single = one_complaint(Path(folder))
+        worded = lines(single.timeline, "id")
         measure("resolution, 5 photo thumbnails", lambda: pdf.resolution_pdf(
-            single, t=t, tk=tk, tz=TZ, printed_at=now, data_dir=Path(folder), with_photos=True), args.repeat)
+            single, worded, t=t, tk=tk, tz=TZ, printed_at=now, data_dir=Path(folder), with_photos=True), args.repeat)
         measure("resolution, without photos", lambda: pdf.resolution_pdf(
-            single, t=t, tk=tk, tz=TZ, printed_at=now, data_dir=Path(folder), with_photos=False), args.repeat)
+            single, worded, t=t, tk=tk, tz=TZ, printed_at=now, data_dir=Path(folder), with_photos=False), args.repeat)
 
 
 if __name__ == "__main__":
