@@ -8,9 +8,10 @@ from pathlib import Path
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pdn_ops.domain.procedure import ProcedureSettings
 from pdn_ops.domain.sla import SlaPolicy, parse_holidays
 from pdn_ops.errors import ConfigError
-from pdn_ops.services.complaints import ComplaintConfig, ComplaintListeners
+from pdn_ops.services.complaints import ComplaintConfig, ComplaintListeners, TermsSource
 
 
 class ComplaintSettings(BaseSettings):
@@ -42,6 +43,11 @@ class ComplaintSettings(BaseSettings):
     def autoclose_after(self) -> timedelta:
         return timedelta(days=self.autoclose_days)
 
+    def procedure(self) -> ProcedureSettings:
+        """The defaults of the supervisor's settings screen (they apply until a supervisor saves)."""
+        return ProcedureSettings(sla_days=self.sla_days, sla_working_days=self.sla_working_days,
+                                 holidays=parse_holidays(self.sla_holidays), autoclose_days=self.autoclose_days)
+
 
 def load_complaint_settings() -> ComplaintSettings:
     """From the environment; every bad value named at once, as a ConfigError like the main settings."""
@@ -52,7 +58,9 @@ def load_complaint_settings() -> ComplaintSettings:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
 
-def complaint_config(data_dir: Path, settings: ComplaintSettings | None = None) -> ComplaintConfig:
+def complaint_config(data_dir: Path, settings: ComplaintSettings | None = None,
+                     terms: TermsSource | None = None) -> ComplaintConfig:
+    """With ``terms`` (the app's ``LiveSettings``), the supervisor's stored settings override these values."""
     chosen = settings or load_complaint_settings()
     return ComplaintConfig(data_dir=data_dir, policy=chosen.policy(), autoclose_after=chosen.autoclose_after(),
-                           listeners=ComplaintListeners())
+                           listeners=ComplaintListeners(), terms=terms)

@@ -26,6 +26,10 @@ class UserRow(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Optional contacts (E.164 phone for WhatsApp, e-mail), set by a supervisor: engineers with a contact get
+    # SLA-at-risk alerts.
+    phone: Mapped[str | None] = mapped_column(String(20), default=None)
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
 
 
 class WebSessionRow(Base):

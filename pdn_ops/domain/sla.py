@@ -82,6 +82,9 @@ class SlaPolicy:
 
     def instant_after(self, start: datetime, seconds: float) -> datetime:
         """The instant at which ``seconds`` counted seconds have passed since ``start``."""
+        if seconds <= 0:
+            # Already used up (a breached clock resumed on a weekend): due at once, not on the next working day.
+            return start
         if not self.working_days:
             return start + timedelta(seconds=seconds)
         if seconds <= 0:

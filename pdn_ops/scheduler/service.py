@@ -134,7 +134,7 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
         inventory = ctx.inventory or Inventory()
         specs = build_jobs(inventory, chosen, HealthConfig.from_settings(ctx.settings))
         if "complaint_config" in ctx.extras:
-            specs += complaint_jobs(ctx.extras["complaint_config"])
+            specs += complaint_jobs(ctx.extras["complaint_config"], ctx.settings.public_url)
         extras = ctx.extras
 
         def after_run() -> None:

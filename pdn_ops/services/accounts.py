@@ -225,9 +225,13 @@ def set_role(session: Session, actor: Principal, user_id: int, role: Role) -> No
         raise NotFound("no such user")
     if (role in OPD_ROLES) != (user.role in {str(r) for r in OPD_ROLES}):
         raise ValueError("a role change cannot move a user between an OPD and Diskominfo")
+    now = utcnow()
     user.role = str(role)
-    user.updated_at = utcnow()
-    revoke_sessions(session, user.id)
+    user.updated_at = now
+    revoke_sessions(session, user.id, now)
+    # A token would otherwise keep acting with the new role's rights without the person logging in again.
+    session.execute(update(ApiTokenRow).where(ApiTokenRow.user_id == user.id, ApiTokenRow.revoked_at.is_(None))
+                    .values(revoked_at=now))
     audit(session, actor.username, "user.role", f"user:{user.id}", str(role))
 
 

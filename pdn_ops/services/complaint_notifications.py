@@ -1,8 +1,9 @@
 """The complaint procedure's messages over WhatsApp and e-mail: a ``ComplaintListeners`` listener over the outbox.
 
 Runs inside the transaction of the state change (``complaints._transition``), so a message exists exactly when
-the change commits. The OPD is reached through the contacts of its inventory entry (user accounts carry no phone
-number or e-mail address); each distinct address gets one message per channel. The idempotency key names the
+the change commits. The OPD is reached through the contacts of its inventory entry; each distinct address gets
+one message per channel. Engineers are reached through the optional phone and e-mail a supervisor sets on their
+account (``engineer_recipients``), for SLA-at-risk alerts. The idempotency key names the
 complaint, the event and the instant of the change, so replaying the same change enqueues nothing new while a
 later change of the same kind (returned twice) is a new message.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.complaint_tables import ComplaintRow
+from pdn_ops.db.complaint_tables import ComplaintRow, UserRow
 from pdn_ops.db.tables import OpdRow
+from pdn_ops.domain.access import Role
 from pdn_ops.domain.complaints import RUNNING_STATES, Action
 from pdn_ops.notify.model import Channel, Recipient
 from pdn_ops.services.complaints import ComplaintEvent, Listener
@@ -66,6 +68,24 @@ def contact_recipients(contacts: Iterable[dict[str, str]]) -> list[Recipient]:
 def opd_recipients(session: Session, opd_id: int) -> list[Recipient]:
     opd = session.get(OpdRow, opd_id)
     return contact_recipients(opd.contacts or []) if opd is not None else []
+
+
+def engineer_recipients(session: Session) -> list[Recipient]:
+    """Active engineers with a WhatsApp number and/or an e-mail address on their account, in their language."""
+    rows = session.execute(select(UserRow.id, UserRow.phone, UserRow.email, UserRow.language).where(
+        UserRow.role == str(Role.ENGINEER), UserRow.active.is_(True),
+        or_(UserRow.phone.is_not(None), UserRow.email.is_not(None))).order_by(UserRow.id))
+    found: list[Recipient] = []
+    for row in rows:
+        language = row.language if row.language in ("id", "en") else "id"
+        for channel, address in ((Channel.WHATSAPP, row.phone), (Channel.EMAIL, row.email)):
+            if not address:
+                continue
+            try:
+                found.append(Recipient(channel, address, language, user_id=row.id))
+            except ValueError:
+                continue  # validated when saved; a bad legacy value must not stop the others' alerts
+    return found
 
 
 def make_listener(public_url: str) -> Listener:

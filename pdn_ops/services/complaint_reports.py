@@ -1,4 +1,5 @@
-"""The standard's output: the monthly report per OPD and overall, and its CSV export.
+"""The standard's output: the resolution report per complaint, the monthly report per OPD and overall, and the
+monthly CSV export. (The pages and the PDF files render these values; see ``pdn_ops.web.pdf``.)
 
 Time to resolve runs from the complete submission to the moment the engineer marked the complaint fixed
 (calendar hours); SLA compliance is the share of complaints resolved in the month within their SLA.
@@ -17,9 +18,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.complaint_tables import ComplaintRow
+from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, WorkNoteRow
 from pdn_ops.db.tables import OpdRow, SiteRow, VmRow
+from pdn_ops.domain import timeline as tl
 from pdn_ops.domain.access import Principal
+from pdn_ops.errors import NotFound
+from pdn_ops.services import complaint_queries, complaints
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -126,3 +130,40 @@ def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
             when(r.submitted_at), when(r.fixed_at), when(r.closed_at), "yes" if r.auto_closed else "no", hours,
             "yes" if r.sla_breached else "no", r.description)])
     return out.getvalue()
+
+
+# --- the resolution report of one complaint -------------------------------------------------------------------
+
+@dataclass
+class ResolutionReport:
+    row: ComplaintRow
+    label: str
+    opd_name: str
+    timeline: list[tl.Entry]  # already cut to the reader's audience (pdn_ops.domain.timeline)
+    versions: list[ComplaintVersionRow]
+    photos: list[AttachmentRow]
+    notes: list[tuple[WorkNoteRow, str]]  # empty for OPD users: work notes are Diskominfo's working papers
+
+
+def resolution(session: Session, principal: Principal, complaint_id: int) -> ResolutionReport:
+    """What was reported, what was done, the evidence; another OPD's complaint raises NotFound."""
+    row = complaints.get(session, principal, complaint_id)
+    return ResolutionReport(
+        row=row, label=complaints.asset_label(session, row),
+        opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
+        timeline=complaint_queries.timeline(session, principal, row), versions=complaint_queries.versions(session, row),
+        photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(session, principal, row))
+
+
+def chosen_opd(session: Session, principal: Principal, code: str) -> OpdRow | None:
+    """The OPD a monthly report is asked for (``?opd=CODE``), or None for the principal's default.
+
+    Staff choose any OPD (none: overall); an OPD user always gets their own OPD, and naming another OPD, or one
+    that does not exist, answers like a missing page.
+    """
+    if not code:
+        return None
+    opd = complaint_queries.opd_by_code(session, code)
+    if opd is None or not principal.can_see_opd(opd.id):
+        raise NotFound("no such OPD")
+    return opd

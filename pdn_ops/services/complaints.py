@@ -14,10 +14,10 @@ Seams for other parts of pdn-ops:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ from pdn_ops.db.complaint_tables import (
 from pdn_ops.db.tables import AuditRow, SiteRow, VmRow, utcnow
 from pdn_ops.domain.access import Principal, Role
 from pdn_ops.domain.complaints import RUNNING_STATES, Action, Category, State, TransitionError, next_state
-from pdn_ops.domain.sla import SlaClock, SlaPolicy, SlaStatus, status_for_fraction
+from pdn_ops.domain.sla import DAY, SlaClock, SlaPolicy, SlaStatus, status_for_fraction
 from pdn_ops.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
 from pdn_ops.services import photos
 
@@ -70,12 +70,59 @@ class ComplaintListeners:
         return iter(list(self._listeners))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The procedure's terms in force: the SLA policy for clocks that start now, and the auto-close period."""
+
+    policy: SlaPolicy
+    autoclose_after: timedelta
+
+
+class TermsSource(Protocol):
+    """Where live terms come from (``services.procedure_settings.LiveSettings``: the supervisor's settings)."""
+
+    def cached(self) -> Terms:
+        """Terms at most a few seconds old, for pages and lists (no query on most calls)."""
+
+    def fresh(self, session: Session) -> Terms:
+        """Terms read in ``session``'s own transaction, for state changes."""
+
+
 class ComplaintConfig:
-    data_dir: Path
-    policy: SlaPolicy = field(default_factory=SlaPolicy)
-    autoclose_after: timedelta = timedelta(days=3)
-    listeners: ComplaintListeners = field(default_factory=ComplaintListeners)
+    """What the complaint services need besides a session: where photos go, the terms, the listeners.
+
+    ``policy`` and ``autoclose_after`` are read on every use. With a ``terms`` source (the app's), they follow the
+    supervisor's settings in every process without a restart: ``policy`` from a short cache (pages and lists),
+    ``policy_in(session)`` from the database in the caller's transaction (state changes, so a due date is never
+    computed from stale settings). Without one (tests, scripts) the values given here apply.
+    """
+
+    __slots__ = ("_autoclose_after", "_policy", "_terms", "data_dir", "listeners")
+
+    def __init__(self, data_dir: Path, policy: SlaPolicy | None = None,
+                 autoclose_after: timedelta = timedelta(days=3), listeners: ComplaintListeners | None = None,
+                 terms: TermsSource | None = None) -> None:
+        self.data_dir = data_dir
+        self.listeners = listeners if listeners is not None else ComplaintListeners()
+        self._policy = policy or SlaPolicy()
+        self._autoclose_after = autoclose_after
+        self._terms = terms
+
+    @property
+    def policy(self) -> SlaPolicy:
+        return self._terms.cached().policy if self._terms is not None else self._policy
+
+    @property
+    def autoclose_after(self) -> timedelta:
+        return self._terms.cached().autoclose_after if self._terms is not None else self._autoclose_after
+
+    def terms_in(self, session: Session) -> Terms:
+        if self._terms is None:
+            return Terms(self._policy, self._autoclose_after)
+        return self._terms.fresh(session)
+
+    def policy_in(self, session: Session) -> SlaPolicy:
+        return self.terms_in(session).policy
 
 
 class ComplaintInvalid(PdnOpsError):
@@ -147,7 +194,23 @@ def asset_label(session: Session, row: ComplaintRow) -> str:
 
 # --- the one place where state changes ------------------------------------------------------------------------
 
+def terms_of(row: ComplaintRow, policy: SlaPolicy) -> SlaPolicy:
+    """The policy a complaint is judged by: once its clock has started, the length and the calendar or working-day
+    mode it was filed under (kept in ``sla_budget``/``sla_mode``); the holidays and the zone are always current.
+
+    So a supervisor's new SLA length applies to new complaints only, while a holiday added later counts for every
+    running working-day complaint.
+    """
+    if row.submitted_at is None:
+        return policy
+    working = row.sla_mode == "working"
+    if policy.budget == row.sla_budget and policy.working_days == working:
+        return policy  # the usual case: no new object per row on the hot lists
+    return replace(policy, days=max(1, round(row.sla_budget / DAY)), working_days=working)
+
+
 def clock_of(row: ComplaintRow, policy: SlaPolicy) -> SlaClock:
+    policy = terms_of(row, policy)
     return SlaClock(policy=policy, elapsed=row.sla_elapsed, running_since=row.sla_running_since,
                     started=row.submitted_at is not None, stopped=row.state in (State.FIXED, State.CLOSED,
                                                                                State.MERGED))
@@ -175,7 +238,7 @@ def _transition(session: Session, row: ComplaintRow, action: Action, *, actor: s
         if before is None:
             raise TransitionError("a complaint without a state")
         target = next_state(before, action, role, reason)
-    clock = clock_of(row, config.policy)
+    clock = clock_of(row, config.policy_in(session))
     if target in RUNNING_STATES:
         clock = clock.start(now)
         row.submitted_at = row.submitted_at or now
@@ -357,7 +420,7 @@ def close_stale(session: Session, now: datetime, *, after: timedelta | None = No
     Claims each row with FOR UPDATE SKIP LOCKED (PostgreSQL) so two schedulers never close the same one twice.
     """
     config = config or ComplaintConfig(data_dir=Path())
-    limit = now - (after if after is not None else config.autoclose_after)
+    limit = now - (after if after is not None else config.terms_in(session).autoclose_after)
     stmt = select(ComplaintRow).where(ComplaintRow.state == str(State.FIXED), ComplaintRow.fixed_at <= limit)
     closed = []
     for row in session.scalars(stmt.order_by(ComplaintRow.id).with_for_update(skip_locked=True)):
@@ -388,8 +451,10 @@ def sla_view(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) 
             status = SlaStatus.AT_RISK_50
         else:
             status = SlaStatus.OK
-        elapsed = row.sla_elapsed + (policy or SlaPolicy(working_days=row.sla_mode == "working")).counted_seconds(
-            row.sla_running_since, now)
+        # Counting depends only on the mode (and holidays), not on the length: one column to compare per row.
+        counting = policy if policy is not None and policy.working_days == (row.sla_mode == "working") \
+            else terms_of(row, policy or SlaPolicy())
+        elapsed = row.sla_elapsed + counting.counted_seconds(row.sla_running_since, now)
         return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True)
     status = status_for_fraction(row.sla_elapsed / row.sla_budget)
     return SlaView(status, row.sla_budget - row.sla_elapsed, None, False)

@@ -23,6 +23,7 @@ from pdn_ops.complaint_settings import complaint_config, load_complaint_settings
 from pdn_ops.db.engine import transaction
 from pdn_ops.domain.access import Principal
 from pdn_ops.services import accounts, complaint_notifications
+from pdn_ops.services.procedure_settings import LiveSettings
 from pdn_ops.web.context import AppContext
 
 SESSION_COOKIE = "pdn_session"
@@ -89,7 +90,11 @@ def make_authenticator(ctx: AppContext) -> Authenticator:
 
 def install(ctx: AppContext) -> None:
     ctx.extras["authenticate"] = make_authenticator(ctx)
-    ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, load_complaint_settings())
+    # The terms follow the supervisor's settings screen (stored in the database, environment as defaults).
+    chosen = load_complaint_settings()
+    ctx.extras["procedure_settings"] = LiveSettings(ctx.sessions, chosen.procedure(), chosen.timezone)
+    ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, chosen,
+                                                      terms=ctx.extras["procedure_settings"])
     ctx.extras["complaint_listeners"] = ctx.extras["complaint_config"].listeners
     # WhatsApp/e-mail messages to the OPD for each state change, in the same transaction (the outbox).
     ctx.extras["complaint_listeners"].add(complaint_notifications.make_listener(ctx.settings.public_url))

@@ -37,6 +37,10 @@ def require_opd_user(principal: Annotated[Principal, Depends(current_principal)]
     return _need(principal, *OPD_ROLES)
 
 
+def require_supervisor(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    return _need(principal, Role.SUPERVISOR)
+
+
 # Async on purpose: FastAPI runs a sync dependency in the thread pool, a hop that costs more than this lookup.
 async def app_ctx(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
@@ -51,6 +55,7 @@ async def complaint_config(request: Request) -> ComplaintConfig:
 OpdHead = Annotated[Principal, Depends(require_opd_head)]
 OpdAdmin = Annotated[Principal, Depends(require_opd_admin)]
 OpdUser = Annotated[Principal, Depends(require_opd_user)]
+Supervisor = Annotated[Principal, Depends(require_supervisor)]
 Config = Annotated[ComplaintConfig, Depends(complaint_config)]
 FastCtx = Annotated[AppContext, Depends(app_ctx)]
 

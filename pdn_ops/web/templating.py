@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,12 @@ def make_environment() -> Environment:
     )
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    env: Environment = request.app.state.jinja
-    lang = get_language(request)
+def translators(lang: str) -> tuple[Callable[..., str], Callable[..., str]]:
+    """``t(key, **params)`` and ``tk(family, value, fallback=None)`` in ``lang``, for templates and PDF files."""
 
     def t(key: str, **params: object) -> str:
         return translate(key, lang, **params)
 
-    context.setdefault("user", principal_or_none(request))
-    context.setdefault("csrf_token", csrf_token(request))
-    context.setdefault("tz", request.app.state.ctx.settings.tz)
     def tk(family: str, value: object, fallback: str | None = None) -> str:
         # A key chosen at run time (a state, a category); tests check every family is complete. ``fallback``
         # is for open families such as audit events that other parts of pdn-ops may add to a timeline.
@@ -44,6 +41,16 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
             return fallback
         return translate(key, lang)
 
+    return t, tk
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    env: Environment = request.app.state.jinja
+    lang = get_language(request)
+    t, tk = translators(lang)
+    context.setdefault("user", principal_or_none(request))
+    context.setdefault("csrf_token", csrf_token(request))
+    context.setdefault("tz", request.app.state.ctx.settings.tz)
     body = env.get_template(template).render(
         request=request, lang=lang, languages=LANGUAGES, t=t, tk=tk, **context
     )

@@ -21,6 +21,8 @@ FAMILIES: dict[str, set[str]] = {
     "role": {str(r) for r in Role},
     "inbox.kind": set(NOTIFY_OPD.values()),
     "admins.action": {"assign", "revoke"},
+    "users.status": {"active", "inactive", "all"},
+    "users.done": {"created", "contact", "role", "deactivated", "reactivated", "password"},
 }
 
 

@@ -61,8 +61,10 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /complaints/{complaint_id}/photos/{attachment_id}": DINKES,
     "GET /complaints/{complaint_id}/photos/{attachment_id}/thumb": DINKES,
     "GET /complaints/{complaint_id}/report": DINKES,
+    "GET /complaints/{complaint_id}/report.pdf": DINKES,
     "GET /reports/monthly": USERS,
     "GET /reports/monthly.csv": USERS,
+    "GET /reports/monthly.pdf": USERS,
     "GET /api/v1/me": USERS,
     "GET /api/v1/assets": USERS,
     "GET /api/v1/complaints": USERS,
@@ -96,6 +98,25 @@ ACCESS: dict[str, frozenset[str]] = {
     # The restore_snapshot chooser: the VM's snapshots with the suggested one marked (read off the request path).
     "GET /remediation/snapshots/{cluster}/{vmid}": STAFF,
     "GET /api/v1/remediation/snapshots/{cluster}/{vmid}": STAFF,
+    # The supervisor's screens: engineers read the procedure's settings; only a supervisor changes them.
+    "GET /settings/complaints": STAFF,
+    "POST /settings/complaints": frozenset({SUPERVISOR}),
+    "GET /api/v1/settings/complaints": STAFF,
+    "PUT /api/v1/settings/complaints": frozenset({SUPERVISOR}),
+    # Users (every OPD's people and their contacts): supervisors only.
+    "GET /users": frozenset({SUPERVISOR}),
+    "POST /users": frozenset({SUPERVISOR}),
+    "GET /users/{user_id}": frozenset({SUPERVISOR}),
+    "POST /users/{user_id}/contact": frozenset({SUPERVISOR}),
+    "POST /users/{user_id}/role": frozenset({SUPERVISOR}),
+    "POST /users/{user_id}/deactivate": frozenset({SUPERVISOR}),
+    "POST /users/{user_id}/reactivate": frozenset({SUPERVISOR}),
+    "POST /users/{user_id}/password": frozenset({SUPERVISOR}),
+    "GET /api/v1/users": frozenset({SUPERVISOR}),
+    "POST /api/v1/users": frozenset({SUPERVISOR}),
+    "GET /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
+    "PATCH /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
+    "POST /api/v1/users/{user_id}/password": frozenset({SUPERVISOR}),
 }
 # Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.web.routes.lab_demo.mount), never by create_app:
 # walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.

@@ -145,3 +145,11 @@ def test_bad_sla_settings_are_named_at_start(monkeypatch) -> None:
     monkeypatch.setenv("PDN_OPS_SLA_WORKING_DAYS", "1")
     policy = load_complaint_settings().policy()
     assert policy.days == 5 and policy.working_days and date(2026, 12, 25) in policy.holidays
+
+
+def test_a_breached_clock_resumed_on_a_weekend_is_due_at_once() -> None:
+    # Found by hypothesis: with no budget left, the due instant is the resume itself, not the next working day.
+    policy = SlaPolicy(working_days=True)
+    saturday = wib(2026, 11, 21)
+    clock = SlaClock(policy=policy, elapsed=policy.budget + 60, running_since=saturday, started=True)
+    assert clock.due_at() == saturday

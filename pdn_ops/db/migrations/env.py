@@ -7,7 +7,8 @@ import pdn_ops.db.complaint_tables
 import pdn_ops.db.health_tables
 import pdn_ops.db.intake_tables
 import pdn_ops.db.notify_tables
-import pdn_ops.db.remediation_tables  # noqa: F401
+import pdn_ops.db.remediation_tables
+import pdn_ops.db.settings_tables  # noqa: F401
 from pdn_ops.db.engine import make_engine
 from pdn_ops.db.tables import Base
 

@@ -13,19 +13,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.complaint_tables import ComplaintRow
 from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.complaints import Action, Category, State, available_actions
-from pdn_ops.services import accounts, complaint_queries, complaints, photos
-from pdn_ops.web import timeline
+from pdn_ops.services import accounts, complaint_queries, complaint_reports, complaints, photos
+from pdn_ops.web import pdf, timeline
 from pdn_ops.web.context import AppContext
 from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff, current_principal, get_language, get_session
 from pdn_ops.web.roles import Config, OpdAdmin, unit_of_work
-from pdn_ops.web.templating import render
+from pdn_ops.web.templating import render, translators
 
 router = APIRouter(include_in_schema=False)
 
@@ -217,11 +217,23 @@ def photo_thumb(ctx: Ctx, user: CurrentUser, row: Scoped, attachment_id: int) ->
 @router.get("/complaints/{complaint_id}/report", response_class=HTMLResponse)
 def resolution_report(request: Request, user: CurrentUser, row: Scoped, session: DbSession,
                       config: Config) -> HTMLResponse:
-    return render(request, "complaints/report.html", row=row, label=complaints.asset_label(session, row),
+    report = complaint_reports.resolution(session, user, row.id)
+    return render(request, "complaints/report.html", row=report.row, label=report.label,
                   sla=complaints.sla_view(row, utcnow(), config.policy),
-                  timeline=timeline.lines(complaint_queries.timeline(session, user, row), get_language(request)),
-                  versions=complaint_queries.versions(session, row),
-                  photos=complaint_queries.attachments(session, row),
-                  notes=complaint_queries.notes(session, user, row),
-                  opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
+                  timeline=timeline.lines(report.timeline, get_language(request)),
+                  versions=report.versions, photos=report.photos, notes=report.notes, opd_name=report.opd_name,
                   printed_at=datetime.now(config.policy.tz))
+
+
+@router.get("/complaints/{complaint_id}/report.pdf")
+def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: DbSession,
+                          config: Config, with_photos: Annotated[bool, Query(alias="photos")] = True) -> Response:
+    """The same report as a PDF download; ``photos=0`` leaves out the thumbnails."""
+    report = complaint_reports.resolution(session, user, row.id)
+    lang = get_language(request)
+    t, tk = translators(lang)
+    body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
+                              printed_at=datetime.now(config.policy.tz), data_dir=ctx.settings.data_dir,
+                              with_photos=with_photos)
+    return Response(body, media_type="application/pdf",
+                    headers=pdf.attachment_headers(f"complaint-{row.id}-report.pdf"))

@@ -12,16 +12,18 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from pdn_ops.services import complaint_queries, complaint_reports
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession
+from pdn_ops.web import pdf
+from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, get_language
 from pdn_ops.web.roles import Config
-from pdn_ops.web.templating import render
+from pdn_ops.web.templating import render, translators
 
 router = APIRouter(include_in_schema=False)
 
 
 def _report(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str,
             opd: str) -> complaint_reports.MonthlyReport:
-    opd_row = complaint_queries.opd_by_code(session, opd) if opd and user.is_staff else None
+    # Another OPD's (or an unknown) code answers 404 like a missing page; an OPD user's own code is their report.
+    opd_row = complaint_reports.chosen_opd(session, user, opd)
     try:
         return complaint_reports.monthly(session, user, month=month, tz=config.policy.tz,
                                          opd_id=opd_row.id if opd_row else None)
@@ -29,16 +31,23 @@ def _report(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, mon
         raise HTTPException(status_code=400, detail="month must be YYYY-MM") from None
 
 
+def _uptime(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config,
+            month: str) -> list[tuple[str, float]] | None:
+    uptime_seam = ctx.extras.get("asset_uptime")
+    if uptime_seam is None:
+        return None
+    start, end = complaint_reports.month_bounds(month, config.policy.tz)
+    found: list[tuple[str, float]] = uptime_seam(session, start, end,
+                                                  user.opd_scope() if not user.is_staff else None)
+    return found
+
+
 @router.get("/reports/monthly", response_class=HTMLResponse)
 def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str = "",
             opd: str = "") -> HTMLResponse:
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
-    uptime_seam = ctx.extras.get("asset_uptime")
-    uptime = None
-    if uptime_seam is not None:
-        start, end = complaint_reports.month_bounds(month, config.policy.tz)
-        uptime = uptime_seam(session, start, end, user.opd_scope() if not user.is_staff else None)
+    uptime = _uptime(ctx, user, session, config, month)
     return render(request, "complaints/monthly.html", report=report, month=month, opd=opd, uptime=uptime,
                   opds=complaint_queries.opds(session) if user.is_staff else [])
 
@@ -50,3 +59,16 @@ def monthly_csv(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config,
     report = _report(ctx, user, session, config, month, opd)
     return Response(complaint_reports.to_csv(report, config.policy.tz), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="complaints-{month}.csv"'})
+
+
+@router.get("/reports/monthly.pdf")
+def monthly_pdf(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str = "",
+                opd: str = "") -> Response:
+    month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
+    report = _report(ctx, user, session, config, month, opd)
+    t, tk = translators(get_language(request))
+    body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=_uptime(ctx, user, session, config, month),
+                           printed_at=datetime.now(config.policy.tz))
+    scope = opd if opd and report.opd_name else ("opd" if report.opd_name else "all")
+    name = f"complaints-{pdf.safe_part(month)}-{pdf.safe_part(scope)}.pdf"
+    return Response(body, media_type="application/pdf", headers=pdf.attachment_headers(name))
