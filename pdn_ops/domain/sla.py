@@ -87,9 +87,6 @@ class SlaPolicy:
             return start
         if not self.working_days:
             return start + timedelta(seconds=seconds)
-        if seconds <= 0:
-            # Already reached: a threshold passed before a resume on a weekend is passed now, not next Monday.
-            return start
         tz = self.tz
         cursor = start.astimezone(tz)
         left = seconds
