@@ -19,9 +19,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, WorkNoteRow
-from pdn_ops.db.tables import OpdRow, SiteRow, VmRow
+from pdn_ops.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.domain import timeline as tl
 from pdn_ops.domain.access import Principal
+from pdn_ops.domain.sla import SlaPolicy
 from pdn_ops.errors import NotFound
 from pdn_ops.services import complaint_queries, complaints
 
@@ -67,6 +68,8 @@ class MonthlyReport:
     rows: list[ComplaintRow] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)
     opd_names: dict[int, str] = field(default_factory=dict)
+    sla: dict[int, str] = field(default_factory=dict)  # complaint id -> complaints.sla_verdict at print time
+    opd_id: int | None = None  # the OPD reported on; None: all OPDs
 
     @property
     def compliance(self) -> float | None:
@@ -74,7 +77,7 @@ class MonthlyReport:
 
 
 def monthly(session: Session, principal: Principal, *, month: str, tz: ZoneInfo,
-            opd_id: int | None = None) -> MonthlyReport:
+            opd_id: int | None = None, policy: SlaPolicy | None = None, now: datetime | None = None) -> MonthlyReport:
     start, end = month_bounds(month, tz)
     scope = principal.opd_scope()
     chosen = scope if scope is not None else opd_id
@@ -84,7 +87,7 @@ def monthly(session: Session, principal: Principal, *, month: str, tz: ZoneInfo,
         stmt = stmt.where(ComplaintRow.opd_id == chosen)
     rows = list(session.scalars(stmt.order_by(ComplaintRow.id)))
     opd_name = session.scalar(select(OpdRow.name).where(OpdRow.id == chosen)) if chosen is not None else None
-    report = MonthlyReport(month=month, opd_name=opd_name, rows=rows)
+    report = MonthlyReport(month=month, opd_name=opd_name, rows=rows, opd_id=chosen)
     received = [r for r in rows if r.submitted_at is not None and start <= r.submitted_at < end]
     report.received = len(received)
     report.by_category = dict(Counter(r.category for r in received))
@@ -101,6 +104,8 @@ def monthly(session: Session, principal: Principal, *, month: str, tz: ZoneInfo,
     vms = {v.id: v.name for v in session.scalars(select(VmRow).where(VmRow.id.in_(vm_ids)))} if vm_ids else {}
     sites = {s.id: s.url for s in session.scalars(select(SiteRow).where(SiteRow.id.in_(site_ids)))} if site_ids \
         else {}
+    moment = now or utcnow()
+    report.sla = {r.id: complaints.sla_verdict(r, moment, policy) for r in rows}
     report.labels = {r.id: (f"VM {vms.get(r.vm_id, '?')}" if r.vm_id is not None else sites.get(r.site_id or 0, "?"))
                      for r in rows}
     opd_ids = {r.opd_id for r in rows}
@@ -110,7 +115,7 @@ def monthly(session: Session, principal: Principal, *, month: str, tz: ZoneInfo,
 
 
 CSV_HEADER = ["id", "opd", "asset", "category", "state", "submitted_at", "fixed_at", "closed_at", "auto_closed",
-              "hours_to_resolve", "sla_breached", "description"]
+              "hours_to_resolve", "sla", "description"]
 
 
 def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
@@ -128,7 +133,7 @@ def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
         writer.writerow([safe_cell(v) for v in (
             r.id, report.opd_names.get(r.opd_id, ""), report.labels.get(r.id, ""), r.category, r.state,
             when(r.submitted_at), when(r.fixed_at), when(r.closed_at), "yes" if r.auto_closed else "no", hours,
-            "yes" if r.sla_breached else "no", r.description)])
+            report.sla.get(r.id, "none"), r.description)])
     return out.getvalue()
 
 
@@ -143,12 +148,14 @@ class ResolutionReport:
     versions: list[ComplaintVersionRow]
     photos: list[AttachmentRow]
     notes: list[tuple[WorkNoteRow, str]]  # empty for OPD users: work notes are Diskominfo's working papers
+    sla: str = "none"  # complaints.sla_verdict at print time
 
 
-def resolution(session: Session, principal: Principal, complaint_id: int) -> ResolutionReport:
+def resolution(session: Session, principal: Principal, complaint_id: int, *, policy: SlaPolicy | None = None,
+               now: datetime | None = None) -> ResolutionReport:
     """What was reported, what was done, the evidence; another OPD's complaint raises NotFound."""
     row = complaints.get(session, principal, complaint_id)
-    return ResolutionReport(
+    return ResolutionReport(sla=complaints.sla_verdict(row, now or utcnow(), policy),
         row=row, label=complaints.asset_label(session, row),
         opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
         timeline=complaint_queries.timeline(session, principal, row), versions=complaint_queries.versions(session, row),

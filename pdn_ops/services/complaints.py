@@ -439,6 +439,16 @@ class SlaView:
     running: bool
 
 
+def sla_verdict(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) -> str:
+    """The SLA column of the reports: ``met`` or ``breached`` once resolved; before that ``breached`` as soon as
+    the deadline has passed, else ``running``; ``none`` before submission and for merged complaints."""
+    if row.submitted_at is None or row.state == State.MERGED:
+        return "none"
+    if row.state in (State.FIXED, State.CLOSED):
+        return "breached" if row.sla_breached else "met"
+    return "breached" if sla_view(row, now, policy).status is SlaStatus.BREACHED else "running"
+
+
 def sla_view(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) -> SlaView:
     if row.submitted_at is None:
         return SlaView(SlaStatus.NOT_STARTED, None, None, False)

@@ -177,7 +177,7 @@ def resolution_pdf(report: ResolutionReport, lines: Sequence[Line], *, t: Transl
         (t("complaints.report.submitted"), _when(row.submitted_at, tz)),
         (t("complaints.report.fixed"), _when(row.fixed_at, tz)),
         (t("complaints.report.closed"), _when(row.closed_at, tz)),
-        ("SLA", t("complaints.report.breached") if row.sla_breached else t("complaints.report.met")),
+        ("SLA", tk("complaints.report.sla", report.sla)),
     ])
     doc.heading(t("complaints.report.reported"))
     doc.paragraph(row.description)
@@ -252,8 +252,7 @@ def monthly_pdf(report: MonthlyReport, *, t: Translate, tk: Translate, tz: ZoneI
     for r in report.rows:
         hours = f"{(r.fixed_at - r.submitted_at).total_seconds() / 3600:.1f}" \
             if r.fixed_at is not None and r.submitted_at is not None else "-"
-        sla = t("complaints.report.breached") if r.sla_breached else (
-            t("complaints.report.met") if r.fixed_at is not None else "-")
+        sla = tk("complaints.report.sla", report.sla.get(r.id, "none"))
         body.append([r.id, *([report.opd_names.get(r.opd_id, "")] if overall else []), report.labels.get(r.id, ""),
                      tk("complaints.category", r.category), tk("complaints.state", r.state),
                      _when(r.submitted_at, tz), _when(r.fixed_at, tz), hours, sla])

@@ -17,6 +17,7 @@ FAMILIES: dict[str, set[str]] = {
     "complaints.category": {str(c) for c in Category},
     "complaints.action": {"verify", "return", "start", "fix", "confirm", "reopen", "merge", "edit"},
     "complaints.sla": {str(s) for s in SlaStatus},
+    "complaints.report.sla": {"met", "breached", "running", "none"},
     "complaints.event": {str(a) for a in Action} | {"merged_from", "note", "photo_view"},
     "role": {str(r) for r in Role},
     "inbox.kind": set(NOTIFY_OPD.values()),

@@ -66,6 +66,27 @@ def test_monthly_report_counts_times_and_sla_compliance(session, tmp_path) -> No
     assert all(r[-1].startswith("'=cmd") for r in rows[1:])
 
 
+def test_the_sla_column_tells_running_from_breached_before_resolution(session, tmp_path) -> None:
+    named = Named(session)
+    config = ComplaintConfig(data_dir=tmp_path)
+    admin, eng = named.users["admin-dinkes"], named.users["engineer"]
+    draft = Draft(asset=f"vm:{named.vm['web-dinkes']}", category="slow", description="Lambat sejak pagi ini")
+    late = complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config, now=T0)
+    fresh = complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config,
+                              now=T0 + timedelta(days=6))
+    fixed = complaints.submit(session, admin, draft, [("a.jpg", jpeg())], config=config, now=T0)
+    complaints.act(session, eng, fixed.id, Action.VERIFY, config=config, now=T0 + timedelta(hours=1))
+    complaints.act(session, eng, fixed.id, Action.FIX, config=config, now=T0 + timedelta(days=1))
+    now = T0 + timedelta(days=8)
+    report = complaint_reports.monthly(session, eng, month="2026-10", tz=WIB, policy=config.policy, now=now)
+    # Still open but past its 7 days: breached now, not "met" because the clock has not stopped yet.
+    assert report.sla == {late.id: "breached", fresh.id: "running", fixed.id: "met"}
+    rows = {int(r[0]): r for r in csv.reader(io.StringIO(complaint_reports.to_csv(report, WIB))) if r[0].isdigit()}
+    assert rows[late.id][complaint_reports.CSV_HEADER.index("sla")] == "breached"
+    single = complaint_reports.resolution(session, eng, late.id, policy=config.policy, now=now)
+    assert single.sla == "breached"
+
+
 def test_metrics_collector_reports_open_complaints_and_sla_levels(session, tmp_path) -> None:
     named = Named(session)
     config = ComplaintConfig(data_dir=tmp_path)

@@ -217,8 +217,8 @@ def photo_thumb(ctx: Ctx, user: CurrentUser, row: Scoped, attachment_id: int) ->
 @router.get("/complaints/{complaint_id}/report", response_class=HTMLResponse)
 def resolution_report(request: Request, user: CurrentUser, row: Scoped, session: DbSession,
                       config: Config) -> HTMLResponse:
-    report = complaint_reports.resolution(session, user, row.id)
-    return render(request, "complaints/report.html", row=report.row, label=report.label,
+    report = complaint_reports.resolution(session, user, row.id, policy=config.policy)
+    return render(request, "complaints/report.html", row=report.row, label=report.label, verdict=report.sla,
                   sla=complaints.sla_view(row, utcnow(), config.policy),
                   timeline=timeline.lines(report.timeline, get_language(request)),
                   versions=report.versions, photos=report.photos, notes=report.notes, opd_name=report.opd_name,
@@ -229,7 +229,7 @@ def resolution_report(request: Request, user: CurrentUser, row: Scoped, session:
 def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: DbSession,
                           config: Config, with_photos: Annotated[bool, Query(alias="photos")] = True) -> Response:
     """The same report as a PDF download; ``photos=0`` leaves out the thumbnails."""
-    report = complaint_reports.resolution(session, user, row.id)
+    report = complaint_reports.resolution(session, user, row.id, policy=config.policy)
     lang = get_language(request)
     t, tk = translators(lang)
     body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,

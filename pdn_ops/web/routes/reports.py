@@ -26,19 +26,19 @@ def _report(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, mon
     opd_row = complaint_reports.chosen_opd(session, user, opd)
     try:
         return complaint_reports.monthly(session, user, month=month, tz=config.policy.tz,
-                                         opd_id=opd_row.id if opd_row else None)
+                                         opd_id=opd_row.id if opd_row else None, policy=config.policy)
     except ValueError:
         raise HTTPException(status_code=400, detail="month must be YYYY-MM") from None
 
 
-def _uptime(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config,
-            month: str) -> list[tuple[str, float]] | None:
+def _uptime(ctx: Ctx, session: DbSession, config: Config, report: complaint_reports.MonthlyReport,
+            ) -> list[tuple[str, float]] | None:
+    """Uptime of the assets of the OPD reported on (all OPDs' for the overall report), from the health history."""
     uptime_seam = ctx.extras.get("asset_uptime")
     if uptime_seam is None:
         return None
-    start, end = complaint_reports.month_bounds(month, config.policy.tz)
-    found: list[tuple[str, float]] = uptime_seam(session, start, end,
-                                                  user.opd_scope() if not user.is_staff else None)
+    start, end = complaint_reports.month_bounds(report.month, config.policy.tz)
+    found: list[tuple[str, float]] = uptime_seam(session, start, end, report.opd_id)
     return found
 
 
@@ -47,7 +47,7 @@ def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, c
             opd: str = "") -> HTMLResponse:
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
-    uptime = _uptime(ctx, user, session, config, month)
+    uptime = _uptime(ctx, session, config, report)
     return render(request, "complaints/monthly.html", report=report, month=month, opd=opd, uptime=uptime,
                   opds=complaint_queries.opds(session) if user.is_staff else [])
 
@@ -67,7 +67,7 @@ def monthly_pdf(request: Request, ctx: Ctx, user: CurrentUser, session: DbSessio
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
     t, tk = translators(get_language(request))
-    body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=_uptime(ctx, user, session, config, month),
+    body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=_uptime(ctx, session, config, report),
                            printed_at=datetime.now(config.policy.tz))
     scope = opd if opd and report.opd_name else ("opd" if report.opd_name else "all")
     name = f"complaints-{pdf.safe_part(month)}-{pdf.safe_part(scope)}.pdf"
