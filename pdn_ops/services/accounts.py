@@ -198,6 +198,26 @@ def logout(session: Session, key: str, now: datetime | None = None) -> None:
                                                 WebSessionRow.revoked_at.is_(None)).values(revoked_at=now or utcnow()))
 
 
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    sessions: int
+    tokens: int
+
+    def __str__(self) -> str:
+        return f"{self.sessions} session(s) and {self.tokens} API token(s) revoked"
+
+
+def revoke_credentials(session: Session, user_id: int, now: datetime | None = None) -> Revoked:
+    """End every server-side session and revoke every API token of the user: after any change of who they are or
+    what they may do (role, password, deactivation), nothing issued before keeps working."""
+    now = now or utcnow()
+    sessions = session.execute(update(WebSessionRow).where(
+        WebSessionRow.user_id == user_id, WebSessionRow.revoked_at.is_(None)).values(revoked_at=now))
+    tokens = session.execute(update(ApiTokenRow).where(
+        ApiTokenRow.user_id == user_id, ApiTokenRow.revoked_at.is_(None)).values(revoked_at=now))
+    return Revoked(int(getattr(sessions, "rowcount", 0) or 0), int(getattr(tokens, "rowcount", 0) or 0))
+
+
 def revoke_sessions(session: Session, user_id: int, now: datetime | None = None) -> None:
     session.execute(update(WebSessionRow).where(WebSessionRow.user_id == user_id,
                                                 WebSessionRow.revoked_at.is_(None)).values(revoked_at=now or utcnow()))
@@ -228,10 +248,8 @@ def set_role(session: Session, actor: Principal, user_id: int, role: Role) -> No
     now = utcnow()
     user.role = str(role)
     user.updated_at = now
-    revoke_sessions(session, user.id, now)
     # A token would otherwise keep acting with the new role's rights without the person logging in again.
-    session.execute(update(ApiTokenRow).where(ApiTokenRow.user_id == user.id, ApiTokenRow.revoked_at.is_(None))
-                    .values(revoked_at=now))
+    revoke_credentials(session, user.id, now)
     audit(session, actor.username, "user.role", f"user:{user.id}", str(role))
 
 
@@ -290,6 +308,8 @@ def assign_admin(session: Session, head: Principal, *, username: str, display_na
         existing.active = True
         existing.password_hash = hash_password(password)
         existing.updated_at = now
+        # A new password from the head: whoever held the old one (or a token made with it) is logged out.
+        revoke_credentials(session, existing.id, now)
         user = existing
     else:
         opd = session.get(OpdRow, opd_id)
@@ -314,9 +334,7 @@ def revoke_admin(session: Session, head: Principal, admin_id: int, note: str = "
     now = utcnow()
     user.active = False
     user.updated_at = now
-    revoke_sessions(session, user.id, now)
-    session.execute(update(ApiTokenRow).where(ApiTokenRow.user_id == user.id, ApiTokenRow.revoked_at.is_(None))
-                    .values(revoked_at=now))
+    revoke_credentials(session, user.id, now)
     session.add(DispositionRow(opd_id=user.opd_id or 0, head_id=head.user_id, admin_id=user.id, action="revoke",
                                note=note.strip()[:2000], at=now))
     audit(session, head.username, "disposition.revoke", f"user:{user.id}", note.strip()[:200], at=now)

@@ -15,13 +15,12 @@ Form problems raise ``UserInvalid`` with ``{field: catalogue key}``, every probl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.complaint_tables import ApiTokenRow, UserRow, WebSessionRow
+from pdn_ops.db.complaint_tables import UserRow
 from pdn_ops.db.tables import AuditRow, OpdRow, utcnow
 from pdn_ops.domain.access import OPD_ROLES, STAFF_ROLES, Principal, Role
 from pdn_ops.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
@@ -44,15 +43,6 @@ class UserInvalid(PdnOpsError):
 
 class LastSupervisor(Conflict):
     """The change would leave no active supervisor."""
-
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    sessions: int
-    tokens: int
-
-    def __str__(self) -> str:
-        return f"{self.sessions} session(s) and {self.tokens} API token(s) revoked"
 
 
 def _need_supervisor(actor: Principal) -> None:
@@ -96,15 +86,6 @@ def _contacts(phone: str, email: str, errors: dict[str, str]) -> tuple[str | Non
     except ValueError:
         errors["email"] = "users.error.email"
     return found_phone, found_email
-
-
-def revoke_credentials(session: Session, user_id: int, now: datetime) -> Revoked:
-    """End every server-side session and revoke every API token of the user."""
-    sessions = session.execute(update(WebSessionRow).where(
-        WebSessionRow.user_id == user_id, WebSessionRow.revoked_at.is_(None)).values(revoked_at=now))
-    tokens = session.execute(update(ApiTokenRow).where(
-        ApiTokenRow.user_id == user_id, ApiTokenRow.revoked_at.is_(None)).values(revoked_at=now))
-    return Revoked(int(getattr(sessions, "rowcount", 0) or 0), int(getattr(tokens, "rowcount", 0) or 0))
 
 
 def _keep_a_supervisor(session: Session, user: UserRow) -> None:
@@ -228,7 +209,7 @@ def set_contact(session: Session, actor: Principal, user_id: int, *, display_nam
 
 
 def change_role(session: Session, actor: Principal, user_id: int, role: str,
-                now: datetime | None = None) -> Revoked | None:
+                now: datetime | None = None) -> accounts.Revoked | None:
     """Returns what was revoked, or None when the role was already that."""
     user = get_user(session, actor, user_id, for_update=True)
     now = now or utcnow()
@@ -246,13 +227,13 @@ def change_role(session: Session, actor: Principal, user_id: int, role: str,
     old = user.role
     user.role = str(wanted)
     user.updated_at = now
-    revoked = revoke_credentials(session, user.id, now)
+    revoked = accounts.revoke_credentials(session, user.id, now)
     _audit(session, actor, "user.role", user, f"{old} -> {wanted}; {revoked}", now)
     return revoked
 
 
 def set_active(session: Session, actor: Principal, user_id: int, active: bool,
-               now: datetime | None = None) -> Revoked | None:
+               now: datetime | None = None) -> accounts.Revoked | None:
     """Deactivate (ends sessions, revokes tokens) or reactivate; None when it already was so."""
     user = get_user(session, actor, user_id, for_update=True)
     now = now or utcnow()
@@ -264,14 +245,14 @@ def set_active(session: Session, actor: Principal, user_id: int, active: bool,
     user.updated_at = now
     if active:
         _audit(session, actor, "user.reactivate", user, "inactive -> active", now)
-        return Revoked(0, 0)
-    revoked = revoke_credentials(session, user.id, now)
+        return accounts.Revoked(0, 0)
+    revoked = accounts.revoke_credentials(session, user.id, now)
     _audit(session, actor, "user.deactivate", user, f"active -> inactive; {revoked}", now)
     return revoked
 
 
 def reset_password(session: Session, actor: Principal, user_id: int, password: str,
-                   now: datetime | None = None) -> Revoked:
+                   now: datetime | None = None) -> accounts.Revoked:
     user = get_user(session, actor, user_id, for_update=True)
     now = now or utcnow()
     try:
@@ -279,7 +260,7 @@ def reset_password(session: Session, actor: Principal, user_id: int, password: s
     except accounts.WeakPassword:
         raise UserInvalid({"password": WEAK_PASSWORD}) from None
     user.updated_at = now
-    revoked = revoke_credentials(session, user.id, now)
+    revoked = accounts.revoke_credentials(session, user.id, now)
     # Never the password itself, old or new.
     _audit(session, actor, "user.password_reset", user, str(revoked), now)
     return revoked

@@ -150,3 +150,22 @@ def test_user_add_creates_the_first_supervisor_from_the_cli(world) -> None:
     client = world.client()
     login(client, "root", "root-password-1")
     assert client.get("/complaints/queue").status_code == 200
+
+
+def test_reassigning_an_admin_with_a_new_password_ends_their_old_sessions_and_tokens(world) -> None:
+    head = world.client("head-dinkes")
+    form = {"username": "reassigned-dinkes", "display_name": "Operator", "password": "first-password-1", "note": "a"}
+    assert head.post("/opd/admins", data=form).status_code == 303
+    old = world.client()
+    login(old, "reassigned-dinkes", "first-password-1")
+    made = old.post("/account/tokens", data={"name": "script"})
+    found = re.search(r'<code id="new-token">([^<]+)</code>', made.text)
+    assert found is not None
+    bearer = {"Authorization": f"Bearer {found.group(1)}"}
+    assert world.client().get("/api/v1/me", headers=bearer).status_code == 200
+    assert head.post("/opd/admins", data={**form, "password": "second-password-2", "note": "b"}).status_code == 303
+    assert old.get("/complaints").status_code == 303, "the session made with the old password ended"
+    assert world.client().get("/api/v1/me", headers=bearer).status_code == 401, "and so did its token"
+    fresh = world.client()
+    login(fresh, "reassigned-dinkes", "second-password-2")
+    assert fresh.get("/complaints").status_code == 200
