@@ -302,12 +302,20 @@ def _validate(session: Session, principal: Principal, draft: Draft, photo_count:
     return asset, category, description
 
 
-def _store_photos(session: Session, principal: Principal, row: ComplaintRow, uploads: Sequence[tuple[str, bytes]],
+# An upload as the routes and the WhatsApp/e-mail intake hand it over: (file name, bytes), or already prepared
+# (checked and re-encoded outside the transaction, see photos.prepare).
+Upload = tuple[str, bytes] | photos.PreparedPhoto
+
+
+def prepare_uploads(uploads: Sequence[Upload]) -> list[photos.PreparedPhoto]:
+    """Check and re-encode every file (all or nothing: the first bad one raises PhotoRefused)."""
+    return [u if isinstance(u, photos.PreparedPhoto) else photos.prepare(u[1], u[0]) for u in uploads]
+
+
+def _store_photos(session: Session, principal: Principal, row: ComplaintRow, uploads: Sequence[Upload],
                   config: ComplaintConfig, now: datetime) -> None:
-    for name, data in uploads:  # every file is checked before any is stored: all or nothing
-        photos.inspect(data, photos.clean_name(name))
-    for name, data in uploads:
-        stored = photos.store(data, name, config.data_dir)
+    for prepared in prepare_uploads(uploads):  # every file is checked before any is written
+        stored = photos.write(prepared, config.data_dir)
         session.add(AttachmentRow(complaint_id=row.id, version=row.version, stored_name=stored.stored_name,
                                   thumb_name=stored.thumb_name, media_type=stored.media_type,
                                   original_name=stored.original_name, size=stored.size, width=stored.width,
@@ -320,7 +328,7 @@ def _version(session: Session, principal: Principal, row: ComplaintRow, now: dat
                                     author_id=principal.user_id, created_at=now))
 
 
-def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequence[tuple[str, bytes]], *,
+def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequence[Upload], *,
            config: ComplaintConfig, now: datetime | None = None) -> ComplaintRow:
     """File a complete complaint (asset, category, description, 1..5 photos); the SLA clock starts now."""
     if principal.role is not Role.OPD_ADMIN:
@@ -341,7 +349,7 @@ def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequen
 
 
 def resubmit(session: Session, principal: Principal, complaint_id: int, draft: Draft,
-             uploads: Sequence[tuple[str, bytes]], *, config: ComplaintConfig,
+             uploads: Sequence[Upload], *, config: ComplaintConfig,
              now: datetime | None = None) -> ComplaintRow:
     """The OPD admin corrects a returned complaint: a new version, earlier ones kept; the clock resumes."""
     now = now or utcnow()

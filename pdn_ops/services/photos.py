@@ -98,7 +98,22 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def store(data: bytes, original_name: str | None, data_dir: Path) -> StoredPhoto:
+@dataclass(frozen=True, slots=True)
+class PreparedPhoto:
+    """A checked, re-encoded photo and its thumbnail, in memory: the CPU-heavy half of storing one."""
+
+    original_name: str
+    media_type: str
+    ext: str
+    body: bytes
+    thumb: bytes
+    width: int
+    height: int
+
+
+def prepare(data: bytes, original_name: str | None) -> PreparedPhoto:
+    """Check and re-encode an upload (raises PhotoRefused). No I/O: callers run it before opening a transaction,
+    so decoding five large photos never holds the database's write lock."""
     name = clean_name(original_name)
     image = inspect(data, name)
     fmt = str(image.format)
@@ -114,13 +129,23 @@ def store(data: bytes, original_name: str | None, data_dir: Path) -> StoredPhoto
     thumb.thumbnail(THUMB_SIZE)
     thumb_body = io.BytesIO()
     thumb.save(thumb_body, "JPEG", quality=80)
+    return PreparedPhoto(original_name=name, media_type=media_type, ext=ext, body=body, thumb=thumb_body.getvalue(),
+                         width=clean.width, height=clean.height)
+
+
+def write(prepared: PreparedPhoto, data_dir: Path) -> StoredPhoto:
     folder = attachment_dir(data_dir)
     stem = secrets.token_hex(16)
-    stored, thumb_name = f"{stem}{ext}", f"{stem}.thumb.jpg"
-    (folder / stored).write_bytes(body)
-    (folder / thumb_name).write_bytes(thumb_body.getvalue())
-    return StoredPhoto(stored_name=stored, thumb_name=thumb_name, media_type=media_type, original_name=name,
-                       size=len(body), width=clean.width, height=clean.height)
+    stored, thumb_name = f"{stem}{prepared.ext}", f"{stem}.thumb.jpg"
+    (folder / stored).write_bytes(prepared.body)
+    (folder / thumb_name).write_bytes(prepared.thumb)
+    return StoredPhoto(stored_name=stored, thumb_name=thumb_name, media_type=prepared.media_type,
+                       original_name=prepared.original_name, size=len(prepared.body), width=prepared.width,
+                       height=prepared.height)
+
+
+def store(data: bytes, original_name: str | None, data_dir: Path) -> StoredPhoto:
+    return write(prepare(data, original_name), data_dir)
 
 
 def path_of(data_dir: Path, stored_name: str) -> Path:

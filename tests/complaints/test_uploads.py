@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from pdn_ops.db.complaint_tables import AttachmentRow
 from pdn_ops.db.engine import transaction
-from pdn_ops.db.tables import AuditRow
+from pdn_ops.db.tables import AuditRow, utcnow
 from pdn_ops.services import photos
 from tests.complaints.world import file_complaint, jpeg, png
 
@@ -140,3 +140,24 @@ def test_bodies_over_the_limit_are_refused_before_they_are_spooled(world) -> Non
     response = file_complaint(limited, f"vm:{world.vm['web-dinkes']}",
                               photos=[("big.jpg", jpeg() + b"\0" * 100_000, "image/jpeg")])
     assert response.status_code == 413
+
+
+def test_photos_are_decoded_before_the_write_transaction_opens(world, monkeypatch) -> None:
+    """While a photo is decoded, another writer can commit: SQLite's single write lock is not held meanwhile."""
+    real_prepare = photos.prepare
+    writes: list[str] = []
+
+    def prepare_while_someone_writes(data: bytes, name: str | None) -> photos.PreparedPhoto:
+        # On SQLite this BEGIN IMMEDIATE would wait for the busy timeout and fail if the request held the lock.
+        with transaction(world.ctx.sessions) as session:
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            session.add(AuditRow(at=utcnow(), actor="probe",
+                                 action="probe.write", subject="probe", detail=""))
+        writes.append(name or "")
+        return real_prepare(data, name)
+
+    monkeypatch.setattr(photos, "prepare", prepare_while_someone_writes)
+    admin = world.client("admin-dinkes")
+    response = file_complaint(admin, f"vm:{world.vm['web-dinkes']}")
+    assert response.status_code == 303, response.text
+    assert writes == ["layar.jpg"]

@@ -103,8 +103,9 @@ def new(request: Request, ctx: Ctx, user: OpdAdmin, session: DbSession, asset: s
 
 def _save(request: Request, ctx: AppContext, user: accounts.Principal, config: complaints.ComplaintConfig,
           draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None) -> Response:
-    uploads = read_uploads(files)
     try:
+        # Decoding and re-encoding happen before the transaction: SQLite's write lock is never held meanwhile.
+        uploads = complaints.prepare_uploads(read_uploads(files))
         with unit_of_work(ctx) as session:
             if complaint_id is None:
                 row = complaints.submit(session, user, draft, uploads, config=config)

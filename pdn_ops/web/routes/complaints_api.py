@@ -172,8 +172,9 @@ def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[st
                    photo: Annotated[list[UploadFile], File()]) -> ComplaintDetail:
     draft = complaints.Draft(asset=asset, category=category, description=description)
     try:
+        uploads = complaints.prepare_uploads(read_uploads(photo))  # outside the transaction, as the page does
         with unit_of_work(ctx) as session:
-            row = complaints.submit(session, user, draft, read_uploads(photo), config=config)
+            row = complaints.submit(session, user, draft, uploads, config=config)
             return _detail(session, row, config.policy)
     except complaints.ComplaintInvalid as exc:
         raise HTTPException(status_code=422, detail={"errors": exc.errors}) from None
