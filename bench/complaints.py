@@ -264,7 +264,7 @@ def wrk_throughput(base: str, tokens: dict[str, str], seconds: float, pid: int) 
             raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
         total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-        p99 = re.search(r"99%\s+(\S+)", out)
+        p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)  # the "Latency Distribution" section
         lines.append(f"| {name}, wrk 16 connections, {seconds:.0f} s | {rate:.0f} req/s measured | "
                      f"server CPU {cpu / total * 1000:.2f} ms/request |")
         if p99:
