@@ -147,6 +147,7 @@ class RuleView:
     needs_approval: bool  # its runs wait for an engineer (the risk policy), they do not run by themselves
     created_by: str
     created_at: datetime
+    retired: bool = False
 
 
 def _retired(session: Session, rule_ids: list[int]) -> set[int]:
@@ -161,11 +162,12 @@ def _retired(session: Session, rule_ids: list[int]) -> set[int]:
     return {int(s.removeprefix(RULE_SUBJECT)) for s, a in latest.items() if a == "remediation.rule_retired"}
 
 
-def _view(row: AutoRuleRow, policy: rem.Policy) -> RuleView:
+def _view(row: AutoRuleRow, policy: rem.Policy, *, retired: bool = False) -> RuleView:
     risk = svc.registry.playbook(row.playbook).risk if row.playbook in svc.registry.PLAYBOOKS else rem.Risk.HIGH
     rule = rem.AutoRule(target=row.target, playbook=row.playbook, vm_status=row.vm_status)
     return RuleView(row.id, row.target, row.playbook, row.min_failed_checks, row.vm_status, dict(row.params or {}),
-                    row.enabled, rem.auto_approvals_needed(rule, risk, policy) > 0, row.created_by, row.created_at)
+                    row.enabled, rem.auto_approvals_needed(rule, risk, policy) > 0, row.created_by, row.created_at,
+                    retired)
 
 
 def list_rules(session: Session, *, policy: rem.Policy) -> list[RuleView]:
@@ -174,16 +176,18 @@ def list_rules(session: Session, *, policy: rem.Policy) -> list[RuleView]:
     return [_view(r, policy) for r in rows if r.id not in retired]
 
 
-def _live_rule(session: Session, rule_id: int, *, for_update: bool = False) -> AutoRuleRow:
+def _rule(session: Session, rule_id: int, *, for_update: bool = False) -> tuple[AutoRuleRow, bool]:
+    """The rule and whether it is retired (a retired rule still exists: its runs name it)."""
     stmt = select(AutoRuleRow).where(AutoRuleRow.id == rule_id)
     row = session.scalar(stmt.with_for_update() if for_update else stmt)
-    if row is None or rule_id in _retired(session, [rule_id]):
+    if row is None:
         raise NotFound(f"no automatic rule #{rule_id}")
-    return row
+    return row, rule_id in _retired(session, [rule_id])
 
 
 def get_rule(session: Session, rule_id: int, *, policy: rem.Policy) -> RuleView:
-    return _view(_live_rule(session, rule_id), policy)
+    row, retired = _rule(session, rule_id)
+    return _view(row, policy, retired=retired)
 
 
 def _audit(session: Session, actor: str, action: str, subject: str, detail: str, now: datetime) -> None:
@@ -255,7 +259,9 @@ def _whole_number(value: object) -> int | None:
 
 def set_rule_enabled(session: Session, rule_id: int, enabled: bool, *, actor: str, policy: rem.Policy,
                      now: datetime | None = None) -> RuleView:
-    row = _live_rule(session, rule_id, for_update=True)
+    row, retired = _rule(session, rule_id, for_update=True)
+    if retired:
+        raise Conflict(f"automatic rule #{rule_id} is deleted (retired); create it again instead")
     if row.enabled != enabled:
         row.enabled = enabled
         _audit(session, actor, "remediation.rule_enabled" if enabled else "remediation.rule_disabled",
@@ -264,8 +270,10 @@ def set_rule_enabled(session: Session, rule_id: int, enabled: bool, *, actor: st
 
 
 def retire_rule(session: Session, rule_id: int, *, actor: str, now: datetime | None = None) -> None:
-    """Delete = retire: the rule stops firing and leaves the list; the row and its history stay."""
-    row = _live_rule(session, rule_id, for_update=True)
+    """Delete = retire: the rule stops firing and leaves the list; the row and its history stay. Idempotent."""
+    row, retired = _rule(session, rule_id, for_update=True)
+    if retired:
+        return
     row.enabled = False
     _audit(session, actor, "remediation.rule_retired", f"{RULE_SUBJECT}{row.id}", _rule_detail(row), now or utcnow())
 
