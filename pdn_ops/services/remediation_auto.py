@@ -50,6 +50,9 @@ _LIFECYCLE = ("remediation.rule_created", "remediation.rule_restored", "remediat
 def signals_for(session: Session, target: str) -> rem.Signals:
     """What the collectors last recorded for the VM ``target`` ("cluster/vmid"), its guest and its sites.
 
+    Failed checks in a row: the worst of its sites; without a site, its guest's; without SSH either, the VM's own
+    (Proxmox reporting it stopped counts as a failed check at every cycle).
+
     Counts come from the health model's own consecutive-failure counters (reset when evidence goes missing, so
     stale checks never add up); the guest's findings are counted over its latest checks.
     """
@@ -57,8 +60,9 @@ def signals_for(session: Session, target: str) -> rem.Signals:
     sites = [r for r in rows if r.kind == "site"]
     guest = next((r for r in rows if r.kind == "guest"), None)
     vm = next((r for r in rows if r.kind == "vm"), None)
-    # The service the OPD sees: its worst site; a VM that hosts no site is judged by its guest's checks.
-    witnesses = sites or ([guest] if guest is not None else [])
+    # The service the OPD sees: its worst site; a VM that hosts no site is judged by its guest's checks, and one
+    # without SSH by what Proxmox says of it.
+    witnesses = sites or [r for r in (guest, vm) if r is not None][:1]
     failed = max((r.failures for r in witnesses), default=0)
     status = None
     if vm is not None and vm.state != "unknown":

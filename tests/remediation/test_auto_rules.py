@@ -420,3 +420,18 @@ def test_two_workers_closing_at_once_decide_each_run_once(sessions: sessionmaker
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(AuditRow).where(
             AuditRow.action == "remediation.ineffective")) == 2
+
+
+def test_a_vm_without_site_or_ssh_is_judged_by_what_proxmox_says(sessions: sessionmaker[Session],
+                                                                 world: Inventory) -> None:
+    clock = Clock()
+    for _ in range(3):
+        observe(sessions, clock.tick(), vm="stopped")
+    with sessions() as session:
+        hosted = remediation_auto.signals_for(session, "pve/101")  # its site: the worst witness
+        bare = remediation_auto.signals_for(session, "pve/102")  # no site, no SSH: the VM itself
+        absent = remediation_auto.signals_for(session, "pve/999")
+    assert (hosted.consecutive_failed_checks, hosted.vm_status) == (3, "stopped")
+    assert (bare.consecutive_failed_checks, bare.vm_status, bare.guest_problems) == (0, "running", {})
+    assert (absent.consecutive_failed_checks, absent.vm_status, absent.observed_at) == (0, None, None)
+    assert hosted.observed_at == clock.now
