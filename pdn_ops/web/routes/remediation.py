@@ -24,7 +24,7 @@ from pdn_ops.services import remediation as svc
 from pdn_ops.services import remediation_alerts, remediation_auto
 from pdn_ops.services import remediation_snapshots as snapshots
 from pdn_ops.web.deps import Ctx, DbSession, Staff, get_language
-from pdn_ops.web.remediation_messages import message
+from pdn_ops.web.remediation_messages import message, message_key
 from pdn_ops.web.roles import unit_of_work
 from pdn_ops.web.templating import render
 
@@ -73,12 +73,10 @@ ComplaintRef = Annotated[int | None, Query(ge=1)]
 
 def _suggest(ctx: Ctx, session: Any, cluster: str, vmid: int, complaint_id: int | None,
              refresh: bool) -> snapshots.Suggestion:
+    """The snapshot chooser's data; raises the domain's PolicyRefused or NotFound (each caller answers its way)."""
     inventory, base_dir = _inventory(ctx)
-    try:
-        return snapshots.suggest(session, _snapshot_cache(ctx), inventory, target=f"{cluster}/{vmid}",
-                                 complaint_id=complaint_id, refresh=refresh, base_dir=base_dir)
-    except (PolicyRefused, NotFound) as exc:
-        raise _http(exc) from None
+    return snapshots.suggest(session, _snapshot_cache(ctx), inventory, target=f"{cluster}/{vmid}",
+                             complaint_id=complaint_id, refresh=refresh, base_dir=base_dir)
 
 
 def _http(exc: Exception) -> HTTPException:
@@ -171,7 +169,10 @@ def snapshots_api(cluster: Cluster, vmid: Vmid, ctx: Ctx, session: DbSession, _s
                   complaint_id: ComplaintRef = None, refresh: bool = False) -> dict[str, Any]:
     """The VM's snapshots (newest first) with the one to roll back to marked. The list comes from a cache read
     in the background: ``state`` is ``reading`` or ``refreshing`` while a read is under way; ask again."""
-    return snapshots.suggestion_view(_suggest(ctx, session, cluster, vmid, complaint_id, refresh))
+    try:
+        return snapshots.suggestion_view(_suggest(ctx, session, cluster, vmid, complaint_id, refresh))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
 
 
 # --- pages ------------------------------------------------------------------------------------------------------
@@ -200,7 +201,12 @@ def snapshots_page(cluster: Cluster, vmid: Vmid, request: Request, ctx: Ctx, ses
                    complaint_id: ComplaintRef = None, refresh: bool = False) -> HTMLResponse:
     """Choose the snapshot to roll back to (the restore_snapshot request form); the page reloads itself while
     the list is being read from Proxmox."""
-    suggestion = _suggest(ctx, session, cluster, vmid, complaint_id, refresh)
+    try:
+        suggestion = _suggest(ctx, session, cluster, vmid, complaint_id, refresh)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    except PolicyRefused as exc:  # the complaint belongs to another OPD than the VM: said in the reader's language
+        return render(request, "error.html", status_code=422, message_key=message_key(exc)[0])
     tz = ctx.settings.tz
 
     def when(value: datetime | None) -> str:
