@@ -2,12 +2,15 @@
 
     .venv/bin/python -m bench.remediation [--interval 2] [--runs 100] [--skip-lab] [--skip-scale]
 
-1. Lab scenarios with automatic remediation (rule: 3 bad checks in a row, then the playbook): crashed service,
-   stopped VM, full disk, bad update rolled back (the rule rolls back to the snapshot taken before the deploy, the
-   one the snapshot chooser suggests), memory pressure fixed by a resize with the reboot it needs. The real
-   collectors (HTTPS sites, SSH guest) check every ``--interval`` seconds; the policy engine evaluates the rule
-   after each round; one in-process worker executes and closes (3 passing checks). Reported: first failed check
-   after the fault, rule fired, run finished, closure confirmed (seconds and check intervals).
+1. Lab scenarios with automatic remediation (rule: its symptom in 3 checks in a row, then the playbook): crashed
+   service, stopped VM, full disk, bad update rolled back (the rule rolls back to the snapshot taken before the
+   deploy, the one the snapshot chooser suggests), memory pressure fixed by a resize with the reboot it needs. The
+   real collectors (HTTPS sites, SSH guest, the Proxmox API) check every ``--interval`` seconds; after each round
+   the product's ``remediation:auto-rules`` job runs through the scheduler's job wrapper (signals from the health
+   model, the policy, the enqueue); one in-process worker executes and closes (3 passing checks). Rollback and
+   resize runs wait for an engineer's approval (the issue's rule), which the bench gives at once as "bench-eng".
+   Reported: first failed check after the fault, rule fired, run finished, closure confirmed (seconds and check
+   intervals).
 2. Scale-out: ``--runs`` restart_vm runs on as many fakepve VMs, two ``pdn-ops remediation worker`` processes on
    PostgreSQL. Reported: total time, runs per worker, each run executed once, and per run the playbook's own time
    (its steps) beside the worker overhead (claim, journal writes, outcome).
@@ -36,7 +39,10 @@ from pdn_ops.db.remediation_tables import RemediationRunRow
 from pdn_ops.domain import remediation as rem
 from pdn_ops.domain.health import Thresholds
 from pdn_ops.inventory import load_inventory
-from pdn_ops.services import health
+from pdn_ops.scheduler.collectors import InventoryCollectorFactory
+from pdn_ops.scheduler.jobs import HealthConfig, build_jobs, remediation_jobs
+from pdn_ops.scheduler.wrapper import JobWrapper
+from pdn_ops.services import health, remediation_auto
 from pdn_ops.services import remediation as svc
 from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.services.remediation_closure import ClosurePolicy
@@ -65,14 +71,19 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
             worker = Worker(engine, sessions, inventory,
                             Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base)),
                             WorkerConfig(worker_id="bench", base_dir=base, closure=ClosurePolicy(needed=3)))
+            # The product's jobs: the Proxmox collector (the VM's status as pdn-ops sees it) and the policy engine.
+            factory = InventoryCollectorFactory(inventory, base_dir=base, site_ca_file=str(lab.ca_file))
+            proxmox_job = next(j for j in build_jobs(inventory, factory, HealthConfig()) if j.kind == "proxmox")
+            rules_job = remediation_jobs(inventory, base_dir=base)[0]
+            wrapper = JobWrapper(sessions)
             scenarios: list[tuple[str, int, str, dict[str, object], str | None, Any]] = [
-                ("crashed service", 102, "restart_service", {"unit": "nginx.service"}, None,
+                ("crashed service", 102, "restart_service", {"unit": "nginx.service"}, "running",
                  lambda: lab.faults.crash_service(102, "nginx.service")),
                 ("stopped VM", 101, "restart_vm", {}, "stopped", lambda: _stop(inventory, base, 101)),
                 ("full disk", 103, "free_disk", {"cleanup": "journal"}, None, lambda: lab.faults.fill_disk(103, 97)),
-                ("bad update", 104, "restore_snapshot", {"snapshot": "before_update"}, None,
+                ("bad update", 104, "restore_snapshot", {"snapshot": "before_update"}, "running",
                  lambda: lab.faults.ship_bad_update(104, version="1.5.0")),
-                ("memory pressure", 105, "resize_vm", {"memory_mib": 4096, "reboot": True}, None,
+                ("memory pressure", 105, "resize_vm", {"memory_mib": 4096, "reboot": True}, "running",
                  lambda: lab.faults.memory_pressure(105, need_mib=3072)),
             ]
             # The deploy procedure's snapshot, taken before the clock starts (not part of the fault).
@@ -83,12 +94,15 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                 assert vm is not None
                 sites = [s for s in inventory.sites if s.vm == target]
                 with transaction(sessions) as session:
-                    svc.add_rule(session, inventory, target=target, playbook=playbook, params=params,
-                                 vm_status=vm_status, created_by="bench", policy=rem.Policy())
+                    remediation_auto.create_rule(session, inventory, target=target, playbook=playbook,
+                                                 min_failed_checks=3, vm_status=vm_status, params=params,
+                                                 created_by="bench", policy=rem.Policy())
+                if playbook == "restore_snapshot":
+                    # For the record only (not timed): the snapshot the chooser would suggest once it breaks.
+                    marks_suggested = None
                 t0 = time.monotonic()
                 fault()
                 marks: dict[str, Any] = {}
-                bad_rounds = 0
                 run_id = None
                 while time.monotonic() - t0 < 300:
                     round_start = time.monotonic()
@@ -97,26 +111,27 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                     with transaction(sessions) as session:
                         health.record_site_checks(session, checks, thresholds=Thresholds())
                         health.record_ssh(session, [guest], thresholds=Thresholds())
+                    wrapper.run(proxmox_job)
                     disk_full = any(m.used_ratio >= 0.9 for m in guest.mounts)
                     bad = not all(c.ok for c in checks) or not guest.ok or disk_full
-                    bad_rounds = bad_rounds + 1 if bad else 0
                     if bad and "detected" not in marks:
                         marks["detected"] = time.monotonic() - t0
-                    if run_id is None and bad_rounds >= 3:
-                        if playbook == "restore_snapshot":
-                            # For the record only (not timed): the snapshot the chooser would suggest now.
-                            spent = time.monotonic()
-                            marks["suggested"] = _suggested(sessions, inventory, base, target)
-                            t0 += time.monotonic() - spent
-                        status = lab.pve.vm(vmid).status
+                    if run_id is None:
+                        wrapper.run(rules_job)
                         with transaction(sessions) as session:
-                            run, why = svc.evaluate_rules(session, inventory, target=target,
-                                                           signals=rem.Signals(bad_rounds, status),
-                                                           policy=rem.Policy(), now=datetime.now(UTC))
-                            run_id = run.id if run is not None else None
-                            marks.setdefault("why", why)
+                            run = session.scalar(select(RemediationRunRow).where(RemediationRunRow.target == target)
+                                                 .order_by(RemediationRunRow.id.desc()))
+                            if run is not None:
+                                run_id = run.id
+                                marks["rule fired"] = time.monotonic() - t0
+                                if run.state == rem.State.AWAITING_APPROVAL:
+                                    svc.approve(session, run.id, engineer="bench-eng")
+                                    marks["approved"] = True
                         if run_id is not None:
-                            marks["rule fired"] = time.monotonic() - t0
+                            if playbook == "restore_snapshot":
+                                spent = time.monotonic()
+                                marks_suggested = _suggested(sessions, inventory, base, target)
+                                t0 += time.monotonic() - spent
                             worker.run_pending()
                             marks["run finished"] = time.monotonic() - t0
                     if run_id is not None and worker.close_runs():
@@ -126,7 +141,13 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                 with sessions() as session:
                     row = session.get(RemediationRunRow, run_id) if run_id else None
                     closure = (row.outcome, row.closure) if row else ("no run", None)
+                    if row is None:
+                        marks["why"] = remediation_auto.evaluate_all(
+                            session, inventory, policy=rem.Policy(), now=datetime.now(UTC))
+                if playbook == "restore_snapshot":
+                    marks["suggested"] = marks_suggested
                 results.append({"scenario": name, "interval": interval, "closure": closure, **marks})
+            factory.close()
             worker.close()
             engine.dispose()
         finally:
@@ -228,13 +249,15 @@ def main() -> None:
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     if not args.skip_lab:
-        print(f"lab scenarios, check interval {args.interval:g} s, rule: 3 bad checks in a row")
+        print(f"lab scenarios, check interval {args.interval:g} s, rule: its symptom in 3 checks in a row, "
+              "evaluated by the product's remediation:auto-rules job")
         for r in lab_scenarios(args.interval):
             marks = " | ".join(f"{k} {r[k]:.1f} s ({r[k] / r['interval']:.1f} intervals)"
                                for k in ("detected", "rule fired", "run finished", "closed") if k in r)
             extra = f" | suggested snapshot {r['suggested']}" if "suggested" in r else ""
+            approved = " | approved by an engineer at once" if r.get("approved") else ""
             print(f"  {r['scenario']:<16} {r['closure']} | {marks}" + ("" if "closed" in r else f" | {r.get('why')}")
-                  + extra)
+                  + approved + extra)
     if not args.skip_scale:
         s = scale(args.runs)
         print(f"scale-out: {s['runs']} runs, two workers on PostgreSQL: {s['total_s']:.1f} s total, "

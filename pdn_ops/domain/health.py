@@ -252,6 +252,22 @@ def assess_cluster(observation: ClusterObservation) -> Verdict:
     return Verdict(ok=True)
 
 
+# How a guest check's detail names each finding ("inactive: nginx.service; full: /"): written by assess_ssh, read
+# back by guest_findings (the policy engine counts checks in a row with the same finding).
+_GUEST_FINDING: dict[Reason, str] = {Reason.SERVICE_INACTIVE: "inactive: ", Reason.FAILED_UNITS: "failed: ",
+                                     Reason.DISK_FULL: "full: "}
+
+
+def guest_findings(detail: str) -> dict[Reason, frozenset[str]]:
+    """The findings of one successful guest check from its detail: reason -> the units or mounts it names."""
+    found: dict[Reason, frozenset[str]] = {}
+    for part in detail.split("; "):
+        for reason, prefix in _GUEST_FINDING.items():
+            if part.startswith(prefix):
+                found[reason] = frozenset(name.strip() for name in part[len(prefix):].split(",") if name.strip())
+    return found
+
+
 def assess_ssh(observation: SshObservation, declared_services: Iterable[str], thresholds: Thresholds) -> Verdict:
     if not observation.ok:
         reason = Reason.HOST_KEY if observation.failure is FailureClass.HOST_KEY else Reason.CHECK_FAILED
@@ -262,14 +278,14 @@ def assess_ssh(observation: SshObservation, declared_services: Iterable[str], th
     inactive = [unit for unit in declared_services if observation.services.get(unit) != "active"]
     if inactive:
         degraded.append(Reason.SERVICE_INACTIVE)
-        details.append("inactive: " + ", ".join(sorted(inactive)))
+        details.append(_GUEST_FINDING[Reason.SERVICE_INACTIVE] + ", ".join(sorted(inactive)))
     if observation.failed_units:
         degraded.append(Reason.FAILED_UNITS)
-        details.append("failed: " + ", ".join(sorted(observation.failed_units)))
+        details.append(_GUEST_FINDING[Reason.FAILED_UNITS] + ", ".join(sorted(observation.failed_units)))
     full = [m.mount for m in observation.mounts if m.used_ratio > thresholds.disk_used_ratio]
     if full:
         degraded.append(Reason.DISK_FULL)
-        details.append("full: " + ", ".join(sorted(full)))
+        details.append(_GUEST_FINDING[Reason.DISK_FULL] + ", ".join(sorted(full)))
     total, available = observation.mem_total_bytes, observation.mem_available_bytes
     if total and available is not None and available / total < thresholds.memory_available_ratio:
         degraded.append(Reason.MEMORY_LOW)

@@ -17,7 +17,7 @@ Run life cycle::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -131,20 +131,71 @@ def validate_window(starts_at: datetime, ends_at: datetime) -> None:
 
 @dataclass(frozen=True, slots=True)
 class AutoRule:
-    """Opt-in per target: when the site has failed ``min_failed_checks`` checks in a row (and, if set, the VM is
-    in ``vm_status``), run ``playbook`` without waiting for an engineer."""
+    """Opt-in per target: when the rule's symptom has been seen ``min_failed_checks`` checks in a row (and, if set,
+    the VM is in ``vm_status``), enqueue ``playbook``. The symptom is the one the playbook remedies
+    (``symptom_of``): the target's sites failing, or a problem its guest reports (a full disk, a declared
+    service that is not active: ``unit``, the service a restart_service rule restarts)."""
 
     target: str
     playbook: str
     min_failed_checks: int = 3
     vm_status: str | None = "stopped"
     enabled: bool = True
+    unit: str | None = None
+
+
+# Playbooks that remedy a problem the guest itself reports, and that problem (a health ``Reason`` value). Any
+# other playbook remedies a failing site. A rule fires on its own symptom only: a full disk must never trigger a
+# service restart, nor a crashed service a disk cleanup.
+GUEST_SYMPTOMS: dict[str, str] = {"free_disk": "disk_full", "restart_service": "service_inactive"}
+SITE_DOWN = "site_down"
+# A restart of a VM that is stopped is only a start: it interrupts nothing that still runs.
+RESTARTS_A_VM = frozenset({"restart_vm"})
+VM_STATUSES = ("stopped", "running")  # what a rule may require of the VM (Proxmox's status), or nothing
 
 
 @dataclass(frozen=True, slots=True)
 class Signals:
+    """What the health model says about one VM target, as the policy engine reads it.
+
+    ``consecutive_failed_checks``: failed checks in a row of its worst site (of its guest when it hosts no site);
+    ``vm_status``: Proxmox's word for the VM (``running``, ``stopped``) or None when not known;
+    ``guest_problems``: a problem the guest's checks report (``disk_full``, ``service_inactive``) -> the number of
+    guest checks in a row that reported it; ``inactive_services``: declared units the latest guest check found not
+    active; ``observed_at``: the newest check these signals come from (the same signals, the same instant).
+    """
+
     consecutive_failed_checks: int
     vm_status: str | None
+    guest_problems: Mapping[str, int] = field(default_factory=dict)
+    inactive_services: frozenset[str] = frozenset()
+    observed_at: datetime | None = None
+
+
+def symptom_of(playbook: str) -> str:
+    return GUEST_SYMPTOMS.get(playbook, SITE_DOWN)
+
+
+def symptom_checks(rule: AutoRule, signals: Signals) -> int:
+    """How many checks in a row have shown the symptom ``rule``'s playbook remedies."""
+    symptom = symptom_of(rule.playbook)
+    if symptom == SITE_DOWN:
+        return signals.consecutive_failed_checks
+    if symptom == "service_inactive" and rule.unit is not None and rule.unit not in signals.inactive_services:
+        return 0  # another declared service is down: restarting this one would not help
+    return signals.guest_problems.get(symptom, 0)
+
+
+def auto_approvals_needed(rule: AutoRule, risk: Risk, policy: Policy) -> int:
+    """Approvals an automatic run needs: the same as a manual one (the issue: restarting a VM, resizing and rolling
+    back need an engineer's explicit approval), so such a rule's run waits in ``awaiting_approval``.
+
+    The one exception is the issue's own example rule, "site down and its VM stopped -> start the VM": a
+    restart_vm rule that requires the VM stopped only ever starts a VM that is down.
+    """
+    if rule.playbook in RESTARTS_A_VM and rule.vm_status == "stopped":
+        return 0
+    return approvals_needed(risk, policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +212,9 @@ def auto_decision(rule: AutoRule, signals: Signals, policy: Policy, *, now: date
         return Decision(False, "automatic remediation is switched off globally")
     if not rule.enabled:
         return Decision(False, "the rule for this target is disabled")
-    if signals.consecutive_failed_checks < rule.min_failed_checks:
-        return Decision(False, f"{signals.consecutive_failed_checks} failed checks, the rule needs "
+    seen = symptom_checks(rule, signals)
+    if seen < rule.min_failed_checks:
+        return Decision(False, f"{symptom_of(rule.playbook)} seen in {seen} checks in a row, the rule needs "
                                f"{rule.min_failed_checks}")
     if rule.vm_status is not None and signals.vm_status != rule.vm_status:
         return Decision(False, f"the VM is {signals.vm_status or 'of unknown state'}, the rule needs "
@@ -178,7 +230,7 @@ def auto_decision(rule: AutoRule, signals: Signals, policy: Policy, *, now: date
     in_hour = [s for s in starts if now - s < timedelta(hours=1)]
     if len(in_hour) >= policy.max_attempts_per_hour:
         return Decision(False, f"{len(in_hour)} attempts in the last hour (maximum {policy.max_attempts_per_hour})")
-    return Decision(True, f"rule matched: {signals.consecutive_failed_checks} failed checks, VM "
+    return Decision(True, f"rule matched: {symptom_of(rule.playbook)} seen in {seen} checks in a row, VM "
                           f"{signals.vm_status}")
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -19,7 +20,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.inventory import Inventory
-from pdn_ops.scheduler.jobs import CollectorFactory, HealthConfig, JobSpec, build_jobs, complaint_jobs
+from pdn_ops.scheduler.jobs import (
+    CollectorFactory,
+    HealthConfig,
+    JobSpec,
+    build_jobs,
+    complaint_jobs,
+    remediation_jobs,
+)
 from pdn_ops.scheduler.leader import LeaderLock, leader_lock_for
 from pdn_ops.scheduler.wrapper import JobWrapper
 
@@ -135,6 +143,10 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
         specs = build_jobs(inventory, chosen, HealthConfig.from_settings(ctx.settings))
         if "complaint_config" in ctx.extras:
             specs += complaint_jobs(ctx.extras["complaint_config"], ctx.settings.public_url)
+        if ctx.inventory is not None:
+            specs += remediation_jobs(ctx.inventory, policy=ctx.extras.get("remediation_policy"),
+                                      base_dir=Path(ctx.settings.inventory).resolve().parent,
+                                      public_url=ctx.settings.public_url)
         extras = ctx.extras
 
         def after_run() -> None:

@@ -83,8 +83,12 @@ def dry_run(inventory: Inventory, *, playbook: str, target: str, params: Mapping
 def request_run(session: Session, inventory: Inventory, *, playbook: str, target: str,
                 params: Mapping[str, object], requester: Requester, idempotency_key: str, policy: rem.Policy,
                 complaint_id: int | None = None, trigger: str = "manual", base_dir: Any = None,
-                now: datetime | None = None) -> RemediationRunRow:
-    """Enqueue a run. The same idempotency key returns the same run; an active run on the target is a 409."""
+                now: datetime | None = None, approvals_needed: int | None = None) -> RemediationRunRow:
+    """Enqueue a run. The same idempotency key returns the same run; an active run on the target is a 409.
+
+    ``approvals_needed``: the policy engine's decision for an automatic run (``rem.auto_approvals_needed``);
+    without it a manual request needs what the playbook's risk needs and any other trigger none.
+    """
     if not idempotency_key or len(idempotency_key) > 200:
         raise PolicyRefused("an idempotency key of 1 to 200 characters is required")
     existing = session.scalar(select(RemediationRunRow).where(RemediationRunRow.idempotency_key == idempotency_key))
@@ -95,7 +99,10 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
     clean, plan = dry_run(inventory, playbook=playbook, target=target, params=params, policy=policy,
                           requester=requester, base_dir=base_dir)
     book = registry.playbook(playbook)
-    needed = rem.approvals_needed(book.risk, policy) if trigger == "manual" else 0
+    if approvals_needed is not None:
+        needed = approvals_needed
+    else:
+        needed = rem.approvals_needed(book.risk, policy) if trigger == "manual" else 0
     row = RemediationRunRow(
         playbook=playbook, target=target, opd_code=vm_target(inventory, target, base_dir).opd, params=clean,
         risk=book.risk.value, requested_by=requester.name, trigger=trigger, approvals_needed=needed, approvals=[],
@@ -215,9 +222,14 @@ def add_rule(session: Session, inventory: Inventory, *, target: str, playbook: s
 
 
 def evaluate_rules(session: Session, inventory: Inventory, *, target: str, signals: rem.Signals,
-                   policy: rem.Policy, now: datetime) -> tuple[RemediationRunRow | None, str]:
-    """The policy engine's entry: enqueue the rule's playbook if the rule allows it now; always say why."""
-    rules = list(session.scalars(select(AutoRuleRow).where(AutoRuleRow.target == target)))
+                   policy: rem.Policy, now: datetime, base_dir: Any = None) -> tuple[RemediationRunRow | None, str]:
+    """The policy engine's entry: enqueue the rule's playbook if the rule allows it now; always say why.
+
+    Returns the run only when this call created it. The idempotency key names the rule and the newest check behind
+    the signals, so evaluating the same signals again (a second scheduler during a leader hand-over, a job run
+    twice) never enqueues a second run; the one-active-run constraint stops a concurrent evaluation too.
+    """
+    rules = list(session.scalars(select(AutoRuleRow).where(AutoRuleRow.target == target).order_by(AutoRuleRow.id)))
     if not rules:
         return None, "no automatic rule for this target (automatic remediation is opt-in)"
     effective = replace(policy, auto_enabled=policy.auto_enabled and auto_enabled(session))
@@ -227,17 +239,27 @@ def evaluate_rules(session: Session, inventory: Inventory, *, target: str, signa
         RemediationRunRow.target == target, RemediationRunRow.state.in_([s.value for s in rem.ACTIVE_STATES])))
     reason = ""
     for rule_row in rules:
+        unit = rule_row.params.get("unit") if isinstance(rule_row.params, dict) else None
         rule = rem.AutoRule(target=target, playbook=rule_row.playbook, min_failed_checks=rule_row.min_failed_checks,
-                            vm_status=rule_row.vm_status, enabled=rule_row.enabled)
+                            vm_status=rule_row.vm_status, enabled=rule_row.enabled,
+                            unit=unit if isinstance(unit, str) else None)
         decision = rem.auto_decision(rule, signals, effective, now=now, recent_runs=recent,
                                      windows=windows(session, now), active_run=active is not None)
         reason = decision.reason
-        if decision.allowed:
-            key = f"rule:{rule_row.id}:{now.isoformat()}"
-            run = request_run(session, inventory, playbook=rule_row.playbook, target=target,
-                              params=rule_row.params, requester=Requester("policy-engine"), idempotency_key=key,
-                              policy=policy, trigger=f"rule:{rule_row.id}", now=now)
-            return run, decision.reason
+        if not decision.allowed:
+            continue
+        key = f"rule:{rule_row.id}:{(signals.observed_at or now).isoformat()}"
+        earlier = session.scalar(select(RemediationRunRow.id).where(RemediationRunRow.idempotency_key == key))
+        if earlier is not None:
+            return None, f"run #{earlier} was already requested for these signals"
+        needed = rem.auto_approvals_needed(rule, registry.playbook(rule_row.playbook).risk, policy)
+        try:
+            run = request_run(session, inventory, playbook=rule_row.playbook, target=target, params=rule_row.params,
+                              requester=Requester("policy-engine"), idempotency_key=key, policy=policy,
+                              trigger=f"rule:{rule_row.id}", now=now, base_dir=base_dir, approvals_needed=needed)
+        except ActiveRunConflict as exc:  # a concurrent evaluation (or an engineer) was first
+            return None, str(exc)
+        return run, decision.reason
     return None, reason
 
 

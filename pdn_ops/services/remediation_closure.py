@@ -62,9 +62,13 @@ def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, 
     policy = policy or ClosurePolicy()
     now = now or utcnow()
     decided: list[tuple[int, str]] = []
+    # Claimed with row locks: on PostgreSQL a run another process is deciding is skipped (its decision commits
+    # first, then the run no longer waits), so two workers or serve processes never write its audit rows, complaint
+    # link or alerts twice. SQLite ignores FOR UPDATE; there the caller's BEGIN IMMEDIATE serialises the decisions.
     waiting = session.scalars(select(RemediationRunRow).where(
         RemediationRunRow.state == rem.State.SUCCEEDED.value,
-        or_(RemediationRunRow.closure.is_(None), RemediationRunRow.closure == "confirming")))
+        or_(RemediationRunRow.closure.is_(None), RemediationRunRow.closure == "confirming"))
+        .order_by(RemediationRunRow.id).with_for_update(skip_locked=True))
     for run in waiting:
         finished = run.finished_at or run.created_at
         targets = linked_targets(session, run.target)

@@ -371,22 +371,43 @@ def proxmox_executor_for(inventory: Any, cluster_name: str, base_dir: Path | Non
 
 
 @contextmanager
-def worker_from_settings(database_url: str, inventory_path: Path, worker_id: str) -> Iterator[Worker]:
-    """The production wiring: clients built from the inventory's clusters and secret references."""
+def worker_from_settings(database_url: str, inventory_path: Path, worker_id: str,
+                         settings: Any = None) -> Iterator[Worker]:
+    """The production wiring: clients built from the inventory's clusters and secret references; with
+    ``settings`` (``pdn_ops.settings.Settings``) also health-confirmed closure as ``serve``'s worker does it: the
+    complaint link under the supervisor's stored terms (the OPD is told over WhatsApp/e-mail) and the engineers'
+    alerts."""
     from pdn_ops.db.engine import make_engine, make_sessionmaker
     from pdn_ops.inventory import load_inventory
 
     inventory = load_inventory(inventory_path)
     base_dir = inventory_path.parent
     engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
     clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
-    worker = Worker(engine, make_sessionmaker(engine), inventory, clients,
-                    WorkerConfig(worker_id=worker_id, base_dir=base_dir))
+    config = WorkerConfig(worker_id=worker_id, base_dir=base_dir)
+    if settings is not None:
+        config.closure, config.complaint_link, config.alert = closure_wiring(settings, sessions)
+    worker = Worker(engine, sessions, inventory, clients, config)
     try:
         yield worker
     finally:
         worker.close()
         engine.dispose()
+
+
+def closure_wiring(settings: Any, sessions: sessionmaker[Session]) -> tuple[ClosurePolicy, ComplaintLink, Alert]:
+    """What a standalone worker needs to close runs like ``serve``'s: the complaint configuration built as the web
+    app builds it (stored terms, the OPD's WhatsApp/e-mail listener) and the engineers' alert seam."""
+    from pdn_ops.complaint_settings import complaint_config, load_complaint_settings
+    from pdn_ops.services import complaint_notifications, remediation_alerts
+    from pdn_ops.services.procedure_settings import LiveSettings
+
+    chosen = load_complaint_settings()
+    config = complaint_config(settings.data_dir, chosen,
+                              terms=LiveSettings(sessions, chosen.procedure(), chosen.timezone))
+    config.listeners.add(complaint_notifications.make_listener(settings.public_url))
+    return ClosurePolicy(), complaint_link(config), remediation_alerts.seam(settings.public_url)
 
 
 def start_hook(ctx: Any) -> Callable[[], None] | None:
@@ -409,7 +430,7 @@ def start_hook(ctx: Any) -> Callable[[], None] | None:
                                  complaint_link=ctx.extras.get("complaint_link") or (
                                      complaint_link(ctx.extras["complaint_config"])
                                      if "complaint_config" in ctx.extras else None),
-                                 alert=ctx.extras.get("remediation_alert")))
+                                 alert=ctx.extras.get("remediation_alert") or _alert_seam(ctx)))
     stopping = threading.Event()
     thread = threading.Thread(target=worker.loop, args=(stopping.is_set,), name="remediation-worker", daemon=True)
     thread.start()
@@ -419,3 +440,9 @@ def start_hook(ctx: Any) -> Callable[[], None] | None:
         thread.join(10)
         worker.close()
     return stop
+
+
+def _alert_seam(ctx: Any) -> Alert:
+    from pdn_ops.services.remediation_alerts import seam
+
+    return seam(ctx.settings.public_url)

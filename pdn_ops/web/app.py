@@ -37,6 +37,7 @@ from pdn_ops.web.routes import (
     metrics,
     procedure_settings,
     remediation,
+    remediation_auto,
     reports,
     users,
     whatsapp_webhook,
@@ -84,7 +85,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, start_hooks:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
-                   remediation, procedure_settings, users):
+                   remediation, remediation_auto, procedure_settings, users):
         app.include_router(module.router)
 
     app.add_middleware(auth.BodyLimit)

@@ -11,7 +11,8 @@ from pdn_ops.domain.timeline import Entry
 from pdn_ops.i18n import catalogue, translate
 
 # Run events with a sentence of their own; each takes the playbook's name.
-_RUN_EVENTS = ("cancelled", "started", "interrupted", "succeeded", "failed", "unknown", "confirmed", "ineffective")
+_RUN_EVENTS = ("cancelled", "started", "interrupted", "succeeded", "failed", "unknown", "confirmed", "ineffective",
+               "alerted")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,14 @@ look exactly like a missing page); for an anonymous visitor a redirect to the lo
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow
 from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.db.remediation_tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
+from pdn_ops.db.tables import utcnow
 from pdn_ops.services import accounts
 from tests.complaints.world import file_complaint, principal_named
 
@@ -98,6 +101,21 @@ ACCESS: dict[str, frozenset[str]] = {
     # The restore_snapshot chooser: the VM's snapshots with the suggested one marked (read off the request path).
     "GET /remediation/snapshots/{cluster}/{vmid}": STAFF,
     "GET /api/v1/remediation/snapshots/{cluster}/{vmid}": STAFF,
+    # Automatic remediation: the global switch, rules (retired, never deleted), maintenance windows.
+    "GET /remediation/automation": STAFF,
+    "POST /remediation/automation/switch": STAFF,
+    "POST /remediation/rules": STAFF,
+    "POST /remediation/rules/{rule_id}/{change}": STAFF,
+    "POST /remediation/windows": STAFF,
+    "POST /remediation/windows/{window_id}/end": STAFF,
+    "GET /api/v1/remediation/auto": STAFF,
+    "GET /api/v1/remediation/rules": STAFF,
+    "POST /api/v1/remediation/rules": STAFF,
+    "GET /api/v1/remediation/rules/{rule_id}": STAFF,
+    "PATCH /api/v1/remediation/rules/{rule_id}": STAFF,
+    "DELETE /api/v1/remediation/rules/{rule_id}": STAFF,
+    "GET /api/v1/remediation/windows": STAFF,
+    "DELETE /api/v1/remediation/windows/{window_id}": STAFF,
     # The supervisor's screens: engineers read the procedure's settings; only a supervisor changes them.
     "GET /settings/complaints": STAFF,
     "POST /settings/complaints": frozenset({SUPERVISOR}),
@@ -169,10 +187,15 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
                                 requested_by="engineer", idempotency_key="route-table", state="awaiting_approval",
                                 approvals_needed=1)
         session.add(run)
+        rule = AutoRuleRow(target="pdn1/101", playbook="restart_vm", created_by="engineer")
+        window = MaintenanceWindowRow(starts_at=utcnow(), ends_at=utcnow() + timedelta(hours=1), target=None,
+                                      created_by="engineer")
+        session.add_all([rule, window])
         session.flush()
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
-                  "run_id": run.id, "cluster": "pdn1", "vmid": 101}
+                  "run_id": run.id, "cluster": "pdn1", "vmid": 101, "rule_id": rule.id, "change": "disable",
+                  "window_id": window.id}
     wrong, checked = _walk(world.app, clients, params, ACCESS)
     assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
     assert not wrong, wrong

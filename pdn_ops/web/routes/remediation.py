@@ -12,16 +12,20 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.remediation import Policy
 from pdn_ops.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.inventory import Inventory
 from pdn_ops.services import remediation as svc
+from pdn_ops.services import remediation_alerts, remediation_auto
 from pdn_ops.services import remediation_snapshots as snapshots
-from pdn_ops.web.deps import Ctx, DbSession, Staff
+from pdn_ops.web.deps import Ctx, DbSession, Staff, get_language
+from pdn_ops.web.remediation_messages import message, message_key
+from pdn_ops.web.roles import unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -32,17 +36,6 @@ class RunRequest(BaseModel):
     target: str = Field(max_length=200, description="cluster/vmid")
     params: dict[str, Any] = {}
     complaint_id: int | None = None
-
-
-class WindowRequest(BaseModel):
-    starts_at: datetime
-    ends_at: datetime
-    target: str | None = None
-    reason: str = Field(default="", max_length=500)
-
-
-class SwitchRequest(BaseModel):
-    enabled: bool
 
 
 def _inventory(ctx: Ctx) -> tuple[Inventory, FilePath]:
@@ -80,12 +73,10 @@ ComplaintRef = Annotated[int | None, Query(ge=1)]
 
 def _suggest(ctx: Ctx, session: Any, cluster: str, vmid: int, complaint_id: int | None,
              refresh: bool) -> snapshots.Suggestion:
+    """The snapshot chooser's data; raises the domain's PolicyRefused or NotFound (each caller answers its way)."""
     inventory, base_dir = _inventory(ctx)
-    try:
-        return snapshots.suggest(session, _snapshot_cache(ctx), inventory, target=f"{cluster}/{vmid}",
-                                 complaint_id=complaint_id, refresh=refresh, base_dir=base_dir)
-    except (PolicyRefused, NotFound) as exc:
-        raise _http(exc) from None
+    return snapshots.suggest(session, _snapshot_cache(ctx), inventory, target=f"{cluster}/{vmid}",
+                             complaint_id=complaint_id, refresh=refresh, base_dir=base_dir)
 
 
 def _http(exc: Exception) -> HTTPException:
@@ -173,40 +164,36 @@ def cancel_api(run_id: int, session: DbSession, staff: Staff) -> dict[str, Any]:
         raise _http(exc) from None
 
 
-@router.post("/api/v1/remediation/windows", tags=["remediation"], status_code=201)
-def window_api(body: WindowRequest, session: DbSession, staff: Staff) -> dict[str, Any]:
-    try:
-        row = svc.add_window(session, starts_at=body.starts_at, ends_at=body.ends_at, target=body.target,
-                             reason=body.reason, created_by=staff.username)
-    except PolicyRefused as exc:
-        raise _http(exc) from None
-    return {"id": row.id, "starts_at": row.starts_at.isoformat(), "ends_at": row.ends_at.isoformat(),
-            "target": row.target}
-
-
 @router.get("/api/v1/remediation/snapshots/{cluster}/{vmid}", tags=["remediation"])
 def snapshots_api(cluster: Cluster, vmid: Vmid, ctx: Ctx, session: DbSession, _staff: Staff,
                   complaint_id: ComplaintRef = None, refresh: bool = False) -> dict[str, Any]:
     """The VM's snapshots (newest first) with the one to roll back to marked. The list comes from a cache read
     in the background: ``state`` is ``reading`` or ``refreshing`` while a read is under way; ask again."""
-    return snapshots.suggestion_view(_suggest(ctx, session, cluster, vmid, complaint_id, refresh))
-
-
-@router.put("/api/v1/remediation/auto", tags=["remediation"])
-def switch_api(body: SwitchRequest, session: DbSession, staff: Staff) -> dict[str, bool]:
-    """The global off switch for automatic remediation."""
-    svc.set_auto_enabled(session, body.enabled, changed_by=staff.username)
-    return {"enabled": svc.auto_enabled(session)}
+    try:
+        return snapshots.suggestion_view(_suggest(ctx, session, cluster, vmid, complaint_id, refresh))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
 
 
 # --- pages ------------------------------------------------------------------------------------------------------
 
-@router.get("/remediation", response_class=HTMLResponse, include_in_schema=False)
-def runs_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None, error: Exception | None = None,
+               status_code: int = 200) -> HTMLResponse:
+    """The runs page; after a refused form, with the reason in the reader's language and the values as typed."""
     targets = [vm.key for vm in ctx.inventory.vms] if ctx.inventory else []
-    return render(request, "remediation_runs.html", runs=svc.list_runs(session), targets=targets,
-                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=svc.auto_enabled(session),
-                  lab_demo="lab_demo" in ctx.extras)
+    with ctx.sessions() as session:
+        runs = svc.list_runs(session)
+        auto = svc.auto_enabled(session)
+        attention = remediation_auto.attention(session, since=utcnow() - remediation_alerts.LOOKBACK)
+    return render(request, "remediation_runs.html", status_code=status_code, runs=runs, targets=targets,
+                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=auto, lab_demo="lab_demo" in ctx.extras,
+                  attention=attention, form=form or {},
+                  error=message(error, get_language(request)) if error is not None else None)
+
+
+@router.get("/remediation", response_class=HTMLResponse, include_in_schema=False)
+def runs_page(request: Request, ctx: Ctx, _staff: Staff) -> HTMLResponse:
+    return _runs_page(request, ctx)
 
 
 @router.get("/remediation/snapshots/{cluster}/{vmid}", response_class=HTMLResponse, include_in_schema=False)
@@ -214,7 +201,12 @@ def snapshots_page(cluster: Cluster, vmid: Vmid, request: Request, ctx: Ctx, ses
                    complaint_id: ComplaintRef = None, refresh: bool = False) -> HTMLResponse:
     """Choose the snapshot to roll back to (the restore_snapshot request form); the page reloads itself while
     the list is being read from Proxmox."""
-    suggestion = _suggest(ctx, session, cluster, vmid, complaint_id, refresh)
+    try:
+        suggestion = _suggest(ctx, session, cluster, vmid, complaint_id, refresh)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    except PolicyRefused as exc:  # the complaint belongs to another OPD than the VM: said in the reader's language
+        return render(request, "error.html", status_code=422, message_key=message_key(exc)[0])
     tz = ctx.settings.tz
 
     def when(value: datetime | None) -> str:
@@ -236,9 +228,9 @@ def dry_run_page(request: Request, ctx: Ctx, staff: Staff, playbook: Annotated[s
         clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
                                   requester=_requester(ctx, staff, complaint_id), base_dir=base_dir)
     except (PolicyRefused, NotFound, Conflict) as exc:
-        return render(request, "remediation_plan.html", status_code=_http(exc).status_code, error=str(exc),
-                      playbook=playbook, target=target, plan=[], params={}, key="", param_name="", param_value="",
-                      complaint_id=None)
+        return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
+                          form={"playbook": playbook, "target": target, "param_name": param_name,
+                                "param_value": param_value, "complaint_id": str(complaint_id or "")})
     return render(request, "remediation_plan.html", error=None, playbook=playbook, target=target, plan=plan,
                   params=clean, key=uuid.uuid4().hex, param_name=param_name, param_value=param_value,
                   complaint_id=complaint_id)
@@ -260,26 +252,37 @@ def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
     except svc.ActiveRunConflict as exc:
         return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
     except (PolicyRefused, NotFound, Conflict) as exc:
-        error = _http(exc)
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+        return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
+                          form={"playbook": playbook, "target": target, "param_name": param_name,
+                                "param_value": param_value, "complaint_id": str(complaint_id or "")})
     return RedirectResponse(f"/remediation/runs/{row.id}", status_code=303)
 
 
-@router.get("/remediation/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-def run_page(run_id: int, request: Request, session: DbSession, staff: Staff) -> HTMLResponse:
+def _run_page(request: Request, session: Any, staff: Staff, run_id: int, *, error: Exception | None = None,
+              status_code: int = 200) -> HTMLResponse:
     try:
         row = svc.get_run(session, run_id)
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
     approved_by_me = any(a.get("by") == staff.username for a in row.approvals)
-    return render(request, "remediation_run.html", run=row, can_approve=row.state == "awaiting_approval"
-                  and not approved_by_me)
+    return render(request, "remediation_run.html", status_code=status_code, run=row,
+                  can_approve=row.state == "awaiting_approval" and not approved_by_me,
+                  error=message(error, get_language(request)) if error is not None else None)
+
+
+@router.get("/remediation/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+def run_page(run_id: int, request: Request, session: DbSession, staff: Staff) -> HTMLResponse:
+    return _run_page(request, session, staff, run_id)
 
 
 @router.post("/remediation/runs/{run_id}/approve", include_in_schema=False)
-def approve_page(run_id: int, session: DbSession, staff: Staff) -> RedirectResponse:
+def approve_page(run_id: int, request: Request, ctx: Ctx, staff: Staff) -> Response:
     try:
-        svc.approve(session, run_id, engineer=staff.username)
-    except (PolicyRefused, NotFound) as exc:
-        raise _http(exc) from None
+        with unit_of_work(ctx) as session:
+            svc.approve(session, run_id, engineer=staff.username)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    except PolicyRefused as exc:  # approved already, by this engineer, or no longer waiting: the page says why
+        with ctx.sessions() as session:
+            return _run_page(request, session, staff, run_id, error=exc, status_code=409)
     return RedirectResponse(f"/remediation/runs/{run_id}", status_code=303)

@@ -1,0 +1,93 @@
+"""Every refusal a person can meet on the remediation pages has its own sentence in the catalogue.
+
+The refusals are produced by the real code (the domain, the playbooks, the services), not typed here: a reworded
+English message then fails this test instead of silently falling back to the generic "refused" sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pdn_ops.domain import remediation as rem
+from pdn_ops.errors import PdnOpsError
+from pdn_ops.i18n import translate
+from pdn_ops.inventory import Inventory
+from pdn_ops.services import remediation as svc
+from pdn_ops.web.remediation_messages import FALLBACK, message, message_key
+from tests.remediation.world import add_vms, inventory, write_inventory
+
+ENG = svc.Requester("eng1")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, fakepve_session: Any, fakepve_cafile: str,
+          ssh_guest_server: Any) -> Inventory:
+    add_vms(fakepve_session, range(101, 104))
+    return inventory(write_inventory(Path(tmp_path_factory.mktemp("messages")), fakepve_session, fakepve_cafile,
+                                     ssh_guest_server))
+
+
+REFUSALS: list[tuple[str, str, dict[str, object], str]] = [
+    ("restart_service", "pve/101", {"unit": "nginx.service; reboot"}, "remediation.error.unit_invalid"),
+    ("restart_service", "pve/101", {"unit": "nginx.service\n"}, "remediation.error.unit_invalid"),
+    ("restart_service", "pve/101", {"unit": "sshd.service"}, "remediation.error.unit_undeclared"),
+    ("restart_service", "pve/102", {"unit": "nginx.service"}, "remediation.error.no_ssh"),
+    ("restart_service", "pve/101", {"unit": "nginx.service", "x": 1}, "remediation.error.unknown_params"),
+    ("restart_service", "pve/101", {"unit": 7}, "remediation.error.text"),
+    ("free_disk", "pve/101", {"cleanup": "Journal!"}, "remediation.error.cleanup_invalid"),
+    ("free_disk", "pve/101", {"cleanup": "tmp"}, "remediation.error.cleanup_undeclared"),
+    ("restore_snapshot", "pve/101", {}, "remediation.error.snapshot_missing"),
+    ("restore_snapshot", "pve/101", {"snapshot": "1st"}, "remediation.error.snapshot_invalid"),
+    ("resize_vm", "pve/101", {"cores": "-4"}, "remediation.error.whole_number"),
+    ("resize_vm", "pve/101", {"cores": 0}, "remediation.error.positive"),
+    ("resize_vm", "pve/101", {"cores": 999}, "remediation.error.above_limit"),
+    ("resize_vm", "pve/101", {}, "remediation.error.resize_empty"),
+    ("resize_vm", "pve/101", {"disk_grow_gib": 5, "disk": "hda9"}, "remediation.error.disk_unknown"),
+    ("resize_vm", "pve/101", {"memory_mib": 4096, "reboot": "maybe"}, "remediation.error.reboot_flag"),
+    ("resize_vm", "pve/101", {"swap": 1}, "remediation.error.unknown_params"),
+    ("restart_vm", "pve/101", {"shutdown_timeout": 5}, "remediation.error.shutdown_timeout"),
+    ("nuke_vm", "pve/101", {}, "remediation.error.playbook_unknown"),
+    ("restart_vm", "pve/999", {}, "remediation.error.vm_unknown"),
+]
+
+
+@pytest.mark.parametrize(("playbook", "target", "params", "key"), REFUSALS)
+def test_each_bad_request_reads_as_its_own_sentence(world: Inventory, playbook: str, target: str,
+                                                    params: dict[str, object], key: str) -> None:
+    with pytest.raises(PdnOpsError) as info:
+        svc.dry_run(world, playbook=playbook, target=target, params=params, policy=rem.Policy(), requester=ENG)
+    assert message_key(info.value)[0] == key, str(info.value)
+    assert message(info.value, "id") != translate(FALLBACK, "id")
+
+
+def test_the_domains_other_refusals_have_sentences_too() -> None:
+    produced: list[Exception] = []
+    for attempt in (lambda: rem.add_approval(["eng1"], "eng1", 1), lambda: rem.add_approval([], "eng1", 0),
+                    lambda: rem.check_transition("failed", "running"),
+                    lambda: rem.plan_resize(rem.ResizeRequest(cores=1), rem.VmShape(cores=2, memory_mib=2048),
+                                            rem.NodeCapacity(8, 4096, 100), rem.Policy()),
+                    lambda: rem.plan_resize(rem.ResizeRequest(cores=16), rem.VmShape(cores=2, memory_mib=2048),
+                                            rem.NodeCapacity(8, 4096, 100), rem.Policy()),
+                    lambda: rem.plan_resize(rem.ResizeRequest(cores=2), rem.VmShape(cores=2, memory_mib=2048),
+                                            rem.NodeCapacity(8, 4096, 100), rem.Policy()),
+                    lambda: rem.validate_snapshot_name("daily", existing=["weekly"])):
+        with pytest.raises(rem.Refused) as info:
+            attempt()
+        produced.append(info.value)
+    keys = [message_key(exc)[0] for exc in produced]
+    assert keys == ["remediation.error.already_approved", "remediation.error.no_approval_needed",
+                    "remediation.error.transition", "remediation.error.shrink", "remediation.error.capacity",
+                    "remediation.error.same_size", "remediation.error.snapshot_unknown"]
+
+
+def test_an_unknown_refusal_is_still_a_sentence_of_the_catalogue() -> None:
+    from pdn_ops.errors import Conflict, NotFound, PolicyRefused
+
+    assert message(PolicyRefused("something new"), "id") == translate(FALLBACK, "id")
+    assert message_key(NotFound("gone"))[0] == "remediation.error.not_found"
+    assert message_key(Conflict("raced"))[0] == "remediation.error.conflict"
+    assert message(svc.ActiveRunConflict(7, "restart_vm", "running", "pve/101"), "en") == \
+        "Run #7 is still active on this VM."
