@@ -12,8 +12,16 @@ On SQLite every unit of work here that reads before it writes starts as the writ
 mode a reader that another process overtook cannot become a writer (SQLITE_BUSY_SNAPSHOT, not retried by the busy
 timeout), which made a second worker fail with "database is locked".
 
-Test hook: ``PDN_OPS_REMEDIATION_KILL_AT=k`` makes the worker SIGKILL itself at the k-th step boundary, so tests
-can cut it at every point of every playbook.
+Reconciling is itself crash-safe: a worker that dies while reconciling an ``interrupted`` run leaves it
+interrupted, with its lock released by the operating system, and the next worker takes it over the same way (the
+journal says which steps are done; a cut-off step is reconciled by its UPID, the node's task list or the guest's
+state, never repeated blindly).
+
+Test hooks (the SIGKILL tests): ``PDN_OPS_REMEDIATION_KILL_AT=k`` makes the worker SIGKILL itself at the k-th step
+boundary of the runs it claims, so tests can cut it at every point of every playbook;
+``PDN_OPS_REMEDIATION_KILL_ON=<phase>:<boundary>`` at one named boundary, ``phase`` being ``claimed`` or
+``recovering`` (e.g. ``recovering:taken``, ``recovering:act:start:called``), so tests can cut a worker while it
+reconciles another's run.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ log = logging.getLogger(__name__)
 LOCK_CLASS = 60_606  # first key of the two-int advisory lock: "remediation run"
 KILL_ENV = "PDN_OPS_REMEDIATION_KILL_AT"
 KILL_SCOPE_ENV = "PDN_OPS_REMEDIATION_KILL_SCOPE"
+KILL_ON_ENV = "PDN_OPS_REMEDIATION_KILL_ON"
 
 
 @dataclass
@@ -78,22 +87,31 @@ class WorkerConfig:
 
 class _KillSwitch:
     """Counts step boundaries of runs this worker claimed (not of orphans it recovers); ``..._SCOPE=act`` counts
-    only boundaries of side-effecting steps (reads are repeated by design)."""
+    only boundaries of side-effecting steps (reads are repeated by design). ``..._KILL_ON`` names one boundary of
+    either phase instead."""
 
     def __init__(self) -> None:
         raw = os.environ.get(KILL_ENV, "")
         self.at = int(raw) if raw.isdigit() else 0
         self.only_acts = os.environ.get(KILL_SCOPE_ENV, "all") == "act"
+        self.on = os.environ.get(KILL_ON_ENV, "")
         self.count = 0
-        self.armed = True
+        self.recovering = False  # reconciling a run another worker left behind
 
     def __call__(self, label: str) -> None:
-        if not self.armed or (self.only_acts and not label.startswith("act:")):
+        named = f"{'recovering' if self.recovering else 'claimed'}:{label}"
+        if self.on and named == self.on:
+            self._die(named)
+        if self.recovering or (self.only_acts and not label.startswith("act:")):
             return
         self.count += 1
         if self.at and self.count == self.at:
-            log.warning("test hook: SIGKILL at boundary %d (%s)", self.count, label)
-            os.kill(os.getpid(), signal.SIGKILL)
+            self._die(f"boundary {self.count} ({label})")
+
+    @staticmethod
+    def _die(where: str) -> None:
+        log.warning("test hook: SIGKILL at %s", where)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -255,27 +273,45 @@ class Worker:
             if locked is not None:  # not claimed after all (or the commit failed): the run stays claimable
                 self.locks.unlock(locked)
 
-    def orphans(self) -> list[int]:
-        """Running runs whose worker died: marked interrupted, their lock taken by this worker."""
+    def take_orphan(self) -> int | None:
+        """One run whose worker died, marked interrupted and its lock taken by this worker; or None.
+
+        Orphans are ``running`` runs (their worker died executing them) and ``interrupted`` runs (the worker that
+        was reconciling them died too). Whichever the state, a live worker holds the run's lock from its claim or
+        takeover until the outcome is committed, so a run whose lock is free has nobody working on it.
+        """
+        orphaned = [rem.State.RUNNING.value, rem.State.INTERRUPTED.value]
         with self.sessions() as session:
             candidates = list(session.scalars(select(RemediationRunRow.id).where(
-                RemediationRunRow.state == rem.State.RUNNING.value).order_by(RemediationRunRow.id)))
-        taken = []
+                RemediationRunRow.state.in_(orphaned)).order_by(RemediationRunRow.id)))
         for run_id in candidates:
             if not self.locks.try_lock(run_id):
                 continue  # a live worker holds it
-            with writing(self.sessions) as session:
-                moved = session.execute(update(RemediationRunRow).where(
-                    RemediationRunRow.id == run_id, RemediationRunRow.state == rem.State.RUNNING.value).values(
-                    state=rem.State.INTERRUPTED.value, claimed_by=self.config.worker_id,
-                    attempt=RemediationRunRow.attempt + 1))
-                if moved.rowcount == 1:  # type: ignore[attr-defined]
-                    session.add(AuditRow(actor=self.config.worker_id, action="remediation.interrupted",
-                                         subject=f"remediation_run:{run_id}", detail="worker died; reconciling"))
-                    taken.append(run_id)
-                    continue
-            self.locks.unlock(run_id)
-        return taken
+            taken = moved_here = False
+            try:
+                with writing(self.sessions) as session:
+                    # Read again under the lock: the run may have finished since the list was read.
+                    row = session.execute(select(RemediationRunRow.state, RemediationRunRow.claimed_by).where(
+                        RemediationRunRow.id == run_id)).one_or_none()
+                    moved = session.execute(update(RemediationRunRow).where(
+                        RemediationRunRow.id == run_id, RemediationRunRow.state.in_(orphaned)).values(
+                        state=rem.State.INTERRUPTED.value, claimed_by=self.config.worker_id,
+                        attempt=RemediationRunRow.attempt + 1))
+                    if row is not None and moved.rowcount == 1:  # type: ignore[attr-defined]
+                        before, previous = row
+                        detail = (f"worker {previous or '?'} died; reconciling" if before == rem.State.RUNNING.value
+                                  else f"worker {previous or '?'} died while reconciling; reconciling again")
+                        session.add(AuditRow(actor=self.config.worker_id, action="remediation.interrupted",
+                                             subject=f"remediation_run:{run_id}", detail=detail))
+                        moved_here = True
+                taken = moved_here  # committed
+            finally:
+                if not taken:  # finished meanwhile (or the commit failed): not ours
+                    self.locks.unlock(run_id)
+            if taken:
+                self.kill("taken")
+                return run_id
+        return None
 
     # -- executing ------------------------------------------------------------------------------------------------
 
@@ -320,11 +356,13 @@ class Worker:
     def run_pending(self, *, max_runs: int | None = None) -> int:
         """Recover orphans, then execute queued runs until none is left; returns how many were executed."""
         done = 0
-        self.kill.armed = False
-        for orphan in self.orphans():
-            self.execute(orphan)
-            done += 1
-        self.kill.armed = True
+        self.kill.recovering = True
+        try:
+            while (orphan := self.take_orphan()) is not None:
+                self.execute(orphan)
+                done += 1
+        finally:
+            self.kill.recovering = False
         while max_runs is None or done < max_runs:
             run_id = self.claim()
             if run_id is None:
