@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 
 class Refused(ValueError):
@@ -438,6 +439,21 @@ def cap_output(text: str, limit: int = 16_384) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
+
+
+# A journaled step's facts carry, under this key, the worker that wrote its intent and the one that wrote its
+# result: after a takeover they differ, and the run itself names only its last worker. Kept in the step's facts
+# (JSON) rather than in columns of their own; the journal strips the key before the playbook's steps see the facts.
+STEP_WORKERS = "_workers"
+
+
+def step_workers(facts: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(intent written by, result written by) from a step's facts; None where it was not recorded."""
+    found = (facts or {}).get(STEP_WORKERS)
+    if not isinstance(found, Mapping):
+        return None, None
+    intent, result = found.get("intent"), found.get("result")
+    return (intent if isinstance(intent, str) else None), (result if isinstance(result, str) else None)
 
 
 def confirmation_passed(results: Sequence[bool], needed: int) -> bool:

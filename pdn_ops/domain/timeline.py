@@ -7,10 +7,10 @@ entries with who and when:
     remediation.plan           the dry run's plan the requester saw: every API call and command
     remediation.approved       engineer n of the approvals needed (the first, the second)
     remediation.cancelled      withdrawn before it started
-    remediation.started        a worker claimed it
-    remediation.step_intent    a step's exact call or command, written before acting
+    remediation.started        a worker claimed it (that worker, also when another one finished the run)
+    remediation.step_intent    a step's exact call or command, written before acting, by the worker that wrote it
     remediation.step_result    succeeded | failed | unknown | skipped, the UPID, a capped output summary,
-                               whether it was reconciled after a crash
+                               whether it was reconciled after a crash, by the worker that wrote it
     remediation.interrupted    the worker died; another one reconciles the cut-off step (never repeated blindly)
     remediation.succeeded | .failed | .unknown    the run's outcome
     remediation.confirmed | .ineffective          health-confirmed closure, or the checks did not pass in time
@@ -78,6 +78,8 @@ class StepFact:
     reconciled: bool
     intent_at: datetime
     finished_at: datetime | None
+    intent_by: str | None = None  # the worker that wrote the intent (None: not recorded, older runs)
+    result_by: str | None = None  # the worker that wrote the result; another one after a takeover
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,8 @@ def _complaint_entry(audit: AuditFact, staff: bool) -> list[Entry]:
 
 def _run_entries(run: RunFact, audits: list[AuditFact], staff: bool) -> list[Entry]:
     automatic = run.trigger != "manual"
+    # The run row names only its last worker: right for a run one worker did, not after a takeover. Workers record
+    # who started a run (an audit entry) and who wrote each step; runs older than that fall back to this.
     machine = run.claimed_by if run.attempt <= 1 and run.claimed_by else SYSTEM_ACTOR
 
     def who(actor: str, *, person: bool) -> str:
@@ -185,8 +189,12 @@ def _run_entries(run: RunFact, audits: list[AuditFact], staff: bool) -> list[Ent
     if staff and run.plan:
         out.append(entry(at, run.requested_by, "remediation.plan", plan=tuple(run.plan)))
     approvals = 0
+    started = False
     for audit in audits:
-        if audit.action == "remediation.approved":
+        if audit.action == "remediation.started":
+            started = True
+            out.append(entry(audit.at, who(audit.actor, person=False), audit.action))
+        elif audit.action == "remediation.approved":
             approvals += 1
             out.append(entry(audit.at, audit.actor, audit.action, approval=approvals,
                              approvals_needed=run.approvals_needed))
@@ -197,7 +205,7 @@ def _run_entries(run: RunFact, audits: list[AuditFact], staff: bool) -> list[Ent
                              detail=audit.detail if staff else ""))
         elif staff and audit.action != "remediation.requested":
             out.append(entry(audit.at, audit.actor, audit.action, detail=audit.detail))  # e.g. a changed host key
-    if run.started_at is not None:
+    if run.started_at is not None and not started:
         out.append(entry(run.started_at, who(machine, person=False), "remediation.started"))
     if staff:
         for step in run.steps:
@@ -209,9 +217,10 @@ def _step_entries(step: StepFact, actor: str, entry: Callable[..., Entry]) -> li
     common = dict(step=step.position + 1, step_name=step.name, intent=step.intent)
     out = []
     if step.state != "skipped":
-        out.append(entry(step.intent_at, actor, "remediation.step_intent", **common))
+        out.append(entry(step.intent_at, step.intent_by or actor, "remediation.step_intent", **common))
     if step.finished_at is not None:
-        out.append(entry(step.finished_at, actor, "remediation.step_result", state=step.state, upid=step.upid,
+        out.append(entry(step.finished_at, step.result_by or actor, "remediation.step_result", state=step.state,
+                         upid=step.upid,
                          output=output_summary(step.stdout, step.stderr), detail=step.detail,
                          reconciled=step.reconciled, **common))
     return out

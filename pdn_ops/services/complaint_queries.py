@@ -24,6 +24,7 @@ from pdn_ops.db.complaint_tables import (
 )
 from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.db.tables import AuditRow, OpdRow, utcnow
+from pdn_ops.domain import remediation as rem
 from pdn_ops.domain import timeline as tl
 from pdn_ops.domain.access import Principal
 from pdn_ops.domain.complaints import State
@@ -176,7 +177,8 @@ def timeline(session: Session, principal: Principal, row: ComplaintRow) -> list[
             select(run.id, run.playbook, run.params, run.requested_by, run.trigger, run.approvals_needed, run.plan,
                    run.claimed_by, run.attempt, run.created_at, run.started_at, step.position, step.name,
                    step.intent, step.state.label("step_state"), step.upid, step.stdout, step.stderr, step.detail,
-                   step.reconciled, step.intent_at, step.finished_at.label("step_finished_at"))
+                   step.reconciled, step.intent_at, step.finished_at.label("step_finished_at"),
+                   step.facts)
             .outerjoin(step, step.run_id == run.id).where(run.complaint_id == row.id)
             .order_by(run.id, step.position)):
         if r.id not in runs:
@@ -186,10 +188,11 @@ def timeline(session: Session, principal: Principal, row: ComplaintRow) -> list[
                 created_at=r.created_at, started_at=r.started_at)
             steps[r.id] = []
         if r.position is not None:
+            intent_by, result_by = rem.step_workers(r.facts)
             steps[r.id].append(tl.StepFact(
                 position=r.position, name=r.name, intent=r.intent, state=r.step_state, upid=r.upid, stdout=r.stdout,
                 stderr=r.stderr, detail=r.detail, reconciled=r.reconciled, intent_at=r.intent_at,
-                finished_at=r.step_finished_at))
+                finished_at=r.step_finished_at, intent_by=intent_by, result_by=result_by))
     subjects = [f"{tl.COMPLAINT_SUBJECT}{row.id}", *(f"{tl.RUN_SUBJECT}{run_id}" for run_id in runs)]
     audits = [tl.AuditFact(a.at, a.actor, a.action, a.subject, a.detail) for a in session.execute(
         select(AuditRow.at, AuditRow.actor, AuditRow.action, AuditRow.subject, AuditRow.detail)

@@ -123,23 +123,29 @@ def writing(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 
 class DbJournal:
-    """The runner's journal over the database: every write is its own committed transaction."""
+    """The runner's journal over the database: every write is its own committed transaction.
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: int) -> None:
+    Each step row also records which worker wrote its intent and which its result (``rem.STEP_WORKERS`` in its
+    facts), so the timeline can say who did what on a run taken over after a crash.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, worker_id: str | None = None) -> None:
         self._sessions = sessions
         self._run_id = run_id
+        self._worker = worker_id
 
     def records(self) -> list[StepRecord]:
         with self._sessions() as session:
             rows = session.scalars(select(RemediationStepRow).where(RemediationStepRow.run_id == self._run_id)
                                    .order_by(RemediationStepRow.position))
-            return [StepRecord(r.position, r.name, r.state, r.upid, r.intent_at, dict(r.facts)) for r in rows]
+            return [StepRecord(r.position, r.name, r.state, r.upid, r.intent_at,
+                               {k: v for k, v in (r.facts or {}).items() if k != rem.STEP_WORKERS}) for r in rows]
 
     def intent(self, position: int, step: Step, text_: str) -> None:
         with writing(self._sessions) as session:
             session.add(RemediationStepRow(run_id=self._run_id, position=position, name=step.name, kind=step.kind,
                                            side_effect=step.side_effect, intent=text_, state=StepStatus.RUNNING.value,
-                                           intent_at=utcnow()))
+                                           intent_at=utcnow(), facts=self._workers(intent=self._worker)))
 
     def upid(self, position: int, node: str, upid: str) -> None:
         with writing(self._sessions) as session:
@@ -149,10 +155,13 @@ class DbJournal:
 
     def result(self, position: int, outcome: Outcome, facts: dict[str, Any], *, reconciled: bool = False) -> None:
         with writing(self._sessions) as session:
+            journaled = session.scalar(select(RemediationStepRow.facts).where(
+                RemediationStepRow.run_id == self._run_id, RemediationStepRow.position == position))
+            intent_by, _ = rem.step_workers(journaled)
             values: dict[str, Any] = dict(
                 state=outcome.status.value, exit_code=outcome.exit_code, stdout=cap_output(outcome.stdout),
-                stderr=cap_output(outcome.stderr), detail=outcome.detail[:2000], facts=facts, reconciled=reconciled,
-                finished_at=utcnow())
+                stderr=cap_output(outcome.stderr), detail=outcome.detail[:2000], reconciled=reconciled,
+                facts={**facts, **self._workers(intent=intent_by, result=self._worker)}, finished_at=utcnow())
             if outcome.upid:
                 values["upid"] = outcome.upid
             session.execute(update(RemediationStepRow).where(
@@ -160,6 +169,11 @@ class DbJournal:
             if outcome.security_event:
                 session.add(AuditRow(actor="pdn-ops", action="security.ssh_host_key", subject=f"remediation_run:"
                                      f"{self._run_id}", detail=outcome.detail[:2000]))
+
+    @staticmethod
+    def _workers(**names: str | None) -> dict[str, Any]:
+        known = {k: v for k, v in names.items() if v is not None}
+        return {rem.STEP_WORKERS: known} if known else {}
 
 
 class RunLocks:
@@ -267,6 +281,9 @@ class Worker:
                     attempt=RemediationRunRow.attempt + 1))
                 if claimed.rowcount != 1:  # type: ignore[attr-defined]
                     return None
+                # Who started it, for the timeline: after a takeover the run names only its last worker.
+                session.add(AuditRow(actor=self.config.worker_id, action="remediation.started",
+                                     subject=f"remediation_run:{run_id}"))
             locked = None  # committed: the lock now guards the run until its outcome
             return run_id
         finally:
@@ -328,7 +345,8 @@ class Worker:
             ctx = RunContext(run_id=run_id, target=target, params=params, policy=self.config.policy,
                              proxmox=proxmox, ssh=self.clients.ssh)
             try:
-                result = runner.run(book, ctx, DbJournal(self.sessions, run_id), boundary=self.kill)
+                result = runner.run(book, ctx, DbJournal(self.sessions, run_id, self.config.worker_id),
+                                    boundary=self.kill)
             finally:
                 if proxmox is not None:
                     proxmox.close()

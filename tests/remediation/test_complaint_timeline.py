@@ -247,3 +247,61 @@ def test_the_timeline_costs_two_queries_however_many_runs_and_steps(session: Ses
     steps_shown = seen[(large, "engineer")][1] - seen[(small, "engineer")][1]
     assert steps_shown >= 3 * 60 * 2 - 2 * 2, "every step's intent and result is there"
     assert all(len(e.output or "") <= 300 for e in complaint_queries.timeline(session, engineer, rows[large]))
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL inside a test process: nothing after the boundary runs, the run stays as it was."""
+
+
+def test_a_run_taken_over_after_a_crash_shows_which_worker_started_it_and_did_each_step(
+        sessions: sessionmaker[Session], world: Inventory, fakepve: Any, fakepve_cafile: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with transaction(sessions) as session:
+        complaint_id, users = file_complaint(session, world, tmp_path)
+        run_id = svc.request_run(session, world, playbook="restart_vm", target="pve/101", params={},
+                                 idempotency_key="takeover", policy=rem.Policy(),
+                                 requester=svc.Requester("policy-engine"), complaint_id=complaint_id,
+                                 trigger="rule:1").id
+
+    def crash_after_the_start_call(label: str) -> None:
+        if label == "act:start:called":  # Proxmox accepted the start; its UPID is not journaled yet
+            raise Crash(label)
+
+    alpha = worker(sessions, world, fakepve, fakepve_cafile, "worker-alpha")
+    monkeypatch.setattr(alpha, "kill", crash_after_the_start_call)
+    try:
+        with pytest.raises(Crash):
+            alpha.run_pending()
+    finally:
+        alpha.close()  # the worker is gone: its run lock with it
+    beta = worker(sessions, world, fakepve, fakepve_cafile, "worker-beta")
+    try:
+        assert beta.run_pending() == 1
+    finally:
+        beta.close()
+    assert tasks(fakepve, 101) == ["qmshutdown", "qmstart"]
+
+    with sessions() as session:
+        row = complaints.get(session, users["engineer"], complaint_id)
+        staff = [e for e in complaint_queries.timeline(session, users["engineer"], row) if e.run_id == run_id]
+        opd = complaint_queries.timeline(session, users["admin-dinkes"], row)
+        run = session.get(RemediationRunRow, run_id)
+        assert run is not None and (run.state, run.claimed_by, run.attempt) == ("succeeded", "worker-beta", 2)
+
+    started = next(e for e in staff if e.action == "remediation.started")
+    assert started.actor == "worker-alpha", "the worker that started the run, not the one that finished it"
+    interrupted = next(e for e in staff if e.action == "remediation.interrupted")
+    assert interrupted.actor == "worker-beta" and "worker-alpha died" in interrupted.detail
+    by_step = [(e.step_name, e.action.rsplit("_", 1)[-1], e.actor) for e in staff
+               if e.action in ("remediation.step_intent", "remediation.step_result")]
+    assert by_step == [
+        ("locate", "intent", "worker-alpha"), ("locate", "result", "worker-alpha"),
+        ("shutdown", "intent", "worker-alpha"), ("shutdown", "result", "worker-alpha"),
+        ("status_after_shutdown", "intent", "worker-alpha"), ("status_after_shutdown", "result", "worker-alpha"),
+        ("stop", "result", "worker-alpha"),  # skipped: the VM was already stopped
+        ("start", "intent", "worker-alpha"), ("start", "result", "worker-beta"),  # reconciled by the next worker
+        ("verify_running", "intent", "worker-beta"), ("verify_running", "result", "worker-beta")]
+    assert next(e for e in staff if e.step_name == "start" and e.action == "remediation.step_result").reconciled
+    # The OPD sees the work, never the workers' names.
+    shown = [e for e in opd if e.action in ("remediation.started", "remediation.interrupted")]
+    assert len(shown) == 2 and {e.actor for e in shown} == {"pdn-ops"}
