@@ -3,8 +3,10 @@
 Seams read from ``ctx.extras`` (all optional):
 - ``asset_health(session, refs) -> {ref: state}``: live health per asset, ``ref`` like ``"vm:3"``/``"site:1"``;
   without it every asset shows "unknown".
-- ``complaint_actions(session, complaint, principal) -> [{"label": str, "url": str}]``: remediation playbooks
-  that fit the complaint; empty by default.
+- ``complaint_actions(session, complaint, principal) -> [{"label": str, "url": str}]``: more actions for staff,
+  listed after the playbooks that fit the complaint's VM (those come from the inventory:
+  ``pdn_ops.services.remediation_choices``).
+- ``remediation_policy``: the remediation policy the playbooks' parameters are checked against.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sqlalchemy.orm import Session
 from pdn_ops.db.complaint_tables import ComplaintRow
 from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.complaints import Action, Category, State, available_actions
-from pdn_ops.services import accounts, complaint_queries, complaint_reports, complaints, photos
+from pdn_ops.domain.remediation import Policy
+from pdn_ops.services import accounts, complaint_queries, complaint_reports, complaints, photos, remediation_choices
 from pdn_ops.web import pdf, timeline
 from pdn_ops.web.context import AppContext
 from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff, current_principal, get_language, get_session
@@ -137,8 +140,14 @@ def detail(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: 
            config: Config) -> HTMLResponse:
     ref = f"vm:{row.vm_id}" if row.vm_id is not None else f"site:{row.site_id}"
     fleet_url = f"/fleet/vm/{row.vm_id}" if row.vm_id is not None else f"/fleet/site/{row.site_id}"
-    actions_seam = ctx.extras.get("complaint_actions")
-    playbooks = list(actions_seam(session, row, user)) if actions_seam and user.is_staff else []
+    playbooks: list[remediation_choices.PlaybookChoice] = []
+    links: list[Mapping[str, str]] = []
+    if user.is_staff:
+        policy = ctx.extras.get("remediation_policy")
+        playbooks = remediation_choices.for_complaint(session, ctx.inventory, row,
+                                                      policy=policy if isinstance(policy, Policy) else None)
+        actions_seam = ctx.extras.get("complaint_actions")
+        links = list(actions_seam(session, row, user)) if actions_seam else []
     names = accounts.usernames(session, {row.created_by})
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
                   health=asset_health(ctx, session, [ref]).get(ref), fleet_url=fleet_url,
@@ -147,7 +156,7 @@ def detail(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: 
                   timeline=timeline.lines(complaint_queries.timeline(session, user, row), get_language(request)),
                   versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(
-                      session, user, row), playbooks=playbooks, author=names.get(row.created_by, "-"),
+                      session, user, row), playbooks=playbooks, links=links, author=names.get(row.created_by, "-"),
                   opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"))
 
 
