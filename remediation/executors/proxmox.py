@@ -80,8 +80,15 @@ class ProxmoxExecutor:
         except requests.RequestException as exc:
             return Outcome(StepStatus.UNKNOWN, detail=f"Proxmox API unreachable ({type(exc).__name__})")
 
-    def start(self, call: ApiCall, on_upid: Callable[[str], None]) -> Outcome:
-        """Send a call that starts a task, hand over the UPID at once, then wait for the task's end."""
+    def start(self, call: ApiCall, on_upid: Callable[[str], None], *, timeout: float | None = None,
+              synchronous: bool = False) -> Outcome:
+        """Send a call that starts a task, hand over the UPID at once, then wait for the task's end.
+
+        ``timeout``: how long to wait for the task (default ``task_timeout``). ``synchronous``: the call may also
+        answer without a task (resize before PVE 8) and is done when it answered. Otherwise an answer without a
+        UPID proves nothing, not even that the call was refused: the outcome is unknown, and the orchestrator
+        looks for the task in the node's task list.
+        """
         try:
             data = self._send(call)
         except ResourceException as exc:
@@ -92,10 +99,13 @@ class ProxmoxExecutor:
         except requests.RequestException as exc:
             return Outcome(StepStatus.UNKNOWN, detail=f"no UPID: {type(exc).__name__} before the answer arrived")
         if not isinstance(data, str) or not data.startswith("UPID:"):
-            # A synchronous call (PUT config, resize on PVE 7): done when it answered.
-            return Outcome(StepStatus.SUCCEEDED, data=data, detail="synchronous call completed")
+            if synchronous:
+                return Outcome(StepStatus.SUCCEEDED, data=data, detail="synchronous call completed")
+            # The HTTP status (200) as exit code: the server did answer, so no task in its list means none ran.
+            return Outcome(StepStatus.UNKNOWN, data=data, exit_code=200,
+                           detail=f"Proxmox answered without a task ID ({str(data)[:80]!r})")
         on_upid(data)
-        return self.wait(data)
+        return self.wait(data, timeout)
 
     def wait(self, upid: str, timeout: float | None = None) -> Outcome:
         node = upid_node(upid)

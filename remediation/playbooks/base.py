@@ -165,6 +165,10 @@ class ApiTask:
     task_type: str
     when: Condition = always
     tolerate_failure: bool = False  # e.g. a graceful shutdown that times out: the next step stops the VM
+    # Seconds the task may take at least (a graceful shutdown runs until its own timeout); the executor's task
+    # timeout applies when it is longer.
+    duration: Callable[[RunContext], float] | None = None
+    synchronous_ok: bool = False  # the call may answer without a task (resize before PVE 8)
     kind: str = "api"
     side_effect: bool = True
 
@@ -174,8 +178,11 @@ class ApiTask:
     def describe(self, ctx: RunContext) -> str:
         return _describe(self.kind, self.call(ctx), ctx)
 
+    def _wait(self, ctx: RunContext) -> float | None:
+        return None if self.duration is None else max(ctx.api().task_timeout, self.duration(ctx))
+
     def execute(self, ctx: RunContext, on_upid: Callable[[str], None]) -> tuple[Outcome, dict[str, Any]]:
-        outcome = ctx.api().start(self.call(ctx), on_upid)
+        outcome = ctx.api().start(self.call(ctx), on_upid, timeout=self._wait(ctx), synchronous=self.synchronous_ok)
         if outcome.status is StepStatus.FAILED and self.tolerate_failure:
             return Outcome(StepStatus.SUCCEEDED, stdout=outcome.stdout, upid=outcome.upid, exit_code=outcome.exit_code,
                            detail=f"tolerated: {outcome.detail}"), {f"{self.name}_failed": True}
@@ -191,7 +198,7 @@ class ApiTask:
                 return Outcome(StepStatus.UNKNOWN, detail=f"cannot read the node's task list: {exc}")
             if upid is None:
                 return Outcome(StepStatus.NOT_STARTED, detail="no such task in the node's task list since the intent")
-        outcome = api.wait(upid)
+        outcome = api.wait(upid, self._wait(ctx))
         if outcome.status is StepStatus.FAILED and self.tolerate_failure:
             return Outcome(StepStatus.SUCCEEDED, upid=upid, stdout=outcome.stdout,
                            detail=f"tolerated: {outcome.detail}")

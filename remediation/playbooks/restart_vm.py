@@ -25,20 +25,27 @@ from remediation.playbooks.base import (
 )
 
 SHUTDOWN_TIMEOUT = 60
+SHUTDOWN_MARGIN = 30  # PVE ends the shutdown task a little after its timeout; wait that much longer for it
 
 
 def _running(key: str) -> Any:
     return lambda ctx: ctx.facts.get(key) == "running"
 
 
+def _shutdown_timeout(ctx: RunContext) -> int:
+    return int(ctx.params.get("shutdown_timeout", SHUTDOWN_TIMEOUT))
+
+
 def _shutdown(ctx: RunContext) -> ApiCall:
-    timeout = int(ctx.params.get("shutdown_timeout", SHUTDOWN_TIMEOUT))
-    return ApiCall("POST", ctx.vm_path("/status/shutdown"), {"timeout": timeout, "forceStop": 0})
+    return ApiCall("POST", ctx.vm_path("/status/shutdown"), {"timeout": _shutdown_timeout(ctx), "forceStop": 0})
 
 
 STEPS: tuple[Step, ...] = (
     LOCATE,
-    ApiTask("shutdown", _shutdown, "qmshutdown", when=_running("status"), tolerate_failure=True),
+    # The wait covers the whole graceful timeout: giving up earlier would leave the outcome unknown while PVE is
+    # still waiting for the guest (a 600 s timeout outlasts the executor's default wait).
+    ApiTask("shutdown", _shutdown, "qmshutdown", when=_running("status"), tolerate_failure=True,
+            duration=lambda ctx: _shutdown_timeout(ctx) + SHUTDOWN_MARGIN),
     Check("status_after_shutdown", "check", vm_status, status_fact("status_after_shutdown")),
     ApiTask("stop", lambda ctx: ApiCall("POST", ctx.vm_path("/status/stop")), "qmstop",
             when=_running("status_after_shutdown")),

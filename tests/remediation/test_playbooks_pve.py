@@ -52,6 +52,41 @@ def test_restart_vm_stops_when_graceful_shutdown_times_out(fakepve: Any, fakepve
     assert "tolerated" in journal.rows[1]["detail"]
 
 
+@pytest.mark.fakepve(time_scale=0.01)
+def test_the_run_waits_for_the_graceful_shutdown_as_long_as_its_timeout_then_stops(fakepve: Any,
+                                                                                   fakepve_cafile: str) -> None:
+    """A guest ignoring ACPI keeps PVE's shutdown task running until the shutdown's own timeout (300 PVE seconds,
+    3 s here). The executor's usual wait is shorter: the step must wait for the task to end, not give up with an
+    unknown outcome while PVE is still waiting for the guest."""
+    vm = add_vm(fakepve)
+    vm.acpi = False
+    proxmox = executor(fakepve, fakepve_cafile)
+    proxmox.task_timeout = 0.5  # shorter than the shutdown, as 300 s would be against a 600 s shutdown timeout
+    result, journal = run_playbook("restart_vm", VM, {"shutdown_timeout": 300}, proxmox=proxmox)
+    assert result.status is StepStatus.SUCCEEDED, result.summary
+    assert tasks(fakepve, 101) == ["qmshutdown", "qmstop", "qmstart"]
+    assert "forced stop" in result.summary and vm.status == "running"
+    assert "tolerated: task ended: VM quit/powerdown failed" in journal.rows[1]["detail"]
+
+
+def test_an_answer_without_a_task_id_is_no_safety_snapshot_and_nothing_is_rolled_back(fakepve: Any,
+                                                                                      fakepve_cafile: str) -> None:
+    """A snapshot, a rollback or a start always answers with a UPID: an empty 200 (a proxy, a broken node) proves
+    nothing happened, so it is not a success by itself; the node's task list decides, and the rollback waits."""
+    vm = add_vm(fakepve)
+    _snapshot(fakepve, fakepve_cafile, 101, "before_update")
+    # Taken a while ago, as such a snapshot is: a qmsnapshot task of the last seconds would pass for this run's.
+    fakepve.tasklog[-1]["starttime"] -= 3600
+    fakepve.fail("POST", "/nodes/pve1/qemu/101/snapshot", 200, "OK", times=1)  # {"data": null}, no task
+    result, journal = run_playbook("restore_snapshot", VM, {"snapshot": "before_update"}, run_id=8,
+                                   proxmox=executor(fakepve, fakepve_cafile))
+    assert result.status is StepStatus.FAILED, result.summary
+    assert "without a task ID" in result.summary and "no such task" in result.summary
+    assert journal.states()["safety_snapshot"] == "failed" and "rollback" not in journal.states()
+    assert "pdn_safety_8" not in vm.snapshots
+    assert tasks(fakepve, 101) == ["qmsnapshot"], "only the test's own snapshot: no rollback"
+
+
 def test_task_ending_in_error_fails_the_run(fakepve: Any, fakepve_cafile: str) -> None:
     vm = add_vm(fakepve, "stopped")
     vm.start_error = "unable to find disk local-lvm:vm-101-disk-0"
