@@ -332,12 +332,17 @@ def parse_resize(params: dict[str, object], policy: Policy) -> ResizeRequest:
 
 @dataclass(frozen=True, slots=True)
 class VmShape:
+    """The VM as its config says. ``cores`` counts every vCPU it can have (cores x sockets); ``vcpus``, when set,
+    how many of them are online (Proxmox's ``vcpus`` option)."""
+
     cores: int
     memory_mib: int
     disk_gib: dict[str, float] = field(default_factory=dict)
     hotplug: frozenset[str] = frozenset({"network", "disk", "usb"})
     numa: bool = False
     running: bool = True
+    sockets: int = 1
+    vcpus: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,13 +367,24 @@ def plan_resize(request: ResizeRequest, shape: VmShape, node: NodeCapacity, poli
     live: list[str] = []
     reboot: list[str] = []
     if request.cores is not None:
-        if request.cores < shape.cores:
-            raise Refused(f"shrinking cores from {shape.cores} to {request.cores} is refused")
+        # The request counts the vCPUs the guest gets, whatever the sockets: cores x sockets, or vcpus if set.
+        online = shape.vcpus or shape.cores
+        if request.cores < online:
+            raise Refused(f"shrinking cores from {online} to {request.cores} is refused")
         if request.cores > node.cpus:
             raise Refused(f"{request.cores} cores exceed the node's {node.cpus} CPUs")
-        if request.cores != shape.cores:
-            config["cores"] = request.cores
-            # vCPU hot-plug only brings plugged vCPUs online; more cores always wait for a restart.
+        if request.cores != online and request.cores <= shape.cores:
+            # More of the vCPUs the VM already has come online through vcpus: live with CPU hot-plug (and NUMA).
+            config["vcpus"] = request.cores
+            hot = "cpu" in shape.hotplug and shape.numa
+            (live if hot or not shape.running else reboot).append("vcpus")
+        elif request.cores != online:
+            if request.cores % shape.sockets:
+                raise Refused(f"{request.cores} vCPUs do not divide among the VM's {shape.sockets} sockets")
+            config["cores"] = request.cores // shape.sockets  # Proxmox's cores are per socket
+            if shape.vcpus is not None:
+                config["vcpus"] = request.cores  # else the old vcpus would keep the new ones offline
+            # Hot-plug only brings vCPUs the VM already has online; more cores always wait for a restart.
             reboot.append("cores")
     if request.memory_mib is not None:
         if request.memory_mib < shape.memory_mib:

@@ -1,5 +1,9 @@
 """Resize a VM: cores, memory and disk growth, checked against the VM, the node's capacity and the policy limits.
 
+``cores`` is the number of vCPUs the guest gets: on a VM with several sockets it is spread over them (Proxmox's
+``cores`` is per socket); vCPUs the VM already has but keeps offline (``vcpus``) come online without a reboot
+when the VM hot-plugs CPUs.
+
 Changes Proxmox can hot-plug take effect at once; the others wait for a cold start. With ``reboot: true`` the run
 performs the API reboot that applies them, otherwise the run says the reboot is planned. Shrinking is refused.
 """
@@ -34,7 +38,9 @@ def _shape(ctx: RunContext, data: Any) -> dict[str, Any]:
     disks = {k: drive_size_gib(str(v)) for k, v in cfg.items()
              if k.rstrip("0123456789") in ("scsi", "virtio", "sata", "ide") and "size=" in str(v)}
     storage = {k: str(v).split(":", 1)[0] for k, v in cfg.items() if k in disks}
-    return {"shape": {"cores": int(cfg.get("cores", 1)) * int(cfg.get("sockets", 1)),
+    sockets = int(cfg.get("sockets", 1))
+    return {"shape": {"cores": int(cfg.get("cores", 1)) * sockets, "sockets": sockets,
+                      "vcpus": int(cfg["vcpus"]) if cfg.get("vcpus") else None,
                       "memory_mib": int(str(cfg.get("memory", 512)).split("=")[-1]),
                       "disk_gib": {k: v for k, v in disks.items() if v is not None},
                       "hotplug": sorted(parse_hotplug(cfg.get("hotplug"))), "numa": str(cfg.get("numa", 0)) == "1"},
@@ -64,7 +70,8 @@ def _plan(ctx: RunContext, data: Any) -> dict[str, Any]:
         free_gib = int(entry["avail"]) / GIB
     shape = VmShape(cores=shape_facts["cores"], memory_mib=shape_facts["memory_mib"],
                     disk_gib=shape_facts["disk_gib"], hotplug=frozenset(shape_facts["hotplug"]),
-                    numa=shape_facts["numa"], running=ctx.facts.get("status") == "running")
+                    numa=shape_facts["numa"], running=ctx.facts.get("status") == "running",
+                    sockets=shape_facts.get("sockets", 1), vcpus=shape_facts.get("vcpus"))
     node = NodeCapacity(cpus=ctx.facts["node_cpus"], memory_free_mib=ctx.facts["node_memory_free_mib"],
                         storage_free_gib=free_gib)
     try:

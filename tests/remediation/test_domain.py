@@ -83,6 +83,23 @@ def test_resize_plan_says_what_needs_a_reboot() -> None:
     assert rem.plan_resize(rem.ResizeRequest(cores=4), stopped, NODE, rem.Policy()).needs_reboot == ()
 
 
+def test_resize_counts_the_vcpus_the_guest_gets_over_sockets_and_offline_vcpus() -> None:
+    two_sockets = rem.VmShape(cores=4, memory_mib=2048, sockets=2)  # cores: 2 per socket
+    plan = rem.plan_resize(rem.ResizeRequest(cores=8), two_sockets, NODE, rem.Policy())
+    assert plan.config == {"cores": 4} and plan.needs_reboot == ("cores",), "4 per socket: 8 vCPUs, not 16"
+    with pytest.raises(rem.Refused, match="2 sockets"):
+        rem.plan_resize(rem.ResizeRequest(cores=7), two_sockets, NODE, rem.Policy())
+    hot = rem.VmShape(cores=4, memory_mib=2048, vcpus=2, hotplug=frozenset({"cpu", "memory"}), numa=True)
+    plan = rem.plan_resize(rem.ResizeRequest(cores=3), hot, NODE, rem.Policy())
+    assert plan.config == {"vcpus": 3} and plan.live == ("vcpus",) and plan.needs_reboot == ()
+    cold = rem.VmShape(cores=4, memory_mib=2048, vcpus=2)
+    assert rem.plan_resize(rem.ResizeRequest(cores=4), cold, NODE, rem.Policy()).needs_reboot == ("vcpus",)
+    grown = rem.plan_resize(rem.ResizeRequest(cores=6), hot, NODE, rem.Policy())
+    assert grown.config == {"cores": 6, "vcpus": 6} and grown.needs_reboot == ("cores",)
+    with pytest.raises(rem.Refused, match="shrinking cores from 2 to 1"):
+        rem.plan_resize(rem.ResizeRequest(cores=1), hot, NODE, rem.Policy())
+
+
 def test_cleanup_must_be_declared() -> None:
     assert rem.validate_cleanup("journal", ["journal"]) == "journal"
     for bad in ("tmp", "journal; rm -rf /", "-x", "journal\n"):

@@ -181,6 +181,17 @@ def test_resize_beyond_the_node_is_refused_before_any_change(fakepve: Any, fakep
     assert tasks(fakepve, 101) == []
 
 
+def test_resize_of_a_two_socket_vm_spreads_the_cores_over_its_sockets(fakepve: Any, fakepve_cafile: str) -> None:
+    vm = fakepve.add_vm(101, "vm101", status="running", config={**CONFIG, "cores": 1, "sockets": 2})  # 2 vCPUs
+    result, _journal = run_playbook("resize_vm", VM, {"cores": 4}, proxmox=executor(fakepve, fakepve_cafile))
+    assert result.status is StepStatus.SUCCEEDED, result.summary
+    assert str(vm.pending["cores"]) == "2", "2 cores on each of 2 sockets: the 4 vCPUs asked for, not 8"
+    before = list(fakepve.tasklog)
+    result, _journal = run_playbook("resize_vm", VM, {"cores": 3}, proxmox=executor(fakepve, fakepve_cafile))
+    assert result.status is StepStatus.FAILED and "2 sockets" in result.summary
+    assert fakepve.tasklog == before
+
+
 def _snapshot(pve: Any, cafile: str, vmid: int, name: str) -> None:
     proxmox = executor(pve, cafile)
     out = proxmox.start(ApiCall("POST", f"/nodes/pve1/qemu/{vmid}/snapshot", {"snapname": name}), lambda _u: None)
