@@ -23,11 +23,22 @@ from pdn_ops.db.complaint_tables import ComplaintRow
 from pdn_ops.db.tables import utcnow
 from pdn_ops.domain.complaints import Action, Category, State, available_actions
 from pdn_ops.domain.remediation import Policy
-from pdn_ops.services import accounts, complaint_queries, complaint_reports, complaints, photos, remediation_choices
+from pdn_ops.errors import NotFound
+from pdn_ops.services import (
+    accounts,
+    complaint_queries,
+    complaint_reports,
+    complaints,
+    health_queries,
+    photos,
+    remediation_choices,
+)
+from pdn_ops.services.health_queries import TargetDetail
 from pdn_ops.web import pdf, timeline
 from pdn_ops.web.context import AppContext
 from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff, current_principal, get_language, get_session
 from pdn_ops.web.roles import Config, OpdAdmin, unit_of_work
+from pdn_ops.web.routes.fleet import when_formatter
 from pdn_ops.web.templating import render, translators
 
 router = APIRouter(include_in_schema=False)
@@ -151,6 +162,7 @@ def detail(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: 
     names = accounts.usernames(session, {row.created_by})
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
                   health=asset_health(ctx, session, [ref]).get(ref), fleet_url=fleet_url,
+                  asset_detail=_asset_detail(session, user, row), when=when_formatter(ctx),
                   sla=complaints.sla_view(row, utcnow(), config.policy),
                   actions=available_actions(State(row.state), user.role),
                   timeline=timeline.lines(complaint_queries.timeline(session, user, row), get_language(request)),
@@ -158,6 +170,23 @@ def detail(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: 
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(
                       session, user, row), playbooks=playbooks, links=links, author=names.get(row.created_by, "-"),
                   opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"))
+
+
+def _asset_detail(session: Session, user: accounts.Principal, row: ComplaintRow) -> TargetDetail | None:
+    """Step 4's diagnosis data for engineers: the asset's Proxmox and guest state, recent checks and events.
+
+    OPD users see the asset's health word only; the checks name hosts and internal causes.
+    """
+    if not user.is_staff:
+        return None
+    try:
+        if row.vm_id is not None:
+            return health_queries.vm_detail(session, row.vm_id)
+        if row.site_id is not None:
+            return health_queries.site_detail(session, row.site_id)
+    except NotFound:
+        return None  # retired from the inventory since the complaint was filed
+    return None
 
 
 @router.get("/complaints/{complaint_id}/edit", response_class=HTMLResponse)

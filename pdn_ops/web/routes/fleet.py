@@ -22,7 +22,8 @@ from pdn_ops.web.templating import render
 router = APIRouter()
 
 
-def _when(ctx: Ctx) -> Any:
+def when_formatter(ctx: Ctx) -> Any:
+    """Times as the pages show them, in the service's time zone."""
     tz = ctx.settings.tz
 
     def when(value: datetime | None) -> str:
@@ -33,11 +34,11 @@ def _when(ctx: Ctx) -> Any:
 
 @router.get("/fleet", response_class=HTMLResponse, include_in_schema=False)
 def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
-    return render(request, "fleet.html", view=health_queries.fleet(session), when=_when(ctx))
+    return render(request, "fleet.html", view=health_queries.fleet(session), when=when_formatter(ctx))
 
 
 def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail) -> HTMLResponse:
-    return render(request, "fleet_target.html", detail=detail, when=_when(ctx))
+    return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx))
 
 
 @router.get("/fleet/vm/{vm_id}", response_class=HTMLResponse, include_in_schema=False)
