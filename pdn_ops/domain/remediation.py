@@ -441,6 +441,32 @@ def drive_size_gib(drive: str) -> float | None:
     return None
 
 
+_UNITS = (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024))
+
+
+def drive_size_bytes(drive: str) -> int | None:
+    """The ``size=`` of a Proxmox drive string in bytes (a bare number is bytes), or None without one."""
+    for part in drive.split(","):
+        key, _, val = part.partition("=")
+        if key.strip() == "size":
+            match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([KMGT]?)", val.strip())
+            if not match:
+                raise ValueError(f"not a Proxmox size: {val!r}")
+            return int(float(match.group(1)) * dict(_UNITS).get(match.group(2), 1))
+    return None
+
+
+def absolute_size(size_bytes: int) -> str:
+    """A byte count as an absolute ``size`` for Proxmox's resize: the largest unit that states it exactly.
+
+    No ``+``: resending an absolute size is harmless (Proxmox does nothing when the disk already has it), while a
+    relative ``+NG`` sent twice after a crash grows the disk twice."""
+    for unit, factor in _UNITS:
+        if size_bytes % factor == 0:
+            return f"{size_bytes // factor}{unit}"
+    return str(size_bytes)
+
+
 def suggest_snapshot(snapshots: Iterable[tuple[str, datetime | None]], problem_at: datetime | None) -> str | None:
     """The last snapshot taken before the problem began (the newest one when the time is unknown)."""
     dated = [(when, name) for name, when in snapshots if when is not None and name != "current"]

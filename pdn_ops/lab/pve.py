@@ -199,15 +199,15 @@ class LabPve(FakePve):
     async def _task_list(self, request: Any) -> Any:
         """The node's tasks with PVE's filters (fakepve honours only vmid, start and limit).
 
-        ``source=active``: running tasks only; ``archive``: finished only; ``all`` and the lab's default: both
-        (fakepve's behaviour, kept so a client polling for its own running task finds it)."""
+        ``source=active``: running tasks only; ``all``: both; ``archive``, Proxmox's default: finished tasks only
+        (fakepve lists both by default, which hid clients that look for a running task without ``source=all``)."""
         node = request.match_info["node"]
         user = request[USER]
         p = self._verify(request, await params(request))
         audit = self.allowed(user, "/nodes/" + node, "Sys.Audit")
         types = set(_split(p.get("typefilter")))
         statuses = {s.lower() for s in _split(p.get("statusfilter"))}
-        source = p.get("source") or "all"
+        source = p.get("source") or "archive"
         rows = []
         for task in self.tasklog:
             if task["node"] != node or not (audit or self._task_owner(user, task)):
@@ -263,8 +263,9 @@ class LabPve(FakePve):
         # without `type`, which makes prometheus-pve-exporter's default scrape fail with HTTP 500).
         return []
 
-    async def _lab_resize(self, v: dict[str, Any], user: str) -> str:
-        """qemu-server resize_vm: grow a disk by +N or to N; refuse to shrink; a `resize` task (PVE >= 8)."""
+    async def _lab_resize(self, v: dict[str, Any], user: str) -> str | None:
+        """qemu-server resize_vm: grow a disk by +N or to N; refuse to shrink; a `resize` task (PVE >= 8), or,
+        when the lab plays PVE 7 (``version`` 7.x), done within the request, answering null with no task."""
         vm = self.find(v["node"], v["vmid"])
         if v.get("skiplock") and user != "root@pam":
             raise param_error(skiplock="Only root may use this option.")
@@ -310,6 +311,12 @@ class LabPve(FakePve):
             self._lab_changed(vm.vmid)
             return f"Image resized from {current} to {new} bytes"
 
+        if _major(self.version) < 8:
+            try:
+                await body()
+            except TaskError as exc:
+                raise die(str(exc)) from exc
+            return None
         upid: str = await self.task(vm.node, "resize", vm.vmid, user, body, vm=vm)
         return upid
 
@@ -390,6 +397,11 @@ class LabPve(FakePve):
     def _lab_changed(self, vmid: Any) -> None:
         for callback in self.on_change:
             callback(vmid)
+
+
+def _major(version: Any) -> int:
+    found = re.match(r"\d+", str(version))
+    return int(found.group()) if found else 0
 
 
 def _truthy(value: Any) -> bool:

@@ -7,6 +7,10 @@ task to stop and checks ``exitstatus == "OK"``: a stopped task is not a success 
 Error mapping: a 4xx answer means the request was refused and nothing happened (failed); a 5xx answer, a timeout or
 a dropped connection before the UPID arrived means we cannot know (unknown): ``find_task`` then looks for the task
 in the node's task list since the intent was written.
+
+The node's task list (``GET /nodes/{node}/tasks``) shows only *finished* tasks unless asked otherwise (``source``
+defaults to ``archive``): a task still running after a crash is found only with ``source=all``, so ``find_task``
+always asks for it, or a running task would read as "never started" and the step would run twice.
 """
 
 from __future__ import annotations
@@ -44,15 +48,42 @@ def connect(api_url: str, *, token_id: str, token_secret: str, verify: str | boo
                       token_value=token_secret, verify_ssl=verify, timeout=timeout)
 
 
+# Seconds the node's clock may be behind ours: a task started right after the intent row was written can show a
+# start time a little before it. Tasks inside this margin are taken only when none started after the intent.
+CLOCK_SKEW = 30
+
+
 def upid_node(upid: str) -> str:
     parts = upid.split(":")
     return parts[1] if len(parts) >= 9 else ""
 
 
+def upid_user(upid: str) -> str:
+    """The user (``user@realm`` or ``user@realm!tokenid``) a UPID says started the task."""
+    parts = upid.split(":")
+    return parts[7] if len(parts) >= 9 else ""
+
+
+def api_identity(api: Any) -> str | None:
+    """Who this client is to Proxmox, as UPIDs name it: ``user@realm!tokenid`` for a token, else ``user@realm``.
+
+    proxmoxer keeps the credentials on its session's auth object; None when they cannot be read (then the task
+    list is not filtered by user)."""
+    session = getattr(api, "_store", {}).get("session")
+    auth = getattr(session, "auth", None)
+    user = getattr(auth, "username", None)
+    if not isinstance(user, str) or not user:
+        return None
+    token = getattr(auth, "token_name", None)
+    return f"{user}!{token}" if isinstance(token, str) and token else user
+
+
 class ProxmoxExecutor:
     def __init__(self, api: ProxmoxAPI, *, task_timeout: float = 300.0, poll_interval: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 identity: str | None = None) -> None:
         self._api = api
+        self.identity = identity if identity is not None else api_identity(api)
         self.task_timeout = task_timeout
         self.poll_interval = poll_interval
         self._clock = clock
@@ -134,19 +165,35 @@ class ProxmoxExecutor:
         return cap_output("\n".join(str(line.get("t", "")) for line in log.data if isinstance(line, dict)))
 
     def find_task(self, node: str, task_type: str, vmid: int, since: float, exclude: set[str]) -> str | None:
-        """The UPID of a ``task_type`` task for ``vmid`` started at or after ``since`` (epoch), or None.
+        """The UPID of a ``task_type`` task for ``vmid`` that this client started at or after ``since`` (epoch).
 
-        ``since`` comes from the intent row, written before the call was sent; a few seconds of slack cover clock
-        skew between pdn-ops and the node. UPIDs already journaled by this run are excluded.
+        ``since`` comes from the intent row, written before the call was sent. The list is asked with
+        ``source=all`` (running tasks too: the default lists finished ones only), from ``since - CLOCK_SKEW``, of
+        this type and VM, and kept to tasks whose UPID names this client's user (a person's task on the same VM is
+        not ours). A task started after the intent is preferred to one inside the skew margin; UPIDs this run
+        already journaled are excluded. Raises LookupError when the list cannot be read.
         """
-        listing = self.read(ApiCall("GET", f"/nodes/{node}/tasks", {"vmid": vmid, "limit": 100}))
+        params: dict[str, str | int] = {"source": "all", "vmid": vmid, "typefilter": task_type,
+                                        "since": max(0, int(since) - CLOCK_SKEW), "limit": 500}
+        if self.identity:
+            params["userfilter"] = self.identity.partition("!")[0]
+        listing = self.read(ApiCall("GET", f"/nodes/{node}/tasks", params))
         if not listing.ok or not isinstance(listing.data, list):
             raise LookupError(listing.detail or "the node's task list is unavailable")
-        found = [t for t in listing.data if isinstance(t, dict) and t.get("type") == task_type
-                 and str(t.get("id")) == str(vmid) and int(t.get("starttime", 0)) >= int(since) - 5
-                 and t.get("upid") not in exclude]
-        found.sort(key=lambda t: int(t.get("starttime", 0)))
-        return str(found[0]["upid"]) if found else None
+        found = []
+        for task in listing.data:
+            if not isinstance(task, dict) or not isinstance(task.get("upid"), str):
+                continue
+            upid = task["upid"]
+            if (task.get("type") != task_type or str(task.get("id")) != str(vmid) or upid in exclude
+                    or (self.identity and upid_user(upid) != self.identity)):
+                continue
+            started = int(task.get("starttime", 0))
+            if started >= int(since) - CLOCK_SKEW:
+                found.append((started < int(since), started if started >= int(since) else -started, upid))
+        # After the intent first, earliest first; then inside the margin, closest to the intent first.
+        found.sort()
+        return found[0][2] if found else None
 
 
 def _reason(exc: ResourceException) -> str:

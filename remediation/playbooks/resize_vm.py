@@ -6,21 +6,30 @@ when the VM hot-plugs CPUs.
 
 Changes Proxmox can hot-plug take effect at once; the others wait for a cold start. With ``reboot: true`` the run
 performs the API reboot that applies them, otherwise the run says the reboot is planned. Shrinking is refused.
+
+The disk grows to an *absolute* size (the size read before the change plus the growth asked for), never ``+NG``:
+on PVE 7 a resize is synchronous and leaves no task behind, so after a crash nothing in the task list says whether
+it happened; resending a relative size would grow the disk twice. The step is reconciled by comparing the disk's
+size now with the target, and an absolute size resent by mistake changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pdn_ops.domain.remediation import (
     NodeCapacity,
+    Outcome,
     Policy,
     Refused,
     ResizeRequest,
     Risk,
     StepStatus,
     VmShape,
+    absolute_size,
+    drive_size_bytes,
     drive_size_gib,
     parse_hotplug,
     parse_resize,
@@ -28,7 +37,17 @@ from pdn_ops.domain.remediation import (
 )
 from pdn_ops.errors import PolicyRefused
 from remediation.executors.proxmox import ApiCall
-from remediation.playbooks.base import LOCATE, ApiTask, Check, CheckFailed, RunContext, Step, VmTarget, refusals
+from remediation.playbooks.base import (
+    LOCATE,
+    ApiTask,
+    Check,
+    CheckFailed,
+    RunContext,
+    Step,
+    StepRecord,
+    VmTarget,
+    refusals,
+)
 
 GIB = 1024**3
 
@@ -39,7 +58,9 @@ def _shape(ctx: RunContext, data: Any) -> dict[str, Any]:
              if k.rstrip("0123456789") in ("scsi", "virtio", "sata", "ide") and "size=" in str(v)}
     storage = {k: str(v).split(":", 1)[0] for k, v in cfg.items() if k in disks}
     sockets = int(cfg.get("sockets", 1))
-    return {"shape": {"cores": int(cfg.get("cores", 1)) * sockets, "sockets": sockets,
+    sizes = {k: drive_size_bytes(str(cfg[k])) for k in disks}
+    return {"disk_bytes": {k: v for k, v in sizes.items() if v is not None},
+            "shape": {"cores": int(cfg.get("cores", 1)) * sockets, "sockets": sockets,
                       "vcpus": int(cfg["vcpus"]) if cfg.get("vcpus") else None,
                       "memory_mib": int(str(cfg.get("memory", 512)).split("=")[-1]),
                       "disk_gib": {k: v for k, v in disks.items() if v is not None},
@@ -80,8 +101,15 @@ def _plan(ctx: RunContext, data: Any) -> dict[str, Any]:
         raise CheckFailed(f"refused: {exc}") from exc
     reboot = bool(plan.needs_reboot) and bool(ctx.params.get("reboot"))
     detail = f"live: {', '.join(plan.live) or '-'}; needs reboot: {', '.join(plan.needs_reboot) or '-'}"
-    return {"plan_config": plan.config, "plan_live": list(plan.live), "plan_reboot": list(plan.needs_reboot),
-            "reboot_now": reboot, "_detail": detail}
+    facts: dict[str, Any] = {"plan_config": plan.config, "plan_live": list(plan.live),
+                             "plan_reboot": list(plan.needs_reboot), "reboot_now": reboot}
+    if request.disk is not None and request.disk_grow_gib is not None:
+        current = ctx.facts.get("disk_bytes", {}).get(request.disk)
+        if current is None:
+            raise CheckFailed(f"cannot read the size of disk {request.disk}")
+        facts["disk_target_bytes"] = int(current) + request.disk_grow_gib * GIB
+        detail += f"; {request.disk} to {absolute_size(facts['disk_target_bytes'])}"
+    return {**facts, "_detail": detail}
 
 
 def _verify(ctx: RunContext, data: Any) -> dict[str, Any]:
@@ -93,6 +121,9 @@ def _verify(ctx: RunContext, data: Any) -> dict[str, Any]:
             if "value" in item:
                 effective[f"current:{item['key']}"] = str(item["value"])
     missing = [k for k, v in ctx.facts.get("plan_config", {}).items() if effective.get(k) != str(v)]
+    disk, target = ctx.params["request"].get("disk"), ctx.facts.get("disk_target_bytes")
+    if disk is not None and target is not None and (_size_of(effective.get(disk, "")) or 0) < int(target):
+        missing.append(f"{disk} size")
     if missing:
         raise CheckFailed(f"the VM config does not show the new {', '.join(missing)}")
     waiting = [k for k, v in ctx.facts.get("plan_config", {}).items() if effective.get(f"current:{k}") != str(v)]
@@ -103,9 +134,45 @@ def _config(ctx: RunContext) -> ApiCall:
     return ApiCall("POST", ctx.vm_path("/config"), dict(ctx.facts.get("plan_config") or ctx.params["config_preview"]))
 
 
+def _size_of(drive: str) -> int | None:
+    try:
+        return drive_size_bytes(drive)
+    except ValueError:
+        return None
+
+
 def _resize(ctx: RunContext) -> ApiCall:
     request = ctx.params["request"]
-    return ApiCall("PUT", ctx.vm_path("/resize"), {"disk": request["disk"], "size": f"+{request['disk_grow_gib']}G"})
+    target = ctx.facts.get("disk_target_bytes")
+    # Before the config is read (the dry run) the target is named by how it is computed.
+    size = absolute_size(int(target)) if target is not None else \
+        f"{{{request['disk']} size + {request['disk_grow_gib']}G}}"
+    return ApiCall("PUT", ctx.vm_path("/resize"), {"disk": request["disk"], "size": size})
+
+
+@dataclass(frozen=True)
+class GrowDisk(ApiTask):
+    """The resize: a task on PVE 8 and later, a synchronous call without a task on PVE 7.
+
+    Reconciled by its UPID when one was stored; otherwise by the disk's size now (at or above the target: it
+    happened), then by the node's task list (a PVE 8 resize still running); neither: it did not happen, and the
+    absolute size makes running it now safe.
+    """
+
+    def reconcile(self, ctx: RunContext, record: StepRecord, exclude: set[str]) -> Outcome:
+        target = ctx.facts.get("disk_target_bytes")
+        disk = ctx.params["request"].get("disk")
+        if record.upid is None and target is not None and disk is not None:
+            config = ctx.api().read(ApiCall("GET", ctx.vm_path("/config"), {"current": 1}))
+            if not config.ok or not isinstance(config.data, dict):
+                return Outcome(StepStatus.UNKNOWN, detail=f"cannot read the VM config: {config.detail}")
+            size = _size_of(str(config.data.get(disk, "")))
+            if size is None:
+                return Outcome(StepStatus.UNKNOWN, detail=f"cannot read the size of disk {disk}")
+            if size >= int(target):
+                return Outcome(StepStatus.SUCCEEDED, detail=f"reconciled: {disk} already has {absolute_size(size)}"
+                                                            f" (target {absolute_size(int(target))})")
+        return super().reconcile(ctx, record, exclude)
 
 
 STEPS: tuple[Step, ...] = (
@@ -114,8 +181,8 @@ STEPS: tuple[Step, ...] = (
     Check("node_capacity", "check", lambda ctx: ApiCall("GET", "/nodes"), _node),
     Check("plan", "check", lambda ctx: ApiCall("GET", f"/nodes/{ctx.node}/storage"), _plan),
     ApiTask("set_config", _config, "qmconfig", when=lambda ctx: bool(ctx.facts.get("plan_config"))),
-    ApiTask("grow_disk", _resize, "resize", when=lambda ctx: ctx.params["request"].get("disk_grow_gib") is not None,
-            synchronous_ok=True),
+    GrowDisk("grow_disk", _resize, "resize", when=lambda ctx: ctx.params["request"].get("disk_grow_gib") is not None,
+             synchronous_ok=True),
     ApiTask("reboot", lambda ctx: ApiCall("POST", ctx.vm_path("/status/reboot")), "qmreboot",
             when=lambda ctx: bool(ctx.facts.get("reboot_now"))),
     Check("verify", "check", lambda ctx: ApiCall("GET", ctx.vm_path("/pending")), _verify),

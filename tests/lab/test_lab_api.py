@@ -187,6 +187,24 @@ def test_resize_grows_the_disk_and_refuses_a_shrink(lab):
     assert _resources(prox, 103)["maxdisk"] == 40 * 1024**3
 
 
+def test_resize_on_pve7_is_synchronous_and_leaves_no_task(make_lab):
+    lab = make_lab(vms=1, sites=0, guests=0)
+    lab.pve.version = "7.4-3"
+    prox = lab_proxmox(lab)
+    assert prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="+2G") is None
+    assert "size=18G" in prox.nodes("pve1").qemu(101).config.get()["scsi0"]
+    assert prox.nodes("pve1").tasks.get(vmid=101, source="all") == []
+    assert prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="18G") is None  # the same size: nothing
+    with pytest.raises(ResourceException) as exc:
+        prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="10G")
+    assert exc.value.status_code == 500 and exc.value.content == "shrinking disks is not supported"
+    lab.faults.storage_full("local-lvm")
+    with pytest.raises(ResourceException) as exc:
+        prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="+1G")
+    assert exc.value.content == "unable to write to storage 'local-lvm': No space left on device"
+    assert "size=18G" in prox.nodes("pve1").qemu(101).config.get()["scsi0"]
+
+
 def test_config_changes_on_a_running_vm_wait_for_reboot_unless_hotpluggable(lab):
     prox = lab_proxmox(lab)
     vm = prox.nodes("pve1").qemu(103)
@@ -232,11 +250,17 @@ def test_tasks_stay_running_for_their_scaled_duration(make_lab):
     upid = prox.nodes("pve1").qemu(101).status.shutdown.post()
     assert prox.nodes("pve1").tasks(upid).status.get()["status"] == "running"
     assert _resources(prox, 101)["status"] == "running"  # the old state, right after the call
+    # Proxmox lists finished tasks unless asked for running ones too (`source` defaults to `archive`).
+    node = prox.nodes("pve1")
+    assert upid not in {t["upid"] for t in node.tasks.get(vmid=101)}
+    assert upid in {t["upid"] for t in node.tasks.get(vmid=101, source="all")}
+    assert [t["upid"] for t in node.tasks.get(source="active")] == [upid]
     deadline = time.monotonic() + 10
     while prox.nodes("pve1").tasks(upid).status.get()["status"] == "running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert _resources(prox, 101)["status"] == "stopped"
+    assert upid in {t["upid"] for t in node.tasks.get(vmid=101)}  # finished: in the archive now
 
 
 def test_config_get_shows_pending_values_unless_current_is_asked(make_lab):

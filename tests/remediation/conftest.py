@@ -1,8 +1,11 @@
-"""Fixtures for remediation tests: a real sshd guest (session-wide) and fakepve (from its pytest plugin)."""
+"""Fixtures for remediation tests: a real sshd guest (session-wide), fakepve (from its pytest plugin) and
+``labpve``: the lab's Proxmox API (fakepve plus the gaps pdn_ops/lab fills: disk resize, schema checks, PVE's
+task list defaults), served the same way, for tests whose playbooks need what plain fakepve does not do."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,3 +34,18 @@ def ssh_target(ssh_guest: SshGuest) -> SshTarget:
     return SshTarget(host=ssh_guest.host, port=ssh_guest.port, user=ssh_guest.user, key_path=ssh_guest.client_key,
                      host_key=ssh_guest.host_key, timeout=5)
 
+
+
+@pytest.fixture
+def labpve(_fakepve_pki: tuple[str, str]) -> Iterator[Any]:
+    """A LabPve on 127.0.0.1 (time scale 0), with fakepve's certificate: use ``fakepve_cafile`` to verify it."""
+    from fakepve.pytest_plugin import _Serving
+
+    from pdn_ops.lab.pve import LabPve
+
+    pve = LabPve(user="root@pam", password="secret", host="127.0.0.1", port=0)
+    serving = _Serving(pve, *_fakepve_pki)
+    try:
+        yield pve
+    finally:
+        serving.stop()

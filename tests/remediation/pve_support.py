@@ -17,12 +17,13 @@ TOKEN_ID = "pdn-ops@pve!remediate"
 TOKEN_SECRET = "6f1c1a9e-0000-4000-8000-remediation"
 
 
-def executor(pve: Any, cafile: str, timeout: float = 5.0) -> ProxmoxExecutor:
+def executor(pve: Any, cafile: str, timeout: float = 5.0,
+             cls: type[ProxmoxExecutor] = ProxmoxExecutor) -> ProxmoxExecutor:
     pve.apitokens[TOKEN_ID] = TOKEN_SECRET
     parts = urlsplit(pve.url)
     api = connect(f"https://{parts.hostname}:{parts.port}", token_id=TOKEN_ID, token_secret=TOKEN_SECRET,
                   verify=cafile, timeout=timeout)
-    return ProxmoxExecutor(api, task_timeout=10, poll_interval=0.05)
+    return cls(api, task_timeout=10, poll_interval=0.05)
 
 
 class MemoryJournal:

@@ -7,14 +7,14 @@ the boundaries of side-effecting steps; this test covers every boundary, reads i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
-from pdn_ops.domain.remediation import Policy, StepStatus
+from pdn_ops.domain.remediation import Outcome, Policy, StepStatus
 from remediation import registry, runner
-from remediation.executors.proxmox import ApiCall
+from remediation.executors.proxmox import ApiCall, ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor, SshTarget
 from remediation.playbooks.base import RunContext, VmTarget
 from tests.remediation.pve_support import MemoryJournal, executor
@@ -64,8 +64,9 @@ API_CASES: dict[str, tuple[str, str, dict[str, object]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(API_CASES))
-def test_api_playbook_cut_at_every_boundary_never_repeats_a_task(fakepve: Any, fakepve_cafile: str,
+def test_api_playbook_cut_at_every_boundary_never_repeats_a_task(labpve: Any, fakepve_cafile: str,
                                                                  case: str) -> None:
+    fakepve = labpve  # the lab's API: resizes really grow the disk, so growing it twice would show
     name, status, params = API_CASES[case]
     proxmox = executor(fakepve, fakepve_cafile)
     for at in range(1, 60):
@@ -82,11 +83,48 @@ def test_api_playbook_cut_at_every_boundary_never_repeats_a_task(fakepve: Any, f
         assert result is not None and result.status is StepStatus.SUCCEEDED, (at, result and result.summary)
         assert all(count == 1 for count in done.values()), (at, done)
         assert vm.status == "running"
+        if "disk_grow_gib" in params:
+            assert "size=15G" in vm.config["scsi0"], (at, vm.config["scsi0"])
         if not crashed:
             assert at > 3  # every playbook has more than three boundaries: the loop did cut some
             break
     else:
         pytest.fail("the playbook never completed without a cut")
+
+
+class DiesAfterTheResize(ProxmoxExecutor):
+    """The real executor, dying (Crash) right after Proxmox answered the resize: nothing after it is journaled."""
+
+    def start(self, call: ApiCall, on_upid: Callable[[str], None], *, timeout: float | None = None,
+              synchronous: bool = False) -> Outcome:
+        outcome = super().start(call, on_upid, timeout=timeout, synchronous=synchronous)
+        if call.path.endswith("/resize"):
+            raise Crash(f"after {call.describe()}: {outcome.detail}")
+        return outcome
+
+
+@pytest.mark.parametrize("version", ["7.4-3", "8.2.4"])
+def test_a_crash_right_after_the_resize_never_grows_the_disk_twice(labpve: Any, fakepve_cafile: str,
+                                                                   version: str) -> None:
+    """On PVE 7 a resize is done within the call and leaves no task: after a crash only the disk's size tells."""
+    labpve.version = version
+    vm = labpve.add_vm(101, "vm101", status="running", config={k: v.format(101) if isinstance(v, str) else v
+                                                               for k, v in CONFIG.items()})
+    target = VmTarget(cluster="pve", vmid=101, opd="dinkes")
+    book = registry.playbook("resize_vm")
+    params = book.validate({"disk_grow_gib": 5}, target, Policy())
+    journal = MemoryJournal()
+    with pytest.raises(Crash):
+        runner.run(book, RunContext(run_id=1, target=target, params=params, policy=Policy(),
+                                    proxmox=executor(labpve, fakepve_cafile, cls=DiesAfterTheResize)), journal)
+    assert "size=15G" in vm.config["scsi0"]
+    result = runner.run(book, RunContext(run_id=1, target=target, params=params, policy=Policy(),
+                                         proxmox=executor(labpve, fakepve_cafile)), journal)
+    assert result.status is StepStatus.SUCCEEDED, result.summary
+    assert "size=15G" in vm.config["scsi0"], "grown once, to the size asked for"
+    grow = next(r for r in journal.rows.values() if r["name"] == "grow_disk")
+    assert grow["reconciled"], grow["detail"]
+    assert len([t for t in labpve.tasklog if t["type"] == "resize"]) == (0 if version.startswith("7") else 1)
 
 
 SSH_CASES: dict[str, tuple[str, dict[str, object], str]] = {

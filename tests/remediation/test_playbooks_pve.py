@@ -87,6 +87,34 @@ def test_an_answer_without_a_task_id_is_no_safety_snapshot_and_nothing_is_rolled
     assert tasks(fakepve, 101) == ["qmsnapshot"], "only the test's own snapshot: no rollback"
 
 
+def test_the_task_list_is_read_with_running_tasks_and_only_this_clients_tasks(labpve: Any,
+                                                                              fakepve_cafile: str) -> None:
+    import time
+
+    from remediation.executors.proxmox import connect
+
+    labpve.time_scale = 0.05
+    add_vm(labpve, "stopped").start_secs = 40  # 2 s real
+    since = time.time()
+    ours = executor(labpve, fakepve_cafile)
+    assert ours.identity == "pdn-ops@pve!remediate"
+    labpve.apitokens["root@pam!gui"] = "another-secret"  # a person at the Proxmox GUI, as far as we can tell
+    other = connect(labpve.url, token_id="root@pam!gui", token_secret="another-secret", verify=fakepve_cafile,
+                    timeout=5)
+    try:
+        theirs = other.nodes("pve1").qemu(101).status.start.post()
+        assert ours.find_task("pve1", "qmstart", 101, since, set()) is None, "a person's task is not ours"
+        assert ours.wait(theirs, 10).ok
+        labpve.vm(101).status = "stopped"
+        upid = ours._send(ApiCall("POST", "/nodes/pve1/qemu/101/status/start"))
+        assert ours.find_task("pve1", "qmstart", 101, since, set()) == upid, "found while it still runs"
+        assert ours.find_task("pve1", "qmstart", 101, since, {upid}) is None, "journaled UPIDs are excluded"
+        assert ours.wait(upid, 10).ok
+    finally:
+        ours.close()
+        other._store["session"].close()
+
+
 def test_task_ending_in_error_fails_the_run(fakepve: Any, fakepve_cafile: str) -> None:
     vm = add_vm(fakepve, "stopped")
     vm.start_error = "unable to find disk local-lvm:vm-101-disk-0"
@@ -162,14 +190,17 @@ def test_resize_plans_the_reboot_it_needs(fakepve: Any, fakepve_cafile: str) -> 
     assert "qmreboot" not in tasks(fakepve, 101)
 
 
-def test_resize_with_reboot_applies_the_change(fakepve: Any, fakepve_cafile: str) -> None:
-    vm = add_vm(fakepve)
-    result, _ = run_playbook("resize_vm", VM, {"cores": 4, "disk_grow_gib": 5, "reboot": True},
-                             proxmox=executor(fakepve, fakepve_cafile))
+def test_resize_with_reboot_applies_the_change(labpve: Any, fakepve_cafile: str) -> None:
+    vm = add_vm(labpve)
+    result, journal = run_playbook("resize_vm", VM, {"cores": 4, "disk_grow_gib": 5, "reboot": True},
+                                   proxmox=executor(labpve, fakepve_cafile))
     assert result.status is StepStatus.SUCCEEDED, result.summary
     assert "rebooted" in result.summary
     assert str(vm.config["cores"]) == "4" and not vm.pending
-    assert tasks(fakepve, 101) == ["qmconfig", "resize", "qmreboot"]
+    assert "size=15G" in vm.config["scsi0"]
+    assert tasks(labpve, 101) == ["qmconfig", "resize", "qmreboot"]
+    grow = next(r for r in journal.rows.values() if r["name"] == "grow_disk")
+    assert grow["intent"].endswith("disk=scsi0 size=15G"), "an absolute size, never +5G"
 
 
 def test_resize_beyond_the_node_is_refused_before_any_change(fakepve: Any, fakepve_cafile: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from pdn_ops.db import migrate
 from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.domain import remediation as rem
 from pdn_ops.services import remediation as svc
 from remediation.executors.proxmox import ApiCall
@@ -135,3 +136,76 @@ def test_sigkill_at_every_ssh_boundary_never_repeats_a_command(fakepve: Any, fak
                     break
     finally:
         matrix.close()
+
+
+def test_sigkill_while_the_task_still_runs_never_repeats_it(make_lab: Any, tmp_path: Path) -> None:
+    """Proxmox took the call and its task is still running when the worker dies, before the UPID is stored.
+
+    The node's task list shows finished tasks only unless asked for ``source=all``: the next worker must find the
+    running task there, wait for it and go on, not start the step again. One worker dies right after a start call
+    (stopped VM), another right after a graceful shutdown call (running VM); the lab keeps both tasks running for
+    6 s, so they still run when the next worker reconciles both runs.
+    """
+    from pdn_ops.inventory import load_inventory
+    from pdn_ops.services.remediation_worker import Clients, RunLocks, Worker, WorkerConfig, proxmox_executor_for
+    from tests.lab_fixtures import lab_proxmox
+
+    lab = make_lab(vms=2, sites=0, guests=0, time_scale=0.1)
+    prox = lab_proxmox(lab)
+    upid = prox.nodes("pve1").qemu(101).status.stop.post()
+    while prox.nodes("pve1").tasks(upid).status.get()["status"] == "running":
+        time.sleep(0.05)
+    lab.pve.vm(101).start_secs = lab.pve.vm(102).shutdown_secs = 60  # 6 s at the lab's time scale
+    url = f"sqlite:///{tmp_path / 'running.sqlite3'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    inventory = load_inventory(lab.inventory_path)
+    base_dir = lab.inventory_path.parent
+    runs: dict[int, int] = {}
+    with transaction(sessions) as session:
+        for vmid in (101, 102):
+            runs[vmid] = svc.request_run(session, inventory, playbook="restart_vm", target=f"lab/{vmid}", params={},
+                                         requester=svc.Requester("policy-engine"), idempotency_key=f"r{vmid}",
+                                         policy=rem.Policy(), trigger="rule:0", base_dir=base_dir).id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PDN_OPS_REMEDIATION_KILL")}
+    # Boundary 2 of the side-effecting steps: the first action's API call answered, its UPID not yet stored.
+    env.update(PDN_OPS_REMEDIATION_KILL_AT="2", PDN_OPS_REMEDIATION_KILL_SCOPE="act")
+
+    def killed_worker(name: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker", "--once",
+             "--database-url", url, "--inventory", str(lab.inventory_path), "--worker-id", name],
+            env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+
+    held = RunLocks(engine)
+    try:
+        killed_worker("k1")  # claims the run on VM 101 (the lower id) and dies after the start call
+        assert held.try_lock(runs[101])  # so the second worker leaves that orphan alone and claims VM 102's run
+        killed_worker("k2")
+        held.unlock(runs[101])
+        running = {t["type"] for t in lab.pve.tasklog if t["status"] == "running"}
+        assert running == {"qmstart", "qmshutdown"}, "the tasks must still run when the next worker reconciles"
+        with sessions() as session:
+            steps = {(s.run_id, s.name): s for s in session.scalars(select(RemediationStepRow))}
+        assert steps[(runs[101], "start")].upid is None and steps[(runs[102], "shutdown")].upid is None
+        worker = Worker(engine, sessions, inventory,
+                        Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir)),
+                        WorkerConfig(worker_id="after", base_dir=base_dir))
+        try:
+            assert worker.run_pending() == 2
+        finally:
+            worker.close()
+        for vmid, run_id in runs.items():
+            with sessions() as session:
+                run = session.get(RemediationRunRow, run_id)
+                assert run is not None and run.outcome == "succeeded", (vmid, run and run.summary)
+                cut = next(s for s in run.steps if s.name == ("start" if vmid == 101 else "shutdown"))
+                assert cut.reconciled and cut.upid, (vmid, cut.detail)
+            done = Counter(t["type"] for t in lab.pve.tasklog if t["id"] == str(vmid) and t["type"] != "qmstop")
+            assert done == ({"qmstart": 1} if vmid == 101 else {"qmshutdown": 1, "qmstart": 1}), (vmid, done)
+            assert lab.pve.vm(vmid).status == "running"
+    finally:
+        held.close()
+        engine.dispose()
