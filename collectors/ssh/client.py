@@ -11,6 +11,10 @@ is a HostKeyMismatch, a security event. Error mapping:
     refused / no route                -> TargetUnreachable   (refused)
     name does not resolve             -> TargetUnreachable   (dns)
     other SSH protocol errors         -> UnexpectedResponse  (protocol)
+
+Every bound holds whatever the server does: paramiko's ``exec_command`` waits for the reply to the exec request
+with no timeout, so a guest that authenticates and then never answers would hold the collector's thread for good.
+A watchdog closes the connection at the command's deadline (a timeout, like any other unanswered step).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,10 @@ from pdn_ops.inventory import Ssh, resolve_secret_path
 
 DEFAULT_MAX_OUTPUT = 256 * 1024
 _READ_CHUNK = 32 * 1024
+KEEPALIVE_SECONDS = 15
+# The watchdog closes the connection this long after a command's deadline: the read loop's own checks normally end
+# the command first; the watchdog is for calls that block inside paramiko with no timeout.
+WATCHDOG_GRACE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,9 @@ class SshClient:
             client.close()
             cause = saved if isinstance(saved, Exception) and type(exc) is paramiko.SSHException else exc
             raise translate(cause, self.target) from exc
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE_SECONDS)
         self._client = client
 
     def close(self) -> None:
@@ -172,6 +184,26 @@ class SshClient:
             raise TargetUnreachable(f"{self.target}: not connected", failure=FailureClass.REFUSED)
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            transport.close()
+
+        watchdog = threading.Timer(limit + WATCHDOG_GRACE, expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._run(transport, command, limit, deadline)
+        except CollectorError:
+            if fired.is_set():
+                raise TargetUnreachable(f"{self.target}: no answer in time; connection closed",
+                                        failure=FailureClass.TIMEOUT) from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _run(self, transport: paramiko.Transport, command: str, limit: float, deadline: float) -> CommandResult:
         try:
             channel = transport.open_session(timeout=limit)
         except Exception as exc:

@@ -4,6 +4,12 @@ A command is always an argv list; it is joined with ``shlex.quote`` so no parame
 unquoted. The host key is pinned from the inventory and unknown or changed keys are refused (``RejectPolicy``):
 a mismatch is returned as a failed outcome flagged ``security_event``. Every command has a deadline; on timeout the
 partial output is kept and the outcome is unknown (the command may still be running on the guest).
+
+The deadline holds whatever the server does: paramiko's ``exec_command`` waits for the server's reply to the exec
+request with no timeout at all, so a server that authenticates and then never answers would block the worker for
+good. A watchdog closes the connection at the deadline, which wakes every blocked call; the outcome is unknown
+(the server may have started the command) and the step is reconciled by checking the guest. Keepalives keep an
+idle connection (a long command without output) from being dropped by a firewall on the way.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +39,10 @@ class SshTarget:
 
 
 ConnectionFactory = Callable[[SshTarget], paramiko.SSHClient]
+KEEPALIVE_SECONDS = 15
+# The watchdog fires this long after the command's deadline: normally the read loop's own deadline check ends the
+# command first (keeping its partial output); the watchdog is for calls that block inside paramiko.
+WATCHDOG_GRACE = 1.0
 
 
 class HostKeyRefused(Exception):
@@ -61,6 +72,9 @@ def pinned_connection(target: SshTarget) -> paramiko.SSHClient:
     except BaseException:
         client.close()
         raise
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(KEEPALIVE_SECONDS)
     return client
 
 
@@ -95,9 +109,11 @@ class SshExecutor:
         deadline = self._clock() + timeout
         out: list[bytes] = []
         err: list[bytes] = []
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            return Outcome(StepStatus.FAILED, detail="SSH connection closed before the command was sent")
+        watchdog = Watchdog(transport, timeout + WATCHDOG_GRACE)
         try:
-            transport = client.get_transport()
-            assert transport is not None
             channel = transport.open_session(timeout=timeout)
             channel.settimeout(0.2)
             channel.exec_command(command)
@@ -109,17 +125,42 @@ class SshExecutor:
                     stdout, stderr = self._text(out), self._text(err)
                     status = StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED
                     return Outcome(status, stdout=stdout, stderr=stderr, exit_code=code)
-                if self._clock() >= deadline:
+                if self._clock() >= deadline or watchdog.fired:
                     channel.close()
                     return Outcome(StepStatus.UNKNOWN, stdout=self._text(out), stderr=self._text(err),
                                    detail=f"no exit status within {timeout:g}s; the command may still run")
                 time.sleep(0.02)
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if watchdog.fired:
+                return Outcome(StepStatus.UNKNOWN, stdout=self._text(out), stderr=self._text(err),
+                               detail=f"the server gave no answer within {timeout:g}s; connection closed; "
+                                      "the command may have run")
             return Outcome(StepStatus.UNKNOWN, stdout=self._text(out), stderr=self._text(err),
                            detail=f"SSH session broke ({type(exc).__name__}); the command may have run")
+        finally:
+            watchdog.cancel()
 
     def _text(self, chunks: list[bytes]) -> str:
         return cap_output(b"".join(chunks).decode("utf-8", "replace"), self.output_cap)
+
+
+class Watchdog:
+    """Closes an SSH transport ``seconds`` from now unless cancelled: closing it wakes any call blocked on it
+    (paramiko's ``exec_command``, ``recv_exit_status`` and channel opens wait on events with no timeout)."""
+
+    def __init__(self, transport: paramiko.Transport, seconds: float) -> None:
+        self.fired = False
+        self._transport = transport
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._transport.close()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _drain(channel: paramiko.Channel, out: list[bytes], err: list[bytes]) -> None:

@@ -85,3 +85,21 @@ def test_unreadable_pin_or_key_is_a_clear_error_before_any_connection(silent_lis
 def test_name_that_does_not_resolve_is_a_dns_failure(key_file):
     obs = collector("no-such-guest.invalid", 22, key_file, timeout=5).collect()
     assert (obs.ok, obs.failure) == (False, FailureClass.DNS)
+
+
+def test_guest_that_never_answers_the_exec_request_times_out_within_the_bound(tmp_path):
+    """Authenticated, then the exec request is never answered (paramiko's exec_command has no timeout of its own):
+    the check ends at its deadline as a timeout instead of holding the collector's thread for good."""
+    from tests.hung_ssh import HungSshServer, write_client_key
+
+    with HungSshServer(host="127.0.33.2") as server:
+        key = write_client_key(tmp_path / "client_key")
+        observations = []
+        check = threading.Thread(target=lambda: observations.append(
+            collector(server.host, server.port, key, host_key=server.host_key, timeout=1.0).collect()), daemon=True)
+        check.start()
+        check.join(30)  # a bound for the test only: without the watchdog the check never ends
+        assert not check.is_alive(), "the collector is stuck on the unanswered exec request"
+        assert server.exec_asked.is_set()
+    [obs] = observations
+    assert (obs.ok, obs.failure) == (False, FailureClass.TIMEOUT), obs.detail

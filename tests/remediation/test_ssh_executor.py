@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from pathlib import Path
 
-from pdn_ops.domain.remediation import StepStatus
+from pdn_ops.domain.remediation import Outcome, StepStatus
 from remediation.executors.ssh import SshExecutor, SshTarget
+from tests.hung_ssh import HungSshServer, write_client_key
 from tests.remediation.sshguest import SshGuest
 
 
@@ -42,3 +45,21 @@ def test_unreachable_guest_fails_without_running_anything(ssh_target: SshTarget)
     closed = dataclasses.replace(ssh_target, port=free_port())
     outcome = SshExecutor().run(closed, ["systemctl", "restart", "nginx.service"], timeout=5)
     assert outcome.status is StepStatus.FAILED and not outcome.security_event
+
+
+def test_server_that_never_answers_the_exec_request_gives_unknown_at_the_deadline(tmp_path: Path) -> None:
+    """Authenticated, session opened, then the exec request is never answered: paramiko's exec_command alone
+    would wait for ever. The deadline closes the connection; whether the command ran is unknown."""
+    with HungSshServer() as server:
+        target = SshTarget(host=server.host, port=server.port, user="root", host_key=server.host_key,
+                           key_path=write_client_key(tmp_path / "client_key"), timeout=5)
+        outcomes: list[Outcome] = []
+        caller = threading.Thread(target=lambda: outcomes.append(
+            SshExecutor().run(target, ["systemctl", "restart", "nginx.service"], timeout=1.0)), daemon=True)
+        caller.start()
+        caller.join(30)  # a bound for the test only: without the fix the call never returns
+        assert not caller.is_alive(), "the executor is stuck on the unanswered exec request"
+        assert server.exec_asked.is_set()
+    [outcome] = outcomes
+    assert outcome.status is StepStatus.UNKNOWN and not outcome.security_event
+    assert "no answer within 1s" in outcome.detail, outcome.detail
