@@ -2,11 +2,13 @@
 
 Routes and the policy engine only *enqueue* (``request_run``); the worker (``remediation_worker``) executes. Every
 refusal here happens before any SSH connection or API call: parameters are validated against the inventory and
-the policy with no I/O.
+the policy with no I/O, and a run linked to a complaint must act on that complaint's own VM (the VM it is about,
+or the VM hosting the site it is about) of the complaint's OPD: the run's closure marks the complaint fixed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -16,13 +18,14 @@ from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, extract, fun
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pdn_ops.db.complaint_tables import ComplaintRow
 from pdn_ops.db.remediation_tables import (
     AutoRuleRow,
     MaintenanceWindowRow,
     RemediationRunRow,
     RemediationSwitchRow,
 )
-from pdn_ops.db.tables import AuditRow, utcnow
+from pdn_ops.db.tables import AuditRow, OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.domain import remediation as rem
 from pdn_ops.errors import ConfigError, Conflict, NotFound, PolicyRefused
 from pdn_ops.inventory import Inventory, resolve_secret_path
@@ -69,11 +72,43 @@ def _check_scope(target: VmTarget, requester: Requester) -> None:
         raise PolicyRefused(f"VM {target.key} belongs to another OPD than the complaint")
 
 
+def check_complaint(session: Session, target: VmTarget, complaint_id: int) -> ComplaintRow:
+    """The complaint a run is linked to: it exists, it is the OPD's that owns the VM, and it is about that VM or
+    about a site that VM hosts. Anything else would let a run's closure mark another OPD's (or another
+    problem's) complaint fixed."""
+    row = session.get(ComplaintRow, complaint_id)
+    if row is None:
+        raise NotFound(f"no complaint #{complaint_id}")
+    opd = session.scalar(select(OpdRow.code).where(OpdRow.id == row.opd_id))
+    if opd != target.opd:
+        raise PolicyRefused(f"VM {target.key} belongs to another OPD than complaint #{complaint_id}")
+    vm_id = session.scalar(select(VmRow.id).where(VmRow.cluster == target.cluster, VmRow.vmid == target.vmid))
+    if row.vm_id is not None:
+        if row.vm_id != vm_id:
+            about = session.get(VmRow, row.vm_id)
+            raise PolicyRefused(f"complaint #{complaint_id} is about VM {about.key if about else row.vm_id}, "
+                                f"not {target.key}")
+    else:
+        site = session.get(SiteRow, row.site_id) if row.site_id is not None else None
+        if site is None or site.vm_id is None:
+            raise PolicyRefused(f"complaint #{complaint_id} is about a site hosted on no VM pdn-ops knows; "
+                                f"it cannot be linked to a run on {target.key}")
+        if site.vm_id != vm_id:
+            raise PolicyRefused(f"complaint #{complaint_id} is about {site.url}, which VM {target.key} does not host")
+    return row
+
+
 def dry_run(inventory: Inventory, *, playbook: str, target: str, params: Mapping[str, object],
-            policy: rem.Policy, requester: Requester, base_dir: Any = None) -> tuple[dict[str, Any], list[str]]:
-    """Validate and show the exact plan (API calls and commands) without any I/O."""
+            policy: rem.Policy, requester: Requester, base_dir: Any = None, session: Session | None = None,
+            complaint_id: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Validate and show the exact plan (API calls and commands) without any I/O outside the database; with a
+    ``complaint_id`` (and a session), the complaint must fit the target (``check_complaint``)."""
     vm = vm_target(inventory, target, base_dir)
     _check_scope(vm, requester)
+    if complaint_id is not None:
+        if session is None:
+            raise ValueError("a complaint is checked against the database: pass the session")
+        check_complaint(session, vm, complaint_id)
     book = registry.playbook(playbook)
     clean = book.validate(params, vm, policy)
     ctx = RunContext(run_id=0, target=vm, params=clean, policy=policy)
@@ -84,7 +119,8 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
                 params: Mapping[str, object], requester: Requester, idempotency_key: str, policy: rem.Policy,
                 complaint_id: int | None = None, trigger: str = "manual", base_dir: Any = None,
                 now: datetime | None = None, approvals_needed: int | None = None) -> RemediationRunRow:
-    """Enqueue a run. The same idempotency key returns the same run; an active run on the target is a 409.
+    """Enqueue a run. The same idempotency key with the same request returns the same run (with another request:
+    a Conflict naming what differs); an active run on the target is a 409; a complaint must fit the target.
 
     ``approvals_needed``: the policy engine's decision for an automatic run (``rem.auto_approvals_needed``);
     without it a manual request needs what the playbook's risk needs and any other trigger none.
@@ -93,11 +129,12 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
         raise PolicyRefused("an idempotency key of 1 to 200 characters is required")
     existing = session.scalar(select(RemediationRunRow).where(RemediationRunRow.idempotency_key == idempotency_key))
     if existing is not None:
-        if (existing.playbook, existing.target) != (playbook, target):
-            raise Conflict("this idempotency key was used for another request")
-        return existing
+        _same_request(existing, idempotency_key, playbook=playbook, target=target, complaint_id=complaint_id)
     clean, plan = dry_run(inventory, playbook=playbook, target=target, params=params, policy=policy,
-                          requester=requester, base_dir=base_dir)
+                          requester=requester, base_dir=base_dir, session=session, complaint_id=complaint_id)
+    if existing is not None:
+        _same_request(existing, idempotency_key, params=clean)
+        return existing
     book = registry.playbook(playbook)
     if approvals_needed is not None:
         needed = approvals_needed
@@ -125,6 +162,25 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
         raise ActiveRunConflict(active.id, active.playbook, active.state, target) from None
     _audit(session, requester.name, "remediation.requested", row, f"{playbook} {clean}")
     return row
+
+
+_REQUEST_FIELDS = {"playbook": "playbook", "target": "target", "complaint_id": "complaint", "params": "parameters"}
+
+
+def _same_request(existing: RemediationRunRow, key: str, **asked: Any) -> None:
+    """A retried request (same idempotency key) must be the same request: otherwise say what differs, rather
+    than answer with a run that does something else than what was asked now."""
+    if "params" in asked:
+        asked["params"] = json.loads(json.dumps(asked["params"]))  # as the JSON column gives them back
+    differs = []
+    for name, value in asked.items():
+        old = getattr(existing, name)
+        if old != value:
+            shown = json.dumps(old, sort_keys=True)[:200] if name == "params" else old
+            differs.append(f"{_REQUEST_FIELDS[name]} ({shown})")
+    if differs:
+        raise Conflict(f"idempotency key {key!r} was already used for run #{existing.id}, which differs in "
+                       f"{'; '.join(differs)}: a new request needs a new key")
 
 
 def get_run(session: Session, run_id: int) -> RemediationRunRow:

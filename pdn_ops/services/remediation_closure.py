@@ -1,14 +1,21 @@
 """Health-confirmed closure: a succeeded run counts only when the target's real checks pass again.
 
 The collectors keep checking on their schedule; this reads the checks recorded *after* the run finished for every
-health target linked to the run's VM (the VM itself, its guest, the sites it hosts). When each of them has passed
-``needed`` times in a row, the run is confirmed and the linked complaint becomes resolved-awaiting-OPD-confirmation
-with the evidence (checks before and after, the run log). If the deadline passes first, the run is ineffective and
-engineers are alerted. Incidents without a complaint close the same way (only the complaint link is skipped).
+health target linked to the run's VM (the VM itself, its guest, the sites it hosts). When *every one* of them has
+passed ``needed`` times in a row before the deadline, the run is confirmed and the linked complaint becomes
+resolved-awaiting-OPD-confirmation with the evidence (checks before and after, the run log). A target not checked
+since the run (a site with a long interval) is not confirmed yet; a run with no linked target cannot be confirmed.
+If the deadline passes first, the run is ineffective and engineers are alerted. Incidents without a complaint
+close the same way (only the complaint link is skipped).
+
+Each run is decided on its own (a savepoint per run): a run whose closure breaks (a complaint that cannot be
+updated, a target pdn-ops cannot read) has the failure recorded on it, is not tried again, and does not stop the
+others, nor the worker that evaluates them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +28,8 @@ from pdn_ops.db.health_tables import HealthCheckRow, HealthTargetRow
 from pdn_ops.db.remediation_tables import RemediationRunRow
 from pdn_ops.db.tables import AuditRow, SiteRow, VmRow, utcnow
 from pdn_ops.domain import remediation as rem
+
+log = logging.getLogger(__name__)
 
 # complaint id, evidence, session -> mark the complaint resolved-awaiting-confirmation (wired by the complaints area)
 ComplaintLink = Callable[[int, dict[str, Any], Session], None]
@@ -42,18 +51,21 @@ def linked_targets(session: Session, target: str) -> list[HealthTargetRow]:
         if site_ids:
             clauses.append(HealthTargetRow.site_id.in_(site_ids))
     rows = session.scalars(select(HealthTargetRow).where(or_(*clauses)))
-    return [r for r in rows if r.kind in ("vm", "guest", "site")]
+    # A guest is checked over SSH only while the inventory declares SSH for the VM: a guest target left from
+    # before is never checked again, and must not hold a closure back for ever.
+    kinds = ("vm", "guest", "site") if vm is None or vm.has_ssh else ("vm", "site")
+    return [r for r in rows if r.kind in kinds]
 
 
 def _checks(session: Session, target_id: int, *, after: datetime | None = None, before: datetime | None = None,
             limit: int = 50) -> list[HealthCheckRow]:
+    """Checks of one target, oldest first: the latest ``limit`` of those after ``after`` and before ``before``."""
     stmt = select(HealthCheckRow).where(HealthCheckRow.target_id == target_id)
     if after is not None:
-        stmt = stmt.where(HealthCheckRow.at > after).order_by(HealthCheckRow.at).limit(limit)
-    else:
-        stmt = stmt.where(HealthCheckRow.at < before).order_by(HealthCheckRow.at.desc()).limit(limit) \
-            if before is not None else stmt.order_by(HealthCheckRow.at.desc()).limit(limit)
-    return list(session.scalars(stmt))
+        stmt = stmt.where(HealthCheckRow.at > after)
+    if before is not None:
+        stmt = stmt.where(HealthCheckRow.at < before)
+    return list(reversed(session.scalars(stmt.order_by(HealthCheckRow.at.desc()).limit(limit)).all()))
 
 
 def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, now: datetime | None = None,
@@ -65,46 +77,84 @@ def evaluate_closures(session: Session, *, policy: ClosurePolicy | None = None, 
     # Claimed with row locks: on PostgreSQL a run another process is deciding is skipped (its decision commits
     # first, then the run no longer waits), so two workers or serve processes never write its audit rows, complaint
     # link or alerts twice. SQLite ignores FOR UPDATE; there the caller's BEGIN IMMEDIATE serialises the decisions.
-    waiting = session.scalars(select(RemediationRunRow).where(
+    waiting = list(session.scalars(select(RemediationRunRow).where(
         RemediationRunRow.state == rem.State.SUCCEEDED.value,
         or_(RemediationRunRow.closure.is_(None), RemediationRunRow.closure == "confirming"))
-        .order_by(RemediationRunRow.id).with_for_update(skip_locked=True))
+        .order_by(RemediationRunRow.id).with_for_update(skip_locked=True)))
     for run in waiting:
-        finished = run.finished_at or run.created_at
-        targets = linked_targets(session, run.target)
-        after = {t.id: _checks(session, t.id, after=finished) for t in targets}
-        results = {t.key: [c.ok for c in after[t.id]] for t in targets}
-        checked = {k: v for k, v in results.items() if v}
-        confirmed = bool(checked) and all(rem.confirmation_passed(v, policy.needed) for v in checked.values())
-        if not confirmed and now - finished < policy.deadline:
-            run.closure = "confirming"
+        try:
+            with session.begin_nested():
+                closure = _evaluate(session, run, policy, now, complaint_link, alert)
+        except Exception as exc:  # one run's broken closure must not stop the others, nor be retried blindly
+            log.exception("closure of remediation run %s failed", run.id)
+            session.expire(run)
+            with session.begin_nested():
+                run.closure = "error"
+                session.add(AuditRow(at=utcnow(), actor="pdn-ops", action="remediation.closure_error",
+                                     subject=f"remediation_run:{run.id}",
+                                     detail=f"the closure could not be evaluated ({type(exc).__name__}: "
+                                            f"{str(exc)[:300]}); nothing was changed"))
+            decided.append((run.id, "error"))
             continue
-        started = run.started_at or run.created_at
-        run.evidence = {
-            **run.evidence,
-            "needed": policy.needed,
-            "checks_before": {t.key: [{"at": c.at.isoformat(), "ok": c.ok, "failure": c.failure}
-                                      for c in reversed(_checks(session, t.id, before=started, limit=5))]
-                              for t in targets},
-            "checks_after": {t.key: [{"at": c.at.isoformat(), "ok": c.ok, "failure": c.failure}
-                                     for c in after[t.id]] for t in targets},
-            "run_log": [{"step": s.name, "intent": s.intent, "state": s.state, "upid": s.upid, "detail": s.detail}
-                        for s in run.steps],
-            "summary": run.summary,
-        }
-        run.closure = "confirmed" if confirmed else "ineffective"
-        # Recorded (and timed) before its consequences, so the complaint's timeline reads cause, then effect.
-        session.add(AuditRow(at=utcnow(), actor="pdn-ops", action=f"remediation.{run.closure}",
-                             subject=f"remediation_run:{run.id}", detail=str(checked)[:2000]))
-        if confirmed:
-            if complaint_link is not None and run.complaint_id is not None:
-                complaint_link(run.complaint_id, run.evidence, session)
-        else:
-            run.state = rem.check_transition(run.state, rem.State.INEFFECTIVE).value
-            if alert is not None:
-                alert(run, session)
-        decided.append((run.id, run.closure))
+        if closure is not None:
+            decided.append((run.id, closure))
     return decided
+
+
+def _evaluate(session: Session, run: RemediationRunRow, policy: ClosurePolicy, now: datetime,
+              complaint_link: ComplaintLink | None, alert: Alert | None) -> str | None:
+    finished = run.finished_at or run.created_at
+    deadline = finished + policy.deadline
+    targets = linked_targets(session, run.target)
+    # Only checks made before the deadline count: a worker that was down must not confirm with later ones.
+    after = {t.id: _checks(session, t.id, after=finished, before=deadline) for t in targets}
+    results = {t.key: [c.ok for c in after[t.id]] for t in targets}
+    # Every linked target must pass: one not checked since the run is not confirmed yet.
+    confirmed = bool(targets) and all(rem.confirmation_passed(v, policy.needed) for v in results.values())
+    if not confirmed and now < deadline:
+        run.closure = "confirming"
+        return None
+    started = run.started_at or run.created_at
+    run.evidence = {
+        **run.evidence,
+        "needed": policy.needed,
+        "checks_before": {t.key: [{"at": c.at.isoformat(), "ok": c.ok, "failure": c.failure}
+                                  for c in _checks(session, t.id, before=started, limit=5)]
+                          for t in targets},
+        "checks_after": {t.key: [{"at": c.at.isoformat(), "ok": c.ok, "failure": c.failure}
+                                 for c in after[t.id]] for t in targets},
+        "run_log": [{"step": s.name, "intent": s.intent, "state": s.state, "upid": s.upid, "detail": s.detail}
+                    for s in run.steps],
+        "summary": run.summary,
+    }
+    run.closure = "confirmed" if confirmed else "ineffective"
+    # Recorded (and timed) before its consequences, so the complaint's timeline reads cause, then effect.
+    session.add(AuditRow(at=utcnow(), actor="pdn-ops", action=f"remediation.{run.closure}",
+                         subject=f"remediation_run:{run.id}", detail=str(results)[:2000]))
+    if confirmed:
+        if complaint_link is not None and run.complaint_id is not None:
+            _link(session, run, complaint_link)
+    else:
+        run.state = rem.check_transition(run.state, rem.State.INEFFECTIVE).value
+        if alert is not None:
+            alert(run, session)
+    return run.closure
+
+
+def _link(session: Session, run: RemediationRunRow, complaint_link: ComplaintLink) -> None:
+    """The confirmed run's complaint becomes fixed; if that fails, the run stays confirmed (its checks passed) and
+    the engineers see why the complaint was left alone."""
+    assert run.complaint_id is not None
+    try:
+        with session.begin_nested():
+            complaint_link(run.complaint_id, run.evidence, session)
+    except Exception as exc:
+        log.exception("remediation run %s: complaint #%s not updated", run.id, run.complaint_id)
+        run.evidence = {**run.evidence, "complaint_not_updated": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        session.add(AuditRow(actor="pdn-ops", action="remediation.complaint_not_updated",
+                             subject=f"complaint:{run.complaint_id}",
+                             detail=f"run #{run.id} confirmed, but the complaint could not be updated "
+                                    f"({type(exc).__name__}: {str(exc)[:300]})"))
 
 
 def complaint_link(config: Any) -> ComplaintLink:

@@ -398,9 +398,19 @@ class Worker:
                                      alert=self.config.alert)
 
     def loop(self, stop: Callable[[], bool], idle: float = 1.0) -> None:
+        """Until ``stop()``: execute, then close. An unexpected error (a database hiccup, a bug) is logged and the
+        loop goes on after a pause: in the app this thread is the only worker. A run's own failures are recorded
+        on it (``execute``: unknown; a closure that breaks: ``error``), so no run is retried blindly."""
         while not stop():
-            executed = self.run_pending()
-            self.close_runs()
+            executed = 0
+            try:
+                executed = self.run_pending()
+            except Exception:
+                log.exception("remediation worker %s: executing runs failed; going on", self.config.worker_id)
+            try:
+                self.close_runs()
+            except Exception:
+                log.exception("remediation worker %s: closing runs failed; going on", self.config.worker_id)
             if executed == 0:
                 time.sleep(idle)
 

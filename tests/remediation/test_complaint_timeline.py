@@ -1,8 +1,9 @@
 """A complaint's timeline shows every linked run, step, approval and outcome: real worker, fakepve, both engines.
 
-Run 1: an engineer restores a snapshot for the complaint, two engineers approve, the worker executes it.
-Run 2: the policy engine restarts the OPD's other VM; its worker dies right after the start call; the next worker reconciles
-the cut-off step from the node's task list; the health checks then confirm, and the complaint becomes fixed.
+Run 1: an engineer restores a snapshot for the complaint, two engineers approve, the worker executes it; the checks
+do not confirm it (ineffective).
+Run 2: the policy engine restarts the complaint's VM; its worker dies right after the start call; the next worker
+reconciles the cut-off step from the node's task list; the health checks then confirm, and the complaint becomes fixed.
 """
 
 from __future__ import annotations
@@ -108,10 +109,13 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
         assert alpha.run_pending() == 1
     finally:
         alpha.close()
+    with transaction(sessions) as session:  # no check passed after the rollback before its deadline
+        late = datetime.now(UTC) + timedelta(minutes=16)
+        assert evaluate_closures(session, policy=ClosurePolicy(needed=3), now=late) == [(first.id, "ineffective")]
 
     # Run 2, automatic; its worker died right after Proxmox accepted the start call, before storing the UPID.
     with transaction(sessions) as session:
-        second = svc.request_run(session, world, playbook="restart_vm", target="pve/102", params={},
+        second = svc.request_run(session, world, playbook="restart_vm", target="pve/101", params={},
                                  idempotency_key="t2", policy=policy, requester=svc.Requester("policy-engine"),
                                  complaint_id=complaint_id, trigger="rule:1")
         second_id = second.id
@@ -129,19 +133,20 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
                 run_id=second_id, position=position, name=name, kind="api", intent=f"pve: {name}", state=state,
                 facts=facts, side_effect=name != "locate", intent_at=cut + timedelta(milliseconds=position),
                 finished_at=None if state == "running" else cut + timedelta(milliseconds=position, microseconds=1)))
-    fakepve.vm(102).status = "stopped"
-    assert proxmox.start(ApiCall("POST", "/nodes/pve1/qemu/102/status/start"), lambda _u: None).ok
+    fakepve.vm(101).status = "stopped"
+    before = len(tasks(fakepve, 101))
+    assert proxmox.start(ApiCall("POST", "/nodes/pve1/qemu/101/status/start"), lambda _u: None).ok
     beta = worker(sessions, world, fakepve, fakepve_cafile, "worker-beta")
     try:
         assert beta.run_pending() == 1
     finally:
         beta.close()
-    assert tasks(fakepve, 102) == ["qmstart"], "found in the task list, not started again"
-    with transaction(sessions) as session:  # the collectors' checks of VM 102 pass after the run
+    assert tasks(fakepve, 101)[before:] == ["qmstart"], "found in the task list, not started again"
+    with transaction(sessions) as session:  # the collectors' checks of VM 101 pass after the run
         done = session.get(RemediationRunRow, second_id)
         assert done is not None and done.finished_at is not None
         finished = done.finished_at
-        target = HealthTargetRow(kind="vm", ref="pve/102", state="up")
+        target = HealthTargetRow(kind="vm", ref="pve/101", state="up")
         session.add(target)
         session.flush()
         session.add_all(HealthCheckRow(target_id=target.id, at=finished + timedelta(seconds=s), ok=True)
@@ -167,7 +172,7 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
     assert one[0].actor == "engineer" and one[0].params == {"snapshot": "before_update"} and not one[0].automatic
     assert list(one[1].plan) == runs[first.id].plan and any("/rollback" in line for line in one[1].plan)
     assert [(e.actor, e.approval, e.approvals_needed) for e in one[2:4]] == [("engineer", 1, 2), ("eng2", 2, 2)]
-    assert one[4].actor == "worker-alpha" and actions(one)[-1] == "remediation.succeeded"
+    assert one[4].actor == "worker-alpha" and actions(one)[-2:] == ["remediation.succeeded", "remediation.ineffective"]
     results = [e for e in one if e.action == "remediation.step_result"]
     assert [(e.step, e.state, e.upid) for e in results] == [
         (s.position + 1, s.state, s.upid) for (run_id, _), s in sorted(steps.items()) if run_id == first.id]
@@ -187,11 +192,11 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
     # The OPD sees that work happened and how it ended: no steps, plans, UPIDs, parameters, workers or run links.
     assert actions(opd) == ["complaint.submit", "complaint.verify",
                             "remediation.requested", "remediation.approved", "remediation.approved",
-                            "remediation.started", "remediation.succeeded",
+                            "remediation.started", "remediation.succeeded", "remediation.ineffective",
                             "remediation.requested", "remediation.started", "remediation.interrupted",
                             "remediation.succeeded", "remediation.confirmed", "complaint.fix"]
     assert [e.actor for e in opd[2:5]] == ["engineer", "engineer", "eng2"], "engineers' names, as on every entry"
-    assert {e.actor for e in opd[5:12]} - {"engineer"} == {"pdn-ops"}
+    assert {e.actor for e in opd[5:13]} - {"engineer"} == {"pdn-ops"}
     for entry in opd:
         assert entry.run_id is None and entry.upid is None and entry.intent is None and entry.output is None
         assert not entry.plan and not entry.params and entry.step is None

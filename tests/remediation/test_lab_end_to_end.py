@@ -71,11 +71,12 @@ class LabWorld:
             health.record_ssh(session, [observation], thresholds=THRESHOLDS)
         return [c.ok for c in checks]
 
-    def request(self, playbook: str, vmid: int, params: dict[str, object], key: str) -> int:
+    def request(self, playbook: str, vmid: int, params: dict[str, object], key: str,
+                complaint_id: int | None = None) -> int:
         with transaction(self.sessions) as session:
             return svc.request_run(session, self.inventory, playbook=playbook, target=f"lab/{vmid}", params=params,
                                    requester=svc.Requester("policy-engine"), idempotency_key=key,
-                                   policy=rem.Policy(), trigger="rule:e2e", complaint_id=vmid,
+                                   policy=rem.Policy(), trigger="rule:e2e", complaint_id=complaint_id,
                                    base_dir=self.base_dir).id
 
     def fix_and_confirm(self, run_id: int, vmid: int) -> RemediationRunRow:
@@ -153,11 +154,12 @@ def test_crashed_service_is_restarted_over_ssh_and_closed_by_its_checks(world: L
     vmid = 102
     world.lab.faults.crash_service(vmid, "nginx.service")
     assert not all(world.check(vmid))
-    run_id = world.request("restart_service", vmid, {"unit": "nginx.service"}, "e2e-service")
+    complaint_id = _file_complaint(world, vmid)
+    run_id = world.request("restart_service", vmid, {"unit": "nginx.service"}, "e2e-service", complaint_id)
     done = world.fix_and_confirm(run_id, vmid)
     assert (done.outcome, done.closure) == ("succeeded", "confirmed"), done.summary
     complaint, evidence = world.linked[-1]  # the complaint is resolved-awaiting-confirmation with the evidence
-    assert complaint == vmid and evidence["run_log"][1]["intent"].endswith("systemctl restart nginx.service")
+    assert complaint == complaint_id and evidence["run_log"][1]["intent"].endswith("systemctl restart nginx.service")
 
 
 def test_full_disk_is_cleaned_and_the_space_reported(world: LabWorld) -> None:
@@ -216,8 +218,9 @@ def _file_complaint(world: LabWorld, vmid: int) -> int:
     assert vm is not None
     cheap = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("e2e-password-1")
     with transaction(world.sessions) as session:
-        admin = accounts.create_user(session, username=f"admin-{vm.opd}", password="", role=Role.OPD_ADMIN,
-                                     opd_code=vm.opd, password_hash=cheap)
+        admin = session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == f"admin-{vm.opd}")) or \
+            accounts.create_user(session, username=f"admin-{vm.opd}", password="", role=Role.OPD_ADMIN,
+                                 opd_code=vm.opd, password_hash=cheap)
         engineer = session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == "engineer")) or \
             accounts.create_user(session, username="engineer", password="", role=Role.ENGINEER, password_hash=cheap)
         vm_id = session.scalar(select(VmRow.id).where(VmRow.cluster == "lab", VmRow.vmid == vmid))

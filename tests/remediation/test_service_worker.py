@@ -182,7 +182,8 @@ def test_closure_needs_consecutive_passing_checks(sessions: sessionmaker[Session
     linked: list[tuple[int, dict[str, Any]]] = []
     alerts: list[int] = []
     with transaction(sessions) as session:
-        ok = request(session, world, key="ok", target="pve/101", complaint_id=42, trigger="rule:1")
+        ok = request(session, world, key="ok", target="pve/101", trigger="rule:1")
+        ok.complaint_id = 42  # the link only carries the id here (request_run's checks: test_complaint_scope.py)
         bad = request(session, world, key="bad", target="pve/102", trigger="rule:1")
         for run in (ok, bad):
             run.state, run.outcome = "succeeded", "succeeded"

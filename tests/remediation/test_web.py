@@ -34,7 +34,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakepve_session: Any, fakepve_
     url = f"sqlite:///{directory / 'web.sqlite3'}"
     migrate.upgrade(url)
     add_vms(fakepve_session, range(101, 104))
-    path = write_inventory(directory, fakepve_session, fakepve_cafile)
+    path = write_inventory(directory, fakepve_session, fakepve_cafile, opd_of={103: "disdik"})
     settings = load_settings(demo=True, database_url=url, inventory=path, run_scheduler=False, metrics_token="test")
     app = create_app(settings)
     app.state.ctx.inventory = inventory(path)
@@ -77,6 +77,41 @@ def test_request_is_idempotent_and_a_second_one_gets_409_naming_the_first(client
     clash = client.post("/api/v1/remediation/runs", json=body, headers={"Idempotency-Key": "a2"})
     assert clash.status_code == 409 and clash.json()["detail"]["run_id"] == first.json()["id"]
     assert client.post("/api/v1/remediation/runs", json=body).status_code == 422  # the key is required
+
+
+def test_a_run_for_a_complaint_of_another_opd_or_about_another_vm_is_refused_before_it_is_queued(
+        client: TestClient, app: FastAPI, tmp_path: Path) -> None:
+    from pdn_ops.db.tables import VmRow
+    from pdn_ops.services import accounts, complaints
+    from pdn_ops.services.complaints import ComplaintConfig, Draft
+    from pdn_ops.services.inventory_sync import sync_inventory
+    from tests.complaints.world import jpeg, principal_named
+
+    with transaction(app.state.ctx.sessions) as session:
+        sync_inventory(session, app.state.ctx.inventory)
+        accounts.ensure_demo_accounts(session)
+        vm103 = session.scalar(select(VmRow.id).where(VmRow.vmid == 103))
+        disdik = complaints.submit(session, principal_named(session, "admin-disdik"),
+                                   Draft(asset=f"vm:{vm103}", category="site_down",
+                                         description="Aplikasi kepegawaian tidak bisa dibuka"),
+                                   [("layar.jpg", jpeg())], config=ComplaintConfig(data_dir=tmp_path)).id
+    for key, target, complaint_id, status, says in [
+            ("scope-1", "pve/101", disdik, 422, "belongs to another OPD"),  # Dinas Kesehatan's VM
+            ("scope-2", "pve/102", disdik, 422, "another OPD"),
+            ("scope-3", "pve/103", 424242, 404, "no complaint #424242")]:
+        body = {"playbook": "restart_vm", "target": target, "params": {}, "complaint_id": complaint_id}
+        for path in ("/api/v1/remediation/dry-run", "/api/v1/remediation/runs"):
+            answer = client.post(path, json=body, headers={"Idempotency-Key": key})
+            assert (answer.status_code, says in answer.text) == (status, True), (path, answer.text)
+        with app.state.ctx.sessions() as session:
+            assert session.scalar(select(RemediationRunRow).where(RemediationRunRow.idempotency_key == key)) is None
+    linked = client.post("/api/v1/remediation/runs", headers={"Idempotency-Key": "scope-ok"},
+                         json={"playbook": "restart_vm", "target": "pve/103", "params": {}, "complaint_id": disdik})
+    assert linked.status_code == 201 and linked.json()["complaint_id"] == disdik
+    again = client.post("/api/v1/remediation/runs", headers={"Idempotency-Key": "scope-ok"},
+                        json={"playbook": "restart_vm", "target": "pve/103", "params": {"shutdown_timeout": 90},
+                              "complaint_id": disdik})
+    assert again.status_code == 409 and "differs in parameters" in again.json()["detail"]
 
 
 @pytest.mark.parametrize("params", [{"unit": "nginx.service; reboot"}, {"unit": "$(reboot)"}, {"unit": "sshd.service"},

@@ -23,8 +23,9 @@ def add_vms(pve: Any, vmids: range | list[int], status: str = "stopped") -> None
 
 
 def write_inventory(directory: Path, pve: Any, cafile: str, guest: SshGuest | None = None,
-                    vmids: range | list[int] = range(101, 104)) -> Path:
-    """dinkes owns every VM; disdik owns none (for the other-OPD checks). VM 101 has SSH when a guest is given."""
+                    vmids: range | list[int] = range(101, 104), opd_of: dict[int, str] | None = None) -> Path:
+    """dinkes owns every VM unless ``opd_of`` gives a VM to another OPD (disdik owns none by default, for the
+    other-OPD checks). VM 101 has SSH when a guest is given."""
     os.environ[TOKEN_ENV] = TOKEN_SECRET
     lines = [
         "version: 1",
@@ -41,7 +42,8 @@ def write_inventory(directory: Path, pve: Any, cafile: str, guest: SshGuest | No
         "vms:",
     ]
     for vmid in vmids:
-        lines += ["  - cluster: pve", f"    vmid: {vmid}", f"    name: vm{vmid}", "    opd: dinkes"]
+        opd = (opd_of or {}).get(vmid, "dinkes")
+        lines += ["  - cluster: pve", f"    vmid: {vmid}", f"    name: vm{vmid}", f"    opd: {opd}"]
         if guest is not None and vmid == 101:
             lines += [
                 "    ssh:",

@@ -49,11 +49,9 @@ def _policy(ctx: Ctx) -> Policy:
     return policy if isinstance(policy, Policy) else Policy()
 
 
-def _requester(ctx: Ctx, staff: Staff, complaint_id: int | None) -> svc.Requester:
-    # The complaints area tells which OPD a complaint belongs to; its VM must be that OPD's.
-    lookup = ctx.extras.get("complaint_opd")
-    opd = lookup(complaint_id) if lookup is not None and complaint_id is not None else None
-    return svc.Requester(staff.username, is_staff=staff.is_staff, opd=opd)
+def _requester(staff: Staff) -> svc.Requester:
+    # A linked complaint's OPD and asset are checked by the service against the database (check_complaint).
+    return svc.Requester(staff.username, is_staff=staff.is_staff)
 
 
 def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
@@ -109,13 +107,13 @@ def run_view(row: RemediationRunRow, *, steps: bool = False) -> dict[str, Any]:
 # --- JSON API ---------------------------------------------------------------------------------------------------
 
 @router.post("/api/v1/remediation/dry-run", tags=["remediation"])
-def dry_run_api(body: RunRequest, ctx: Ctx, staff: Staff) -> dict[str, Any]:
+def dry_run_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff) -> dict[str, Any]:
     """Validate a request and show the exact plan (API calls and commands) without running anything."""
     inventory, base_dir = _inventory(ctx)
     try:
         params, plan = svc.dry_run(inventory, playbook=body.playbook, target=body.target, params=body.params,
-                                   policy=_policy(ctx), requester=_requester(ctx, staff, body.complaint_id),
-                                   base_dir=base_dir)
+                                   policy=_policy(ctx), requester=_requester(staff), base_dir=base_dir,
+                                   session=session, complaint_id=body.complaint_id)
     except (PolicyRefused, NotFound, Conflict) as exc:
         raise _http(exc) from None
     return {"params": params, "plan": plan}
@@ -128,7 +126,7 @@ def request_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff,
     inventory, base_dir = _inventory(ctx)
     try:
         row = svc.request_run(session, inventory, playbook=body.playbook, target=body.target, params=body.params,
-                              requester=_requester(ctx, staff, body.complaint_id), idempotency_key=idempotency_key,
+                              requester=_requester(staff), idempotency_key=idempotency_key,
                               policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir)
     except (PolicyRefused, NotFound, Conflict) as exc:
         raise _http(exc) from None
@@ -217,7 +215,8 @@ def snapshots_page(cluster: Cluster, vmid: Vmid, request: Request, ctx: Ctx, ses
 
 
 @router.post("/remediation/dry-run", response_class=HTMLResponse, include_in_schema=False)
-def dry_run_page(request: Request, ctx: Ctx, staff: Staff, playbook: Annotated[str, Form(max_length=63)],
+def dry_run_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
+                 playbook: Annotated[str, Form(max_length=63)],
                  target: Annotated[str, Form(max_length=200)],
                  param_name: Annotated[str, Form(max_length=63)] = "",
                  param_value: Annotated[str, Form(max_length=256)] = "",
@@ -226,7 +225,8 @@ def dry_run_page(request: Request, ctx: Ctx, staff: Staff, playbook: Annotated[s
     params = {param_name: param_value} if param_name else {}
     try:
         clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
-                                  requester=_requester(ctx, staff, complaint_id), base_dir=base_dir)
+                                  requester=_requester(staff), base_dir=base_dir, session=session,
+                                  complaint_id=complaint_id)
     except (PolicyRefused, NotFound, Conflict) as exc:
         return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
                           form={"playbook": playbook, "target": target, "param_name": param_name,
@@ -247,7 +247,7 @@ def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
     try:
         row = svc.request_run(session, inventory, playbook=playbook, target=target,
                               params={param_name: param_value} if param_name else {},
-                              requester=_requester(ctx, staff, complaint_id), idempotency_key=key,
+                              requester=_requester(staff), idempotency_key=key,
                               policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir)
     except svc.ActiveRunConflict as exc:
         return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
