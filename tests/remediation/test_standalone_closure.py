@@ -36,7 +36,9 @@ def test_the_standalone_worker_confirms_or_gives_up_and_alerts_once(sessions: An
                                                                     world: Inventory,  # noqa: F811
                                                                     fresh_db_url: str, tmp_path: Path) -> None:
     engineer(sessions, "eng-a", phone="+6281234567001")
-    finished = datetime.now(UTC) - timedelta(hours=1)  # past the closure deadline (15 minutes)
+    # VM 101's run ended an hour ago: past the closure deadline (15 minutes). VM 102's a minute ago: the checks
+    # below come before its deadline, and only checks before the deadline count.
+    finished = {101: datetime.now(UTC) - timedelta(hours=1), 102: datetime.now(UTC) - timedelta(minutes=1)}
     ids = {}
     with transaction(sessions) as session:
         for vmid in (101, 102):
@@ -44,7 +46,7 @@ def test_the_standalone_worker_confirms_or_gives_up_and_alerts_once(sessions: An
                                   requester=svc.Requester("policy-engine"), idempotency_key=f"s{vmid}",
                                   policy=rem.Policy(), trigger="rule:0")
             run.state = run.outcome = "succeeded"
-            run.started_at = run.finished_at = finished
+            run.started_at = run.finished_at = finished[vmid]
             ids[vmid] = run.id
     for _ in range(3):  # VM 102 runs again; VM 101 (and its site) stays down
         observe(sessions, datetime.now(UTC), vm="stopped")
