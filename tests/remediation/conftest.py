@@ -8,9 +8,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine, make_sessionmaker
 from remediation.executors.ssh import SshTarget
 from tests.remediation.sshguest import SshGuest
+
+
+@pytest.fixture
+def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
+    """A migrated throwaway database (SQLite or PostgreSQL, by the parametrised ``fresh_db_url``)."""
+    migrate.upgrade(fresh_db_url)
+    engine = make_engine(fresh_db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

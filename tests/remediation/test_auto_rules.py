@@ -9,7 +9,6 @@ the real collectors); every job run goes through the scheduler's one wrapper.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.engine import transaction
 from pdn_ops.db.health_tables import JobRunRow
 from pdn_ops.db.notify_tables import NotifyOutboxRow
 from pdn_ops.db.remediation_tables import AutoRuleRow, RemediationRunRow
@@ -51,14 +49,6 @@ URL = "https://portal.dinkes.example.go.id/"
 T = Thresholds()
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
 PUBLIC = "https://pdn.example.go.id"
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    migrate.upgrade(fresh_db_url)
-    engine = make_engine(fresh_db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

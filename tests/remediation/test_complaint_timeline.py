@@ -8,7 +8,6 @@ reconciles the cut-off step from the node's task list; the health checks then co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,8 +17,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.engine import transaction
 from pdn_ops.db.health_tables import HealthCheckRow, HealthTargetRow
 from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.db.tables import VmRow
@@ -43,14 +41,6 @@ from tests.remediation.world import add_vms, inventory, write_inventory
 # policy engine, parameters and the engineers' English machine text.
 INTERNAL = ("UPID", "pve1", "/nodes/", "/api2/", "worker-alpha", "worker-beta", "policy-engine", "before_update",
             "snapshot:", "summary", "checks passed", "final state", "vm:pve/")
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    migrate.upgrade(fresh_db_url)
-    engine = make_engine(fresh_db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

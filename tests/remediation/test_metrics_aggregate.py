@@ -7,7 +7,6 @@ The per-run code path (every finished run's times read on each scrape, the histo
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -17,18 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from bench.remediation_metrics import PerRunCollector, per_run_counts, registry_of, seed, sql_registry
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker
 from pdn_ops.services.remediation import DURATION_BUCKETS, metric_counts
 from tests.support import require_binary
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    migrate.upgrade(fresh_db_url)
-    engine = make_engine(fresh_db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def dyadic(i: int) -> int:

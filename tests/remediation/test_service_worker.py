@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.engine import transaction
 from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.db.tables import AuditRow
 from pdn_ops.domain import remediation as rem
@@ -25,14 +23,6 @@ from tests.remediation.world import add_vms, inventory, write_inventory
 
 ENG = svc.Requester("eng1")
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    migrate.upgrade(fresh_db_url)
-    engine = make_engine(fresh_db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

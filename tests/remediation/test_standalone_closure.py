@@ -19,7 +19,7 @@ from pdn_ops.db.tables import AuditRow
 from pdn_ops.domain import remediation as rem
 from pdn_ops.inventory import Inventory
 from pdn_ops.services import remediation as svc
-from tests.remediation.test_auto_rules import engineer, observe, sessions, world  # noqa: F401  (fixtures)
+from tests.remediation.test_auto_rules import engineer, observe, world  # noqa: F401  (fixtures)
 
 
 def worker_once(url: str, inventory_path: Path, data_dir: Path, name: str) -> str:
@@ -32,7 +32,7 @@ def worker_once(url: str, inventory_path: Path, data_dir: Path, name: str) -> st
     return done.stdout.strip()
 
 
-def test_the_standalone_worker_confirms_or_gives_up_and_alerts_once(sessions: Any,  # noqa: F811
+def test_the_standalone_worker_confirms_or_gives_up_and_alerts_once(sessions: Any,
                                                                     world: Inventory,  # noqa: F811
                                                                     fresh_db_url: str, tmp_path: Path) -> None:
     engineer(sessions, "eng-a", phone="+6281234567001")
