@@ -247,6 +247,13 @@ def refusals() -> Iterator[None]:
         raise PolicyRefused(str(exc)) from exc
 
 
+def refuse_unknown(params: Mapping[str, object], *allowed: str) -> None:
+    """A playbook takes only the parameters it declares: anything else is a mistake to refuse, not to ignore."""
+    unknown = set(params) - set(allowed)
+    if unknown:
+        raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+
+
 class CheckFailed(Exception):
     """A check found the target in a state where the playbook must stop (refusal or failed verification)."""
 

@@ -7,7 +7,16 @@ from typing import Any
 
 from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_cleanup
 from pdn_ops.errors import PolicyRefused
-from remediation.playbooks.base import Check, CheckFailed, RunContext, SshAction, Step, VmTarget, refusals
+from remediation.playbooks.base import (
+    Check,
+    CheckFailed,
+    RunContext,
+    SshAction,
+    Step,
+    VmTarget,
+    refusals,
+    refuse_unknown,
+)
 
 DF = ["df", "-P", "-k", "/"]
 
@@ -65,9 +74,7 @@ class FreeDisk:
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():
-            unknown = set(params) - {"cleanup"}
-            if unknown:
-                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            refuse_unknown(params, "cleanup")
             if target.ssh is None:
                 raise PolicyRefused("this VM has no SSH access declared in the inventory")
             return {"cleanup": validate_cleanup(params.get("cleanup"), list(target.cleanup))}

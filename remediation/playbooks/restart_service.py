@@ -7,7 +7,16 @@ from typing import Any
 
 from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_unit
 from pdn_ops.errors import PolicyRefused
-from remediation.playbooks.base import Check, CheckFailed, RunContext, SshAction, Step, VmTarget, refusals
+from remediation.playbooks.base import (
+    Check,
+    CheckFailed,
+    RunContext,
+    SshAction,
+    Step,
+    VmTarget,
+    refusals,
+    refuse_unknown,
+)
 
 
 def _is_active(ctx: RunContext) -> list[str]:
@@ -42,9 +51,7 @@ class RestartService:
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():
-            unknown = set(params) - {"unit"}
-            if unknown:
-                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            refuse_unknown(params, "unit")
             if target.ssh is None:
                 raise PolicyRefused("this VM has no SSH access declared in the inventory")
             return {"unit": validate_unit(params.get("unit"), target.services)}

@@ -20,6 +20,7 @@ from remediation.playbooks.base import (
     Step,
     VmTarget,
     refusals,
+    refuse_unknown,
     status_fact,
     vm_status,
 )
@@ -61,9 +62,7 @@ class RestartVm:
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():
-            unknown = set(params) - {"shutdown_timeout"}
-            if unknown:
-                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            refuse_unknown(params, "shutdown_timeout")
             value = params.get("shutdown_timeout", SHUTDOWN_TIMEOUT)
             if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
                 raise PolicyRefused("the shutdown timeout must be a whole number of seconds")

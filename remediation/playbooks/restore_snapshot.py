@@ -21,6 +21,7 @@ from remediation.playbooks.base import (
     Step,
     VmTarget,
     refusals,
+    refuse_unknown,
     status_fact,
     vm_status,
 )
@@ -65,9 +66,7 @@ class RestoreSnapshot:
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():
-            unknown = set(params) - {"snapshot"}
-            if unknown:
-                raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
+            refuse_unknown(params, "snapshot")
             if "snapshot" not in params:
                 raise PolicyRefused("choose a snapshot to roll back to")
             return {"snapshot": validate_snapshot_name(params["snapshot"])}

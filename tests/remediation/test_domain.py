@@ -185,3 +185,15 @@ def test_every_state_playbook_and_risk_has_a_label_in_both_languages() -> None:
     wanted |= {f"remediation.step_state.{s.value}" for s in rem.StepStatus}
     wanted |= {f"remediation.risk.{r.value}" for r in rem.Risk} | {f"remediation.playbook.{p}" for p in PLAYBOOKS}
     assert wanted <= keys, sorted(wanted - keys)
+
+
+@pytest.mark.parametrize("kind", ["restart_vm", "resize_vm", "restore_snapshot", "restart_service", "free_disk"])
+def test_every_playbook_refuses_a_parameter_it_does_not_declare(kind: str) -> None:
+    from pdn_ops.errors import PolicyRefused
+    from pdn_ops.registry import PLAYBOOKS, playbook_class
+    from remediation.playbooks.base import VmTarget
+
+    assert kind in PLAYBOOKS
+    target = VmTarget(cluster="pve", vmid=101, opd="dinkes")
+    with pytest.raises(PolicyRefused, match=r"unknown (resize )?parameters: rm_rf"):
+        playbook_class(kind)().validate({"rm_rf": "/"}, target, rem.Policy())
