@@ -8,28 +8,24 @@ VM") and a crashed service (its guest reports the declared unit inactive -> rest
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.engine import transaction
 from pdn_ops.db.remediation_tables import RemediationRunRow
 from pdn_ops.domain import remediation as rem
-from pdn_ops.inventory import Inventory, load_inventory
+from pdn_ops.inventory import Inventory
 from pdn_ops.scheduler.collectors import InventoryCollectorFactory
 from pdn_ops.scheduler.jobs import HealthConfig, JobSpec, build_jobs, remediation_jobs
 from pdn_ops.scheduler.wrapper import JobWrapper
 from pdn_ops.services import remediation_auto
-from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.services.remediation_closure import ClosurePolicy
 from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
-from tests.support import missing
+from tests.remediation.world import lab_with_database
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")]
@@ -66,27 +62,13 @@ class AutoLab:
 
 @pytest.fixture(scope="module")
 def lab_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoLab]:
-    if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
-        missing("OpenSSH sshd", "install the Debian package openssh-server")
-    from pdn_ops.lab.lab import Lab
-
-    directory = tmp_path_factory.mktemp("autolab")
-    lab = Lab.start(directory / "lab", vms=3, sites=3, time_scale=0.02)
-    url = f"sqlite:///{directory / 'auto.sqlite3'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    inventory = load_inventory(lab.inventory_path)
-    with transaction(sessions) as session:
-        sync_inventory(session, inventory)
-    world = AutoLab(lab, inventory, sessions)
-    try:
-        yield world
-    finally:
-        world.worker.close()
-        world.factory.close()
-        engine.dispose()
-        lab.stop()
+    with lab_with_database(tmp_path_factory.mktemp("autolab"), vms=3, sites=3) as (lab, inventory, sessions):
+        world = AutoLab(lab, inventory, sessions)
+        try:
+            yield world
+        finally:
+            world.worker.close()
+            world.factory.close()
 
 
 def rule(world: AutoLab, target: str, playbook: str, vm_status: str | None, params: dict[str, object]) -> None:

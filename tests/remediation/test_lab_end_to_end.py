@@ -7,7 +7,6 @@ and SSH collectors record their checks through the health services; closure read
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,20 +16,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.db.engine import transaction
 from pdn_ops.db.remediation_tables import RemediationRunRow
 from pdn_ops.domain import remediation as rem
 from pdn_ops.domain.access import Principal, Role
 from pdn_ops.domain.health import Thresholds
-from pdn_ops.inventory import Inventory, load_inventory
+from pdn_ops.inventory import Inventory
 from pdn_ops.services import health
 from pdn_ops.services import remediation as svc
 from pdn_ops.services.complaints import ComplaintConfig
-from pdn_ops.services.inventory_sync import sync_inventory
 from pdn_ops.services.remediation_closure import ClosurePolicy
 from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
-from tests.support import missing
+from tests.remediation.world import lab_with_database
 
 # The site collector's aiohttp client (collectors/http, not this area) sometimes leaves a TLS transport to the lab's
 # site for the garbage collector after an error answer; reported to the lead rather than hidden in that package.
@@ -94,27 +91,14 @@ class LabWorld:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabWorld]:
-    if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
-        missing("OpenSSH sshd", "install the Debian package openssh-server")
-    from pdn_ops.lab.lab import Lab
-
     directory = tmp_path_factory.mktemp("e2e")
-    lab = Lab.start(directory / "lab", vms=5, sites=5, time_scale=0.02)
-    url = f"sqlite:///{directory / 'e2e.sqlite3'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    inventory = load_inventory(lab.inventory_path)
-    with transaction(sessions) as session:
-        sync_inventory(session, inventory)
-    world = LabWorld(lab, inventory, sessions)
-    world.complaints = ComplaintConfig(data_dir=directory / "complaints")
-    try:
-        yield world
-    finally:
-        world.worker.close()
-        engine.dispose()
-        lab.stop()
+    with lab_with_database(directory, vms=5, sites=5) as (lab, inventory, sessions):
+        world = LabWorld(lab, inventory, sessions)
+        world.complaints = ComplaintConfig(data_dir=directory / "complaints")
+        try:
+            yield world
+        finally:
+            world.worker.close()
 
 
 def test_stopped_vm_is_started_by_the_auto_rule_and_closed_by_its_checks(world: LabWorld) -> None:

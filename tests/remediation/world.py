@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pdn_ops.db import migrate
+from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
 from pdn_ops.inventory import Inventory, load_inventory
+from pdn_ops.services.inventory_sync import sync_inventory
 from tests.remediation.pve_support import TOKEN_ID, TOKEN_SECRET
 from tests.remediation.sshguest import SshGuest
+from tests.support import missing
 
 TOKEN_ENV = "PDN_OPS_TEST_REMEDIATION_TOKEN"
 CONFIG = {"cores": 2, "memory": 2048, "scsi0": "local-lvm:vm-{vmid}-disk-0,size=10G", "ostype": "l26"}
@@ -64,3 +71,30 @@ def write_inventory(directory: Path, pve: Any, cafile: str, guest: SshGuest | No
 
 def inventory(path: Path) -> Inventory:
     return load_inventory(path)
+
+
+@contextmanager
+def lab_with_database(directory: Path, *, vms: int, sites: int) -> Iterator[tuple[Any, Inventory, Any]]:
+    """A lab (real sshd guests and sites, time scale 0.02) beside a migrated SQLite database holding its inventory.
+
+    Yields (lab, inventory, sessionmaker); stops the lab and disposes of the engine afterwards.
+    """
+    if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
+        missing("OpenSSH sshd", "install the Debian package openssh-server")
+    from pdn_ops.lab.lab import Lab
+
+    lab = Lab.start(directory / "lab", vms=vms, sites=sites, time_scale=0.02)
+    url = f"sqlite:///{directory / 'lab.sqlite3'}"
+    engine = None
+    try:
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        inventory = load_inventory(lab.inventory_path)
+        with transaction(sessions) as session:
+            sync_inventory(session, inventory)
+        yield lab, inventory, sessions
+    finally:
+        if engine is not None:
+            engine.dispose()
+        lab.stop()
