@@ -7,33 +7,19 @@ engineer fixes -> OPD confirms -> the report shows it.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from tests.browser_fixtures import VIEWPORTS
 from tests.complaints.world import PASSWORD, World, jpeg
-from tests.support import free_port
+from tests.support import serve_in_thread
 
 
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(world.app) as base:
+        yield base
 
 
 def _page(browser, viewport: str):

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 import urllib.request
 
-import uvicorn
-
 from pdn_ops.web import access_log
+from tests.support import serve_in_thread
 
 
 async def _app(scope, receive, send) -> None:
@@ -30,30 +27,19 @@ class _Lines(logging.Handler):
 
 
 def test_query_secrets_are_masked_in_uvicorn_access_lines() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(_app, host="127.0.0.1", port=port, log_level="info", lifespan="off")
-    access_log.install()
     lines = _Lines()
-    logging.getLogger("uvicorn.access").addHandler(lines)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        url = (f"http://127.0.0.1:{port}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=s3cret-Verify"
-               "&hub.challenge=12345&Token=abc")
-        assert urllib.request.urlopen(url, timeout=5).read() == b"ok"
-        deadline = time.monotonic() + 5
-        while not lines.lines and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        logging.getLogger("uvicorn.access").removeHandler(lines)
+    with serve_in_thread(_app) as base:
+        access_log.install()  # after uvicorn configured its loggers, as pdn_ops.cli does
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+        logging.getLogger("uvicorn.access").addHandler(lines)
+        try:
+            url = f"{base}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=s3cret-Verify&hub.challenge=12345&Token=abc"
+            assert urllib.request.urlopen(url, timeout=5).read() == b"ok"
+            deadline = time.monotonic() + 5
+            while not lines.lines and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            logging.getLogger("uvicorn.access").removeHandler(lines)
     assert lines.lines, "uvicorn wrote an access line"
     text = "\n".join(lines.lines)
     assert "s3cret-Verify" not in text and "abc" not in text
