@@ -254,6 +254,12 @@ def refuse_unknown(params: Mapping[str, object], *allowed: str) -> None:
         raise PolicyRefused(f"unknown parameters: {', '.join(sorted(unknown))}")
 
 
+def require_ssh(target: VmTarget) -> None:
+    """SSH playbooks act only on VMs whose SSH access the inventory declares."""
+    if target.ssh is None:
+        raise PolicyRefused("this VM has no SSH access declared in the inventory")
+
+
 class CheckFailed(Exception):
     """A check found the target in a state where the playbook must stop (refusal or failed verification)."""
 

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_cleanup
-from pdn_ops.errors import PolicyRefused
 from remediation.playbooks.base import (
     Check,
     CheckFailed,
@@ -16,6 +15,7 @@ from remediation.playbooks.base import (
     VmTarget,
     refusals,
     refuse_unknown,
+    require_ssh,
 )
 
 DF = ["df", "-P", "-k", "/"]
@@ -75,8 +75,7 @@ class FreeDisk:
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():
             refuse_unknown(params, "cleanup")
-            if target.ssh is None:
-                raise PolicyRefused("this VM has no SSH access declared in the inventory")
+            require_ssh(target)
             return {"cleanup": validate_cleanup(params.get("cleanup"), list(target.cleanup))}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_unit
-from pdn_ops.errors import PolicyRefused
 from remediation.playbooks.base import (
     Check,
     CheckFailed,
@@ -16,6 +15,7 @@ from remediation.playbooks.base import (
     VmTarget,
     refusals,
     refuse_unknown,
+    require_ssh,
 )
 
 
@@ -52,8 +52,7 @@ class RestartService:
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():
             refuse_unknown(params, "unit")
-            if target.ssh is None:
-                raise PolicyRefused("this VM has no SSH access declared in the inventory")
+            require_ssh(target)
             return {"unit": validate_unit(params.get("unit"), target.services)}
 
     def steps(self, params: Mapping[str, Any]) -> Sequence[Step]:
