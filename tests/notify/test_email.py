@@ -114,7 +114,7 @@ def test_mail_goes_out_over_starttls_with_auth_as_text_and_html_in_the_recipient
         factory: sessionmaker[Session], clock: Clock, certs: Certs, starttls_server: tuple[Mailroom, int]) -> None:
     room, port = starttls_server
     with transaction(factory) as session:
-        notify_outbox.enqueue(session, event="complaint_returned", params=PARAMS, idempotency_key="c:7:returned",
+        notify_outbox.enqueue(session, now=clock(), event="complaint_returned", params=PARAMS, idempotency_key="c:7:returned",
                               recipients=[Recipient(Channel.EMAIL, ADMIN_EMAIL, "id"),
                                           Recipient(Channel.EMAIL, "head@dinkes.example.go.id", "en")])
     rt = mail_runtime(factory, clock, sender(port, certs))
@@ -139,7 +139,7 @@ def test_mail_goes_out_over_implicit_tls(factory: sessionmaker[Session], clock: 
                                          implicit_tls_server: tuple[Mailroom, int]) -> None:
     room, port = implicit_tls_server
     with transaction(factory) as session:
-        notify_outbox.enqueue(session, event="complaint_closed", params=PARAMS, idempotency_key="c:7:closed",
+        notify_outbox.enqueue(session, now=clock(), event="complaint_closed", params=PARAMS, idempotency_key="c:7:closed",
                               recipients=[Recipient(Channel.EMAIL, ADMIN_EMAIL, "en")])
     assert deliver_due(mail_runtime(factory, clock, sender(port, certs, security="tls"))).sent == 1
     assert [str(m["Subject"]) for m in room.received] == ["Complaint PDN-2026-000007 closed"]
@@ -150,7 +150,7 @@ def test_a_wrong_password_or_an_untrusted_certificate_keeps_the_mail_queued(
         tmp_path: Path) -> None:
     room, port = starttls_server
     with transaction(factory) as session:
-        notify_outbox.enqueue(session, event="complaint_closed", params=PARAMS, idempotency_key="c:8:closed",
+        notify_outbox.enqueue(session, now=clock(), event="complaint_closed", params=PARAMS, idempotency_key="c:8:closed",
                               recipients=[Recipient(Channel.EMAIL, ADMIN_EMAIL, "id")])
     assert deliver_due(mail_runtime(factory, clock, sender(port, certs, password="wrong"))).retried == 1
     (row,) = outbox(factory)
@@ -174,10 +174,10 @@ def test_every_step5_notification_arrives_exactly_once_on_both_channels_despite_
     recipients = [Recipient(Channel.WHATSAPP, ADMIN_WA, "id"), Recipient(Channel.EMAIL, ADMIN_EMAIL, "id")]
     for event in STEP5:
         with transaction(factory) as session:
-            notify_outbox.enqueue(session, event=event, params=PARAMS, idempotency_key=f"c:9:{event}",
+            notify_outbox.enqueue(session, now=clock(), event=event, params=PARAMS, idempotency_key=f"c:9:{event}",
                                   recipients=recipients)
             # A state change retried by its caller enqueues the same key again: still one message.
-            notify_outbox.enqueue(session, event=event, params=PARAMS, idempotency_key=f"c:9:{event}",
+            notify_outbox.enqueue(session, now=clock(), event=event, params=PARAMS, idempotency_key=f"c:9:{event}",
                                   recipients=recipients)
     rt = mail_runtime(factory, clock, sender(port, certs))
     rt.senders[Channel.WHATSAPP] = runtime.senders[Channel.WHATSAPP]
