@@ -34,12 +34,13 @@ from sqlalchemy import create_engine, func, insert, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pdn_ops.db import migrate  # noqa: E402
-from pdn_ops.db.complaint_tables import ComplaintRow, UserRow  # noqa: E402
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction  # noqa: E402
-from pdn_ops.db.tables import OpdRow, VmRow  # noqa: E402
-from pdn_ops.domain.access import Principal, Role  # noqa: E402
-from pdn_ops.services import accounts  # noqa: E402
+from pdn_ops.accounts import service as accounts  # noqa: E402
+from pdn_ops.accounts.model import Principal, Role  # noqa: E402
+from pdn_ops.accounts.tables import UserRow  # noqa: E402
+from pdn_ops.complaints.tables import ComplaintRow  # noqa: E402
+from pdn_ops.core.db import migrate  # noqa: E402
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction  # noqa: E402
+from pdn_ops.core.db.tables import OpdRow, VmRow  # noqa: E402
 
 OPDS = 50
 PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -47,8 +48,8 @@ PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@
 
 def app_factory():  # type: ignore[no-untyped-def]
     """uvicorn --factory entry point: the real app on the benchmark database."""
-    from pdn_ops.settings import load_settings
-    from pdn_ops.web.app import create_app
+    from pdn_ops.app.factory import create_app
+    from pdn_ops.core.settings import load_settings
 
     settings = load_settings(demo=True, database_url=os.environ["PDN_OPS_DATABASE_URL"],
                              data_dir=Path(os.environ["PDN_OPS_DATA_DIR"]))
@@ -112,7 +113,7 @@ def seed(url: str, total: int) -> dict[str, str]:
 
 def peer_offset_vs_keyset(url: str) -> list[str]:
     """The same queue query at a deep position: OFFSET (the peer) vs our keyset cursor, in-process."""
-    from pdn_ops.services import complaint_queries
+    from pdn_ops.complaints import queries as complaint_queries
 
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)

@@ -4,7 +4,8 @@ Builds a database with a generated inventory (40 OPDs, 2,000 VMs, 2,000 sites, 5
 of observations through the real services (which is timed too), then measures, cold (snapshot re-read each time):
 
 - the snapshot query alone,
-- rendering alone, by pdn_ops.metrics and by prometheus_client's generic formatter over the same series (the peer),
+- rendering alone, by pdn_ops.health.metrics and by prometheus_client's generic formatter over the same series
+  (the peer),
 - a whole GET /metrics through the ASGI app, as served (snapshot in memory), and with the snapshot re-read first
   (what a job pays after writing, or the first scrape of a process).
 
@@ -30,10 +31,17 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import create_engine, text
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.domain.observations import (
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.core.settings import load_settings
+from pdn_ops.health import queries as health_queries
+from pdn_ops.health import service as health
+from pdn_ops.health.metrics import FAMILIES, render_health
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import (
     ClusterObservation,
     GuestObservation,
     Mount,
@@ -41,13 +49,7 @@ from pdn_ops.domain.observations import (
     SiteCheck,
     SshObservation,
 )
-from pdn_ops.inventory import Inventory
-from pdn_ops.metrics import FAMILIES, render_health
-from pdn_ops.services import health, health_queries
-from pdn_ops.services.health_queries import HealthSnapshot
-from pdn_ops.services.inventory_sync import sync_inventory
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.health.queries import HealthSnapshot
 
 N_VMS = N_SITES = 2000
 N_OPDS, N_SSH = 40, 500
@@ -202,7 +204,7 @@ def run(url: str, rounds: int) -> None:
         print(f"record + evaluate {name}: {seconds * 1000:.0f} ms")
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"snapshot query:                       median {q_med:6.1f} ms  p95 {q_p95:6.1f} ms")
-    print(f"render (pdn_ops.metrics):              median {r_med:6.1f} ms  p95 {r_p95:6.1f} ms")
+    print(f"render (pdn_ops.health.metrics):              median {r_med:6.1f} ms  p95 {r_p95:6.1f} ms")
     print(f"render (prometheus_client generic):    median {p_med:6.1f} ms  p95 {p_p95:6.1f} ms  (peer)")
     print(f"ratio generic / ours:                  {p_med / r_med:.1f}x")
     print(f"GET /metrics (ASGI, snapshot in memory): median {e_med:6.1f} ms  p95 {e_p95:6.1f} ms  (budget 100 ms)")

@@ -26,7 +26,7 @@ from fakepve.certs import make_cert
 from bench.procstat import free_port, stop, tree_cpu_seconds, wait_port
 from collectors.proxmox.client import ProxmoxClient
 from collectors.proxmox.collector import ProxmoxCollector
-from pdn_ops.inventory import Cluster, Tls
+from pdn_ops.core.inventory import Cluster, Tls
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.40.1"

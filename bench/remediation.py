@@ -33,20 +33,22 @@ from typing import Any
 
 from sqlalchemy import create_engine, select, text
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.inventory import load_inventory
-from pdn_ops.scheduler.collectors import InventoryCollectorFactory
-from pdn_ops.scheduler.jobs import HealthConfig, build_jobs, remediation_jobs
-from pdn_ops.scheduler.wrapper import JobWrapper
-from pdn_ops.services import health, remediation_auto
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.inventory_sync import sync_inventory
-from pdn_ops.services.remediation_closure import ClosurePolicy
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.inventory import load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.core.jobs import JobWrapper
+from pdn_ops.health import service as health
+from pdn_ops.health.collection import InventoryCollectorFactory
+from pdn_ops.health.jobs import HealthConfig, build_jobs
+from pdn_ops.health.model import Thresholds
+from pdn_ops.runs import auto as remediation_auto
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.closure import ClosurePolicy
+from pdn_ops.runs.jobs import remediation_jobs
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig, proxmox_executor_for
 
 PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -156,7 +158,7 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
 
 
 def _suggested(sessions: Any, inventory: Any, base: Path, target: str) -> str | None:
-    from pdn_ops.services.remediation_snapshots import SnapshotCache, inventory_fetch, suggest
+    from pdn_ops.runs.snapshots import SnapshotCache, inventory_fetch, suggest
 
     cache = SnapshotCache(fetch=inventory_fetch(lambda: inventory, base))
     cache.get(target)
@@ -207,7 +209,7 @@ def scale(runs: int) -> dict[str, Any]:
                                         requester=svc.Requester("bench"), idempotency_key=f"s{vmid}",
                                         policy=rem.Policy(), trigger="rule:bench")
                 t0 = time.monotonic()
-                procs = [subprocess.Popen([sys.executable, "-c", "from pdn_ops.cli import main; main()",
+                procs = [subprocess.Popen([sys.executable, "-c", "from pdn_ops.app.cli import main; main()",
                                            "remediation", "worker", "--once", "--database-url", url, "--inventory",
                                            str(path), "--worker-id", w], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True) for w in ("alpha", "beta")]

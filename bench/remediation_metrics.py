@@ -28,19 +28,19 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.remediation_metrics import RemediationCollector
-from pdn_ops.services.remediation import DURATION_BUCKETS
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.runs import model as rem
+from pdn_ops.runs.metrics import RemediationCollector
+from pdn_ops.runs.service import DURATION_BUCKETS
+from pdn_ops.runs.tables import RemediationRunRow
 
 PLAYBOOKS = ("restart_vm", "resize_vm", "restore_snapshot", "restart_service", "free_disk")
 OUTCOMES = ("succeeded", "succeeded", "succeeded", "failed", "unknown", "ineffective")
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 
 
-# --- the peer: the per-run code path of pdn_ops.services.remediation before the SQL aggregate --------------------
+# --- the peer: the per-run code path of pdn_ops.runs.service before the SQL aggregate --------------------
 
 def per_run_counts(sessions: Callable[[], Session]) -> tuple[dict[tuple[str, str], int], dict[str, int],
                                                                 dict[str, list[float]]]:

@@ -24,14 +24,14 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow, WorkNoteRow  # noqa: E402
-from pdn_ops.domain.complaints import Category, State  # noqa: E402
-from pdn_ops.domain.timeline import Entry  # noqa: E402
-from pdn_ops.services import photos  # noqa: E402
-from pdn_ops.services.complaint_reports import MonthlyReport, ResolutionReport  # noqa: E402
-from pdn_ops.web import pdf  # noqa: E402
+from pdn_ops.complaints import pdf  # noqa: E402
+from pdn_ops.complaints.model import Category, State  # noqa: E402
+from pdn_ops.complaints.reports import MonthlyReport, ResolutionReport  # noqa: E402
+from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, WorkNoteRow  # noqa: E402
+from pdn_ops.complaints.timeline import Entry  # noqa: E402
+from pdn_ops.complaints.timeline_text import lines  # noqa: E402
+from pdn_ops.core import photos  # noqa: E402
 from pdn_ops.web.templating import translators  # noqa: E402
-from pdn_ops.web.timeline import lines  # noqa: E402
 
 TZ = ZoneInfo("Asia/Jakarta")
 

@@ -25,14 +25,14 @@ sys.path.insert(0, str(ROOT))
 from fastapi.testclient import TestClient  # noqa: E402
 
 from bench.complaints import seed  # noqa: E402
-from pdn_ops.db import migrate  # noqa: E402
-from pdn_ops.db.engine import transaction  # noqa: E402
-from pdn_ops.domain.access import Principal, Role  # noqa: E402
-from pdn_ops.domain.procedure import ProcedureSettings  # noqa: E402
-from pdn_ops.services import procedure_settings  # noqa: E402
-from pdn_ops.services.complaints import ComplaintConfig  # noqa: E402
-from pdn_ops.settings import load_settings  # noqa: E402
-from pdn_ops.web.app import create_app  # noqa: E402
+from pdn_ops.accounts.model import Principal, Role  # noqa: E402
+from pdn_ops.app.factory import create_app  # noqa: E402
+from pdn_ops.complaints import procedure_store as procedure_settings  # noqa: E402
+from pdn_ops.complaints.procedure import ProcedureSettings  # noqa: E402
+from pdn_ops.complaints.service import ComplaintConfig  # noqa: E402
+from pdn_ops.core.db import migrate  # noqa: E402
+from pdn_ops.core.db.engine import transaction  # noqa: E402
+from pdn_ops.core.settings import load_settings  # noqa: E402
 
 
 def per_call_ns(fn, n: int = 200_000) -> float:

@@ -4,7 +4,7 @@
 
 Each site is a distinct 127.1.X.Y address served by one server process (bench/site_server.py). Ours: the
 whole pipeline in this process: check (Site models -> aiohttp fetch on a new connection -> status and keyword
--> SiteCheck), then store and evaluate (pdn_ops.services.health.record_site_checks into a migrated SQLite
+-> SiteCheck), then store and evaluate (pdn_ops.health.service.record_site_checks into a migrated SQLite
 database holding the 2,000 sites: raw results, health targets, state changes); its CPU is this process's CPU.
 The peer: blackbox_exporter (Debian package) as a subprocess, driven with 2,000 /probe requests at
 concurrency 100 (same keyword and status rules); its CPU is read from /proc.
@@ -30,13 +30,13 @@ from bench.procstat import free_port, stop, tree_cpu_seconds, wait_port
 from bench.site_server import address
 from collectors.http.client import SiteClient
 from collectors.http.collector import SiteCollector
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.domain.observations import SiteCheck
-from pdn_ops.inventory import Inventory, Opd, Site
-from pdn_ops.services.health import record_site_checks
-from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.inventory import Inventory, Opd, Site
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import SiteCheck
+from pdn_ops.health.service import record_site_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYWORD = "Selamat datang"

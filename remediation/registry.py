@@ -1,4 +1,4 @@
-"""Playbooks by name, from the one plug-in table in ``pdn_ops.registry`` (imported lazily, one instance each).
+"""Playbooks by name, from the one plug-in table in ``pdn_ops.core.registry`` (imported lazily, one instance each).
 
 An unknown name here comes from a request, so it is a refusal (``PolicyRefused``), not a configuration error.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from functools import cache
 from typing import cast
 
-from pdn_ops import registry as plugins
-from pdn_ops.errors import PolicyRefused
+from pdn_ops.core import registry as plugins
+from pdn_ops.core.errors import PolicyRefused
 from remediation.playbooks.base import Playbook
 
 PLAYBOOKS = plugins.PLAYBOOKS

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pdn_ops.domain.remediation import Outcome, StepStatus
+from pdn_ops.runs.model import Outcome, StepStatus
 from remediation.playbooks.base import Playbook, RunContext, Step, StepRecord
 
 

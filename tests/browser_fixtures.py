@@ -6,7 +6,9 @@ which would break any later test that runs a loop of its own (asyncio.run, pytes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,20 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 740}}
 
 
+# The future-clock run (make test-future) moves this process's clock with libfaketime; Chromium and Playwright's
+# Node driver hang under that library. The browser keeps the real clock, as a user's own device would.
+FAKETIME_VARS = ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC")
+
+
+@contextmanager
+def _browser_clock() -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in FAKETIME_VARS if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
@@ -30,9 +46,15 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing("Playwright", "the playwright Python package is not installed (test extra)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    with _browser_clock():
+        driver = sync_playwright().start()
         try:
-            yield chromium
-        finally:
-            chromium.close()
+            chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        except BaseException:
+            driver.stop()
+            raise
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+        driver.stop()

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine
 from tests.support import missing, port_open, throwaway_database
 
 pytest_plugins = ["tests.lab_fixtures", "tests.browser_fixtures"]

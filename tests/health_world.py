@@ -17,10 +17,12 @@ import pytest
 import uvicorn
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.health_tables import JobStatusRow
-from pdn_ops.db.tables import utcnow
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.domain.observations import (
+from pdn_ops.core.db.tables import JobStatusRow, utcnow
+from pdn_ops.core.inventory import load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.health import service as health
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import (
     ClusterObservation,
     FailureClass,
     GuestObservation,
@@ -29,9 +31,6 @@ from pdn_ops.domain.observations import (
     SiteCheck,
     SshObservation,
 )
-from pdn_ops.inventory import load_inventory
-from pdn_ops.services import health
-from pdn_ops.services.inventory_sync import sync_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 TH = Thresholds(down_after=2, up_after=2)

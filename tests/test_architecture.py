@@ -1,4 +1,4 @@
-"""The import direction of shared/STYLE.md, enforced on the source tree."""
+"""The shape of shared/STYLE.md, enforced on the source tree (the import contracts are in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# (package prefix of the importer, forbidden import prefixes)
-RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("pdn_ops.domain", ("pdn_ops.", "collectors", "remediation", "sqlalchemy", "fastapi", "paramiko",
-                        "proxmoxer", "aiohttp", "requests", "yaml", "pydantic")),
-    ("collectors", ("pdn_ops.db", "pdn_ops.web", "pdn_ops.services", "pdn_ops.scheduler", "sqlalchemy", "fastapi")),
-    ("remediation", ("pdn_ops.db", "pdn_ops.web", "pdn_ops.services", "pdn_ops.scheduler", "sqlalchemy",
-                     "fastapi")),
-    ("pdn_ops.web", ("pdn_ops.db.migrations",)),
-]
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+FEATURES = ("accounts", "complaints", "health", "notify", "runs")
+# A feature's pure model: standard library only (and other pure modules of the same feature).
+PURE = {
+    "pdn_ops.accounts.model", "pdn_ops.complaints.model", "pdn_ops.complaints.sla", "pdn_ops.complaints.procedure",
+    "pdn_ops.complaints.timeline", "pdn_ops.health.model", "pdn_ops.health.observations", "pdn_ops.health.drift",
+    "pdn_ops.notify.model", "pdn_ops.notify.policy", "pdn_ops.runs.model",
+}
 
 
 def imports_of(path: Path) -> list[str]:
@@ -35,41 +32,28 @@ def module_name(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
-def test_layers_import_only_downwards() -> None:
-    violations = []
-    for top in ("pdn_ops", "collectors", "remediation"):
-        for path in (ROOT / top).rglob("*.py"):
-            module = module_name(path)
-            for prefix, forbidden in RULES:
-                if module != prefix and not module.startswith(prefix + "."):
-                    continue
-                for name in imports_of(path):
-                    if any(name == f.rstrip(".") or name.startswith(f if f.endswith(".") else f + ".")
-                           or name == f for f in forbidden):
-                        if prefix == "pdn_ops.domain" and name.startswith("pdn_ops.domain"):
-                            continue
-                        violations.append(f"{module} imports {name}")
-    assert not violations, violations
+def test_every_feature_has_a_pure_model() -> None:
+    for feature in FEATURES:
+        assert (ROOT / "pdn_ops" / feature / "model.py").is_file(), feature
 
 
-def test_domain_uses_only_the_standard_library() -> None:
-    for path in (ROOT / "pdn_ops" / "domain").rglob("*.py"):
-        for name in imports_of(path):
-            top = name.split(".")[0]
-            assert top in STDLIB or name.startswith("pdn_ops.domain") or name == "pdn_ops.errors", (
-                f"{module_name(path)} imports {name}"
-            )
-
-
-def test_only_services_and_scheduler_open_sessions() -> None:
-    allowed = ("pdn_ops.services", "pdn_ops.scheduler", "pdn_ops.db", "pdn_ops.web", "pdn_ops.cli",
-               "pdn_ops.lab", "pdn_ops.workers")
+def test_pure_models_use_only_the_standard_library() -> None:
     offenders = []
-    for top in ("pdn_ops", "collectors", "remediation"):
-        for path in (ROOT / top).rglob("*.py"):
-            module = module_name(path)
-            if module.startswith(allowed):
-                continue
-            if "sqlalchemy.orm" in imports_of(path):
-                offenders.append(module)
+    for name in sorted(PURE):
+        path = ROOT / Path(*name.split(".")).with_suffix(".py")
+        for imported in imports_of(path):
+            if imported.split(".")[0] not in STDLIB and imported not in PURE:
+                offenders.append(f"{name} imports {imported}")
     assert not offenders, offenders
+
+
+def test_no_two_packages_share_a_name() -> None:
+    seen: dict[str, Path] = {}
+    clashes = []
+    for top in ("pdn_ops", "collectors", "remediation"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            name = init.parent.name
+            if name in seen:
+                clashes.append(f"{init.parent} and {seen[name]}")
+            seen.setdefault(name, init.parent)
+    assert not clashes, clashes

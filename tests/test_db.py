@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine
-from pdn_ops.db.tables import AuditRow, OpdRow, SiteRow, VmRow
-from pdn_ops.errors import DatabaseNotReady
-from pdn_ops.inventory import parse_inventory
-from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine
+from pdn_ops.core.db.tables import AuditRow, OpdRow, SiteRow, VmRow
+from pdn_ops.core.errors import DatabaseNotReady
+from pdn_ops.core.inventory import parse_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
 from tests.test_inventory import VALID
 
 

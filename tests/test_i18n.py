@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pdn_ops.i18n import catalogue, negotiate, translate
+from pdn_ops.core.i18n import catalogue, negotiate, translate
 
 PKG = Path(__file__).resolve().parent.parent / "pdn_ops"
 

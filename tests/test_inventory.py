@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pdn_ops.cli import main
-from pdn_ops.errors import ConfigError, InventoryError
-from pdn_ops.inventory import load_inventory, parse_inventory, resolve_secret
+from pdn_ops.app.cli import main
+from pdn_ops.core.errors import ConfigError, InventoryError
+from pdn_ops.core.inventory import load_inventory, parse_inventory, resolve_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "inventory.example.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from pdn_ops.metrics import SnapshotCache, render_health
-from pdn_ops.services.health_queries import HealthSnapshot, TargetSnapshot
+from pdn_ops.health.metrics import SnapshotCache, render_health
+from pdn_ops.health.queries import HealthSnapshot, TargetSnapshot
 
 
 def snapshot(n: int) -> HealthSnapshot:

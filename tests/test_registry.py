@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pdn_ops import registry
-from pdn_ops.errors import ConfigError
+from pdn_ops.core import registry
+from pdn_ops.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("kind", sorted(registry.COLLECTORS))
@@ -23,7 +23,7 @@ def test_unknown_kind_is_a_config_error_listing_the_known_ones():
 
 
 def test_importing_the_registry_loads_no_collector_library():
-    code = ("import sys, pdn_ops.registry; "
+    code = ("import sys, pdn_ops.core.registry; "
             "print(sorted(m for m in ('paramiko', 'proxmoxer', 'aiohttp', 'collectors.ssh') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"

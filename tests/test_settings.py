@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pdn_ops.errors import ConfigError
-from pdn_ops.settings import load_settings
+from pdn_ops.core.errors import ConfigError
+from pdn_ops.core.settings import load_settings
 
 
 def test_placeholder_secret_is_refused_outside_demo_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +53,7 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, key: str,
 
 def test_importing_the_app_builds_nothing() -> None:
     # With a broken environment, importing must still work: settings and engines are built in create_app.
-    code = "import pdn_ops.web.app, pdn_ops.cli, pdn_ops.db.engine; print('ok')"
+    code = "import pdn_ops.app.factory, pdn_ops.app.cli, pdn_ops.core.db.engine; print('ok')"
     env = {"PDN_OPS_TIMEZONE": "Nowhere/Nothing", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert out.stdout.strip() == "ok", out.stderr

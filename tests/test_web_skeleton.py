@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pdn_ops.db import migrate
-from pdn_ops.errors import DatabaseNotReady
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app, sync_inventory_at_start
+from pdn_ops.app.factory import create_app
+from pdn_ops.app.hooks import sync_inventory_at_start
+from pdn_ops.core.db import migrate
+from pdn_ops.core.errors import DatabaseNotReady
+from pdn_ops.core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

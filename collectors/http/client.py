@@ -23,7 +23,7 @@ from aiohttp.connector import Connection
 from cryptography import x509
 
 from collectors.http.parse import RawFetch
-from pdn_ops.domain.observations import FailureClass
+from pdn_ops.health.observations import FailureClass
 
 DEFAULT_MAX_BODY = 256 * 1024
 DEFAULT_MAX_REDIRECTS = 5

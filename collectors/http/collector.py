@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from collectors.http import parse
 from collectors.http.client import SiteClient
-from pdn_ops.domain.observations import SiteCheck
-from pdn_ops.inventory import Site
+from pdn_ops.core.inventory import Site
+from pdn_ops.health.observations import SiteCheck
 
 
 def _utcnow() -> datetime:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pdn_ops.domain.observations import FailureClass, SiteCheck
+from pdn_ops.health.observations import FailureClass, SiteCheck
 
 
 @dataclass(frozen=True, slots=True)

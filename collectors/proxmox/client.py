@@ -32,14 +32,9 @@ from proxmoxer import ProxmoxAPI, ResourceException
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.errors import (
-    AuthFailed,
-    CollectorError,
-    TargetUnreachable,
-    UnexpectedResponse,
-)
-from pdn_ops.inventory import Cluster, resolve_secret
+from pdn_ops.core.errors import AuthFailed, CollectorError, TargetUnreachable, UnexpectedResponse
+from pdn_ops.core.inventory import Cluster, resolve_secret
+from pdn_ops.health.observations import FailureClass
 
 # pveproxy's pseudo statuses for a node it could not reach (AnyEvent::HTTP: connect error, TLS/timeout).
 NODE_UNREACHABLE = (595, 596)

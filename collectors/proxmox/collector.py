@@ -19,9 +19,9 @@ from pathlib import Path
 
 from collectors.proxmox import parse
 from collectors.proxmox.client import ProxmoxClient
-from pdn_ops.domain.observations import ClusterObservation, FailureClass, GuestObservation
-from pdn_ops.errors import CollectorError
-from pdn_ops.inventory import Cluster, Vm
+from pdn_ops.core.errors import CollectorError
+from pdn_ops.core.inventory import Cluster, Vm
+from pdn_ops.health.observations import ClusterObservation, FailureClass, GuestObservation
 
 
 def _utcnow() -> datetime:

@@ -28,13 +28,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pdn_ops.domain.observations import (
-    ClusterObservation,
-    FailureClass,
-    GuestObservation,
-    NodeObservation,
-)
-from pdn_ops.errors import UnexpectedResponse
+from pdn_ops.core.errors import UnexpectedResponse
+from pdn_ops.health.observations import ClusterObservation, FailureClass, GuestObservation, NodeObservation
 
 GUEST_TYPES = ("qemu", "lxc")
 

@@ -30,15 +30,9 @@ from types import TracebackType
 
 import paramiko
 
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.errors import (
-    AuthFailed,
-    CollectorError,
-    HostKeyMismatch,
-    TargetUnreachable,
-    UnexpectedResponse,
-)
-from pdn_ops.inventory import Ssh, resolve_secret_path
+from pdn_ops.core.errors import AuthFailed, CollectorError, HostKeyMismatch, TargetUnreachable, UnexpectedResponse
+from pdn_ops.core.inventory import Ssh, resolve_secret_path
+from pdn_ops.health.observations import FailureClass
 
 DEFAULT_MAX_OUTPUT = 256 * 1024
 _READ_CHUNK = 32 * 1024

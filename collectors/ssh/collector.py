@@ -16,9 +16,9 @@ from pathlib import Path
 
 from collectors.ssh import parse
 from collectors.ssh.client import SshClient
-from pdn_ops.domain.observations import FailureClass, SshObservation
-from pdn_ops.errors import CollectorError, ConfigError
-from pdn_ops.inventory import UNIT_NAME, Vm
+from pdn_ops.core.errors import CollectorError, ConfigError
+from pdn_ops.core.inventory import UNIT_NAME, Vm
+from pdn_ops.health.observations import FailureClass, SshObservation
 
 # (section name, argv); ``units`` is added per guest from its declared services.
 FIXED_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (

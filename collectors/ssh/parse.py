@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from pdn_ops.domain.observations import FailureClass, Mount, SshObservation
+from pdn_ops.health.observations import FailureClass, Mount, SshObservation
 
 # Filesystems that are not disks: their "use" means nothing for "disk almost full".
 PSEUDO_FS = frozenset({"tmpfs", "devtmpfs", "udev", "none", "overlay", "shm", "efivarfs", "squashfs", "ramfs"})

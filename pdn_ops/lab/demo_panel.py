@@ -1,7 +1,7 @@
 """The demo's "break something" panel: what the lab's VMs look like, and faults applied off the request path.
 
 Only `pdn-ops demo` (``make run``) builds one, for the lab it runs in the same process; the web page
-(``pdn_ops.web.routes.lab_demo``) exists only then. A button only *queues* a fault: one worker thread applies it
+(``pdn_ops.app.lab_demo``) exists only then. A button only *queues* a fault: one worker thread applies it
 through the lab's fault table (``Lab.faults.apply``, as ``pdn-ops lab fault`` does) and the page shows how it went.
 This module imports nothing of fakepve, so the web layer can import it without the ``lab`` extra.
 """
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pdn_ops.errors import NotFound
+from pdn_ops.core.errors import NotFound
 
 if TYPE_CHECKING:
     from pdn_ops.lab.lab import Lab

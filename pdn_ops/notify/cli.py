@@ -21,11 +21,11 @@ def notify() -> None:
 @click.option("--once", is_flag=True, help="Run one delivery and inbound pass, then exit.")
 def worker(once: bool) -> None:
     """Deliver the outbox and act on inbound messages until stopped (SIGTERM/SIGINT)."""
-    from pdn_ops.db import migrate
-    from pdn_ops.db.engine import make_engine, make_sessionmaker
-    from pdn_ops.errors import ConfigError, DatabaseNotReady
-    from pdn_ops.services.notify_worker import NotifyWorker, build_runtime, deliver_due, process_inbound
-    from pdn_ops.settings import load_settings
+    from pdn_ops.core.db import migrate
+    from pdn_ops.core.db.engine import make_engine, make_sessionmaker
+    from pdn_ops.core.errors import ConfigError, DatabaseNotReady
+    from pdn_ops.core.settings import load_settings
+    from pdn_ops.notify.worker import NotifyWorker, build_runtime, deliver_due, process_inbound
 
     try:
         settings = load_settings()

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from pdn_ops.errors import MediaRefused
-from pdn_ops.services import photos
+from pdn_ops.core import photos
+from pdn_ops.core.errors import MediaRefused
 
-# One set of rules for every way a photo arrives: the portal's (pdn_ops.services.photos).
+# One set of rules for every way a photo arrives: the portal's (pdn_ops.core.photos).
 MAX_BYTES: Final = photos.MAX_BYTES
 MAX_PIXELS: Final = photos.MAX_PIXELS
 FORMATS: Final = {fmt: mime for fmt, (mime, _ext) in photos.FORMATS.items()}

@@ -5,7 +5,7 @@
     pdn_ops_notify_inbound_pending                inbound messages recorded and not yet acted on
 
 The collector is handed a ``snapshot`` callable (``services.notify_outbox.snapshot_reader(sessionmaker)``)
-and is registered in the central ``pdn_ops.metrics`` module. Labels are bounded: two
+and is registered in the central ``pdn_ops.health.metrics`` module. Labels are bounded: two
 channels times six statuses; no address or user text ever becomes a label.
 """
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from pdn_ops.domain.access import Principal
-from pdn_ops.i18n import LANGUAGES, negotiate
-from pdn_ops.web.context import AppContext
+from pdn_ops.accounts.model import Principal
+from pdn_ops.app.context import AppContext
+from pdn_ops.core.i18n import LANGUAGES, negotiate
 
 LANG_COOKIE = "pdn_lang"
 

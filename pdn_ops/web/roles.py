@@ -12,10 +12,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.domain.access import OPD_ROLES, Principal, Role
-from pdn_ops.services.complaints import ComplaintConfig
-from pdn_ops.web.context import AppContext
+from pdn_ops.accounts.model import OPD_ROLES, Principal, Role
+from pdn_ops.app.context import AppContext
+from pdn_ops.complaints.service import ComplaintConfig
+from pdn_ops.core.db.engine import transaction
 from pdn_ops.web.deps import current_principal
 
 

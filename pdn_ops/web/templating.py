@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from pdn_ops.i18n import LANGUAGES, catalogue, translate
-from pdn_ops.web.auth import csrf_token, finish_response, principal_or_none
+from pdn_ops.accounts.auth import csrf_token, finish_response, principal_or_none
+from pdn_ops.core.i18n import LANGUAGES, catalogue, translate
 from pdn_ops.web.deps import LANG_COOKIE, get_language
 
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-def make_environment() -> Environment:
+def make_environment(feature_dirs: Sequence[Path] = ()) -> Environment:
+    """The shell's own templates (base, error, home) first, then each feature's ``templates/`` folder."""
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), *(FileSystemLoader(d) for d in feature_dirs)]),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -24,7 +24,7 @@ import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
-from pdn_ops.domain.remediation import Outcome, StepStatus, cap_output
+from pdn_ops.runs.model import Outcome, StepStatus, cap_output
 
 
 @dataclass(frozen=True, slots=True)

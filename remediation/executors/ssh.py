@@ -25,7 +25,7 @@ from pathlib import Path
 
 import paramiko
 
-from pdn_ops.domain.remediation import Outcome, StepStatus, cap_output
+from pdn_ops.runs.model import Outcome, StepStatus, cap_output
 
 
 @dataclass(frozen=True, slots=True)

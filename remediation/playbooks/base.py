@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pdn_ops.domain.remediation import Outcome, Policy, Refused, Risk, StepStatus
-from pdn_ops.errors import PolicyRefused
+from pdn_ops.core.errors import PolicyRefused
+from pdn_ops.runs.model import Outcome, Policy, Refused, Risk, StepStatus
 from remediation.executors.proxmox import ApiCall, ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor, SshTarget
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pdn_ops.domain.remediation import Outcome, Policy, Risk, StepStatus, validate_cleanup
+from pdn_ops.runs.model import Outcome, Policy, Risk, StepStatus, validate_cleanup
 from remediation.playbooks.base import (
     Check,
     CheckFailed,

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pdn_ops.domain.remediation import (
+from pdn_ops.core.errors import PolicyRefused
+from pdn_ops.runs.model import (
     NodeCapacity,
     Outcome,
     Policy,
@@ -35,7 +36,6 @@ from pdn_ops.domain.remediation import (
     parse_resize,
     plan_resize,
 )
-from pdn_ops.errors import PolicyRefused
 from remediation.executors.proxmox import ApiCall
 from remediation.playbooks.base import (
     LOCATE,

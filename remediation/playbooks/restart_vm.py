@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pdn_ops.domain.remediation import Policy, Risk, StepStatus
-from pdn_ops.errors import PolicyRefused
+from pdn_ops.core.errors import PolicyRefused
+from pdn_ops.runs.model import Policy, Risk, StepStatus
 from remediation.executors.proxmox import ApiCall
 from remediation.playbooks.base import (
     LOCATE,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.i18n import translate
+from pdn_ops.core.i18n import translate
+from pdn_ops.health.observations import FailureClass
 
 
 def test_every_failure_class_has_a_catalogue_text():

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from collectors.http.client import SiteClient
 from collectors.http.collector import SiteCollector, run_cycle
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.inventory import Site
+from pdn_ops.core.inventory import Site
+from pdn_ops.health.observations import FailureClass
 from tests.collectors.tls_certs import make_ca, make_leaf
 from tests.support import free_port
 

@@ -19,10 +19,10 @@ from collectors.http.collector import run_cycle
 from collectors.proxmox.collector import ProxmoxCollector
 from collectors.ssh.client import SshClient
 from collectors.ssh.collector import SshCollector
-from pdn_ops.domain.drift import guest_drift
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.inventory import Inventory, Vm, load_inventory
-from pdn_ops.scheduler.collectors import InventoryCollectorFactory
+from pdn_ops.core.inventory import Inventory, Vm, load_inventory
+from pdn_ops.health.collection import InventoryCollectorFactory
+from pdn_ops.health.drift import guest_drift
+from pdn_ops.health.observations import FailureClass
 from tests.support import missing, port_open
 
 SSHD = "/usr/sbin/sshd"
@@ -189,7 +189,7 @@ def test_sites_check_and_expired_certificate_is_seen(world):
 
 
 def test_scheduler_jobs_built_with_the_collector_factory_observe_the_lab(world):
-    from pdn_ops.scheduler.jobs import HealthConfig, build_jobs
+    from pdn_ops.health.jobs import HealthConfig, build_jobs
 
     factory = InventoryCollectorFactory(world.inventory, base_dir=world.base_dir, site_ca_file=str(world.lab.ca_file))
     jobs = {job.kind: job for job in build_jobs(world.inventory, factory, HealthConfig())}

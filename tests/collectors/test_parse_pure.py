@@ -8,8 +8,8 @@ import pytest
 
 from collectors.http.parse import RawFetch, evaluate
 from collectors.proxmox import parse
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.errors import UnexpectedResponse
+from pdn_ops.core.errors import UnexpectedResponse
+from pdn_ops.health.observations import FailureClass
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

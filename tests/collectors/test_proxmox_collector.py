@@ -11,8 +11,8 @@ from fakepve.certs import make_cert
 
 from collectors.proxmox.client import ProxmoxClient
 from collectors.proxmox.collector import ProxmoxCollector
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.inventory import Cluster, Tls, Vm
+from pdn_ops.core.inventory import Cluster, Tls, Vm
+from pdn_ops.health.observations import FailureClass
 from tests.support import free_port
 
 TOKEN_ID = "pdn-ops@pve!collector"

@@ -12,7 +12,7 @@ import pytest
 
 from collectors.ssh.client import SshClient
 from collectors.ssh.collector import SshCollector
-from pdn_ops.domain.observations import FailureClass
+from pdn_ops.health.observations import FailureClass
 
 PIN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExsb8vy5ugPab3iXeIEHpRTHG3N1vzQuSWY8Eyv8Y0u"
 

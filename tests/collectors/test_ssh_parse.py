@@ -9,8 +9,8 @@ import pytest
 
 from collectors.ssh import parse
 from collectors.ssh.collector import build_batch
-from pdn_ops.domain.observations import FailureClass
-from pdn_ops.errors import ConfigError
+from pdn_ops.core.errors import ConfigError
+from pdn_ops.health.observations import FailureClass
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 M = "@@pdn-ops:0badc0de@@"

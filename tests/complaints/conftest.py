@@ -9,7 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 
-from pdn_ops.services import accounts
+from pdn_ops.accounts import service as accounts
 from tests.complaints.world import World, build_world
 
 

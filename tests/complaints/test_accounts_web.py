@@ -8,11 +8,11 @@ import re
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from pdn_ops.cli import main
-from pdn_ops.db.complaint_tables import ApiTokenRow, UserRow
-from pdn_ops.db.engine import transaction
-from pdn_ops.domain.access import Role
-from pdn_ops.services import accounts
+from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Role
+from pdn_ops.accounts.tables import ApiTokenRow, UserRow
+from pdn_ops.app.cli import main
+from pdn_ops.core.db.engine import transaction
 from tests.complaints.world import PASSWORD, csrf_of, file_complaint, login
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from pdn_ops.db.engine import read_only, transaction
-from pdn_ops.web.routes.complaints_api import ComplaintOut, ComplaintPage
+from pdn_ops.complaints.api import ComplaintOut, ComplaintPage
+from pdn_ops.core.db.engine import read_only, transaction
 from tests.complaints.world import file_complaint
 
 

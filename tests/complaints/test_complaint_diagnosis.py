@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.health_tables import HealthCheckRow, HealthTargetRow
-from pdn_ops.db.tables import VmRow, utcnow
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import VmRow, utcnow
+from pdn_ops.health.tables import HealthCheckRow, HealthTargetRow
 from tests.complaints.world import file_complaint
 
 

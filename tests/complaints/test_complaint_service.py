@@ -9,16 +9,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintVersionRow, NotificationRow
-from pdn_ops.db.tables import AuditRow, SiteRow, VmRow
-from pdn_ops.domain.access import Role
-from pdn_ops.domain.complaints import Action, State, TransitionError
-from pdn_ops.domain.sla import SlaStatus
-from pdn_ops.errors import NotFound, PermissionDenied
-from pdn_ops.inventory import load_inventory
-from pdn_ops.services import accounts, complaint_queries, complaints
-from pdn_ops.services.complaints import ComplaintConfig, ComplaintEvent, ComplaintListeners, Draft
-from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Role
+from pdn_ops.complaints import queries as complaint_queries
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action, State, TransitionError
+from pdn_ops.complaints.service import ComplaintConfig, ComplaintEvent, ComplaintListeners, Draft
+from pdn_ops.complaints.sla import SlaStatus
+from pdn_ops.complaints.tables import AttachmentRow, ComplaintVersionRow, NotificationRow
+from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow
+from pdn_ops.core.errors import NotFound, PermissionDenied
+from pdn_ops.core.inventory import load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
 from tests.complaints.world import ROOT, jpeg, principal_named
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # Monday 09:00 WIB
@@ -169,8 +171,8 @@ def test_other_parts_can_add_timeline_entries_without_a_state_change(session, na
 
 
 def test_the_scheduler_closes_fixed_complaints_the_opd_never_answered(session, named, config) -> None:
-    from pdn_ops.db.tables import utcnow
-    from pdn_ops.scheduler.jobs import complaint_jobs
+    from pdn_ops.complaints.jobs import complaint_jobs
+    from pdn_ops.core.db.tables import utcnow
 
     admin, eng = named.users["admin-dinkes"], named.users["engineer"]
     long_ago = utcnow() - timedelta(days=5)

@@ -15,20 +15,19 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from pdn_ops.db.complaint_tables import ComplaintRow, NotificationRow
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.intake_tables import IntakeDraftRow
-from pdn_ops.db.notify_tables import NotifyOutboxRow
-from pdn_ops.db.tables import utcnow
-from pdn_ops.domain.complaints import Action
-from pdn_ops.domain.notify_policy import RetryPolicy
+from pdn_ops.app.factory import create_app
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action
+from pdn_ops.complaints.notifications import make_listener
+from pdn_ops.complaints.tables import ComplaintRow, IntakeDraftRow, NotificationRow
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.settings import load_settings
+from pdn_ops.notify.channels.whatsapp import MetaCloudProvider
 from pdn_ops.notify.model import Channel
-from pdn_ops.notify.whatsapp import MetaCloudProvider
-from pdn_ops.services import complaints
-from pdn_ops.services.complaint_notifications import make_listener
-from pdn_ops.services.notify_worker import NotifyRuntime, deliver_due, process_inbound
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.notify.policy import RetryPolicy
+from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.notify.worker import NotifyRuntime, deliver_due, process_inbound
 from tests.complaints.world import World, jpeg, principal_named
 from tests.notify.fake_graph import TOKEN, FakeGraph, envelope, signed
 
@@ -215,8 +214,8 @@ def test_an_unknown_number_creates_no_complaint_and_no_draft(
 
 
 def test_engineers_get_one_sla_at_risk_alert_per_threshold(world: World) -> None:
+    from pdn_ops.complaints.notifications import enqueue_sla_at_risk
     from pdn_ops.notify.model import Recipient
-    from pdn_ops.services.complaint_notifications import enqueue_sla_at_risk
 
     complaint_id = file_by_service(world, "admin-dinkes", f"vm:{world.vm['web-dinkes']}")
     with world.ctx.sessions() as session:

@@ -9,14 +9,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from pdn_ops.db.complaint_tables import ComplaintRow
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain.complaints import Action
-from pdn_ops.domain.procedure import ProcedureSettings, SettingsInvalid, check
-from pdn_ops.services import complaints, procedure_settings
-from pdn_ops.services.procedure_settings import LiveSettings
-from pdn_ops.web.app import create_app
+from pdn_ops.app.factory import create_app
+from pdn_ops.complaints import procedure_store as procedure_settings
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action
+from pdn_ops.complaints.procedure import ProcedureSettings, SettingsInvalid, check
+from pdn_ops.complaints.procedure_store import LiveSettings
+from pdn_ops.complaints.tables import ComplaintRow
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.db.tables import AuditRow
 from tests.complaints.world import World, csrf_of, jpeg, principal_named
 
 JAKARTA = ZoneInfo("Asia/Jakarta")

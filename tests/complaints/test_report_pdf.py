@@ -9,10 +9,10 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from pdn_ops.db.complaint_tables import ComplaintRow
-from pdn_ops.db.tables import utcnow
-from pdn_ops.i18n import translate
-from pdn_ops.web import pdf
+from pdn_ops.complaints import pdf
+from pdn_ops.complaints.tables import ComplaintRow
+from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.i18n import translate
 from tests.complaints.world import World, file_complaint, jpeg, png
 
 ATTACHMENT = re.compile(r'^attachment; filename="[a-z0-9-]+\.pdf"$')

@@ -11,12 +11,14 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import inspect
 
-from pdn_ops.complaint_metrics import ComplaintCollector
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine
-from pdn_ops.domain.complaints import Action
-from pdn_ops.services import complaint_reports, complaint_stats, complaints
-from pdn_ops.services.complaints import ComplaintConfig, Draft
+from pdn_ops.complaints import reports as complaint_reports
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints import stats as complaint_stats
+from pdn_ops.complaints.metrics import ComplaintCollector
+from pdn_ops.complaints.model import Action
+from pdn_ops.complaints.service import ComplaintConfig, Draft
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine
 from tests.complaints.test_complaint_service import Named
 from tests.complaints.world import jpeg
 from tests.support import require_binary
@@ -125,7 +127,7 @@ def test_migration_0002_goes_up_and_down(fresh_db_url) -> None:
 
 
 def test_metrics_reader_opens_its_own_session(db_engine) -> None:
-    from pdn_ops.db.engine import make_sessionmaker
+    from pdn_ops.core.db.engine import make_sessionmaker
 
     read = complaint_stats.reader(make_sessionmaker(db_engine))
     assert isinstance(read(), complaint_stats.ComplaintSnapshot)

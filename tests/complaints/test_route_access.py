@@ -11,11 +11,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from pdn_ops.db.complaint_tables import AttachmentRow, ComplaintRow
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
-from pdn_ops.db.tables import utcnow
-from pdn_ops.services import accounts
+from pdn_ops.accounts import service as accounts
+from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import utcnow
+from pdn_ops.runs.tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
 from tests.complaints.world import file_complaint, principal_named
 
 ANON = "anonymous"
@@ -136,7 +136,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "PATCH /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
     "POST /api/v1/users/{user_id}/password": frozenset({SUPERVISOR}),
 }
-# Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.web.routes.lab_demo.mount), never by create_app:
+# Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.app.lab_demo.mount), never by create_app:
 # walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.
 DEMO_ACCESS: dict[str, frozenset[str]] = {
     "GET /lab": STAFF,
@@ -237,7 +237,7 @@ def _walk(app, clients, params, table) -> tuple[list[str], list[str]]:
 def test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says(world, tmp_path) -> None:
     """The panel is not in the app create_app builds (demo mode or not); `pdn-ops demo` mounts it beside its lab.
     Walked here on an app of its own, with a lab of one VM (no guest needed for a snapshot or a stop)."""
-    from pdn_ops.web.routes import lab_demo
+    from pdn_ops.app import lab_demo
     from tests.complaints.world import build_world
     from tests.support import missing
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.services import complaints
-from pdn_ops.services.complaints import ComplaintEvent
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.service import ComplaintEvent
+from pdn_ops.core.db.engine import transaction
 from tests.complaints.world import World, file_complaint
 
 
@@ -49,7 +49,7 @@ def test_concurrent_state_changes_queue_instead_of_failing(world: World) -> None
 
     from sqlalchemy import func, select
 
-    from pdn_ops.db.complaint_tables import WorkNoteRow
+    from pdn_ops.complaints.tables import WorkNoteRow
 
     url = file_complaint(world.client("admin-dinkes"), f"vm:{world.vm['web-dinkes']}").headers["location"]
     engineers = [world.client("engineer") for _ in range(6)]

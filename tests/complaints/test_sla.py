@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdn_ops.domain.complaints import Action, Role, State, TransitionError, available_actions, next_state
-from pdn_ops.domain.sla import DAY, SlaClock, SlaPolicy, SlaStatus, parse_holidays
+from pdn_ops.complaints.model import Action, Role, State, TransitionError, available_actions, next_state
+from pdn_ops.complaints.sla import DAY, SlaClock, SlaPolicy, SlaStatus, parse_holidays
 
 WIB = ZoneInfo("Asia/Jakarta")
 
@@ -132,8 +132,8 @@ def test_the_procedure_state_machine_enforces_roles_and_reasons() -> None:
 
 
 def test_bad_sla_settings_are_named_at_start(monkeypatch) -> None:
-    from pdn_ops.complaint_settings import load_complaint_settings
-    from pdn_ops.errors import ConfigError
+    from pdn_ops.complaints.config import load_complaint_settings
+    from pdn_ops.core.errors import ConfigError
 
     monkeypatch.setenv("PDN_OPS_SLA_HOLIDAYS", "2026-12-25,25/12/2026")
     monkeypatch.setenv("PDN_OPS_SLA_DAYS", "0")

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.db.tables import AuditRow, utcnow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.domain.remediation import Outcome, StepStatus
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.remediation_worker import Clients, DbJournal, Worker, WorkerConfig
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow, utcnow
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.model import Outcome, StepStatus
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.worker import Clients, DbJournal, Worker, WorkerConfig
 from remediation import registry
 from remediation.executors.proxmox import ProxmoxExecutor
 from tests.complaints.world import World, file_complaint

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from pdn_ops.db.complaint_tables import AttachmentRow
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.tables import AuditRow, utcnow
-from pdn_ops.services import photos
+from pdn_ops.complaints.tables import AttachmentRow
+from pdn_ops.core import photos
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow, utcnow
 from tests.complaints.world import file_complaint, jpeg, png
 
 DESCRIPTION = "Server web dinkes mati & <b>tidak</b> bisa diakses sejak 07:00"
@@ -132,7 +132,7 @@ def test_clean_name_drops_directories_and_control_characters() -> None:
 def test_bodies_over_the_limit_are_refused_before_they_are_spooled(world) -> None:
     from fastapi.testclient import TestClient
 
-    from pdn_ops.web.auth import BodyLimit
+    from pdn_ops.web.middleware import BodyLimit
     from tests.complaints.world import login
 
     limited = TestClient(BodyLimit(world.app, limit=50_000), follow_redirects=False)

@@ -8,12 +8,13 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from pdn_ops.db.complaint_tables import ApiTokenRow, UserRow, WebSessionRow
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain.access import Role
-from pdn_ops.errors import PermissionDenied
-from pdn_ops.services import accounts, user_admin
+from pdn_ops.accounts import admin as user_admin
+from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Role
+from pdn_ops.accounts.tables import ApiTokenRow, UserRow, WebSessionRow
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.core.errors import PermissionDenied
 from tests.complaints.world import PASSWORD, World, csrf_of, jpeg, login, principal_named
 
 
@@ -231,10 +232,10 @@ def test_supervisors_see_both_screens_in_the_navigation(world: World) -> None:
 def test_engineers_with_contacts_get_sla_at_risk_alerts_from_the_scheduler_once_per_level(world: World) -> None:
     from datetime import timedelta
 
-    from pdn_ops.db.notify_tables import NotifyOutboxRow
-    from pdn_ops.db.tables import utcnow
-    from pdn_ops.scheduler.jobs import complaint_jobs
-    from pdn_ops.services import complaints
+    from pdn_ops.complaints import service as complaints
+    from pdn_ops.complaints.jobs import complaint_jobs
+    from pdn_ops.core.db.tables import utcnow
+    from pdn_ops.notify.tables import NotifyOutboxRow
 
     with_contacts, _ = _make(world, Role.ENGINEER, prefix="oncall")
     without, _ = _make(world, Role.ENGINEER, prefix="quiet")

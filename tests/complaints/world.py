@@ -12,12 +12,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.tables import OpdRow, SiteRow, VmRow
-from pdn_ops.services import accounts
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app, sync_inventory_at_start
+from pdn_ops.accounts import service as accounts
+from pdn_ops.app.factory import create_app
+from pdn_ops.app.hooks import sync_inventory_at_start
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
+from pdn_ops.core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = accounts.DEMO_PASSWORD

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.settings import load_settings
 from tests.health_world import Served, record_world
 from tests.support import free_port, require_binary
 

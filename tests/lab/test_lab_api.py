@@ -11,7 +11,7 @@ import pytest
 from proxmoxer import ResourceException
 from proxmoxer.tools import Tasks
 
-from pdn_ops.inventory import load_inventory, resolve_secret, resolve_secret_path
+from pdn_ops.core.inventory import load_inventory, resolve_secret, resolve_secret_path
 from tests.lab_fixtures import lab_proxmox
 
 

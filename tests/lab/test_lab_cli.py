@@ -13,8 +13,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from pdn_ops.cli import main
-from pdn_ops.inventory import load_inventory
+from pdn_ops.app.cli import main
+from pdn_ops.core.inventory import load_inventory
 from tests.lab_fixtures import require_lab
 from tests.support import free_port, port_open
 

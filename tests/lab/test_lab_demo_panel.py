@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from pdn_ops.errors import NotFound
+from pdn_ops.core.errors import NotFound
 from pdn_ops.lab.demo_panel import LabDemoPanel
 
 

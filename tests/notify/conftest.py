@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.notify_tables import NotifyInboundRow, NotifyOutboxRow, NotifyPreferenceRow
-from pdn_ops.db.tables import OpdRow
-from pdn_ops.domain.notify_policy import RetryPolicy
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.db.tables import OpdRow
+from pdn_ops.notify.channels.whatsapp import MetaCloudProvider
 from pdn_ops.notify.model import Channel
-from pdn_ops.notify.whatsapp import MetaCloudProvider
-from pdn_ops.services.notify_worker import NotifyRuntime
+from pdn_ops.notify.policy import RetryPolicy
+from pdn_ops.notify.tables import NotifyInboundRow, NotifyOutboxRow, NotifyPreferenceRow
+from pdn_ops.notify.worker import NotifyRuntime
 from tests.notify import intake_impl
 from tests.notify.fake_graph import TOKEN, FakeGraph
 from tests.support import throwaway_database

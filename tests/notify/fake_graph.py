@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pdn_ops.notify.webhook import sign
+from pdn_ops.notify.channels.whatsapp_webhook import sign
 
 TOKEN = "test-access-token-0123456789"
 

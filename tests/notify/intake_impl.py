@@ -9,10 +9,10 @@ from __future__ import annotations
 from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.tables import OpdRow
+from pdn_ops.core.db.tables import OpdRow
+from pdn_ops.notify.intake import IntakeReply, RegisteredAdmin
 from pdn_ops.notify.media import CheckedPhoto
 from pdn_ops.notify.model import Channel
-from pdn_ops.services.notify_intake import IntakeReply, RegisteredAdmin
 
 metadata = MetaData()
 drafts = Table(

@@ -1,6 +1,6 @@
 """Faults around the send: the process killed (real subprocess, SIGKILL), and send outcomes left unknown.
 
-The guarantee under test (see pdn_ops.services.notify_outbox): a committed message is never lost; a message
+The guarantee under test (see pdn_ops.notify.outbox): a committed message is never lost; a message
 whose acceptance is recorded is never sent again; a message whose outcome is unknown is settled by the
 provider's status callback carrying our idempotency key, and sent again only when no callback came within the
 grace window.
@@ -22,20 +22,20 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.notify_tables import NotifyOutboxRow
-from pdn_ops.db.tables import utcnow
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import utcnow
+from pdn_ops.notify import outbox as notify_outbox
+from pdn_ops.notify.channels.whatsapp import MetaCloudProvider
+from pdn_ops.notify.channels.whatsapp_webhook import parse
+from pdn_ops.notify.inbound import record_webhook
 from pdn_ops.notify.model import Channel, Recipient, Status, StatusUpdate
-from pdn_ops.notify.webhook import parse
-from pdn_ops.notify.whatsapp import MetaCloudProvider
-from pdn_ops.services import notify_outbox
-from pdn_ops.services.notify_inbound import record_webhook
-from pdn_ops.services.notify_worker import NotifyRuntime, deliver_due
+from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.notify.worker import NotifyRuntime, deliver_due
 from tests.notify.conftest import ADMIN_WA, Clock
 from tests.notify.fake_graph import TOKEN, FakeGraph, signed
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from pdn_ops.cli import main; main()"]
+CLI = [sys.executable, "-c", "from pdn_ops.app.cli import main; main()"]
 PARAMS = {"number": "PDN-2026-000077", "link": "http://127.0.0.1:8000/complaints/77"}
 WA = Recipient(Channel.WHATSAPP, ADMIN_WA, "id")
 
@@ -82,10 +82,10 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 ENQUEUE_THEN_WAIT = textwrap.dedent("""
     import sys, time
-    from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-    from pdn_ops.db.tables import AuditRow
+    from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+    from pdn_ops.core.db.tables import AuditRow
     from pdn_ops.notify.model import Channel, Recipient
-    from pdn_ops.services.notify_outbox import enqueue
+    from pdn_ops.notify.outbox import enqueue
     factory = make_sessionmaker(make_engine(sys.argv[1]))
     with transaction(factory) as session:  # the state change and its notification, one commit
         session.add(AuditRow(actor="engineer", action="fixed", subject="complaint:77"))

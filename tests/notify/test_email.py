@@ -18,13 +18,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.notify_tables import NotifyOutboxRow
-from pdn_ops.domain.notify_policy import RetryPolicy
-from pdn_ops.notify.email import SmtpSender, message_id_for
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.notify import outbox as notify_outbox
+from pdn_ops.notify.channels.email import SmtpSender, message_id_for
 from pdn_ops.notify.model import Channel, Recipient
-from pdn_ops.services import notify_outbox
-from pdn_ops.services.notify_worker import NotifyRuntime, deliver_due
+from pdn_ops.notify.policy import RetryPolicy
+from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.notify.worker import NotifyRuntime, deliver_due
 from tests.notify.conftest import ADMIN_EMAIL, ADMIN_WA, Clock
 from tests.notify.fake_graph import FakeGraph
 from tests.notify.tls_certs import Certs, make_certs

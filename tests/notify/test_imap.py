@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.notify_tables import NotifyInboundRow, NotifyOutboxRow
-from pdn_ops.notify.email import ImapMailbox
-from pdn_ops.services.notify_worker import NotifyRuntime, poll_mailbox, process_inbound
+from pdn_ops.notify.channels.email import ImapMailbox
+from pdn_ops.notify.tables import NotifyInboundRow, NotifyOutboxRow
+from pdn_ops.notify.worker import NotifyRuntime, poll_mailbox, process_inbound
 from tests.notify import intake_impl
 from tests.notify.conftest import ADMIN_EMAIL
 from tests.notify.test_whatsapp_webhook import png_bytes

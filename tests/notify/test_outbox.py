@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.notify_tables import NotifyOutboxRow
-from pdn_ops.db.tables import AuditRow
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.notify import outbox as notify_outbox
 from pdn_ops.notify.model import Channel, Recipient, Status, StatusUpdate
-from pdn_ops.services import notify_outbox
-from pdn_ops.services.notify_worker import NotifyRuntime, deliver_due
+from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.notify.worker import NotifyRuntime, deliver_due
 from tests.notify.conftest import ADMIN_EMAIL, ADMIN_WA, ENGINEER_EMAIL, Clock
 from tests.notify.fake_graph import FakeGraph
 
@@ -235,7 +235,7 @@ def test_the_self_hosted_gateway_provider_sends_text_with_retries(
         runtime: NotifyRuntime, factory: sessionmaker[Session], fake_graph: FakeGraph, clock: Clock) -> None:
     from pydantic import SecretStr
 
-    from pdn_ops.notify.whatsapp import GatewayProvider
+    from pdn_ops.notify.channels.whatsapp import GatewayProvider
 
     runtime.senders[Channel.WHATSAPP] = GatewayProvider(fake_graph.url, SecretStr("admin:gw-pass"), timeout=2)
     with transaction(factory) as session:
@@ -274,9 +274,9 @@ def test_the_start_hook_runs_a_worker_inside_the_app_and_stops_with_it(
 
     from fastapi.testclient import TestClient
 
-    from pdn_ops.services.notify_worker import start_notify_worker
-    from pdn_ops.settings import load_settings
-    from pdn_ops.web.app import create_app
+    from pdn_ops.app.factory import create_app
+    from pdn_ops.core.settings import load_settings
+    from pdn_ops.notify.worker import start_notify_worker
     from tests.notify.fake_graph import TOKEN
 
     settings = load_settings(demo=True, database_url=notify_engine.url.render_as_string(hide_password=False),
@@ -302,8 +302,8 @@ def test_the_start_hook_runs_a_worker_inside_the_app_and_stops_with_it(
 def test_migration_0004_upgrades_and_downgrades(fresh_db_url: str) -> None:
     from sqlalchemy import inspect
 
-    from pdn_ops.db import migrate
-    from pdn_ops.db.engine import make_engine
+    from pdn_ops.core.db import migrate
+    from pdn_ops.core.db.engine import make_engine
 
     migrate.upgrade(fresh_db_url, "0004")
     engine = make_engine(fresh_db_url)
@@ -322,7 +322,7 @@ def test_the_access_token_never_reaches_logs_or_recorded_errors(
         caplog: pytest.LogCaptureFixture) -> None:
     from pydantic import SecretStr
 
-    from pdn_ops.notify.whatsapp import MetaCloudProvider
+    from pdn_ops.notify.channels.whatsapp import MetaCloudProvider
 
     runtime.senders[Channel.WHATSAPP] = MetaCloudProvider(fake_graph.url, "v21.0", "1234",
                                                           SecretStr("EAAG-revoked-token-xyz"), timeout=2)

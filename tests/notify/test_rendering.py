@@ -12,14 +12,15 @@ import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pdn_ops.domain.notify_policy import RetryPolicy, quiet_until
-from pdn_ops.errors import MediaRefused
-from pdn_ops.notify import templates, webhook
+from pdn_ops.core.errors import MediaRefused
+from pdn_ops.core.settings import load_settings
+from pdn_ops.notify import rendering as templates
+from pdn_ops.notify.channels import whatsapp_webhook as webhook
 from pdn_ops.notify.media import MAX_BYTES, check_photo
 from pdn_ops.notify.metrics import NotifyCollector
 from pdn_ops.notify.model import Channel
-from pdn_ops.services.notify_outbox import OutboxSnapshot
-from pdn_ops.settings import load_settings
+from pdn_ops.notify.outbox import OutboxSnapshot
+from pdn_ops.notify.policy import RetryPolicy, quiet_until
 from tests.support import require_binary
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -138,7 +139,7 @@ def test_secrets_come_from_files_and_never_show(tmp_path: Path) -> None:
     shown = repr(settings) + str(settings.model_dump())
     for secret in ("EAAG-very-secret-token", "smtp-pass-123", "app-secret-xyz"):
         assert secret not in shown
-    from pdn_ops.errors import ConfigError
+    from pdn_ops.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="whatsapp_app_secret_file") as caught:
         load_settings(demo=True, whatsapp_app_secret_file=tmp_path / "missing")
@@ -165,7 +166,7 @@ def test_metrics_collector_reports_channels_outcomes_and_oldest_age(tmp_path: Pa
 
 
 def test_incomplete_notification_settings_are_refused_at_start() -> None:
-    from pdn_ops.errors import ConfigError
+    from pdn_ops.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="WHATSAPP_ACCESS_TOKEN"):
         load_settings(demo=True, whatsapp_provider="meta")

@@ -13,10 +13,10 @@ from PIL import Image
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.notify_tables import NotifyInboundRow, NotifyOutboxRow
-from pdn_ops.services.notify_worker import NotifyRuntime, deliver_due, process_inbound
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.settings import load_settings
+from pdn_ops.notify.tables import NotifyInboundRow, NotifyOutboxRow
+from pdn_ops.notify.worker import NotifyRuntime, deliver_due, process_inbound
 from tests.notify import intake_impl
 from tests.notify.conftest import ADMIN_WA, APP_SECRET, OTHER_WA, VERIFY_TOKEN
 from tests.notify.fake_graph import TOKEN, FakeGraph, envelope, signed
@@ -178,7 +178,7 @@ def test_english_speaking_admin_gets_english_replies(
                                   b'{"object": "whatsapp_business_account", "entry": "nope"}'])
 def test_oversized_or_malformed_bodies_get_4xx_and_never_500(
         client: TestClient, factory: sessionmaker[Session], body: bytes) -> None:
-    from pdn_ops.notify.webhook import sign
+    from pdn_ops.notify.channels.whatsapp_webhook import sign
 
     answer = client.post(URL, content=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET),
                                                      "Content-Type": "application/json"})

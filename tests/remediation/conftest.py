@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker
 from remediation.executors.ssh import SshTarget
 from tests.remediation.sshguest import SshGuest
 

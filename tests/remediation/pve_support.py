@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pdn_ops.domain.remediation import Outcome, Policy, StepStatus
+from pdn_ops.runs.model import Outcome, Policy, StepStatus
 from remediation import registry, runner
 from remediation.executors.proxmox import ProxmoxExecutor, connect
 from remediation.executors.ssh import SshExecutor

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pdn_ops.domain import remediation as rem
-from pdn_ops.domain.health import Reason, Thresholds, assess_ssh, guest_findings
-from pdn_ops.domain.observations import Mount, SshObservation
+from pdn_ops.health.model import Reason, Thresholds, assess_ssh, guest_findings
+from pdn_ops.health.observations import Mount, SshObservation
+from pdn_ops.runs import model as rem
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 

@@ -15,16 +15,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.inventory import Inventory
-from pdn_ops.scheduler.collectors import InventoryCollectorFactory
-from pdn_ops.scheduler.jobs import HealthConfig, JobSpec, build_jobs, remediation_jobs
-from pdn_ops.scheduler.wrapper import JobWrapper
-from pdn_ops.services import remediation_auto
-from pdn_ops.services.remediation_closure import ClosurePolicy
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.core.jobs import JobSpec, JobWrapper
+from pdn_ops.health.collection import InventoryCollectorFactory
+from pdn_ops.health.jobs import HealthConfig, build_jobs
+from pdn_ops.runs import auto as remediation_auto
+from pdn_ops.runs import model as rem
+from pdn_ops.runs.closure import ClosurePolicy
+from pdn_ops.runs.jobs import remediation_jobs
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig, proxmox_executor_for
 from tests.remediation.world import lab_with_database
 
 pytestmark = [pytest.mark.slow,

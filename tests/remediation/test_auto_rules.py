@@ -17,15 +17,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.health_tables import JobRunRow
-from pdn_ops.db.notify_tables import NotifyOutboxRow
-from pdn_ops.db.remediation_tables import AutoRuleRow, RemediationRunRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.domain.access import Role
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.domain.observations import (
+from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Role
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow, JobRunRow
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.core.jobs import JobSpec, JobWrapper
+from pdn_ops.health import service as health
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import (
     ClusterObservation,
     FailureClass,
     GuestObservation,
@@ -34,14 +35,15 @@ from pdn_ops.domain.observations import (
     SiteCheck,
     SshObservation,
 )
-from pdn_ops.inventory import Inventory
-from pdn_ops.scheduler.jobs import JobSpec, remediation_jobs
-from pdn_ops.scheduler.wrapper import JobWrapper
-from pdn_ops.services import accounts, health, remediation_alerts, remediation_auto
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.inventory_sync import sync_inventory
-from pdn_ops.services.remediation_closure import ClosurePolicy
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig
+from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.runs import alerts as remediation_alerts
+from pdn_ops.runs import auto as remediation_auto
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.closure import ClosurePolicy
+from pdn_ops.runs.jobs import remediation_jobs
+from pdn_ops.runs.tables import AutoRuleRow, RemediationRunRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig
 from tests.remediation.pve_support import executor, tasks
 from tests.remediation.world import add_vms, inventory, write_inventory
 

@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import AutoRuleRow, RemediationRunRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain.access import Principal, Role
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.core.settings import load_settings
+from pdn_ops.runs.tables import AutoRuleRow, RemediationRunRow
 from tests.remediation.world import add_vms, inventory, write_inventory
 
 ENGINEER = Principal(user_id=1, username="eng1", role=Role.ENGINEER, opd_id=None)

@@ -13,18 +13,19 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.health_tables import HealthCheckRow, HealthTargetRow
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.db.tables import AuditRow, SiteRow, VmRow
-from pdn_ops.domain.complaints import Action, State
-from pdn_ops.inventory import load_inventory
-from pdn_ops.services import accounts, complaints
-from pdn_ops.services.complaints import ComplaintConfig, Draft
-from pdn_ops.services.inventory_sync import sync_inventory
-from pdn_ops.services.remediation_closure import ClosurePolicy, complaint_link, evaluate_closures
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig
+from pdn_ops.accounts import service as accounts
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action, State
+from pdn_ops.complaints.service import ComplaintConfig, Draft
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow
+from pdn_ops.core.inventory import load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.health.tables import HealthCheckRow, HealthTargetRow
+from pdn_ops.runs.closure import ClosurePolicy, complaint_link, evaluate_closures
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig
 from tests.complaints.world import ROOT, jpeg, principal_named
 
 FINISHED = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
@@ -192,7 +193,7 @@ def test_the_worker_thread_outlives_a_database_it_cannot_write_to(tmp_path: Path
     stop = threading.Event()
     thread = threading.Thread(target=worker.loop, args=(stop.is_set,), kwargs={"idle": 0.05})
     try:
-        with caplog.at_level("ERROR", logger="pdn_ops.services.remediation_worker"):
+        with caplog.at_level("ERROR", logger="pdn_ops.runs.worker"):
             thread.start()
             deadline = time.monotonic() + 60
             while not any("executing runs failed" in r.getMessage() for r in caplog.records):

@@ -7,12 +7,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.complaint_tables import NotificationRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain.complaints import Action, State
-from pdn_ops.services import complaints
-from pdn_ops.services.complaints import ComplaintConfig
-from pdn_ops.services.remediation_closure import complaint_link
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action, State
+from pdn_ops.complaints.service import ComplaintConfig
+from pdn_ops.complaints.tables import NotificationRow
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.runs.closure import complaint_link
 from tests.complaints.test_complaint_service import Named, _file
 
 EVIDENCE = {"summary": "restart service: succeeded; before failed, after active",

@@ -11,16 +11,17 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.db.tables import SiteRow, VmRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.errors import Conflict, NotFound, PolicyRefused
-from pdn_ops.inventory import Inventory, load_inventory
-from pdn_ops.services import accounts, complaints
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.complaints import ComplaintConfig, Draft
-from pdn_ops.services.inventory_sync import sync_inventory
-from pdn_ops.web.remediation_messages import message_key
+from pdn_ops.accounts import service as accounts
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.service import ComplaintConfig, Draft
+from pdn_ops.core.db.tables import SiteRow, VmRow
+from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
+from pdn_ops.core.inventory import Inventory, load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.messages import message_key
+from pdn_ops.runs.tables import RemediationRunRow
 from tests.complaints.world import ROOT, jpeg, principal_named
 
 ENGINEER = svc.Requester("engineer")

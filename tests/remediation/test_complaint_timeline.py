@@ -17,21 +17,23 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.health_tables import HealthCheckRow, HealthTargetRow
-from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
-from pdn_ops.db.tables import VmRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.domain.access import Principal
-from pdn_ops.domain.complaints import Action
-from pdn_ops.domain.timeline import Entry
-from pdn_ops.inventory import Inventory
-from pdn_ops.services import accounts, complaint_queries, complaints
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.complaints import ComplaintConfig, Draft
-from pdn_ops.services.inventory_sync import sync_inventory
-from pdn_ops.services.remediation_closure import ClosurePolicy, complaint_link, evaluate_closures
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig
+from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Principal
+from pdn_ops.complaints import queries as complaint_queries
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action
+from pdn_ops.complaints.service import ComplaintConfig, Draft
+from pdn_ops.complaints.timeline import Entry
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import VmRow
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.health.tables import HealthCheckRow, HealthTargetRow
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.closure import ClosurePolicy, complaint_link, evaluate_closures
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig
 from remediation.executors.proxmox import ApiCall
 from tests.complaints.world import jpeg, principal_named
 from tests.remediation.pve_support import executor, tasks

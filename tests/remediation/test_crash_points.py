@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pdn_ops.domain.remediation import Outcome, Policy, StepStatus
+from pdn_ops.runs.model import Outcome, Policy, StepStatus
 from remediation import registry, runner
 from remediation.executors.proxmox import ApiCall, ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor, SshTarget

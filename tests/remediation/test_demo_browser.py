@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from pdn_ops.db import migrate
-from pdn_ops.domain.access import Principal, Role
-from pdn_ops.services.remediation_worker import start_hook
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app, sync_inventory_at_start
-from pdn_ops.web.routes import lab_demo
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app import lab_demo
+from pdn_ops.app.factory import create_app
+from pdn_ops.app.hooks import sync_inventory_at_start
+from pdn_ops.core.db import migrate
+from pdn_ops.core.settings import load_settings
+from pdn_ops.runs.worker import start_hook
 from tests.health_world import Served
 from tests.support import free_port
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pdn_ops.domain import remediation as rem
+from pdn_ops.runs import model as rem
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 DECLARED = ["nginx.service", "php8.2-fpm.service", "app@1.service"]
@@ -177,8 +177,8 @@ def test_sizes_snapshots_output_and_confirmation_helpers() -> None:
 
 
 def test_every_state_playbook_and_risk_has_a_label_in_both_languages() -> None:
-    from pdn_ops.i18n import catalogue
-    from pdn_ops.registry import PLAYBOOKS
+    from pdn_ops.core.i18n import catalogue
+    from pdn_ops.core.registry import PLAYBOOKS
 
     keys = set(catalogue())
     wanted = {f"remediation.state.{s.value}" for s in rem.State}
@@ -189,8 +189,8 @@ def test_every_state_playbook_and_risk_has_a_label_in_both_languages() -> None:
 
 @pytest.mark.parametrize("kind", ["restart_vm", "resize_vm", "restore_snapshot", "restart_service", "free_disk"])
 def test_every_playbook_refuses_a_parameter_it_does_not_declare(kind: str) -> None:
-    from pdn_ops.errors import PolicyRefused
-    from pdn_ops.registry import PLAYBOOKS, playbook_class
+    from pdn_ops.core.errors import PolicyRefused
+    from pdn_ops.core.registry import PLAYBOOKS, playbook_class
     from remediation.playbooks.base import VmTarget
 
     assert kind in PLAYBOOKS

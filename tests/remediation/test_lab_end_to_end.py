@@ -16,17 +16,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.domain.access import Principal, Role
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.inventory import Inventory
-from pdn_ops.services import health
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.complaints import ComplaintConfig
-from pdn_ops.services.remediation_closure import ClosurePolicy
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig, proxmox_executor_for
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.complaints.service import ComplaintConfig
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.health import service as health
+from pdn_ops.health.model import Thresholds
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.closure import ClosurePolicy
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig, proxmox_executor_for
 from tests.remediation.world import lab_with_database
 
 # The site collector's aiohttp client (collectors/http, not this area) sometimes leaves a TLS transport to the lab's
@@ -193,9 +193,10 @@ def _file_complaint(world: LabWorld, vmid: int) -> int:
     """The OPD's admin files a complaint about the VM (with a photo); an engineer verifies it."""
     from argon2 import PasswordHasher
 
-    from pdn_ops.db.tables import VmRow
-    from pdn_ops.domain.complaints import Action
-    from pdn_ops.services import accounts, complaints
+    from pdn_ops.accounts import service as accounts
+    from pdn_ops.complaints import service as complaints
+    from pdn_ops.complaints.model import Action
+    from pdn_ops.core.db.tables import VmRow
     from tests.complaints.world import jpeg
 
     vm = world.inventory.vm(f"lab/{vmid}")
@@ -218,7 +219,7 @@ def _file_complaint(world: LabWorld, vmid: int) -> int:
 
 def _close(world: LabWorld, vmid: int, run_id: int, *, link: Any, rounds: int = 12) -> RemediationRunRow:
     """Check rounds until the closure decides the run (the complaint link is the real one)."""
-    from pdn_ops.services.remediation_closure import evaluate_closures
+    from pdn_ops.runs.closure import evaluate_closures
 
     for _ in range(rounds):
         world.check(vmid)
@@ -237,7 +238,7 @@ def _restart_alone_is_ineffective(world: LabWorld, vmid: int, playbook: str, par
     """A restart runs fine, yet the site still fails: after its deadline the closure says ineffective."""
     from datetime import timedelta
 
-    from pdn_ops.services.remediation_closure import evaluate_closures
+    from pdn_ops.runs.closure import evaluate_closures
 
     with transaction(world.sessions) as session:
         run = svc.request_run(session, world.inventory, playbook=playbook, target=f"lab/{vmid}", params=params,
@@ -267,10 +268,10 @@ def test_bad_update_is_rolled_back_to_the_suggested_snapshot_and_the_complaint_c
     import math
     import time
 
-    from pdn_ops.domain.complaints import State
-    from pdn_ops.services import complaints
-    from pdn_ops.services.remediation_closure import complaint_link, linked_targets
-    from pdn_ops.services.remediation_snapshots import SnapshotCache, inventory_fetch, problem_started_at, suggest
+    from pdn_ops.complaints import service as complaints
+    from pdn_ops.complaints.model import State
+    from pdn_ops.runs.closure import complaint_link, linked_targets
+    from pdn_ops.runs.snapshots import SnapshotCache, inventory_fetch, problem_started_at, suggest
 
     vmid, target, lab = 104, "lab/104", world.lab
     lab.faults.take_snapshot(vmid, "weekly")

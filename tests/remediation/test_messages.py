@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from pdn_ops.domain import remediation as rem
-from pdn_ops.errors import PdnOpsError
-from pdn_ops.i18n import translate
-from pdn_ops.inventory import Inventory
-from pdn_ops.services import remediation as svc
-from pdn_ops.web.remediation_messages import FALLBACK, message, message_key
+from pdn_ops.core.errors import PdnOpsError
+from pdn_ops.core.i18n import translate
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.messages import FALLBACK, message, message_key
 from tests.remediation.world import add_vms, inventory, write_inventory
 
 ENG = svc.Requester("eng1")
@@ -84,7 +84,7 @@ def test_the_domains_other_refusals_have_sentences_too() -> None:
 
 
 def test_an_unknown_refusal_is_still_a_sentence_of_the_catalogue() -> None:
-    from pdn_ops.errors import Conflict, NotFound, PolicyRefused
+    from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
 
     assert message(PolicyRefused("something new"), "id") == translate(FALLBACK, "id")
     assert message_key(NotFound("gone"))[0] == "remediation.error.not_found"

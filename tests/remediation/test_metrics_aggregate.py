@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from bench.remediation_metrics import PerRunCollector, per_run_counts, registry_of, seed, sql_registry
-from pdn_ops.services.remediation import DURATION_BUCKETS, metric_counts
+from pdn_ops.runs.service import DURATION_BUCKETS, metric_counts
 from tests.support import require_binary
 
 

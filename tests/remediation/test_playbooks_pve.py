@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pdn_ops.domain.remediation import Policy, StepStatus
+from pdn_ops.runs.model import Policy, StepStatus
 from remediation import registry, runner
 from remediation.executors.proxmox import ApiCall
 from remediation.playbooks.base import RunContext, VmTarget
@@ -261,7 +261,7 @@ def test_dry_run_shows_the_exact_api_calls() -> None:
 
 @pytest.mark.parametrize("params", [{"snapshot": "x;reboot"}, {"snapshot": "1abc"}, {}, {"snapshot": "a" * 41}])
 def test_bad_snapshot_parameters_are_refused_statically(params: dict[str, object]) -> None:
-    from pdn_ops.errors import PolicyRefused
+    from pdn_ops.core.errors import PolicyRefused
 
     with pytest.raises(PolicyRefused):
         registry.playbook("restore_snapshot").validate(params, VM, Policy())

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from pdn_ops.domain.remediation import Policy, StepStatus
-from pdn_ops.errors import PolicyRefused
+from pdn_ops.core.errors import PolicyRefused
+from pdn_ops.runs.model import Policy, StepStatus
 from remediation import registry
 from remediation.executors.ssh import SshExecutor, SshTarget
 from remediation.playbooks.base import VmTarget

@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.errors import Conflict, NotFound, PolicyRefused
-from pdn_ops.inventory import Inventory
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig
 from tests.remediation.pve_support import executor, tasks
 from tests.remediation.world import add_vms, inventory, write_inventory
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.services import remediation as svc
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
 from remediation.executors.proxmox import ApiCall
 from tests.remediation.pve_support import executor
 from tests.remediation.sshguest import SshGuest
@@ -56,7 +56,7 @@ class Matrix:
         if kill_at is not None:
             env.update(PDN_OPS_REMEDIATION_KILL_AT=str(kill_at), PDN_OPS_REMEDIATION_KILL_SCOPE="act")
         proc = subprocess.run(
-            [sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker", "--once",
+            [sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation", "worker", "--once",
              "--database-url", self.url, "--inventory", str(self.inventory_path), "--worker-id", f"w{kill_at}"],
             env=env, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode in (0, -9), proc.stderr[-2000:]
@@ -146,8 +146,8 @@ def test_sigkill_while_the_task_still_runs_never_repeats_it(make_lab: Any, tmp_p
     (stopped VM), another right after a graceful shutdown call (running VM); the lab keeps both tasks running for
     6 s, so they still run when the next worker reconciles both runs.
     """
-    from pdn_ops.inventory import load_inventory
-    from pdn_ops.services.remediation_worker import Clients, RunLocks, Worker, WorkerConfig, proxmox_executor_for
+    from pdn_ops.core.inventory import load_inventory
+    from pdn_ops.runs.worker import Clients, RunLocks, Worker, WorkerConfig, proxmox_executor_for
     from tests.lab_fixtures import lab_proxmox
 
     lab = make_lab(vms=2, sites=0, guests=0, time_scale=0.1)
@@ -174,7 +174,7 @@ def test_sigkill_while_the_task_still_runs_never_repeats_it(make_lab: Any, tmp_p
 
     def killed_worker(name: str) -> None:
         proc = subprocess.run(
-            [sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker", "--once",
+            [sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation", "worker", "--once",
              "--database-url", url, "--inventory", str(lab.inventory_path), "--worker-id", name],
             env=env, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == -9, proc.stderr[-2000:]

@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow, RemediationStepRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.remediation_worker import KILL_ON_ENV, LOCK_CLASS
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
+from pdn_ops.runs.worker import KILL_ON_ENV, LOCK_CLASS
 from tests.remediation.pve_support import tasks
 from tests.remediation.world import add_vms, inventory, write_inventory
 
@@ -51,7 +51,7 @@ def worker(url: str, inventory_path: Path, name: str, kill_on: str | None) -> su
     if kill_on is not None:
         env[KILL_ON_ENV] = kill_on
     return subprocess.run(
-        [sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker", "--once",
+        [sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation", "worker", "--once",
          "--database-url", url, "--inventory", str(inventory_path), "--worker-id", name],
         env=env, capture_output=True, text=True, timeout=120, check=False)
 

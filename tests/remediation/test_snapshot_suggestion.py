@@ -14,20 +14,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from pdn_ops.domain.complaints import Action
-from pdn_ops.domain.health import Thresholds
-from pdn_ops.domain.observations import FailureClass, SiteCheck
-from pdn_ops.errors import NotFound, PolicyRefused, TargetUnreachable
-from pdn_ops.inventory import load_inventory
-from pdn_ops.services import complaints, health
-from pdn_ops.services.complaints import ComplaintConfig
-from pdn_ops.services.remediation_snapshots import (
-    SnapshotCache,
-    parse_snapshots,
-    problem_started_at,
-    suggest,
-    suggestion_view,
-)
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints.model import Action
+from pdn_ops.complaints.service import ComplaintConfig
+from pdn_ops.core.errors import NotFound, PolicyRefused, TargetUnreachable
+from pdn_ops.core.inventory import load_inventory
+from pdn_ops.health import service as health
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import FailureClass, SiteCheck
+from pdn_ops.runs.snapshots import SnapshotCache, parse_snapshots, problem_started_at, suggest, suggestion_view
 from tests.complaints.test_complaint_service import Named, _file
 from tests.complaints.world import ROOT
 

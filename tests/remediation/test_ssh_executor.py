@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from pdn_ops.domain.remediation import Outcome, StepStatus
+from pdn_ops.runs.model import Outcome, StepStatus
 from remediation.executors.ssh import SshExecutor, SshTarget
 from tests.hung_ssh import HungSshServer, write_client_key
 from tests.remediation.sshguest import SshGuest

@@ -12,20 +12,20 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.notify_tables import NotifyOutboxRow
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.inventory import Inventory
-from pdn_ops.services import remediation as svc
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.tables import RemediationRunRow
 from tests.remediation.test_auto_rules import engineer, observe, world  # noqa: F401  (fixtures)
 
 
 def worker_once(url: str, inventory_path: Path, data_dir: Path, name: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PDN_OPS_")}
     env.update(PDN_OPS_DATA_DIR=str(data_dir), PDN_OPS_PUBLIC_URL="https://pdn.example.go.id")
-    done = subprocess.run([sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker",
+    done = subprocess.run([sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation", "worker",
                            "--once", "--database-url", url, "--inventory", str(inventory_path), "--worker-id", name],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

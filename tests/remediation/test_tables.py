@@ -7,9 +7,9 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine
-from pdn_ops.db.remediation_tables import RemediationRunRow
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine
+from pdn_ops.runs.tables import RemediationRunRow
 
 
 def make_run(target: str, key: str, state: str = "pending") -> RemediationRunRow:

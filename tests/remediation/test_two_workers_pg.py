@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.services import remediation as svc
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.tables import RemediationRunRow
 from tests.remediation.world import add_vms, inventory, write_inventory
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def test_two_workers_execute_each_of_100_runs_exactly_once(fresh_db_url: str, fa
                                 requester=svc.Requester("policy-engine"), idempotency_key=f"scale-{vmid}",
                                 policy=rem.Policy(), trigger="rule:0")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PDN_OPS_REMEDIATION_KILL")}
-        procs = [subprocess.Popen([sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation",
+        procs = [subprocess.Popen([sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation",
                                    "worker", "--once", "--database-url", fresh_db_url, "--inventory", str(path),
                                    "--worker-id", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.db.tables import AuditRow
-from pdn_ops.domain import remediation as rem
-from pdn_ops.services import remediation as svc
-from pdn_ops.services.remediation_worker import Clients, Worker, WorkerConfig
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.runs import model as rem
+from pdn_ops.runs import service as svc
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.worker import Clients, Worker, WorkerConfig
 from tests.remediation.pve_support import executor, tasks
 from tests.remediation.world import add_vms, inventory, write_inventory
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 def worker_process(url: str, inventory_path: Path, name: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PDN_OPS_REMEDIATION_KILL")}
-    done = subprocess.run([sys.executable, "-c", "from pdn_ops.cli import main; main()", "remediation", "worker",
+    done = subprocess.run([sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation", "worker",
                            "--once", "--database-url", url, "--inventory", str(inventory_path), "--worker-id", name],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

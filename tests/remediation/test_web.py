@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.remediation_tables import RemediationRunRow
-from pdn_ops.domain.access import Principal, Role
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.settings import load_settings
+from pdn_ops.runs.tables import RemediationRunRow
 from tests.remediation.world import add_vms, inventory, write_inventory
 from tests.support import missing
 
@@ -81,10 +81,11 @@ def test_request_is_idempotent_and_a_second_one_gets_409_naming_the_first(client
 
 def test_a_run_for_a_complaint_of_another_opd_or_about_another_vm_is_refused_before_it_is_queued(
         client: TestClient, app: FastAPI, tmp_path: Path) -> None:
-    from pdn_ops.db.tables import VmRow
-    from pdn_ops.services import accounts, complaints
-    from pdn_ops.services.complaints import ComplaintConfig, Draft
-    from pdn_ops.services.inventory_sync import sync_inventory
+    from pdn_ops.accounts import service as accounts
+    from pdn_ops.complaints import service as complaints
+    from pdn_ops.complaints.service import ComplaintConfig, Draft
+    from pdn_ops.core.db.tables import VmRow
+    from pdn_ops.core.inventory_sync import sync_inventory
     from tests.complaints.world import jpeg, principal_named
 
     with transaction(app.state.ctx.sessions) as session:
@@ -167,7 +168,7 @@ def test_route_enqueues_and_the_app_worker_executes(app: FastAPI, fakepve_sessio
     """The demo wiring: the start hook runs a worker thread; the route only enqueues, the thread executes."""
     import time
 
-    from pdn_ops.services.remediation_worker import start_hook
+    from pdn_ops.runs.worker import start_hook
 
     ctx = app.state.ctx
     fakepve_session.vm(101).status = "stopped"

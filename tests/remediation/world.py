@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.inventory import Inventory, load_inventory
-from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.inventory import Inventory, load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
 from tests.remediation.pve_support import TOKEN_ID, TOKEN_SECRET
 from tests.remediation.sshguest import SshGuest
 from tests.support import missing

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
-from pdn_ops.db.engine import make_engine, make_sessionmaker
-from pdn_ops.scheduler.jobs import JobSpec
-from pdn_ops.scheduler.leader import leader_lock_for
-from pdn_ops.scheduler.service import start_scheduler
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker
+from pdn_ops.core.jobs import JobSpec
+from pdn_ops.core.locks import leader_lock_for
+from pdn_ops.core.scheduler import start_scheduler
 
 
 def _nothing() -> None:

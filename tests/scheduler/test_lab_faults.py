@@ -9,14 +9,15 @@ from typing import Any
 from proxmoxer.tools import Tasks
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker
-from pdn_ops.db.health_tables import HealthEventRow, HealthTargetRow, JobStatusRow
-from pdn_ops.inventory import load_inventory
-from pdn_ops.scheduler.collectors import InventoryCollectorFactory
-from pdn_ops.scheduler.jobs import HealthConfig, build_jobs
-from pdn_ops.scheduler.wrapper import JobWrapper
-from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker
+from pdn_ops.core.db.tables import JobStatusRow
+from pdn_ops.core.inventory import load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.core.jobs import JobWrapper
+from pdn_ops.health.collection import InventoryCollectorFactory
+from pdn_ops.health.jobs import HealthConfig, build_jobs
+from pdn_ops.health.tables import HealthEventRow, HealthTargetRow
 from tests.lab_fixtures import lab_proxmox
 
 

@@ -16,16 +16,17 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import make_engine, make_sessionmaker, transaction
-from pdn_ops.db.health_tables import HealthTargetRow, JobRunRow, JobStatusRow
-from pdn_ops.domain.observations import ClusterObservation, SiteCheck, SshObservation
-from pdn_ops.inventory import Cluster, Site, Vm, load_inventory
-from pdn_ops.scheduler.jobs import HealthConfig, JobSpec, build_jobs
-from pdn_ops.scheduler.leader import FileLeaderLock, leader_lock_for
-from pdn_ops.scheduler.service import build_scheduler
-from pdn_ops.scheduler.wrapper import JobWrapper
-from pdn_ops.services.inventory_sync import sync_inventory
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+from pdn_ops.core.db.tables import JobRunRow, JobStatusRow
+from pdn_ops.core.inventory import Cluster, Site, Vm, load_inventory
+from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.core.jobs import JobSpec, JobWrapper
+from pdn_ops.core.locks import FileLeaderLock, leader_lock_for
+from pdn_ops.core.scheduler import build_scheduler
+from pdn_ops.health.jobs import HealthConfig, build_jobs
+from pdn_ops.health.observations import ClusterObservation, SiteCheck, SshObservation
+from pdn_ops.health.tables import HealthTargetRow
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0  # upper bound for conditions polled below; they normally hold within a second
@@ -61,12 +62,12 @@ class RecordedFactory:
 
     def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
         self.built.append(f"proxmox:{cluster.name}")
-        from pdn_ops.db.tables import utcnow
+        from pdn_ops.core.db.tables import utcnow
         return lambda: ClusterObservation(cluster=cluster.name, at=utcnow(), ok=True, quorate=True)
 
     def sites(self, sites: Sequence[Site]) -> Callable[[], Sequence[SiteCheck]]:
         self.built.append(f"sites:{len(sites)}")
-        from pdn_ops.db.tables import utcnow
+        from pdn_ops.core.db.tables import utcnow
         return lambda: [SiteCheck(url=s.url, at=utcnow(), ok=True, status_code=200, total_s=0.01) for s in sites]
 
     def ssh(self, vms: Sequence[Vm]) -> Callable[[], Sequence[SshObservation]]:
@@ -235,9 +236,10 @@ def test_the_sqlite_lock_file_sits_next_to_the_database(tmp_path: Path) -> None:
 def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from pdn_ops.scheduler.service import SchedulerService, scheduler_hook
-    from pdn_ops.settings import load_settings
-    from pdn_ops.web.app import create_app, sync_inventory_at_start
+    from pdn_ops.app.factory import create_app
+    from pdn_ops.app.hooks import scheduler_hook, sync_inventory_at_start
+    from pdn_ops.core.scheduler import SchedulerService
+    from pdn_ops.core.settings import load_settings
 
     url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
     migrate.upgrade(url)
@@ -270,7 +272,7 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
 
 @pytest.mark.parametrize("engine_name", ["postgresql"])
 def test_the_advisory_lock_admits_one_holder_and_knows_when_it_holds(db) -> None:
-    from pdn_ops.scheduler.leader import PgAdvisoryLeaderLock
+    from pdn_ops.core.locks import PgAdvisoryLeaderLock
 
     _url, engine, _sessions = db
     first, second = leader_lock_for(engine), PgAdvisoryLeaderLock(engine)
@@ -287,8 +289,8 @@ def test_the_advisory_lock_admits_one_holder_and_knows_when_it_holds(db) -> None
 def test_a_site_that_breaks_is_down_within_two_runs_of_its_job(db) -> None:
     from dataclasses import replace
 
-    from pdn_ops.db.tables import utcnow
-    from pdn_ops.domain.observations import FailureClass
+    from pdn_ops.core.db.tables import utcnow
+    from pdn_ops.health.observations import FailureClass
 
     _url, _engine, sessions = db
     inventory = load_inventory(ROOT / "inventory.example.yaml")
@@ -318,7 +320,7 @@ def test_a_site_that_breaks_is_down_within_two_runs_of_its_job(db) -> None:
         wait_for(lambda: site_states() == ["down", "down"], "both sites down")
     finally:
         scheduler.shutdown(wait=True)
-    from pdn_ops.db.health_tables import HealthCheckRow, HealthEventRow
+    from pdn_ops.health.tables import HealthCheckRow, HealthEventRow
 
     with sessions() as session:
         for target_id in session.scalars(select(HealthTargetRow.id).where(HealthTargetRow.kind == "site")):
@@ -333,7 +335,7 @@ def test_a_site_that_breaks_is_down_within_two_runs_of_its_job(db) -> None:
 def test_staleness_waits_for_three_runs_of_the_slowest_collector(db) -> None:
     from datetime import timedelta
 
-    from pdn_ops.db.tables import utcnow
+    from pdn_ops.core.db.tables import utcnow
 
     _url, _engine, sessions = db
     inventory = load_inventory(ROOT / "inventory.example.yaml")

@@ -29,7 +29,7 @@ class _Lines(logging.Handler):
 def test_query_secrets_are_masked_in_uvicorn_access_lines() -> None:
     lines = _Lines()
     with serve_in_thread(_app) as base:
-        access_log.install()  # after uvicorn configured its loggers, as pdn_ops.cli does
+        access_log.install()  # after uvicorn configured its loggers, as pdn_ops.app.cli does
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         logging.getLogger("uvicorn.access").addHandler(lines)
         try:

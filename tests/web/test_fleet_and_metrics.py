@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.tables import SiteRow, VmRow
-from pdn_ops.domain.access import Principal, Role
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import SiteRow, VmRow
+from pdn_ops.core.settings import load_settings
 from tests.health_world import ROOT, SITE_B, record_world
 from tests.support import missing
 
@@ -151,9 +151,9 @@ def test_promtool_accepts_the_scrape(client: TestClient) -> None:
 
 
 def test_every_state_reason_failure_and_kind_has_text_in_both_languages() -> None:
-    from pdn_ops.domain.health import Kind, Reason, State
-    from pdn_ops.domain.observations import FailureClass
-    from pdn_ops.i18n import catalogue
+    from pdn_ops.core.i18n import catalogue
+    from pdn_ops.health.model import Kind, Reason, State
+    from pdn_ops.health.observations import FailureClass
 
     keys = set(catalogue())
     for prefix, values in (("health.state", State), ("health.reason", Reason), ("collectors.failure", FailureClass),

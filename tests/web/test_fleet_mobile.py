@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from pdn_ops.db import migrate
-from pdn_ops.db.engine import transaction
-from pdn_ops.db.tables import SiteRow
-from pdn_ops.domain.access import Principal, Role
-from pdn_ops.settings import load_settings
-from pdn_ops.web.app import create_app
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app.factory import create_app
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import SiteRow
+from pdn_ops.core.settings import load_settings
 from tests.health_world import SITE_B, Served, record_world
 from tests.support import free_port
 

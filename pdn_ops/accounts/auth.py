@@ -1,0 +1,162 @@
+"""Authentication and CSRF for the web layer.
+
+- ``install(ctx)`` puts the ``authenticate`` callable that ``pdn_ops.web.deps.current_principal`` uses into
+  ``ctx.extras`` (plus the complaint configuration and its listener registry).
+- A session cookie holds only a random id (HttpOnly, SameSite=Lax, Secure behind HTTPS); a bearer token in the
+  ``Authorization`` header authenticates scripts and then the cookie is ignored, which is why token requests
+  need no CSRF token.
+- ``csrf_guard`` runs on every route of the app (an app-wide dependency): a state-changing request made with a
+  session must carry the session's synchroniser token (form field ``csrf_token`` or header ``X-CSRF-Token``);
+  without a session (the login form) it must match a per-browser token cookie."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from fastapi import HTTPException, Request, Response
+from sqlalchemy.orm import Session
+
+from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Principal
+from pdn_ops.app.context import AppContext
+from pdn_ops.complaints import notifications as complaint_notifications
+from pdn_ops.complaints.config import complaint_config, load_complaint_settings
+from pdn_ops.complaints.procedure_store import LiveSettings
+from pdn_ops.core.db.engine import transaction
+
+SESSION_COOKIE = "pdn_session"
+
+
+PRE_CSRF_COOKIE = "pdn_csrf"
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class Authenticator:
+    """Maps a request to its Principal (or None), once per request: the answer is kept on ``request.state``.
+
+    ``in_session`` makes the lookup in a session the caller already holds, so a hot read (the JSON lists) uses one
+    connection for the whole request instead of two.
+    """
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._sessions = ctx.sessions
+
+    def __call__(self, request: Request) -> Principal | None:
+        if hasattr(request.state, "auth"):
+            return self._cached(request)
+        if _bearer(request) is None and not request.cookies.get(SESSION_COOKIE):
+            return self._remember(request, None)
+        with transaction(self._sessions) as session:
+            return self.in_session(request, session)
+
+    def in_session(self, request: Request, session: Session) -> Principal | None:
+        if hasattr(request.state, "auth"):
+            return self._cached(request)
+        found: accounts.Authenticated | None = None
+        token = _bearer(request)
+        key = request.cookies.get(SESSION_COOKIE)
+        if token is not None:
+            found = accounts.by_api_token(session, token)
+        elif key:
+            found = accounts.by_session_key(session, key)
+        if found is not None and found.touch and found.token_id is not None:
+            # A write of its own (at most once a minute per token), whatever the caller's session is doing.
+            with transaction(self._sessions) as writer:
+                accounts.touch_token(writer, found.token_id)
+        return self._remember(request, found)
+
+    @staticmethod
+    def _cached(request: Request) -> Principal | None:
+        cached: accounts.Authenticated | None = request.state.auth
+        return cached.principal if cached else None
+
+    @staticmethod
+    def _remember(request: Request, found: accounts.Authenticated | None) -> Principal | None:
+        request.state.auth = found
+        return found.principal if found else None
+
+
+def make_authenticator(ctx: AppContext) -> Authenticator:
+    return Authenticator(ctx)
+
+
+def install(ctx: AppContext) -> None:
+    ctx.extras["authenticate"] = make_authenticator(ctx)
+    # The terms follow the supervisor's settings screen (stored in the database, environment as defaults).
+    chosen = load_complaint_settings()
+    ctx.extras["procedure_settings"] = LiveSettings(ctx.sessions, chosen.procedure(), chosen.timezone)
+    ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, chosen,
+                                                      terms=ctx.extras["procedure_settings"])
+    ctx.extras["complaint_listeners"] = ctx.extras["complaint_config"].listeners
+    # WhatsApp/e-mail messages to the OPD for each state change, in the same transaction (the outbox).
+    ctx.extras["complaint_listeners"].add(complaint_notifications.make_listener(ctx.settings.public_url))
+
+
+def principal_or_none(request: Request) -> Principal | None:
+    authenticate = request.app.state.ctx.extras.get("authenticate")
+    return authenticate(request) if authenticate else None
+
+
+def csrf_token(request: Request) -> str:
+    """The token a form on this page must send back."""
+    principal_or_none(request)
+    auth: accounts.Authenticated | None = getattr(request.state, "auth", None)
+    if auth is not None and auth.csrf_token:
+        return auth.csrf_token
+    existing = request.cookies.get(PRE_CSRF_COOKIE) or getattr(request.state, "new_pre_csrf", None)
+    if existing:
+        return str(existing)
+    fresh = secrets.token_urlsafe(32)
+    request.state.new_pre_csrf = fresh
+    return fresh
+
+
+def finish_response(request: Request, response: Response) -> None:
+    """Set the pre-session CSRF cookie if this page created one."""
+    fresh = getattr(request.state, "new_pre_csrf", None)
+    if fresh:
+        response.set_cookie(PRE_CSRF_COOKIE, fresh, httponly=True, samesite="lax", path="/",
+                            secure=request.url.scheme == "https")
+
+
+# Provider webhooks carry no session cookie (CSRF rides on cookies) and authenticate every body by its HMAC
+# signature instead (pdn_ops.notify.routes); a CSRF token could never be sent by the provider.
+CSRF_EXEMPT_PREFIXES = ("/webhooks/",)
+
+
+async def csrf_guard(request: Request) -> None:
+    if request.method in SAFE_METHODS or _bearer(request) is not None:
+        return
+    if request.url.path.startswith(CSRF_EXEMPT_PREFIXES):
+        return
+    principal_or_none(request)
+    auth: accounts.Authenticated | None = getattr(request.state, "auth", None)
+    expected = auth.csrf_token if auth is not None else request.cookies.get(PRE_CSRF_COOKIE)
+    sent = request.headers.get("x-csrf-token")
+    if sent is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get("csrf_token")
+        sent = value if isinstance(value, str) else None
+    if not expected or not sent or not hmac.compare_digest(sent, expected):
+        raise HTTPException(status_code=403, detail="CSRF token missing or wrong")
+
+
+def set_session_cookie(request: Request, response: Response, key: str) -> None:
+    response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https", max_age=int(accounts.SESSION_LIFETIME.total_seconds()))
+    response.delete_cookie(PRE_CSRF_COOKIE, path="/")
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")

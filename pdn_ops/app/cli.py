@@ -1,0 +1,244 @@
+"""The ``pdn-ops`` command: serve, db, inventory and, as they arrive, lab and user subcommands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import pdn_ops
+from pdn_ops.core.errors import ConfigError, DatabaseNotReady, InventoryError
+from pdn_ops.core.settings import Settings, load_settings
+from pdn_ops.lab.cli import lab as lab_commands
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _db_url_option(func: F) -> F:
+    return click.option("--database-url", envvar="PDN_OPS_DATABASE_URL", default=None,
+                        help="SQLAlchemy URL; default: a SQLite file in the data directory.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(pdn_ops.__version__, prog_name="pdn-ops")
+def main() -> None:
+    """pdn-ops keeps a regency data centre's hosted VMs and websites running."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+def _resolved_url(database_url: str | None) -> str:
+    settings = _settings(database_url=database_url, demo=True)
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.effective_database_url
+
+
+@db.command("upgrade")
+@_db_url_option
+@click.argument("revision", default="head")
+def db_upgrade(database_url: str | None, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    from pdn_ops.core.db import migrate
+
+    migrate.upgrade(_resolved_url(database_url), revision)
+    click.echo(f"database at revision {revision}")
+
+
+@db.command("downgrade")
+@_db_url_option
+@click.argument("revision")
+def db_downgrade(database_url: str | None, revision: str) -> None:
+    """Migrate the database down to REVISION ('base' removes every table)."""
+    from pdn_ops.core.db import migrate
+
+    migrate.downgrade(_resolved_url(database_url), revision)
+    click.echo(f"database at revision {revision}")
+
+
+@db.command("current")
+@_db_url_option
+def db_current(database_url: str | None) -> None:
+    """Print the database's revision and the newest one."""
+    from pdn_ops.core.db import migrate
+    from pdn_ops.core.db.engine import make_engine
+
+    engine = make_engine(_resolved_url(database_url))
+    try:
+        click.echo(f"current: {migrate.current_revision(engine)}  head: {migrate.head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def inventory() -> None:
+    """Check and load the inventory file."""
+
+
+@inventory.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def inventory_check(file: Path) -> None:
+    """Validate FILE; print every problem as FILE:LINE: key: message (exit 1), or a summary (exit 0)."""
+    from pdn_ops.core.inventory import load_inventory
+
+    try:
+        inv = load_inventory(file)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"{len(exc.problems)} problem(s) in {file}", err=True)
+        sys.exit(1)
+    click.echo(f"{file}: OK: {inv.summary()}")
+
+
+@inventory.command("sync")
+@_db_url_option
+@click.option("--inventory", "inventory_path", type=click.Path(path_type=Path), envvar="PDN_OPS_INVENTORY",
+              default=None, help="Inventory file (default: PDN_OPS_INVENTORY or inventory.example.yaml).")
+def inventory_sync(database_url: str | None, inventory_path: Path | None) -> None:
+    """Upsert OPDs, VMs and sites from the inventory; retire (never delete) what disappeared."""
+    from pdn_ops.core.db import migrate
+    from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+    from pdn_ops.core.inventory import load_inventory
+    from pdn_ops.core.inventory_sync import sync_inventory
+
+    settings = _settings(database_url=database_url, inventory=inventory_path, demo=True)
+    try:
+        inv = load_inventory(settings.inventory)
+    except InventoryError as exc:
+        raise click.ClickException("\n".join(exc.problems)) from None
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrate.require_current(engine)
+        with transaction(make_sessionmaker(engine)) as session:
+            report = sync_inventory(session, inv)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"{inv.summary()}: {report.summary()}")
+
+
+@main.command()
+@_db_url_option
+@click.option("--inventory", "inventory_path", type=click.Path(path_type=Path), envvar="PDN_OPS_INVENTORY",
+              default=None)
+@click.option("--listen", default=None, envvar="PDN_OPS_LISTEN", help="HOST:PORT (default 127.0.0.1:8000).")
+def serve(database_url: str | None, inventory_path: Path | None, listen: str | None) -> None:
+    """Run the web service (and its single scheduler) in the foreground."""
+
+    from pdn_ops.app.factory import create_app
+    from pdn_ops.app.hooks import scheduler_hook, sync_inventory_at_start
+    from pdn_ops.health.collection import inventory_collectors
+    from pdn_ops.notify.worker import start_notify_worker
+    from pdn_ops.runs.worker import start_hook as remediation_worker_hook
+
+    settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
+    try:
+        app = create_app(settings, start_hooks=[sync_inventory_at_start,
+                                                scheduler_hook(build_factory=inventory_collectors),
+                                                start_notify_worker, remediation_worker_hook])
+    except (DatabaseNotReady, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _serve(app, settings.host, settings.port)
+
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    from pdn_ops.web import access_log
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures uvicorn's loggers
+    access_log.install()  # after that configuration, which would otherwise drop the filter
+    uvicorn.Server(config).run()
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:8000", show_default=True)
+@click.option("--lab/--no-lab", "with_lab", default=True, show_default=True,
+              help="Start the lab (a Proxmox cluster on loopback with live VMs) and use its inventory.")
+def demo(listen: str, with_lab: bool) -> None:
+    """`make run`: migrate the default SQLite database, start the lab and serve the demo on embedded defaults."""
+
+    from pdn_ops.app.factory import create_app
+    from pdn_ops.app.hooks import scheduler_hook, sync_inventory_at_start
+    from pdn_ops.core.db import migrate
+    from pdn_ops.health.collection import inventory_collectors
+    from pdn_ops.notify.worker import start_notify_worker
+    from pdn_ops.runs.worker import start_hook as remediation_worker_hook
+
+    settings = _settings(demo=True, listen=listen)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    running_lab = None
+    panel = None
+    if with_lab:
+        from pdn_ops.lab.demo import start_demo_lab
+
+        running_lab = start_demo_lab(settings.data_dir / "lab")
+        # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
+        settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
+    try:
+        app = create_app(settings, start_hooks=[sync_inventory_at_start, _demo_accounts,
+                                                scheduler_hook(build_factory=inventory_collectors),
+                                                start_notify_worker, remediation_worker_hook])
+        if running_lab is not None:
+            from pdn_ops.app import lab_demo
+
+            app.state.ctx.extras["site_ca_file"] = str(running_lab.ca_file)  # the lab's sites use its own CA
+            # Only here, beside a lab in this process: a page for staff to break the lab's VMs from the browser.
+            panel = lab_demo.mount(app, running_lab)
+            click.echo(f"lab: break things from the browser (as engineer): http://{settings.host}:{settings.port}/lab")
+        click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
+                   f"(database {settings.effective_database_url})")
+        _serve(app, settings.host, settings.port)
+    finally:
+        if panel is not None:
+            panel.close()
+        if running_lab is not None:
+            running_lab.stop()
+
+
+main.add_command(lab_commands)
+
+
+def _demo_accounts(ctx: Any) -> None:
+    """Demo mode: create and print the demo accounts (after the inventory sync made the OPDs)."""
+    from pdn_ops.accounts import service as accounts
+    from pdn_ops.core.db.engine import transaction
+
+    with transaction(ctx.sessions) as session:
+        made = accounts.ensure_demo_accounts(session)
+    click.echo(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
+    for username, role, opd in made:
+        click.echo(f"  {username:<16} {role:<11} {opd}")
+
+
+from pdn_ops.accounts.cli import user as _user_group  # noqa: E402
+
+main.add_command(_user_group)
+
+
+from pdn_ops.notify.cli import notify as _notify  # noqa: E402  (issue 7)
+
+main.add_command(_notify)
+
+from pdn_ops.runs.cli import remediation as _remediation  # noqa: E402
+
+main.add_command(_remediation)

@@ -1,0 +1,1 @@
+"""The complaint procedure of the service standard: intake, states, SLA, reports, pages and API."""

@@ -1,0 +1,39 @@
+"""Prometheus view of complaints: open complaints by state and OPD, SLA at-risk and breached gauges.
+
+A custom collector that reads the current state at scrape time (bounded labels: state names and OPD codes, never
+user text). The lead registers it in ``pdn_ops.health.metrics``::
+
+    from pdn_ops.services import complaint_stats
+    registry.register(ComplaintCollector(complaint_stats.reader(ctx.sessions)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pdn_ops.complaints.sla import SlaStatus
+from pdn_ops.complaints.stats import ComplaintSnapshot
+
+SLA_LEVELS = frozenset({str(SlaStatus.AT_RISK_50), str(SlaStatus.AT_RISK_80), str(SlaStatus.BREACHED)})
+
+
+class ComplaintCollector(Collector):
+    def __init__(self, read: Callable[[], ComplaintSnapshot]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_gauge = GaugeMetricFamily("pdn_complaints_open", "Open complaints by state and OPD",
+                                       labels=["opd", "state"])
+        sla_gauge = GaugeMetricFamily("pdn_complaints_sla", "Open complaints at SLA risk (at_risk_50, at_risk_80) "
+                                      "or breached, by OPD", labels=["opd", "level"])
+        found = self._read()
+        for code, state, n in found.by_state:
+            open_gauge.add_metric([code, state], n)
+        for code, level, n in found.by_level:
+            if level in SLA_LEVELS:
+                sla_gauge.add_metric([code, level], n)
+        yield open_gauge
+        yield sla_gauge

@@ -1,0 +1,277 @@
+"""PDF files of the resolution report and the monthly report, drawn with fpdf2 (pure Python).
+
+Why fpdf2: pure Python on top of Pillow (already a dependency), no system libraries (WeasyPrint needs Pango and
+takes ~1 s a page; ReportLab is heavier for the same tables), maintained, and fast enough (see README). The one
+system file it uses is a Unicode TrueType font: DejaVu Sans (Debian package ``fonts-dejavu-core``). Without it the
+built-in Helvetica is used and characters outside Latin-1 become "?" (names and descriptions may hold any
+script), which the log says once per process.
+
+All text comes from the catalogue in the reader's language; the values are the same ones the HTML pages show.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from fpdf import FPDF
+from fpdf.enums import XPos, YPos
+
+from pdn_ops.complaints.reports import MonthlyReport, ResolutionReport
+from pdn_ops.complaints.timeline_text import Line
+from pdn_ops.core import photos
+
+log = logging.getLogger(__name__)
+
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"),
+             Path("/usr/share/fonts/TTF"))
+FONT = "DejaVuSans.ttf"
+FONT_BOLD = "DejaVuSans-Bold.ttf"
+THUMB_WIDTH_MM = 45.0
+
+Translate = Callable[..., str]
+
+
+def _font_dir() -> Path | None:
+    for folder in FONT_DIRS:
+        if (folder / FONT).is_file() and (folder / FONT_BOLD).is_file():
+            return folder
+    return None
+
+
+_warned = False
+
+
+class _Document(FPDF):
+    def __init__(self, title: str, page_label: str, orientation: str = "portrait") -> None:
+        super().__init__(orientation=orientation, unit="mm", format="A4")
+        self.page_label = page_label
+        self.set_title(title)
+        self.set_creator("pdn-ops")
+        self.set_auto_page_break(auto=True, margin=15)
+        folder = _font_dir()
+        if folder is not None:
+            self.add_font("Body", "", str(folder / FONT))
+            self.add_font("Body", "B", str(folder / FONT_BOLD))
+            self.body_font = "Body"
+            self.has_unicode = True
+        else:
+            global _warned
+            if not _warned:
+                log.warning("no DejaVu Sans font found in %s: PDF reports use Helvetica (Latin-1 only); "
+                            "install fonts-dejavu-core", ", ".join(map(str, FONT_DIRS)))
+                _warned = True
+            self.body_font = "helvetica"
+            self.has_unicode = False
+        self.set_margins(15, 15, 15)
+        self.add_page()
+
+    def text_of(self, value: object) -> str:
+        text = "" if value is None else str(value)
+        return text if self.has_unicode else text.encode("latin-1", "replace").decode("latin-1")
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font(self.body_font, "", 8)
+        self.cell(0, 6, self.text_of(self.page_label.format(n=self.page_no())), align="C")
+
+    # --- building blocks ---------------------------------------------------------------------------------------
+
+    def heading(self, text: str, size: float = 12) -> None:
+        self.ln(2)
+        self.set_font(self.body_font, "B", size)
+        self.multi_cell(0, size * 0.5, self.text_of(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_font(self.body_font, "", 10)
+        self.ln(1)
+
+    def paragraph(self, text: str, size: float = 10) -> None:
+        self.set_font(self.body_font, "", size)
+        self.multi_cell(0, 5, self.text_of(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def facts(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.set_font(self.body_font, "", 10)
+        with self.table(col_widths=(1, 2), first_row_as_headings=False, line_height=5.5,
+                        borders_layout="HORIZONTAL_LINES") as table:
+            for label, value in pairs:
+                row = table.row()
+                row.cell(self.text_of(label))
+                row.cell(self.text_of(value))
+
+    def rows(self, header: Sequence[str], body: Sequence[Sequence[object]], widths: Sequence[float],
+             size: float = 8) -> None:
+        """A long table, one line per row, the header repeated on every page.
+
+        Drawn cell by cell and cut to the column (with an ellipsis) rather than with fpdf2's ``table()``, which
+        wraps every cell twice: that took about 6 ms a row, this well under 1 ms (see bench/report_pdf.py).
+        """
+        line = size * 0.55
+        scale = (self.w - self.l_margin - self.r_margin) / sum(widths)
+        widths = [w * scale for w in widths]  # relative widths, spread over the page
+
+        def draw_header() -> None:
+            self.set_font(self.body_font, "B", size)
+            for title, width in zip(header, widths, strict=True):
+                self.cell(width, line + 1, self._fit(title, width), border="B")
+            self.ln(line + 1)
+            self.set_font(self.body_font, "", size)
+
+        draw_header()
+        for values in body:
+            if self.get_y() + line > self.page_break_trigger:
+                self.add_page()
+                draw_header()
+            x, baseline = self.l_margin, self.get_y() + line * 0.75
+            for value, width in zip(values, widths, strict=True):
+                text = self._fit(value, width)
+                if text:
+                    self.text(x + self.c_margin, baseline, text)
+                x += width
+            self.ln(line)
+
+    def _width(self, text: str) -> float:
+        # The font's own width table: get_string_width() would parse and copy styles on every call.
+        font = self.current_font
+        assert font is not None  # set_font ran before any row
+        return float(font.get_text_width(text, self.font_size_pt, None)[1]) / self.k
+
+    def _fit(self, value: object, width: float) -> str:
+        text = self.text_of(value)
+        room = width - 2 * self.c_margin
+        if self._width(text) <= room:
+            return text
+        ellipsis = "…" if self.has_unicode else "..."
+        while text and self._width(text + ellipsis) > room:
+            text = text[: max(1, len(text) * 3 // 4)] if len(text) > 8 else text[:-1]
+        return text + ellipsis
+
+    def bullets(self, items: Sequence[str]) -> None:
+        self.set_font(self.body_font, "", 10)
+        for item in items:
+            self.multi_cell(0, 5, self.text_of(f"- {item}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def output_bytes(self) -> bytes:
+        return bytes(self.output())
+
+
+def _when(value: datetime | None, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def resolution_pdf(report: ResolutionReport, lines: Sequence[Line], *, t: Translate, tk: Translate, tz: ZoneInfo,
+                   printed_at: datetime, data_dir: Path, with_photos: bool) -> bytes:
+    """``lines``: the report's timeline worded in the reader's language (``pdn_ops.complaints.timeline_text.lines``)."""
+    row = report.row
+    title = t("complaints.report.title", id=row.id)
+    doc = _Document(title, t("reports.pdf.page"))
+    doc.heading(title, 15)
+    state = tk("complaints.state", row.state) + (f" ({t('complaints.auto_closed')})" if row.auto_closed else "")
+    doc.facts([
+        (t("reports.pdf.complaint"), f"#{row.id}"),
+        ("OPD", report.opd_name),
+        (t("complaints.field.asset"), report.label),
+        (t("complaints.field.category"), tk("complaints.category", row.category)),
+        (t("complaints.field.state"), state),
+        (t("complaints.report.submitted"), _when(row.submitted_at, tz)),
+        (t("complaints.report.fixed"), _when(row.fixed_at, tz)),
+        (t("complaints.report.closed"), _when(row.closed_at, tz)),
+        ("SLA", tk("complaints.report.sla", report.sla)),
+    ])
+    doc.heading(t("complaints.report.reported"))
+    doc.paragraph(row.description)
+    doc.paragraph(t("complaints.report.photo_count", n=len(report.photos)))
+    if with_photos and report.photos:
+        _thumbnails(doc, report, data_dir)
+    doc.heading(t("complaints.report.done"))
+    doc.bullets([f"{name}: {note.body}" for note, name in report.notes] or ["-"])
+    doc.heading(t("complaints.report.evidence"))
+    doc.bullets([" · ".join(part for part in (
+        _when(line.entry.at, tz), line.entry.actor, line.text, line.entry.detail) if part) for line in lines])
+    doc.ln(3)
+    doc.paragraph(t("complaints.report.printed", at=printed_at.strftime("%Y-%m-%d %H:%M")), size=8)
+    return doc.output_bytes()
+
+
+def _thumbnails(doc: _Document, report: ResolutionReport, data_dir: Path) -> None:
+    """The complaint's photos as thumbnails (the already re-encoded, EXIF-free JPEG thumbnails), in a row."""
+    gap = 4.0
+    x = doc.l_margin
+    top = doc.get_y() + 2
+    tallest = 0.0
+    for attachment in report.photos:
+        path = photos.path_of(data_dir, attachment.thumb_name)
+        if not path.is_file():
+            continue  # a photo missing on disk must not make the report unavailable; the count above stands
+        if x + THUMB_WIDTH_MM > doc.w - doc.r_margin:
+            x, top = doc.l_margin, top + tallest + gap
+            tallest = 0.0
+        ratio = attachment.height / attachment.width if attachment.width else 0.75
+        height = THUMB_WIDTH_MM * ratio
+        if top + height > doc.h - doc.b_margin:
+            doc.add_page()
+            x, top, tallest = doc.l_margin, doc.get_y(), 0.0
+        doc.image(str(path), x=x, y=top, w=THUMB_WIDTH_MM)
+        x += THUMB_WIDTH_MM + gap
+        tallest = max(tallest, height)
+    doc.set_xy(doc.l_margin, top + tallest + gap)
+
+
+def monthly_pdf(report: MonthlyReport, *, t: Translate, tk: Translate, tz: ZoneInfo,
+                uptime: Sequence[tuple[str, float]] | None, printed_at: datetime) -> bytes:
+    scope = report.opd_name or t("reports.pdf.all_opds")
+    title = f"{t('reports.title')} {report.month} · {scope}"
+    # Landscape: the complaint table has up to nine columns.
+    doc = _Document(title, t("reports.pdf.page"), orientation="landscape")
+    doc.heading(title, 15)
+    doc.facts([
+        ("OPD", scope),
+        (t("reports.received"), str(report.received)),
+        (t("reports.resolved"), str(report.resolved)),
+        (t("reports.median"), f"{report.median_hours:.1f}" if report.median_hours is not None else "-"),
+        (t("reports.p90"), f"{report.p90_hours:.1f}" if report.p90_hours is not None else "-"),
+        (t("reports.compliance"), f"{report.compliance * 100:.0f} %" if report.compliance is not None else "-"),
+    ])
+    doc.heading(t("reports.by_category"))
+    doc.bullets([f"{tk('complaints.category', k)}: {n}" for k, n in sorted(report.by_category.items())] or ["-"])
+    doc.heading(t("reports.by_state"))
+    doc.bullets([f"{tk('complaints.state', k)}: {n}" for k, n in sorted(report.by_state.items())] or ["-"])
+    doc.heading(t("reports.uptime"))
+    if uptime is None:
+        doc.paragraph(t("reports.no_uptime"))
+    else:
+        doc.bullets([f"{label}: {fraction * 100:.2f} %" for label, fraction in uptime] or ["-"])
+    doc.heading(t("reports.complaints"))
+    overall = report.opd_name is None
+    header = ["#", *(["OPD"] if overall else []), t("complaints.field.asset"), t("complaints.field.category"),
+              t("complaints.field.state"), t("complaints.report.submitted"), t("complaints.report.fixed"),
+              t("reports.pdf.hours"), "SLA"]
+    widths = [12, *([36] if overall else []), 42, 40, 28, 27, 27, 12, 20]
+    body = []
+    for r in report.rows:
+        hours = f"{(r.fixed_at - r.submitted_at).total_seconds() / 3600:.1f}" \
+            if r.fixed_at is not None and r.submitted_at is not None else "-"
+        sla = tk("complaints.report.sla", report.sla.get(r.id, "none"))
+        body.append([r.id, *([report.opd_names.get(r.opd_id, "")] if overall else []), report.labels.get(r.id, ""),
+                     tk("complaints.category", r.category), tk("complaints.state", r.state),
+                     _when(r.submitted_at, tz), _when(r.fixed_at, tz), hours, sla])
+    if body:
+        doc.rows(header, body, widths)
+    else:
+        doc.paragraph("-")
+    doc.ln(3)
+    doc.paragraph(t("complaints.report.printed", at=printed_at.strftime("%Y-%m-%d %H:%M")), size=8)
+    return doc.output_bytes()
+
+
+def attachment_headers(filename: str) -> dict[str, str]:
+    """A download with our own generated ASCII name (nothing from the user goes into the header)."""
+    return {"Content-Disposition": f'attachment; filename="{filename}"', "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store"}
+
+
+def safe_part(text: str) -> str:
+    """A slug for a file name: lower-case ASCII letters, digits and '-' only."""
+    cleaned = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    return cleaned[:40] or "x"

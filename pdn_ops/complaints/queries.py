@@ -1,0 +1,253 @@
+"""Read side of complaints: the engineers' queue, an OPD's list, the timeline, attachments and the OPD inbox.
+
+Lists use keyset pagination (a cursor naming the last row seen), never OFFSET, so page 2,000 costs what page 1
+costs; the indexes in ``complaint_tables`` match the orderings here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Integer, Select, bindparam, func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from pdn_ops.accounts.model import Principal
+from pdn_ops.accounts.tables import UserRow
+from pdn_ops.complaints import timeline as tl
+from pdn_ops.complaints.model import State
+from pdn_ops.complaints.service import get
+from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
+from pdn_ops.core.db.tables import AuditRow, OpdRow, utcnow
+from pdn_ops.core.errors import NotFound
+from pdn_ops.runs import model as rem
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
+
+PAGE = 50
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[ComplaintRow]
+    next_cursor: str | None
+
+
+# What a list shows: no description, no audit columns. Plain rows (not ORM objects) keep a page of 200 cheap;
+# they carry the same attribute names, so code that reads a ComplaintRow reads these too.
+LIST_COLUMNS = (ComplaintRow.id, ComplaintRow.opd_id, ComplaintRow.vm_id, ComplaintRow.site_id,
+                ComplaintRow.category, ComplaintRow.state, ComplaintRow.version, ComplaintRow.created_at,
+                ComplaintRow.submitted_at, ComplaintRow.fixed_at, ComplaintRow.closed_at, ComplaintRow.auto_closed,
+                ComplaintRow.merged_into_id, ComplaintRow.sla_mode, ComplaintRow.sla_budget, ComplaintRow.sla_elapsed,
+                ComplaintRow.sla_running_since, ComplaintRow.sla_due_at, ComplaintRow.sla_risk50_at,
+                ComplaintRow.sla_risk80_at, ComplaintRow.sla_breached)
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
+
+
+# The lists are the hottest queries of the app. Each shape of query (which filters are present, light or ORM rows)
+# is built once with bound parameters: a statement object memoises its cache key, so a request only binds values
+# instead of building, coercing and keying a new statement every time.
+_LIMIT = bindparam("limit", type_=Integer)
+
+
+def _base(light: bool) -> Select[Any]:
+    if light:
+        return cast(Select[Any], select(*LIST_COLUMNS))
+    return select(ComplaintRow)
+
+
+@cache
+def _queue_statement(after: bool, light: bool) -> Select[Any]:
+    stmt = _base(light)
+    stmt = stmt.where(ComplaintRow.sla_due_at.is_not(None))
+    if after:
+        # A row-value comparison: both engines turn it into one range scan of ix_complaints_sla_due_at_id.
+        key = tuple_(bindparam("after_due", type_=ComplaintRow.sla_due_at.type), bindparam("after_id", type_=Integer))
+        stmt = stmt.where(tuple_(ComplaintRow.sla_due_at, ComplaintRow.id) > key)
+    return stmt.order_by(ComplaintRow.sla_due_at, ComplaintRow.id).limit(_LIMIT)
+
+
+@cache
+def _listing_statement(opd: bool, state: bool, before: bool, light: bool) -> Select[Any]:
+    stmt = _base(light)
+    if opd:
+        stmt = stmt.where(ComplaintRow.opd_id == bindparam("opd_id", type_=Integer))
+    if state:
+        stmt = stmt.where(ComplaintRow.state == bindparam("state", type_=ComplaintRow.state.type))
+    if before:
+        stmt = stmt.where(ComplaintRow.id < bindparam("before_id", type_=Integer))
+    return stmt.order_by(ComplaintRow.id.desc()).limit(_LIMIT)
+
+
+def _fetch(session: Session, stmt: Select[Any], params: dict[str, Any], light: bool) -> list[Any]:
+    if light:
+        # Plain columns need none of the ORM's loading machinery: run them on the session's connection.
+        return list(session.connection().execute(stmt, params).all())
+    return list(session.scalars(stmt, params))
+
+
+def queue(session: Session, principal: Principal, *, cursor: str | None = None, limit: int = PAGE,
+          light: bool = False) -> Page:
+    """Running complaints (submitted, verified, in progress), the least SLA time left first."""
+    if not principal.is_staff:
+        raise NotFound("no such page")
+    limit = _limit(limit)
+    params: dict[str, Any] = {"limit": limit + 1}
+    if cursor:
+        raw_due, _, raw_id = cursor.rpartition("~")
+        try:
+            params["after_due"], params["after_id"] = datetime.fromisoformat(raw_due), int(raw_id)
+        except ValueError:
+            raise NotFound("bad cursor") from None
+        if params["after_due"].tzinfo is None:
+            raise NotFound("bad cursor")
+    rows = _fetch(session, _queue_statement(bool(cursor), light), params, light)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    # "Z", not "+00:00": a "+" in a URL's query string reads as a space, and cursors travel in URLs unencoded.
+    next_cursor = (f"{last.sla_due_at.astimezone(UTC).isoformat().replace('+00:00', 'Z')}~{last.id}"
+                   if more and last and last.sla_due_at else None)
+    return Page(rows, next_cursor)
+
+
+def listing(session: Session, principal: Principal, *, state: str | None = None, opd_id: int | None = None,
+            cursor: str | None = None, limit: int = PAGE, light: bool = False) -> Page:
+    """Newest first; OPD users get only their OPD whatever ``opd_id`` says."""
+    limit = _limit(limit)
+    params: dict[str, Any] = {"limit": limit + 1}
+    # Tenancy: an OPD user's scope comes from the session's principal, never from the request.
+    scope = principal.opd_scope()
+    if scope is not None:
+        params["opd_id"] = scope
+    elif opd_id is not None and principal.is_staff:
+        params["opd_id"] = opd_id
+    if state:
+        try:
+            params["state"] = str(State(state))
+        except ValueError:
+            raise NotFound("no such state") from None
+    if cursor:
+        if not cursor.isdigit():
+            raise NotFound("bad cursor")
+        params["before_id"] = int(cursor)
+    stmt = _listing_statement("opd_id" in params, "state" in params, "before_id" in params, light)
+    rows = _fetch(session, stmt, params, light)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, str(rows[-1].id) if more and rows else None)
+
+
+def opd_names(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return {r.id: r.name for r in session.execute(select(OpdRow.id, OpdRow.name).where(OpdRow.id.in_(ids)))}
+
+
+def opd_by_code(session: Session, code: str) -> OpdRow | None:
+    return session.scalar(select(OpdRow).where(OpdRow.code == code))
+
+
+def opds(session: Session) -> list[OpdRow]:
+    return list(session.scalars(select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)))
+
+
+def timeline(session: Session, principal: Principal, row: ComplaintRow) -> list[tl.Entry]:
+    """The complaint's timeline with every linked remediation run, as ``principal`` may see it.
+
+    Two queries, however many runs and steps: the runs with their steps (one outer join, only the columns the
+    timeline shows: a run's evidence can be large), then the audit rows of the complaint and of those runs. What an
+    OPD user is shown, and why, is decided in ``pdn_ops.complaints.timeline``.
+    """
+    run, step = RemediationRunRow, RemediationStepRow
+    runs: dict[int, tl.RunFact] = {}
+    steps: dict[int, list[tl.StepFact]] = {}
+    for r in session.execute(
+            select(run.id, run.playbook, run.params, run.requested_by, run.trigger, run.approvals_needed, run.plan,
+                   run.claimed_by, run.attempt, run.created_at, run.started_at, step.position, step.name,
+                   step.intent, step.state.label("step_state"), step.upid, step.stdout, step.stderr, step.detail,
+                   step.reconciled, step.intent_at, step.finished_at.label("step_finished_at"),
+                   step.facts)
+            .outerjoin(step, step.run_id == run.id).where(run.complaint_id == row.id)
+            .order_by(run.id, step.position)):
+        if r.id not in runs:
+            runs[r.id] = tl.RunFact(
+                id=r.id, playbook=r.playbook, params=r.params or {}, requested_by=r.requested_by, trigger=r.trigger,
+                approvals_needed=r.approvals_needed, plan=r.plan or [], claimed_by=r.claimed_by, attempt=r.attempt,
+                created_at=r.created_at, started_at=r.started_at)
+            steps[r.id] = []
+        if r.position is not None:
+            intent_by, result_by = rem.step_workers(r.facts)
+            steps[r.id].append(tl.StepFact(
+                position=r.position, name=r.name, intent=r.intent, state=r.step_state, upid=r.upid, stdout=r.stdout,
+                stderr=r.stderr, detail=r.detail, reconciled=r.reconciled, intent_at=r.intent_at,
+                finished_at=r.step_finished_at, intent_by=intent_by, result_by=result_by))
+    subjects = [f"{tl.COMPLAINT_SUBJECT}{row.id}", *(f"{tl.RUN_SUBJECT}{run_id}" for run_id in runs)]
+    audits = [tl.AuditFact(a.at, a.actor, a.action, a.subject, a.detail) for a in session.execute(
+        select(AuditRow.at, AuditRow.actor, AuditRow.action, AuditRow.subject, AuditRow.detail)
+        .where(AuditRow.subject.in_(subjects)).order_by(AuditRow.at, AuditRow.id))]
+    facts = [replace(fact, steps=tuple(steps[fact.id])) for fact in runs.values()]
+    return tl.build(audits, facts, tl.Audience.STAFF if principal.is_staff else tl.Audience.OPD)
+
+
+def versions(session: Session, row: ComplaintRow) -> list[ComplaintVersionRow]:
+    stmt = select(ComplaintVersionRow).where(ComplaintVersionRow.complaint_id == row.id)
+    return list(session.scalars(stmt.order_by(ComplaintVersionRow.number)))
+
+
+def attachments(session: Session, row: ComplaintRow) -> list[AttachmentRow]:
+    stmt = select(AttachmentRow).where(AttachmentRow.complaint_id == row.id).order_by(AttachmentRow.id)
+    return list(session.scalars(stmt))
+
+
+def notes(session: Session, principal: Principal, row: ComplaintRow) -> list[tuple[WorkNoteRow, str]]:
+    """Work notes are Diskominfo's working papers; OPD users see the outcome, not the notes."""
+    if not principal.is_staff:
+        return []
+    stmt = (select(WorkNoteRow, UserRow.display_name).join(UserRow, UserRow.id == WorkNoteRow.author_id)
+            .where(WorkNoteRow.complaint_id == row.id).order_by(WorkNoteRow.id))
+    return [(note, name) for note, name in session.execute(stmt)]
+
+
+def attachment(session: Session, principal: Principal, complaint_id: int, attachment_id: int, *,
+               record: bool) -> AttachmentRow:
+    """An attachment of a complaint the principal may see; a full view is recorded in the timeline."""
+    row = get(session, principal, complaint_id)
+    found = session.scalar(select(AttachmentRow).where(AttachmentRow.id == attachment_id,
+                                                       AttachmentRow.complaint_id == row.id))
+    if found is None:
+        raise NotFound("no such attachment")
+    if record:
+        session.add(AuditRow(at=utcnow(), actor=principal.username, action="complaint.photo_view",
+                             subject=f"complaint:{row.id}", detail=f"#{found.id}"))
+    return found
+
+
+def inbox(session: Session, principal: Principal, *, limit: int = 50) -> list[NotificationRow]:
+    scope = principal.opd_scope()
+    if scope is None:
+        return []
+    stmt = select(NotificationRow).where(NotificationRow.opd_id == scope)
+    return list(session.scalars(stmt.order_by(NotificationRow.id.desc()).limit(limit)))
+
+
+def unread_count(session: Session, principal: Principal) -> int:
+    scope = principal.opd_scope()
+    if scope is None:
+        return 0
+    stmt = select(func.count()).select_from(NotificationRow).where(NotificationRow.opd_id == scope,
+                                                                   NotificationRow.read_at.is_(None))
+    return int(session.scalar(stmt) or 0)
+
+
+def mark_read(session: Session, principal: Principal) -> None:
+    scope = principal.opd_scope()
+    if scope is None:
+        return
+    session.execute(update(NotificationRow).where(NotificationRow.opd_id == scope,
+                                                  NotificationRow.read_at.is_(None)).values(read_at=utcnow()))

@@ -1,0 +1,177 @@
+"""The standard's output: the resolution report per complaint, the monthly report per OPD and overall, and the
+monthly CSV export. (The pages and the PDF files render these values; see ``pdn_ops.complaints.pdf``.)
+
+Time to resolve runs from the complete submission to the moment the engineer marked the complaint fixed
+(calendar hours); SLA compliance is the share of complaints resolved in the month within their SLA.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from pdn_ops.accounts.model import Principal
+from pdn_ops.complaints import queries as complaint_queries
+from pdn_ops.complaints import service as complaints
+from pdn_ops.complaints import timeline as tl
+from pdn_ops.complaints.sla import SlaPolicy
+from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, WorkNoteRow
+from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
+from pdn_ops.core.errors import NotFound
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> str:
+    """Spreadsheets run a cell starting with = + - @ TAB CR as a formula; a leading quote makes it text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``2026-11`` -> [first instant, first instant of the next month) in the regency's zone."""
+    year, _, mon = month.partition("-")
+    if not (year.isdigit() and mon.isdigit() and 1 <= int(mon) <= 12 and 2000 <= int(year) <= 2200):
+        raise ValueError("month must be YYYY-MM")
+    start = date(int(year), int(mon), 1)
+    end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+    return datetime.combine(start, time(), tz), datetime.combine(end, time(), tz)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    # Nearest rank: the smallest value with at least q of the values at or below it.
+    rank = max(1, -(-len(ordered) * q // 1))
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class MonthlyReport:
+    month: str
+    opd_name: str | None
+    received: int = 0
+    by_category: dict[str, int] = field(default_factory=dict)
+    by_state: dict[str, int] = field(default_factory=dict)
+    resolved: int = 0
+    median_hours: float | None = None
+    p90_hours: float | None = None
+    within_sla: int = 0
+    rows: list[ComplaintRow] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)
+    opd_names: dict[int, str] = field(default_factory=dict)
+    sla: dict[int, str] = field(default_factory=dict)  # complaint id -> complaints.sla_verdict at print time
+    opd_id: int | None = None  # the OPD reported on; None: all OPDs
+
+    @property
+    def compliance(self) -> float | None:
+        return self.within_sla / self.resolved if self.resolved else None
+
+
+def monthly(session: Session, principal: Principal, *, month: str, tz: ZoneInfo,
+            opd_id: int | None = None, policy: SlaPolicy | None = None, now: datetime | None = None) -> MonthlyReport:
+    start, end = month_bounds(month, tz)
+    scope = principal.opd_scope()
+    chosen = scope if scope is not None else opd_id
+    stmt = select(ComplaintRow).where(or_(and_(ComplaintRow.submitted_at >= start, ComplaintRow.submitted_at < end),
+                                          and_(ComplaintRow.fixed_at >= start, ComplaintRow.fixed_at < end)))
+    if chosen is not None:
+        stmt = stmt.where(ComplaintRow.opd_id == chosen)
+    rows = list(session.scalars(stmt.order_by(ComplaintRow.id)))
+    opd_name = session.scalar(select(OpdRow.name).where(OpdRow.id == chosen)) if chosen is not None else None
+    report = MonthlyReport(month=month, opd_name=opd_name, rows=rows, opd_id=chosen)
+    received = [r for r in rows if r.submitted_at is not None and start <= r.submitted_at < end]
+    report.received = len(received)
+    report.by_category = dict(Counter(r.category for r in received))
+    report.by_state = dict(Counter(r.state for r in received))
+    hours = [(r.fixed_at - r.submitted_at).total_seconds() / 3600 for r in rows
+             if r.fixed_at is not None and r.submitted_at is not None and start <= r.fixed_at < end]
+    report.resolved = len(hours)
+    report.within_sla = sum(1 for r in rows if r.fixed_at is not None and start <= r.fixed_at < end
+                            and not r.sla_breached)
+    report.median_hours = statistics.median(hours) if hours else None
+    report.p90_hours = percentile(hours, 0.9)
+    vm_ids = {r.vm_id for r in rows if r.vm_id is not None}
+    site_ids = {r.site_id for r in rows if r.site_id is not None}
+    vms = {v.id: v.name for v in session.scalars(select(VmRow).where(VmRow.id.in_(vm_ids)))} if vm_ids else {}
+    sites = {s.id: s.url for s in session.scalars(select(SiteRow).where(SiteRow.id.in_(site_ids)))} if site_ids \
+        else {}
+    moment = now or utcnow()
+    report.sla = {r.id: complaints.sla_verdict(r, moment, policy) for r in rows}
+    report.labels = {r.id: (f"VM {vms.get(r.vm_id, '?')}" if r.vm_id is not None else sites.get(r.site_id or 0, "?"))
+                     for r in rows}
+    opd_ids = {r.opd_id for r in rows}
+    report.opd_names = {o.id: o.name for o in session.scalars(select(OpdRow).where(OpdRow.id.in_(opd_ids)))} \
+        if opd_ids else {}
+    return report
+
+
+CSV_HEADER = ["id", "opd", "asset", "category", "state", "submitted_at", "fixed_at", "closed_at", "auto_closed",
+              "hours_to_resolve", "sla", "description"]
+
+
+def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).isoformat(timespec="minutes") if value else ""
+
+    for r in report.rows:
+        hours = ""
+        if r.fixed_at is not None and r.submitted_at is not None:
+            hours = f"{(r.fixed_at - r.submitted_at).total_seconds() / 3600:.1f}"
+        writer.writerow([safe_cell(v) for v in (
+            r.id, report.opd_names.get(r.opd_id, ""), report.labels.get(r.id, ""), r.category, r.state,
+            when(r.submitted_at), when(r.fixed_at), when(r.closed_at), "yes" if r.auto_closed else "no", hours,
+            report.sla.get(r.id, "none"), r.description)])
+    return out.getvalue()
+
+
+# --- the resolution report of one complaint -------------------------------------------------------------------
+
+@dataclass
+class ResolutionReport:
+    row: ComplaintRow
+    label: str
+    opd_name: str
+    timeline: list[tl.Entry]  # already cut to the reader's audience (pdn_ops.complaints.timeline)
+    versions: list[ComplaintVersionRow]
+    photos: list[AttachmentRow]
+    notes: list[tuple[WorkNoteRow, str]]  # empty for OPD users: work notes are Diskominfo's working papers
+    sla: str = "none"  # complaints.sla_verdict at print time
+
+
+def resolution(session: Session, principal: Principal, complaint_id: int, *, policy: SlaPolicy | None = None,
+               now: datetime | None = None) -> ResolutionReport:
+    """What was reported, what was done, the evidence; another OPD's complaint raises NotFound."""
+    row = complaints.get(session, principal, complaint_id)
+    return ResolutionReport(sla=complaints.sla_verdict(row, now or utcnow(), policy),
+        row=row, label=complaints.asset_label(session, row),
+        opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
+        timeline=complaint_queries.timeline(session, principal, row), versions=complaint_queries.versions(session, row),
+        photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(session, principal, row))
+
+
+def chosen_opd(session: Session, principal: Principal, code: str) -> OpdRow | None:
+    """The OPD a monthly report is asked for (``?opd=CODE``), or None for the principal's default.
+
+    Staff choose any OPD (none: overall); an OPD user always gets their own OPD, and naming another OPD, or one
+    that does not exist, answers like a missing page.
+    """
+    if not code:
+        return None
+    opd = complaint_queries.opd_by_code(session, code)
+    if opd is None or not principal.can_see_opd(opd.id):
+        raise NotFound("no such OPD")
+    return opd

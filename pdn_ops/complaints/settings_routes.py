@@ -1,0 +1,158 @@
+"""The supervisor's settings of the complaint procedure: a page and ``/api/v1/settings/complaints``.
+
+Engineers see the settings read-only (they work to these terms); only a supervisor changes them; OPD users get
+404, as for every staff page. A save takes effect at once in this process and within the cache period
+(``LiveSettings.ttl``) in every other worker, without a restart.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app.context import AppContext
+from pdn_ops.complaints import procedure_store as procedure_settings
+from pdn_ops.complaints.procedure import ProcedureSettings, SettingsInvalid, check
+from pdn_ops.complaints.procedure_store import LiveSettings, Stored
+from pdn_ops.core.errors import Conflict
+from pdn_ops.core.i18n import translate
+from pdn_ops.web.deps import Ctx, DbSession, Staff
+from pdn_ops.web.roles import Supervisor, unit_of_work
+from pdn_ops.web.templating import render
+
+router = APIRouter()
+PAGE = "/settings/complaints"
+
+
+def _live(ctx: AppContext) -> LiveSettings:
+    live: LiveSettings = ctx.extras["procedure_settings"]
+    return live
+
+
+def _form_of(settings: ProcedureSettings) -> dict[str, str]:
+    return {"sla_days": str(settings.sla_days), "sla_mode": "working" if settings.sla_working_days else "calendar",
+            "holidays": "\n".join(settings.holiday_list()), "autoclose_days": f"{settings.autoclose_days:g}"}
+
+
+def _page(request: Request, ctx: AppContext, user: Principal, *, form: dict[str, str] | None = None,
+          errors: dict[str, Any] | None = None, problem: str | None = None, status_code: int = 200) -> HTMLResponse:
+    live = _live(ctx)
+    with ctx.sessions() as session:
+        stored = live.stored(session)
+        history = procedure_settings.history(session)
+    return render(request, "settings.html", status_code=status_code, stored=stored, defaults=live.defaults,
+                  timezone=live.timezone, form=form or _form_of(stored.settings), errors=errors or {},
+                  problem=problem, history=history, can_edit=user.role is Role.SUPERVISOR,
+                  saved=request.query_params.get("saved") == "1",
+                  recomputed=int(request.query_params.get("recomputed", "0") or 0)
+                  if request.query_params.get("recomputed", "0").isdigit() else 0)
+
+
+@router.get(PAGE, response_class=HTMLResponse, include_in_schema=False)
+def settings_page(request: Request, ctx: Ctx, user: Staff) -> HTMLResponse:
+    return _page(request, ctx, user)
+
+
+@router.post(PAGE, include_in_schema=False)
+def save_settings(request: Request, ctx: Ctx, user: Supervisor,
+                  sla_days: Annotated[str, Form(max_length=20)] = "",
+                  sla_mode: Annotated[str, Form(max_length=20)] = "",
+                  holidays: Annotated[str, Form(max_length=20000)] = "",
+                  autoclose_days: Annotated[str, Form(max_length=20)] = "",
+                  revision: Annotated[str, Form(max_length=20)] = "") -> Response:
+    form = {"sla_days": sla_days, "sla_mode": sla_mode, "holidays": holidays, "autoclose_days": autoclose_days}
+    live = _live(ctx)
+    try:
+        new = check(sla_days=sla_days, sla_working_days=sla_mode, holidays=holidays,
+                    autoclose_days=autoclose_days)
+        with unit_of_work(ctx) as session:
+            saved = procedure_settings.save(session, user, new, defaults=live.defaults, timezone=live.timezone,
+                                            expected_revision=int(revision) if revision.isdigit() else None)
+    except SettingsInvalid as exc:
+        # Every problem at once, everything typed kept.
+        return _page(request, ctx, user, form=form, errors=exc.errors, status_code=400)
+    except Conflict:
+        return _page(request, ctx, user, form=form, problem="settings.error.stale", status_code=409)
+    live.invalidate()
+    return RedirectResponse(f"{PAGE}?saved=1&recomputed={saved.recomputed}", status_code=303)
+
+
+# --- JSON API ---------------------------------------------------------------------------------------------------
+
+class ProcedureValues(BaseModel):
+    sla_days: int
+    sla_mode: Literal["calendar", "working"]
+    holidays: list[date]
+    autoclose_days: float
+
+
+class ProcedureSettingsOut(ProcedureValues):
+    timezone: str
+    source: Literal["environment", "database"]
+    revision: int
+    updated_at: datetime | None
+    updated_by: str | None
+    defaults: ProcedureValues
+
+
+class ProcedureSettingsIn(BaseModel):
+    """Loose types on purpose: every field is checked by the same rules as the form, with one error per field."""
+
+    sla_days: Any = Field(default=None, examples=[7])
+    sla_mode: Any = Field(default=None, examples=["working"])
+    holidays: Any = Field(default=None, examples=[["2026-12-25", "2027-01-01"]])
+    autoclose_days: Any = Field(default=None, examples=[3])
+    revision: int | None = Field(default=None, description="the revision read; a stale one is refused with 409")
+
+
+class ProcedureSaved(ProcedureSettingsOut):
+    changed: list[str]
+    recomputed: int
+
+
+def _values(settings: ProcedureSettings) -> ProcedureValues:
+    return ProcedureValues(sla_days=settings.sla_days, sla_mode="working" if settings.sla_working_days else "calendar",
+                           holidays=sorted(settings.holidays), autoclose_days=settings.autoclose_days)
+
+
+def _out(live: LiveSettings, stored: Stored) -> ProcedureSettingsOut:
+    return ProcedureSettingsOut(**_values(stored.settings).model_dump(), timezone=live.timezone,
+                                source="environment" if stored.from_environment else "database",
+                                revision=stored.revision, updated_at=stored.updated_at, updated_by=stored.updated_by,
+                                defaults=_values(live.defaults))
+
+
+API = "/api/v1/settings/complaints"
+
+
+@router.get(API, tags=["settings"])
+def get_settings(ctx: Ctx, user: Staff, session: DbSession) -> ProcedureSettingsOut:
+    live = _live(ctx)
+    return _out(live, live.stored(session))
+
+
+@router.put(API, tags=["settings"], responses={409: {"description": "stale revision"},
+                                                422: {"description": "one error per bad field"}})
+def put_settings(ctx: Ctx, user: Supervisor, body: ProcedureSettingsIn) -> ProcedureSaved:
+    live = _live(ctx)
+    try:
+        new = check(sla_days=body.sla_days, sla_working_days=body.sla_mode, holidays=body.holidays,
+                    autoclose_days=body.autoclose_days)
+        with unit_of_work(ctx) as session:
+            saved = procedure_settings.save(session, user, new, defaults=live.defaults, timezone=live.timezone,
+                                            expected_revision=body.revision)
+    except SettingsInvalid as exc:
+        fields = {"sla_working_days": "sla_mode"}
+        raise HTTPException(status_code=422, detail={
+            "errors": {fields.get(k, k): v.key for k, v in exc.errors.items()},
+            "messages": {fields.get(k, k): translate(v.key, user.language, **v.params)
+                         for k, v in exc.errors.items()}}) from None
+    live.invalidate()
+    return ProcedureSaved(**_out(live, saved.stored).model_dump(), changed=saved.changed,
+                          recomputed=saved.recomputed)
+

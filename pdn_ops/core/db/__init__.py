@@ -1,0 +1,1 @@
+"""The database: engine and session factories, the shared tables, Alembic migrations."""

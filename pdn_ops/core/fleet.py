@@ -1,0 +1,16 @@
+"""Read-side queries over the fleet (OPDs, VMs, sites) for pages and the API."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
+
+
+def counts(session: Session) -> dict[str, int]:
+    def active(table: type[OpdRow] | type[VmRow] | type[SiteRow]) -> int:
+        stmt = select(func.count()).select_from(table).where(table.retired_at.is_(None))
+        return int(session.scalar(stmt) or 0)
+
+    return {"opds": active(OpdRow), "vms": active(VmRow), "sites": active(SiteRow)}

@@ -1,0 +1,114 @@
+"""A scheduled job's spec, and the one wrapper every scheduled job runs through: its own sessions,
+a JobRun row, status for /metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import JobRunRow, JobStatusRow, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One scheduled job: ``collect`` does the I/O (no session), ``record`` stores its result in one transaction."""
+
+    name: str  # bounded and stable: it is the ``collector`` label of the metrics
+    kind: str  # proxmox | sites | ssh | maintenance
+    interval_s: float
+    collect: Callable[[], Any]
+    record: Callable[[Session, Any], object]
+    misfire_grace_s: float = 0.0  # 0 means: half the interval
+
+    @property
+    def misfire_grace(self) -> int:
+        # A run that missed its slot by more than half an interval is dropped; the next one is due soon anyway.
+        return max(1, int(self.misfire_grace_s or self.interval_s / 2))
+
+
+def collect_nothing() -> None:
+    """The collect step of a maintenance job: everything it does happens in ``record``."""
+    return None
+
+
+log = logging.getLogger(__name__)
+
+
+ERROR_MAX = 1000
+
+
+class JobWrapper:
+    def __init__(self, sessions: sessionmaker[Session], *, after_run: Callable[[], None] | None = None) -> None:
+        self._sessions = sessions
+        self._after_run = after_run
+        bind = sessions.kw.get("bind")
+        self._serialise = getattr(getattr(bind, "dialect", None), "name", "") == "sqlite"
+        self._write_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Session]:
+        with self._write_lock if self._serialise else contextlib.nullcontext(), transaction(self._sessions) as s:
+            yield s
+
+    def run(self, spec: JobSpec) -> None:
+        started = utcnow()
+        t0 = time.perf_counter()
+        with self._writing() as session:
+            run = JobRunRow(job=spec.name, started_at=started, outcome="running", error="")
+            session.add(run)
+            session.flush()
+            run_id = run.id
+            status = self._status(session, spec)
+            status.last_started_at = started
+        error: BaseException | None = None
+        try:
+            result = spec.collect()
+            with self._writing() as session:
+                session.execute(update(JobStatusRow).where(JobStatusRow.job == spec.name)
+                                .values(last_started_at=started))
+                spec.record(session, result)
+        except Exception as exc:
+            error = exc
+        duration = time.perf_counter() - t0
+        finished = utcnow()
+        message = "" if error is None else f"{type(error).__name__}: {error}"[:ERROR_MAX]
+        with self._writing() as session:
+            session.execute(update(JobRunRow).where(JobRunRow.id == run_id).values(
+                finished_at=finished, duration_s=duration, outcome="failed" if error else "succeeded",
+                error=message))
+            status = self._status(session, spec)
+            status.runs_total += 1
+            status.last_finished_at = finished
+            status.last_duration_s = duration
+            status.last_ok = error is None
+            status.last_error = message
+            if error is None:
+                status.last_success_at = finished
+            else:
+                status.errors_total += 1
+        if self._after_run is not None:
+            try:
+                self._after_run()
+            except Exception:
+                # A stale metrics snapshot must not turn a successful run into a failed one; it is logged.
+                log.exception("after-run hook of job %s failed", spec.name)
+        if error is not None:
+            log.error("job %s failed after %.3f s: %s", spec.name, duration, message, exc_info=error)
+            raise error
+
+    @staticmethod
+    def _status(session: Session, spec: JobSpec) -> JobStatusRow:
+        status = session.get(JobStatusRow, spec.name)
+        if status is None:
+            status = JobStatusRow(job=spec.name, kind=spec.kind, runs_total=0, errors_total=0, last_error="")
+            session.add(status)
+        return status

@@ -1,1 +1,0 @@
-"""Database access: engine and session factories, tables, queries and Alembic migrations."""

@@ -1,1 +1,0 @@
-"""Pure domain logic (standard library only): health evaluation, complaint states, SLA clock, policies."""

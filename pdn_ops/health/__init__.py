@@ -1,0 +1,1 @@
+"""Health: collectors' observations become per-target states, events, history, the fleet and /metrics."""

@@ -1,0 +1,103 @@
+"""The real collectors behind the scheduler's ``CollectorFactory`` seam (``pdn_ops.health.jobs``).
+
+Collector classes come from the one plug-in table, ``pdn_ops.core.registry``, imported on a job's first run, in the
+job's own thread. Clients are built then too, so a missing secret or a bad key file becomes a recorded job
+failure (``job_runs``, ``pdn_collector_last_run_success``), never a service that refuses to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.errors import ConfigError
+from pdn_ops.core.inventory import Cluster, Inventory, Site, Vm
+from pdn_ops.core.registry import collector_class
+from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
+
+SSH_CONCURRENCY = 16  # one thread per connection: paramiko blocks
+
+
+class InventoryCollectorFactory:
+    def __init__(self, inventory: Inventory, *, base_dir: Path | None = None, site_ca_file: str | None = None,
+                 site_concurrency: int = 100, ssh_concurrency: int = SSH_CONCURRENCY) -> None:
+        self._inventory = inventory
+        self._base_dir = base_dir
+        self._site_ca_file = site_ca_file
+        self._site_concurrency = site_concurrency
+        self._ssh_concurrency = ssh_concurrency
+        self._kept: list[Any] = []  # Proxmox collectors keep an HTTPS session between cycles
+
+    def close(self) -> None:
+        """Close the kept Proxmox sessions (at shutdown, once the scheduler has stopped)."""
+        for collector in self._kept:
+            collector.close()
+        self._kept.clear()
+
+    def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
+        built: list[Any] = []  # the collector keeps state between cycles (which guests changed)
+
+        def collect() -> ClusterObservation:
+            if not built:
+                cls: Any = collector_class("proxmox")
+                try:
+                    built.append(cls.from_inventory(cluster, self._inventory.vms, base_dir=self._base_dir))
+                    self._kept.append(built[0])
+                except ConfigError as exc:  # unreadable token or CA file: the cluster shows why, others go on
+                    return ClusterObservation(cluster=cluster.name, at=utcnow(), ok=False,
+                                              failure=FailureClass.ERROR, detail=str(exc))
+            observation: ClusterObservation = built[0].collect()
+            return observation
+
+        return collect
+
+    def sites(self, sites: Sequence[Site]) -> Callable[[], Sequence[SiteCheck]]:
+        def collect() -> Sequence[SiteCheck]:
+            # The site collector is asynchronous: its module's run_cycle owns one event loop per cycle.
+            module = import_module(collector_class("http").__module__)
+            checks: list[SiteCheck] = module.run_cycle(sites, ca_file=self._site_ca_file,
+                                                       concurrency=self._site_concurrency)
+            return checks
+
+        return collect
+
+    def ssh(self, vms: Sequence[Vm]) -> Callable[[], Sequence[SshObservation]]:
+        built: dict[str, Any] = {}
+
+        def one(vm: Vm) -> SshObservation:
+            try:
+                collector = built.get(vm.key)
+                if collector is None:
+                    cls: Any = collector_class("ssh")
+                    collector = cls.from_inventory(vm, base_dir=self._base_dir)
+                    built[vm.key] = collector
+                observation: SshObservation = collector.collect()
+                return observation
+            except ConfigError as exc:  # e.g. the key file is missing: this guest fails, the others are checked
+                return SshObservation(cluster=vm.cluster, vmid=vm.vmid, at=utcnow(), ok=False,
+                                      failure=FailureClass.ERROR, detail=str(exc))
+
+        def collect() -> Sequence[SshObservation]:
+            if not vms:
+                return []
+            with ThreadPoolExecutor(max_workers=min(self._ssh_concurrency, len(vms)),
+                                    thread_name_prefix="pdn-ops-ssh") as pool:
+                return list(pool.map(one, vms))
+
+        return collect
+
+
+def inventory_collectors(ctx: Any) -> InventoryCollectorFactory | None:
+    """``scheduler_hook(build_factory=inventory_collectors)``: the real collectors for the app's inventory.
+
+    Secrets and key files are resolved relative to the inventory file; ``ctx.extras["site_ca_file"]`` (set by
+    the demo for the lab's CA) adds a CA for the sites' certificates, otherwise the system's CAs verify them.
+    """
+    if ctx.inventory is None:
+        return None
+    return InventoryCollectorFactory(ctx.inventory, base_dir=Path(ctx.settings.inventory).resolve().parent,
+                                     site_ca_file=ctx.extras.get("site_ca_file"))

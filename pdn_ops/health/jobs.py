@@ -1,0 +1,105 @@
+"""The health feature's scheduled jobs: collectors built from the inventory through a collector factory,
+and the maintenance jobs (rollups, retention, staleness)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from pdn_ops.core.inventory import Cluster, Inventory, Site, Vm
+from pdn_ops.core.jobs import JobSpec, collect_nothing
+from pdn_ops.core.settings import Settings
+from pdn_ops.health import service as health_service
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import ClusterObservation, SiteCheck, SshObservation
+
+
+class CollectorFactory(Protocol):
+    """Builds the collectors for the scheduler; the lead's wiring implements it over collectors/<kind>."""
+
+    def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
+        """One cycle for one cluster; returns a ClusterObservation with ok=False instead of raising on faults."""
+        ...
+
+    def sites(self, sites: Sequence[Site]) -> Callable[[], Sequence[SiteCheck]]:
+        """One round of checks over these sites (bounded concurrency inside)."""
+        ...
+
+    def ssh(self, vms: Sequence[Vm]) -> Callable[[], Sequence[SshObservation]]:
+        """One round of SSH checks over these VMs (all have ``ssh`` set)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    raw_retention: timedelta = timedelta(days=14)
+    stale_after: timedelta = timedelta(minutes=15)
+    maintenance_interval_s: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HealthConfig:
+        return cls(
+            thresholds=Thresholds(
+                down_after=settings.health_down_after,
+                up_after=settings.health_up_after,
+                slow_response_s=settings.health_slow_response_seconds,
+                disk_used_ratio=settings.health_disk_used_ratio,
+            ),
+            raw_retention=timedelta(days=settings.health_raw_retention_days),
+            stale_after=timedelta(seconds=settings.health_stale_after_seconds),
+        )
+
+
+def maintenance_jobs(config: HealthConfig, longest_interval_s: float = 0.0) -> list[JobSpec]:
+    # Silence means UNKNOWN only after three missed runs of the slowest collector: an hourly site check must not
+    # flap to UNKNOWN between its runs.
+    stale_after = max(config.stale_after, timedelta(seconds=3 * longest_interval_s))
+
+    def purge(session: Session, _: object) -> object:
+        return health_service.purge_raw(session, retention=config.raw_retention)
+
+    def stale(session: Session, _: object) -> object:
+        return health_service.mark_stale(session, max_age=stale_after)
+
+    return [
+        JobSpec("health:rollup-retention", "maintenance", config.maintenance_interval_s, collect_nothing, purge),
+        JobSpec("health:stale", "maintenance", config.maintenance_interval_s, collect_nothing, stale),
+    ]
+
+
+def build_jobs(inventory: Inventory, factory: CollectorFactory | None, config: HealthConfig) -> list[JobSpec]:
+    """The seam: one Proxmox job per cluster, one site job and one SSH job per distinct interval, maintenance."""
+    thresholds = config.thresholds
+    if factory is None:
+        return maintenance_jobs(config)
+    jobs: list[JobSpec] = []
+
+    def record_cluster(session: Session, observation: ClusterObservation) -> object:
+        return health_service.record_cluster(session, observation, thresholds=thresholds)
+
+    def record_sites(session: Session, checks: Sequence[SiteCheck]) -> object:
+        return health_service.record_site_checks(session, checks, thresholds=thresholds)
+
+    def record_ssh(session: Session, observations: Sequence[SshObservation]) -> object:
+        return health_service.record_ssh(session, observations, thresholds=thresholds)
+
+    for cluster in inventory.clusters:
+        jobs.append(JobSpec(f"proxmox:{cluster.name}", "proxmox", cluster.interval, factory.proxmox(cluster),
+                            record_cluster))
+    by_interval: dict[int, list[Site]] = {}
+    for site in inventory.sites:
+        by_interval.setdefault(site.interval, []).append(site)
+    for interval, sites in sorted(by_interval.items()):
+        jobs.append(JobSpec(f"sites:{interval}s", "sites", interval, factory.sites(sites), record_sites))
+    ssh_by_interval: dict[int, list[Vm]] = {}
+    for vm in inventory.vms:
+        if vm.ssh is not None:
+            ssh_by_interval.setdefault(vm.ssh.interval, []).append(vm)
+    for interval, vms in sorted(ssh_by_interval.items()):
+        jobs.append(JobSpec(f"ssh:{interval}s", "ssh", interval, factory.ssh(vms), record_ssh))
+    return maintenance_jobs(config, max((job.interval_s for job in jobs), default=0.0)) + jobs

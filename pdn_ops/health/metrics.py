@@ -1,0 +1,347 @@
+"""Every Prometheus metric of pdn-ops, in one place.
+
+Series are built per scrape from the latest state snapshot (``health_targets`` and ``job_status``, one query
+each, kept in memory by ``SnapshotCache``); no scrape reads history. Labels are bounded
+ids and codes (``site_id``, ``vm_id``, ``cluster``, ``vmid``, ``node``, ``opd`` code, ``kind``, ``state``,
+``collector`` job name, a guest's fullest ``mount`` points capped at ten): never user text such as complaint
+titles or URLs. Each app has its own registry (``build_registry``): nothing global, tests stay independent.
+
+Health series (this module):
+
+    pdn_target_state{kind,target,opd,state}             1 for the target's current state
+    pdn_site_up / pdn_vm_up / pdn_guest_up / pdn_node_up / pdn_cluster_up   1 UP or DEGRADED, 0 DOWN (UNKNOWN: absent)
+    pdn_site_dependency_down / pdn_vm_dependency_down   1 when the target is down because a dependency is
+    pdn_site_response_seconds, pdn_site_http_status_code
+    pdn_tls_cert_expiry_timestamp_seconds, pdn_tls_cert_expiry_remaining_seconds (days: / 86400)
+    pdn_vm_cpu_ratio, pdn_vm_cpus, pdn_vm_memory_{used,total}_bytes, pdn_vm_disk_{used,total}_bytes
+    pdn_guest_filesystem_used_ratio{mount}, pdn_guest_memory_{available,total}_bytes, pdn_guest_load1,
+    pdn_guest_services_inactive, pdn_guest_failed_units
+    pdn_collector_runs_total, pdn_collector_errors_total, pdn_collector_last_duration_seconds,
+    pdn_collector_last_run_success, pdn_collector_last_success_timestamp_seconds
+    pdn_health_snapshot_timestamp_seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from pdn_ops.health.queries import HealthSnapshot
+
+SNAPSHOT_TTL_S = 5.0
+STATES = ("up", "degraded", "down", "unknown")
+UP_VALUE = {"up": "1", "degraded": "1", "down": "0"}
+
+SnapshotLoader = Callable[[], HealthSnapshot]
+log = logging.getLogger(__name__)
+
+
+class SnapshotCache:
+    """The latest snapshot in memory, with its rendered health families, so a scrape never waits for either.
+
+    Reading the snapshot of ~4,500 targets takes tens of milliseconds (JSON values decoded per row) and writing
+    their ~34,000 series about as much, more on a busy host. Both happen in ``refresh``: the scheduler's jobs call
+    it right after they write (in their own thread); in a worker that does not run the scheduler, a scrape that
+    finds the copy older than ``ttl`` is served it and starts one background refresh (stale-while-revalidate).
+    Only the first scrape of a process waits. ``pdn_health_snapshot_timestamp_seconds`` shows the age.
+    """
+
+    def __init__(self, load: SnapshotLoader, ttl: float = SNAPSHOT_TTL_S) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[HealthSnapshot, bytes] | None = None
+        self._loaded_at = 0.0
+        self._refreshing = False
+
+    def get(self) -> HealthSnapshot:
+        return self._current()[0]
+
+    def body(self) -> bytes:
+        """The health families of the current snapshot, rendered once per snapshot."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[HealthSnapshot, bytes]:
+        with self._lock:
+            value, age = self._value, time.monotonic() - self._loaded_at
+            start = value is not None and age > self._ttl and not self._refreshing
+            if start:
+                self._refreshing = True
+        if value is None:
+            return self._refresh()
+        if start:
+            threading.Thread(target=self._background, name="pdn-ops-snapshot", daemon=True).start()
+        return value
+
+    def refresh(self) -> HealthSnapshot:
+        return self._refresh()[0]
+
+    def _refresh(self) -> tuple[HealthSnapshot, bytes]:
+        snapshot = self._load()
+        value = (snapshot, render_health(snapshot).encode())
+        with self._lock:
+            self._value, self._loaded_at = value, time.monotonic()
+        return value
+
+    def _background(self) -> None:
+        try:
+            self._refresh()
+        except Exception:
+            # Keep serving the previous snapshot (its timestamp shows its age); the error goes to the log.
+            log.exception("could not refresh the health snapshot")
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def invalidate(self) -> None:
+        """Make the next scrape start a refresh (it is still served the current copy)."""
+        with self._lock:
+            self._loaded_at = float("-inf")
+
+
+def _gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels, unit=unit)
+
+
+# --- fleet-sized families: written directly -----------------------------------------------------------------
+# prometheus_client's generic formatter costs about 10 us per sample; 2,000 sites and 2,000 VMs make ~30,000
+# samples, far over the 100 ms budget of a scrape. These families are therefore rendered by a purpose-built
+# writer of the text exposition format (0.0.4) from the snapshot; the small families (jobs, other areas) still
+# go through prometheus_client collectors and the registry. Both halves are checked by `promtool check metrics`.
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+SITE = ("site_id", "opd")
+VM = ("vm_id", "cluster", "vmid", "opd")
+GUEST = ("vm_id", "opd")
+FAMILIES = (
+    Family("pdn_target_state", "Current health state of a target (1 for the current state).",
+           ("kind", "target", "opd", "state")),
+    Family("pdn_site_up", "1 when the site answers as expected (UP or DEGRADED), 0 when DOWN.", SITE),
+    Family("pdn_site_dependency_down", "1 when the site is down because its VM, node or cluster is.", SITE),
+    Family("pdn_site_response_seconds", "Total time of the latest site check.", SITE),
+    Family("pdn_site_http_status_code", "HTTP status of the latest site check.", SITE),
+    Family("pdn_tls_cert_expiry_timestamp_seconds", "Expiry of the site's TLS certificate (Unix time).", SITE),
+    # Days are what people ask for, but Prometheus names carry base units (promtool refuses "_days"):
+    # dashboards and rules divide by 86400.
+    Family("pdn_tls_cert_expiry_remaining_seconds", "Time left until the site's TLS certificate expires.", SITE),
+    Family("pdn_vm_up", "1 when Proxmox reports the VM running, 0 when not.", VM),
+    Family("pdn_vm_dependency_down", "1 when the VM is down because its node or cluster is.", VM),
+    Family("pdn_vm_cpu_ratio", "CPU use of the VM as a ratio of its allocated CPUs.", VM),
+    Family("pdn_vm_cpus", "CPUs allocated to the VM.", VM),
+    Family("pdn_vm_memory_used_bytes", "Memory used by the VM.", VM),
+    Family("pdn_vm_memory_total_bytes", "Memory allocated to the VM.", VM),
+    Family("pdn_vm_disk_used_bytes", "Disk used by the VM as Proxmox reports it.", VM),
+    Family("pdn_vm_disk_total_bytes", "Disk allocated to the VM.", VM),
+    Family("pdn_guest_up", "1 when the SSH check of the guest succeeds, 0 when it fails.", GUEST),
+    Family("pdn_guest_filesystem_used_ratio", "Used ratio of a guest filesystem (its fullest ten).",
+           (*GUEST, "mount")),
+    Family("pdn_guest_memory_available_bytes", "Memory available inside the guest.", GUEST),
+    Family("pdn_guest_memory_total_bytes", "Memory seen inside the guest.", GUEST),
+    Family("pdn_guest_load1", "One-minute load average inside the guest.", GUEST),
+    Family("pdn_guest_services_inactive", "Declared services of the guest that are not active.", GUEST),
+    Family("pdn_guest_failed_units", "systemd units in failed state inside the guest.", GUEST),
+    Family("pdn_node_up", "1 when the Proxmox node is online, 0 when offline.", ("cluster", "node")),
+    Family("pdn_cluster_up", "1 when the cluster's API answers, 0 when it is DOWN.", ("cluster",)),
+)
+SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
+               ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
+VM_VALUES = (("pdn_vm_cpu_ratio", "cpu"), ("pdn_vm_cpus", "maxcpu"), ("pdn_vm_memory_used_bytes", "mem"),
+             ("pdn_vm_memory_total_bytes", "maxmem"), ("pdn_vm_disk_used_bytes", "disk"),
+             ("pdn_vm_disk_total_bytes", "maxdisk"))
+GUEST_VALUES = (("pdn_guest_memory_available_bytes", "mem_available"), ("pdn_guest_memory_total_bytes",
+                                                                        "mem_total"),
+                ("pdn_guest_load1", "load1"), ("pdn_guest_services_inactive", "services_inactive"),
+                ("pdn_guest_failed_units", "failed_units"))
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def render_health(snap: HealthSnapshot) -> str:
+    """The fleet-sized families in the text exposition format, from one snapshot."""
+    lines: dict[str, list[str]] = {f.name: [] for f in FAMILIES}
+    state, site_up, site_dep = lines["pdn_target_state"], lines["pdn_site_up"], lines["pdn_site_dependency_down"]
+    vm_up, vm_dep, guest_up = lines["pdn_vm_up"], lines["pdn_vm_dependency_down"], lines["pdn_guest_up"]
+    fs_used = lines["pdn_guest_filesystem_used_ratio"]
+    tls_left = lines["pdn_tls_cert_expiry_remaining_seconds"]
+    now = snap.taken_at.timestamp()
+    for t in snap.targets:
+        opd = _esc(t.opd or "")
+        up = UP_VALUE.get(t.state)
+        dep = "1" if t.caused_by else "0"
+        values = t.values
+        if t.kind == "site":
+            lbl = f'site_id="{t.site_id}",opd="{opd}"'
+            state.append(f'pdn_target_state{{kind="site",target="{t.site_id}",opd="{opd}",state="{t.state}"}} 1')
+            if up is not None:
+                site_up.append(f"pdn_site_up{{{lbl}}} {up}")
+                site_dep.append(f"pdn_site_dependency_down{{{lbl}}} {dep}")
+            for name, key in SITE_VALUES:
+                value = _num(values.get(key))
+                if value is not None:
+                    lines[name].append(f"{name}{{{lbl}}} {value}")
+            expiry = values.get("tls_expiry_ts")
+            if isinstance(expiry, int | float):
+                tls_left.append(f"pdn_tls_cert_expiry_remaining_seconds{{{lbl}}} {_num(round(expiry - now, 3))}")
+        elif t.kind == "vm":
+            cluster, _, vmid = t.ref.partition("/")
+            lbl = f'vm_id="{t.vm_id}",cluster="{_esc(cluster)}",vmid="{_esc(vmid)}",opd="{opd}"'
+            state.append(f'pdn_target_state{{kind="vm",target="{t.vm_id}",opd="{opd}",state="{t.state}"}} 1')
+            if up is not None:
+                vm_up.append(f"pdn_vm_up{{{lbl}}} {up}")
+                vm_dep.append(f"pdn_vm_dependency_down{{{lbl}}} {dep}")
+            for name, key in VM_VALUES:
+                value = _num(values.get(key))
+                # Proxmox reports disk 0 for a QEMU guest it cannot look into: not a measurement, left out.
+                if value is not None and not (key == "disk" and value == "0"):
+                    lines[name].append(f"{name}{{{lbl}}} {value}")
+        elif t.kind == "guest":
+            lbl = f'vm_id="{t.vm_id}",opd="{opd}"'
+            state.append(f'pdn_target_state{{kind="guest",target="{t.vm_id}",opd="{opd}",state="{t.state}"}} 1')
+            if up is not None:
+                guest_up.append(f"pdn_guest_up{{{lbl}}} {up}")
+            for mount in values.get("mounts") or ():
+                ratio = _num(mount.get("used_ratio"))
+                if ratio is not None:
+                    fs_used.append(f'pdn_guest_filesystem_used_ratio{{{lbl},mount="{_esc(str(mount.get("mount")))}"}}'
+                                   f" {ratio}")
+            for name, key in GUEST_VALUES:
+                value = _num(values.get(key))
+                if value is not None:
+                    lines[name].append(f"{name}{{{lbl}}} {value}")
+        elif t.kind == "node":
+            cluster, _, node = t.ref.partition("/")
+            state.append(f'pdn_target_state{{kind="node",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
+            if up is not None:
+                lines["pdn_node_up"].append(f'pdn_node_up{{cluster="{_esc(cluster)}",node="{_esc(node)}"}} {up}')
+        elif t.kind == "cluster":
+            state.append(f'pdn_target_state{{kind="cluster",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
+            if up is not None:
+                lines["pdn_cluster_up"].append(f'pdn_cluster_up{{cluster="{_esc(t.ref)}"}} {up}')
+    out: list[str] = []
+    for family in FAMILIES:
+        samples = lines[family.name]
+        if samples:
+            out.append(f"# HELP {family.name} {family.help}\n# TYPE {family.name} gauge")
+            out.extend(samples)
+    return "\n".join(out) + "\n" if out else ""
+
+
+class JobCollector(Collector):
+    """Collector duration and errors from ``job_status`` (one row per job), through prometheus_client."""
+
+    def __init__(self, snapshot: Callable[[], HealthSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # no collection at registration time: that would query the database
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _collector_metrics(self._snapshot())
+
+
+def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
+    labels = ["collector", "kind"]
+    runs = CounterMetricFamily("pdn_collector_runs", "Runs of a scheduled job (collectors and maintenance).",
+                               labels=labels)
+    errors = CounterMetricFamily("pdn_collector_errors", "Runs of a scheduled job that ended in an error.",
+                                 labels=labels)
+    duration = _gauge("pdn_collector_last_duration_seconds", "Duration of the job's latest run.", labels)
+    success = _gauge("pdn_collector_last_run_success", "1 when the job's latest run succeeded, 0 when it failed.",
+                     labels)
+    last_ok = _gauge("pdn_collector_last_success_timestamp_seconds", "When the job last succeeded.", labels)
+    for job in snap.jobs:
+        values = [job.job, job.kind]
+        runs.add_metric(values, job.runs_total)
+        errors.add_metric(values, job.errors_total)
+        if job.last_duration_s is not None:
+            duration.add_metric(values, job.last_duration_s)
+        if job.last_ok is not None:
+            success.add_metric(values, 1.0 if job.last_ok else 0.0)
+        if job.last_success_at is not None:
+            last_ok.add_metric(values, job.last_success_at.timestamp())
+    taken = _gauge("pdn_health_snapshot_timestamp_seconds", "When the state snapshot behind this scrape was read.",
+                   [])
+    taken.add_metric([], snap.taken_at.timestamp())
+    yield from (runs, errors, duration, success, last_ok, taken)
+
+
+# === complaints and SLA: the complaints area (issue 5) ========================================================
+# deploy/prometheus/rules and deploy/grafana use these names (pdn_ops/complaints/metrics.py defines them):
+#   pdn_complaints_open{opd,state}      gauge: open complaints per OPD code and complaint state
+#   pdn_complaints_sla{opd,level}       gauge: open complaints at SLA risk (level at_risk_50 | at_risk_80) or breached
+# === remediation: the remediation area (issue 6) ===============================================================
+#   pdn_remediation_runs_total{playbook,outcome}   counter: playbook runs by outcome (succeeded|failed|unknown)
+#   pdn_remediation_running{playbook}              gauge: runs in progress
+# ==============================================================================================================
+
+# Factories receive the app's context (pdn_ops.app.context.AppContext) and return a Collector; one line per area.
+AreaCollectorFactory = Callable[[Any], Collector]
+
+
+def _complaints(ctx: Any) -> Collector:
+    from pdn_ops.complaints import stats as complaint_stats
+    from pdn_ops.complaints.metrics import ComplaintCollector
+
+    return ComplaintCollector(complaint_stats.reader(ctx.sessions))
+
+
+def _notifications(ctx: Any) -> Collector:
+    from pdn_ops.notify import outbox as notify_outbox
+    from pdn_ops.notify.metrics import NotifyCollector
+
+    return NotifyCollector(notify_outbox.snapshot_reader(ctx.sessions))
+
+
+
+def _remediation(ctx: Any) -> Collector:
+    from pdn_ops.runs.metrics import factory
+
+    return factory(ctx)
+
+
+
+AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints, _notifications, _remediation)
+
+
+def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:
+    """The small families: jobs and other areas' collectors (the fleet-sized ones come from ``render_health``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobCollector(snapshot))
+    for collector in extra:
+        registry.register(collector)
+    return registry
+
+
+def render(cache: SnapshotCache, registry: CollectorRegistry) -> bytes:
+    """The whole /metrics body: the health families (pre-rendered per snapshot), then the registry's."""
+    return cache.body() + generate_latest(registry)

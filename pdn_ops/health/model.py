@@ -1,0 +1,322 @@
+"""The health model: observations become per-target states, state changes become events. Pure, standard library.
+
+Targets and their keys (``kind:ref``)::
+
+    cluster:pdn1            one Proxmox cluster (its API answered, it is quorate)
+    node:pdn1/pve1          one Proxmox node (online in /cluster/status)
+    vm:pdn1/101             one guest as Proxmox sees it (running or not, cpu/memory/disk)
+    guest:pdn1/101          the same guest from the inside, over SSH (disk, memory, declared services)
+    site:https://x.go.id/   one website check (status, keyword, timing, TLS)
+
+States: UP, DEGRADED (works, but something needs attention), DOWN (failing), UNKNOWN (no evidence yet, or the
+only source of evidence is itself failing). Flapping is damped by thresholds: a target goes DOWN after
+``down_after`` consecutive failures and comes back from DOWN after ``up_after`` consecutive successes. A
+*definitive* failure (Proxmox itself says the guest is stopped or the node is offline) needs no second opinion.
+
+Dependencies (site -> vm -> node -> cluster, guest -> vm) decide the root cause: a target that is not UP while
+an ancestor is DOWN carries that ancestor as its cause and is not a separate root problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from pdn_ops.health.observations import (
+    ClusterObservation,
+    FailureClass,
+    GuestObservation,
+    NodeObservation,
+    SiteCheck,
+    SshObservation,
+)
+
+
+class State(StrEnum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_problem(self) -> bool:
+        return self is not State.UP
+
+
+class Kind(StrEnum):
+    CLUSTER = "cluster"
+    NODE = "node"
+    VM = "vm"
+    GUEST = "guest"
+    SITE = "site"
+
+
+class Reason(StrEnum):
+    """Why a target is not UP; bounded, so it may be a metric label and a catalogue key suffix."""
+
+    OK = "ok"
+    CHECK_FAILED = "check_failed"  # detail in ``failure``
+    VM_STOPPED = "vm_stopped"
+    VM_MISSING = "vm_missing"
+    NODE_OFFLINE = "node_offline"
+    NOT_QUORATE = "not_quorate"
+    SLOW_RESPONSE = "slow_response"
+    TLS_EXPIRING = "tls_expiring"
+    DISK_FULL = "disk_full"
+    MEMORY_LOW = "memory_low"
+    SERVICE_INACTIVE = "service_inactive"
+    FAILED_UNITS = "failed_units"
+    SOURCE_FAILING = "source_failing"  # the collector that would tell us is itself failing
+    STALE = "stale"  # no observation for too long
+    HOST_KEY = "host_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    down_after: int = 2
+    up_after: int = 2
+    slow_response_s: float = 3.0
+    tls_warning_days: float = 14.0
+    disk_used_ratio: float = 0.90
+    memory_available_ratio: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.down_after < 1 or self.up_after < 1:
+            raise ValueError("down_after and up_after must be at least 1")
+        if not 0 < self.disk_used_ratio <= 1 or not 0 <= self.memory_available_ratio < 1:
+            raise ValueError("ratios must lie between 0 and 1")
+
+
+def target_key(kind: Kind, ref: str) -> str:
+    return f"{kind.value}:{ref}"
+
+
+def split_key(key: str) -> tuple[Kind, str]:
+    kind, _, ref = key.partition(":")
+    return Kind(kind), ref
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one observation says about one target, before thresholds and dependencies."""
+
+    ok: bool
+    reason: Reason = Reason.OK
+    failure: FailureClass | None = None
+    detail: str = ""
+    degraded: tuple[Reason, ...] = ()
+    definitive: bool = False  # the authority on this target says so; skip the down_after damping
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    key: str  # the root target, e.g. "vm:pdn1/101"
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    key: str
+    state: State = State.UNKNOWN
+    since: datetime | None = None
+    reason: Reason = Reason.OK
+    failure: FailureClass | None = None
+    detail: str = ""
+    degraded: tuple[Reason, ...] = ()
+    failures: int = 0  # consecutive
+    successes: int = 0  # consecutive
+    last_check_at: datetime | None = None
+    cause: Cause | None = None
+
+    @property
+    def is_root_problem(self) -> bool:
+        return self.state.is_problem and self.cause is None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    key: str
+    at: datetime
+    old: State
+    new: State
+    reason: Reason
+    detail: str = ""
+    cause: Cause | None = None
+
+
+def step(previous: TargetState, verdict: Verdict, at: datetime, thresholds: Thresholds) -> TargetState:
+    """Fold one verdict into a target's state, applying the down/up thresholds."""
+    if verdict.ok:
+        successes, failures = previous.successes + 1, 0
+        recovering = previous.state is State.DOWN and successes < thresholds.up_after
+        if recovering:
+            new_state, reason = State.DOWN, previous.reason
+        elif verdict.degraded:
+            new_state, reason = State.DEGRADED, verdict.degraded[0]
+        else:
+            new_state, reason = State.UP, Reason.OK
+        return replace(
+            previous,
+            state=new_state,
+            since=previous.since if new_state is previous.state else at,
+            reason=reason,
+            failure=previous.failure if recovering else None,
+            detail=previous.detail if recovering else verdict.detail,
+            degraded=verdict.degraded,
+            failures=failures,
+            successes=successes,
+            last_check_at=at,
+        )
+    failures, successes = previous.failures + 1, 0
+    # One failure is not yet evidence: below the threshold the target keeps what we knew.
+    down = verdict.definitive or failures >= thresholds.down_after
+    new_state = State.DOWN if down else previous.state
+    return replace(
+        previous,
+        state=new_state,
+        since=previous.since if new_state is previous.state else at,
+        reason=verdict.reason if new_state is State.DOWN else previous.reason,
+        failure=verdict.failure,
+        detail=verdict.detail,
+        degraded=(),
+        failures=failures,
+        successes=successes,
+        last_check_at=at,
+    )
+
+
+def unknown(previous: TargetState, at: datetime, reason: Reason, detail: str = "") -> TargetState:
+    """Evidence is missing (the source is failing, or the target is stale): forget the counters."""
+    return replace(
+        previous,
+        state=State.UNKNOWN,
+        since=previous.since if previous.state is State.UNKNOWN else at,
+        reason=reason,
+        failure=None,
+        detail=detail,
+        degraded=(),
+        failures=0,
+        successes=0,
+    )
+
+
+def change_of(old: TargetState, new: TargetState, at: datetime) -> StateChange | None:
+    if old.state is new.state:
+        return None
+    return StateChange(key=new.key, at=at, old=old.state, new=new.state, reason=new.reason, detail=new.detail,
+                       cause=new.cause)
+
+
+# --- verdicts per observation kind -----------------------------------------------------------------------------
+
+
+def assess_site(check: SiteCheck, thresholds: Thresholds, *, tls_warning_days: float | None = None) -> Verdict:
+    if not check.ok:
+        return Verdict(ok=False, reason=Reason.CHECK_FAILED, failure=check.failure or FailureClass.ERROR,
+                       detail=check.detail)
+    degraded: list[Reason] = []
+    if check.total_s is not None and check.total_s > thresholds.slow_response_s:
+        degraded.append(Reason.SLOW_RESPONSE)
+    warn_days = thresholds.tls_warning_days if tls_warning_days is None else tls_warning_days
+    if check.tls_days_left is not None and check.tls_days_left < warn_days:
+        degraded.append(Reason.TLS_EXPIRING)
+    return Verdict(ok=True, degraded=tuple(degraded), detail=check.detail)
+
+
+def assess_vm(guest: GuestObservation | None, thresholds: Thresholds) -> Verdict:
+    if guest is None:
+        return Verdict(ok=False, reason=Reason.VM_MISSING, failure=FailureClass.EMPTY, definitive=True,
+                       detail="not in the cluster's resource list")
+    if guest.status != "running":
+        return Verdict(ok=False, reason=Reason.VM_STOPPED, detail=guest.status, definitive=True)
+    degraded: list[Reason] = []
+    if guest.maxdisk and guest.disk / guest.maxdisk > thresholds.disk_used_ratio:
+        degraded.append(Reason.DISK_FULL)
+    return Verdict(ok=True, degraded=tuple(degraded))
+
+
+def assess_node(node: NodeObservation) -> Verdict:
+    if not node.online:
+        return Verdict(ok=False, reason=Reason.NODE_OFFLINE, failure=FailureClass.NODE_OFFLINE, definitive=True)
+    return Verdict(ok=True)
+
+
+def assess_cluster(observation: ClusterObservation) -> Verdict:
+    if not observation.ok:
+        return Verdict(ok=False, reason=Reason.CHECK_FAILED, failure=observation.failure or FailureClass.ERROR,
+                       detail=observation.detail)
+    if observation.quorate is False:
+        return Verdict(ok=True, degraded=(Reason.NOT_QUORATE,))
+    return Verdict(ok=True)
+
+
+# How a guest check's detail names each finding ("inactive: nginx.service; full: /"): written by assess_ssh, read
+# back by guest_findings (the policy engine counts checks in a row with the same finding).
+_GUEST_FINDING: dict[Reason, str] = {Reason.SERVICE_INACTIVE: "inactive: ", Reason.FAILED_UNITS: "failed: ",
+                                     Reason.DISK_FULL: "full: "}
+
+
+def guest_findings(detail: str) -> dict[Reason, frozenset[str]]:
+    """The findings of one successful guest check from its detail: reason -> the units or mounts it names."""
+    found: dict[Reason, frozenset[str]] = {}
+    for part in detail.split("; "):
+        for reason, prefix in _GUEST_FINDING.items():
+            if part.startswith(prefix):
+                found[reason] = frozenset(name.strip() for name in part[len(prefix):].split(",") if name.strip())
+    return found
+
+
+def assess_ssh(observation: SshObservation, declared_services: Iterable[str], thresholds: Thresholds) -> Verdict:
+    if not observation.ok:
+        reason = Reason.HOST_KEY if observation.failure is FailureClass.HOST_KEY else Reason.CHECK_FAILED
+        return Verdict(ok=False, reason=reason, failure=observation.failure or FailureClass.ERROR,
+                       detail=observation.detail)
+    degraded: list[Reason] = []
+    details: list[str] = []
+    inactive = [unit for unit in declared_services if observation.services.get(unit) != "active"]
+    if inactive:
+        degraded.append(Reason.SERVICE_INACTIVE)
+        details.append(_GUEST_FINDING[Reason.SERVICE_INACTIVE] + ", ".join(sorted(inactive)))
+    if observation.failed_units:
+        degraded.append(Reason.FAILED_UNITS)
+        details.append(_GUEST_FINDING[Reason.FAILED_UNITS] + ", ".join(sorted(observation.failed_units)))
+    full = [m.mount for m in observation.mounts if m.used_ratio > thresholds.disk_used_ratio]
+    if full:
+        degraded.append(Reason.DISK_FULL)
+        details.append(_GUEST_FINDING[Reason.DISK_FULL] + ", ".join(sorted(full)))
+    total, available = observation.mem_total_bytes, observation.mem_available_bytes
+    if total and available is not None and available / total < thresholds.memory_available_ratio:
+        degraded.append(Reason.MEMORY_LOW)
+    return Verdict(ok=True, degraded=tuple(degraded), detail="; ".join(details))
+
+
+# --- dependencies ------------------------------------------------------------------------------------------------
+
+
+def root_causes(states: Mapping[str, TargetState], parents: Mapping[str, str | None]) -> dict[str, Cause | None]:
+    """For every target that is not UP: the furthest DOWN ancestor, or None when the target is its own root.
+
+    ``states`` needs to hold only targets that are not UP (an absent ancestor counts as healthy). ``parents``
+    maps a key to its dependency (site -> vm, guest -> vm, vm -> node, node -> cluster). Cycles are cut.
+    """
+    result: dict[str, Cause | None] = {}
+    for key, state in states.items():
+        if not state.state.is_problem:
+            continue
+        root: TargetState | None = None
+        seen = {key}
+        parent = parents.get(key)
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            ancestor = states.get(parent)
+            if ancestor is not None and ancestor.state is State.DOWN:
+                root = ancestor
+            parent = parents.get(parent)
+        result[key] = Cause(key=root.key, reason=root.reason) if root is not None else None
+    return result
+
+
+def uptime_ratio(up_seconds: float, observed_seconds: float) -> float | None:
+    return None if observed_seconds <= 0 else max(0.0, min(1.0, up_seconds / observed_seconds))

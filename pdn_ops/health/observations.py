@@ -1,0 +1,126 @@
+"""What collectors observe, as plain immutable values: the contract between collectors and the health model.
+
+Collectors (``collectors/<kind>/parse.py``) build these from raw answers; ``pdn_ops.health.model`` evaluates
+them into target states; the services layer stores them. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    """Why a check failed; bounded, so it may be a metric label."""
+
+    DNS = "dns"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    STATUS = "status"
+    KEYWORD = "keyword"
+    PROTOCOL = "protocol"  # the peer answered something we cannot interpret
+    AUTH = "auth"  # credentials refused (token revoked, key not accepted)
+    HOST_KEY = "host_key"  # SSH host key is not the pinned one: a security event
+    NODE_OFFLINE = "node_offline"  # Proxmox 595: the node behind the API is gone
+    SERVER_ERROR = "server_error"  # 5xx from an API we poll
+    EMPTY = "empty"  # an answer that is suspiciously empty, never taken as "everything is gone"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCheck:
+    url: str
+    at: datetime
+    ok: bool
+    status_code: int | None = None
+    total_s: float | None = None
+    ttfb_s: float | None = None
+    keyword_found: bool | None = None
+    redirects: int = 0
+    bytes_read: int = 0
+    tls_expires_at: datetime | None = None
+    tls_days_left: float | None = None
+    failure: FailureClass | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GuestObservation:
+    cluster: str
+    vmid: int
+    node: str
+    name: str
+    type: str  # "qemu" | "lxc"
+    status: str  # Proxmox status: running, stopped, paused, ...
+    cpu: float = 0.0  # ratio of maxcpu in use
+    maxcpu: float = 0.0
+    mem: int = 0
+    maxmem: int = 0
+    disk: int = 0
+    maxdisk: int = 0
+    uptime: int = 0
+    lock: str | None = None
+    template: bool = False
+    hastate: str | None = None  # HA resource state when HA-managed (started, stopped, error, ...)
+    qmpstatus: str | None = None  # from a targeted status/current call, only for guests whose state changed
+
+
+@dataclass(frozen=True, slots=True)
+class NodeObservation:
+    cluster: str
+    node: str
+    online: bool
+    cpu: float = 0.0
+    mem: int = 0
+    maxmem: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterObservation:
+    """One Proxmox collection cycle for one cluster."""
+
+    cluster: str
+    at: datetime
+    ok: bool
+    quorate: bool | None = None
+    nodes: tuple[NodeObservation, ...] = ()
+    guests: tuple[GuestObservation, ...] = ()
+    failure: FailureClass | None = None
+    detail: str = ""
+    api_calls: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    mount: str
+    size_bytes: int
+    used_bytes: int
+    avail_bytes: int
+
+    @property
+    def used_ratio(self) -> float:
+        return self.used_bytes / self.size_bytes if self.size_bytes else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SshObservation:
+    """One agentless SSH check of one guest."""
+
+    cluster: str
+    vmid: int
+    at: datetime
+    ok: bool
+    failure: FailureClass | None = None
+    detail: str = ""
+    mounts: tuple[Mount, ...] = ()
+    mem_total_bytes: int | None = None
+    mem_available_bytes: int | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    uptime_s: float | None = None
+    services: dict[str, str] = field(default_factory=dict)  # unit -> systemctl is-active answer
+    failed_units: tuple[str, ...] = ()

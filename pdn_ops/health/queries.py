@@ -1,0 +1,315 @@
+"""The read side of health: the state snapshot /metrics renders, the fleet view per OPD, per-target details.
+
+Nothing here reads history per scrape: ``health_snapshot`` is one query over ``health_targets`` (one row per
+target) plus one over ``job_status`` (one row per job). Pages may read recent history for one target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pdn_ops.core.db.tables import JobStatusRow, OpdRow, SiteRow, VmRow, utcnow
+from pdn_ops.core.errors import NotFound
+from pdn_ops.health import service as health_service
+from pdn_ops.health.tables import HealthCheckRow, HealthEventRow, HealthTargetRow
+
+RECENT = 20
+
+
+# --- /metrics snapshot -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    kind: str
+    ref: str
+    state: str
+    reason: str
+    opd: str | None
+    vm_id: int | None
+    site_id: int | None
+    caused_by: str | None
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    job: str
+    kind: str
+    runs_total: int
+    errors_total: int
+    last_duration_s: float | None
+    last_ok: bool | None
+    last_success_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    taken_at: datetime
+    targets: tuple[TargetSnapshot, ...] = ()
+    jobs: tuple[JobSnapshot, ...] = ()
+
+
+def health_snapshot(session: Session) -> HealthSnapshot:
+    t = HealthTargetRow
+    stmt = select(t.kind, t.ref, t.state, t.reason, OpdRow.code, t.vm_id, t.site_id, t.cause_key, t.values).outerjoin(
+        OpdRow, OpdRow.id == t.opd_id)
+    targets = tuple(TargetSnapshot(kind, ref, state, reason, opd, vm_id, site_id, cause, values or {})
+                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values in session.execute(stmt))
+    j = JobStatusRow
+    jobs = tuple(JobSnapshot(*row) for row in session.execute(
+        select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at)))
+    return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=jobs)
+
+
+# --- fleet view --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    kind: str
+    ref: str
+    target_id: int | None  # health_targets.id; None while never observed
+    state: str = "unknown"
+    reason: str = "ok"
+    failure: str | None = None
+    detail: str = ""
+    degraded: tuple[str, ...] = ()
+    since: datetime | None = None
+    last_check_at: datetime | None = None
+    cause_key: str | None = None
+    cause_reason: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_problem(self) -> bool:
+        """Not UP, once observed: a target never checked yet is UNKNOWN but not an incident."""
+        return self.state != "up" and self.target_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class VmView:
+    id: int
+    name: str
+    cluster: str
+    vmid: int
+    opd_id: int
+    health: TargetView  # as Proxmox sees it
+    guest: TargetView | None  # over SSH, when the VM has SSH access
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    id: int
+    url: str
+    name: str | None
+    opd_id: int
+    vm_id: int | None
+    health: TargetView
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A target that is not UP, linked to the page that explains it."""
+
+    kind: str
+    label: str
+    href: str | None
+    health: TargetView
+
+    @property
+    def is_root(self) -> bool:
+        return self.health.cause_key is None
+
+
+@dataclass(frozen=True, slots=True)
+class OpdFleet:
+    id: int
+    code: str
+    name: str
+    vms: tuple[VmView, ...]
+    sites: tuple[SiteView, ...]
+    incidents: tuple[Incident, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    opds: tuple[OpdFleet, ...]
+    infrastructure: tuple[Incident, ...]  # clusters and nodes not UP (staff only)
+    counts: dict[str, int]
+
+    @property
+    def incidents(self) -> tuple[Incident, ...]:
+        return self.infrastructure + tuple(i for opd in self.opds for i in opd.incidents)
+
+
+def _view(row: HealthTargetRow | None, kind: str, ref: str) -> TargetView:
+    if row is None:
+        return TargetView(kind=kind, ref=ref, target_id=None)
+    return TargetView(kind=row.kind, ref=row.ref, target_id=row.id, state=row.state, reason=row.reason,
+                      failure=row.failure, detail=row.detail, degraded=tuple(row.degraded or ()), since=row.since,
+                      last_check_at=row.last_check_at, cause_key=row.cause_key, cause_reason=row.cause_reason,
+                      values=dict(row.values or {}))
+
+
+def _rows(session: Session, opd_id: int | None) -> dict[tuple[str, str], HealthTargetRow]:
+    stmt = select(HealthTargetRow)
+    if opd_id is not None:
+        stmt = stmt.where(HealthTargetRow.opd_id == opd_id)
+    return {(row.kind, row.ref): row for row in session.scalars(stmt)}
+
+
+def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
+    """Every active OPD with its VMs and sites and their live state; ``opd_id`` limits it to one OPD."""
+    opd_stmt = select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)
+    vm_stmt = select(VmRow).where(VmRow.retired_at.is_(None)).order_by(VmRow.name)
+    site_stmt = select(SiteRow).where(SiteRow.retired_at.is_(None)).order_by(SiteRow.url)
+    if opd_id is not None:
+        opd_stmt = opd_stmt.where(OpdRow.id == opd_id)
+        vm_stmt = vm_stmt.where(VmRow.opd_id == opd_id)
+        site_stmt = site_stmt.where(SiteRow.opd_id == opd_id)
+    rows = _rows(session, opd_id)
+    vms_by_opd: dict[int, list[VmView]] = {}
+    for vm in session.scalars(vm_stmt):
+        ref = f"{vm.cluster}/{vm.vmid}"
+        guest = _view(rows.get(("guest", ref)), "guest", ref) if vm.has_ssh else None
+        vms_by_opd.setdefault(vm.opd_id, []).append(
+            VmView(vm.id, vm.name, vm.cluster, vm.vmid, vm.opd_id, _view(rows.get(("vm", ref)), "vm", ref), guest))
+    sites_by_opd: dict[int, list[SiteView]] = {}
+    for site in session.scalars(site_stmt):
+        sites_by_opd.setdefault(site.opd_id, []).append(
+            SiteView(site.id, site.url, site.name, site.opd_id, site.vm_id,
+                     _view(rows.get(("site", site.url)), "site", site.url)))
+    counts = {"up": 0, "degraded": 0, "down": 0, "unknown": 0}
+    opds: list[OpdFleet] = []
+    for opd in session.scalars(opd_stmt):
+        vms = tuple(vms_by_opd.get(opd.id, ()))
+        sites = tuple(sites_by_opd.get(opd.id, ()))
+        incidents: list[Incident] = []
+        for vm_view in vms:
+            for view in (vm_view.health, vm_view.guest):
+                if view is None:
+                    continue
+                counts[view.state] = counts.get(view.state, 0) + 1
+                if view.is_problem:
+                    incidents.append(Incident(view.kind, vm_view.name, f"/fleet/vm/{vm_view.id}", view))
+        for site_view in sites:
+            health = site_view.health
+            counts[health.state] = counts.get(health.state, 0) + 1
+            if health.is_problem:
+                incidents.append(Incident("site", site_view.name or site_view.url, f"/fleet/site/{site_view.id}",
+                                          health))
+        incidents.sort(key=lambda i: (not i.is_root, i.health.state != "down", i.label))
+        opds.append(OpdFleet(opd.id, opd.code, opd.name, vms, sites, tuple(incidents)))
+    infrastructure: tuple[Incident, ...] = ()
+    if opd_id is None:
+        infrastructure = tuple(Incident(row.kind, row.ref, None, _view(row, row.kind, row.ref))
+                               for (kind, _ref), row in sorted(rows.items())
+                               if kind in ("cluster", "node") and row.state != "up")
+    return FleetView(opds=tuple(opds), infrastructure=infrastructure, counts=counts)
+
+
+# --- per-target detail -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckView:
+    kind: str  # which target of the page: "vm", "guest" or "site"
+    at: datetime
+    ok: bool
+    failure: str | None
+    duration_s: float | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    at: datetime
+    event: str
+    old_state: str | None
+    new_state: str | None
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDetail:
+    kind: str  # "vm" or "site"
+    id: int
+    label: str
+    opd_id: int
+    opd_name: str
+    targets: tuple[TargetView, ...]  # vm: the Proxmox view and the guest; site: the site
+    checks: tuple[CheckView, ...]
+    events: tuple[EventView, ...]
+    uptime_7d: float | None
+    related: tuple[tuple[str, str], ...] = ()  # (label, href): the site's VM, or the VM's sites
+
+
+def _history(session: Session, kinds: dict[int, str]) -> tuple[tuple[CheckView, ...], tuple[EventView, ...]]:
+    target_ids = list(kinds)
+    if not target_ids:
+        return (), ()
+    checks = session.scalars(select(HealthCheckRow).where(HealthCheckRow.target_id.in_(target_ids))
+                             .order_by(HealthCheckRow.at.desc(), HealthCheckRow.id.desc()).limit(RECENT))
+    events = session.scalars(select(HealthEventRow).where(HealthEventRow.target_id.in_(target_ids))
+                             .order_by(HealthEventRow.at.desc(), HealthEventRow.id.desc()).limit(RECENT))
+    return (tuple(CheckView(kinds[c.target_id], c.at, c.ok, c.failure, c.duration_s, c.detail) for c in checks),
+            tuple(EventView(e.at, e.event, e.old_state, e.new_state, e.reason, e.detail) for e in events))
+
+
+def _target_rows(session: Session, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], HealthTargetRow]:
+    found: dict[tuple[str, str], HealthTargetRow] = {}
+    for kind, ref in pairs:
+        row = session.scalar(select(HealthTargetRow).where(HealthTargetRow.kind == kind, HealthTargetRow.ref == ref))
+        if row is not None:
+            found[(kind, ref)] = row
+    return found
+
+
+def _uptime(session: Session, rows: list[HealthTargetRow]) -> float | None:
+    if not rows:
+        return None
+    now = utcnow()
+    return health_service.uptime(session, target_id=rows[0].id, since=now - timedelta(days=7), until=now)
+
+
+def vm_detail(session: Session, vm_id: int, *, opd_id: int | None = None) -> TargetDetail:
+    """One VM with its Proxmox and guest state, recent checks and events; NotFound outside ``opd_id``."""
+    vm = session.get(VmRow, vm_id)
+    if vm is None or (opd_id is not None and vm.opd_id != opd_id):
+        raise NotFound(f"vm {vm_id}")
+    ref = f"{vm.cluster}/{vm.vmid}"
+    pairs = [("vm", ref)] + ([("guest", ref)] if vm.has_ssh else [])
+    rows = _target_rows(session, pairs)
+    checks, events = _history(session, {r.id: r.kind for r in rows.values()})
+    sites = session.scalars(select(SiteRow).where(SiteRow.vm_id == vm.id, SiteRow.retired_at.is_(None)))
+    return TargetDetail(kind="vm", id=vm.id, label=vm.name, opd_id=vm.opd_id, opd_name=vm.opd.name,
+                        targets=tuple(_view(rows.get(p), *p) for p in pairs), checks=checks, events=events,
+                        uptime_7d=_uptime(session, [r for p, r in rows.items() if p[0] == "vm"]),
+                        related=tuple((s.name or s.url, f"/fleet/site/{s.id}") for s in sites))
+
+
+def site_detail(session: Session, site_id: int, *, opd_id: int | None = None) -> TargetDetail:
+    """One site with its state, cause, recent checks and events; NotFound outside ``opd_id``."""
+    site = session.get(SiteRow, site_id)
+    if site is None or (opd_id is not None and site.opd_id != opd_id):
+        raise NotFound(f"site {site_id}")
+    rows = _target_rows(session, [("site", site.url)])
+    checks, events = _history(session, {r.id: r.kind for r in rows.values()})
+    related = ((site.vm.name, f"/fleet/vm/{site.vm.id}"),) if site.vm is not None else ()
+    return TargetDetail(kind="site", id=site.id, label=site.name or site.url, opd_id=site.opd_id,
+                        opd_name=site.opd.name, targets=(_view(rows.get(("site", site.url)), "site", site.url),),
+                        checks=checks, events=events, uptime_7d=_uptime(session, list(rows.values())),
+                        related=related)
+
+
+def load_snapshot(sessions: sessionmaker[Session]) -> HealthSnapshot:
+    """The snapshot in its own short read-only session (what /metrics calls through its cache)."""
+    with sessions() as session:
+        return health_snapshot(session)

@@ -1,0 +1,92 @@
+"""The engineers' fleet view: every OPD's VMs and sites with live state, causes and open incidents.
+
+The detail pages ``/fleet/vm/{id}`` and ``/fleet/site/{id}`` are reused by the complaint pages. Staff only;
+OPD pages call ``pdn_ops.health.queries.fleet(session, opd_id=...)`` themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from pdn_ops.core.errors import NotFound
+from pdn_ops.health import queries as health_queries
+from pdn_ops.health.queries import TargetDetail, TargetView
+from pdn_ops.web.deps import Ctx, DbSession, Staff
+from pdn_ops.web.templating import render
+
+router = APIRouter()
+
+
+def when_formatter(ctx: Ctx) -> Any:
+    """Times as the pages show them, in the service's time zone."""
+    tz = ctx.settings.tz
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).strftime("%d-%m-%Y %H:%M %Z") if value else "–"
+
+    return when
+
+
+@router.get("/fleet", response_class=HTMLResponse, include_in_schema=False)
+def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    return render(request, "fleet.html", view=health_queries.fleet(session), when=when_formatter(ctx))
+
+
+def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail) -> HTMLResponse:
+    return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx))
+
+
+@router.get("/fleet/vm/{vm_id}", response_class=HTMLResponse, include_in_schema=False)
+def vm_page(vm_id: int, request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    try:
+        detail = health_queries.vm_detail(session, vm_id)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    return _detail_page(request, ctx, detail)
+
+
+@router.get("/fleet/site/{site_id}", response_class=HTMLResponse, include_in_schema=False)
+def site_page(site_id: int, request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    try:
+        detail = health_queries.site_detail(session, site_id)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    return _detail_page(request, ctx, detail)
+
+
+def _target(view: TargetView | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    data = asdict(view)
+    data["degraded"] = list(view.degraded)
+    for key in ("since", "last_check_at"):
+        data[key] = data[key].isoformat() if data[key] else None
+    return data
+
+
+@router.get("/api/v1/fleet", tags=["fleet"])
+def fleet_api(session: DbSession, _staff: Staff) -> dict[str, Any]:
+    """Every OPD with its VMs and sites, their state and cause; incidents are the targets that are not UP."""
+    view = health_queries.fleet(session)
+    return {
+        "counts": view.counts,
+        "opds": [
+            {
+                "id": opd.id,
+                "code": opd.code,
+                "name": opd.name,
+                "vms": [{"id": vm.id, "name": vm.name, "cluster": vm.cluster, "vmid": vm.vmid,
+                         "health": _target(vm.health), "guest": _target(vm.guest)} for vm in opd.vms],
+                "sites": [{"id": s.id, "url": s.url, "name": s.name, "vm_id": s.vm_id, "health": _target(s.health)}
+                          for s in opd.sites],
+            }
+            for opd in view.opds
+        ],
+        "incidents": [{"kind": i.kind, "label": i.label, "href": i.href, "root": i.is_root,
+                       "health": _target(i.health)} for i in view.incidents],
+    }

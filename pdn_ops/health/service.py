@@ -1,0 +1,403 @@
+"""Record observations, evaluate them with the health model, keep history: the write side of health.
+
+Collectors hand over immutable observations (``pdn_ops.health.observations``); these functions fold them into
+``health_targets`` (one row per target), append raw ``health_checks``, write ``health_events`` for state changes
+and security events, and re-resolve root causes. Maintenance (hourly rollups, retention, staleness) lives here too.
+Read-side queries for pages and /metrics are in ``pdn_ops.health.queries``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
+from pdn_ops.health import model
+from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
+from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
+from pdn_ops.health.tables import HealthCheckRow, HealthEventRow, HealthRollupRow, HealthTargetRow
+
+DETAIL_MAX = 500  # raw detail is diagnostic text from peers: capped so one bad answer cannot bloat the table
+MAX_MOUNTS = 10  # per guest, the fullest ones: keeps metric label sets bounded
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What one record_* call changed: state changes (for notifications) and security events."""
+
+    changes: tuple[StateChange, ...] = ()
+    security_events: int = 0
+
+
+# --- working copies of health_targets rows ----------------------------------------------------------------------
+# Rows are read as plain columns and written back with one executemany UPDATE: for thousands of targets per cycle
+# the ORM's unit of work (entities, change tracking, one flush) costs more than the evaluation itself.
+
+MUTABLE = ("opd_id", "vm_id", "site_id", "parent_key", "state", "since", "reason", "failure", "detail", "degraded",
+           "failures", "successes", "last_check_at", "cause_key", "cause_reason", "values")
+COLUMNS = (HealthTargetRow.id, HealthTargetRow.kind, HealthTargetRow.ref,
+           *(getattr(HealthTargetRow, name) for name in MUTABLE))
+
+
+@dataclass(slots=True)
+class Target:
+    id: int
+    kind: str
+    ref: str
+    opd_id: int | None
+    vm_id: int | None
+    site_id: int | None
+    parent_key: str | None
+    state: str
+    since: datetime | None
+    reason: str
+    failure: str | None
+    detail: str
+    degraded: list[str]
+    failures: int
+    successes: int
+    last_check_at: datetime | None
+    cause_key: str | None
+    cause_reason: str | None
+    values: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+
+def _load(session: Session, *where: Any) -> list[Target]:
+    return [Target(*row) for row in session.execute(select(*COLUMNS).where(*where))]
+
+
+def _save(session: Session, targets: Iterable[Target], now: datetime, names: Sequence[str] = MUTABLE) -> None:
+    rows = [{"id": t.id, "updated_at": now, **{name: getattr(t, name) for name in names}} for t in targets]
+    if not rows:
+        return
+    session.execute(update(HealthTargetRow), rows)
+    # ORM entities of these rows loaded earlier in this session would now be stale.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, HealthTargetRow):
+            session.expire(obj)
+
+
+def _to_state(row: Target) -> TargetState:
+    return TargetState(
+        key=row.key,
+        state=State(row.state),
+        since=row.since,
+        reason=Reason(row.reason),
+        failure=FailureClass(row.failure) if row.failure else None,
+        detail=row.detail,
+        degraded=tuple(Reason(r) for r in row.degraded or ()),
+        failures=row.failures,
+        successes=row.successes,
+        last_check_at=row.last_check_at,
+        cause=Cause(row.cause_key, Reason(row.cause_reason or "ok")) if row.cause_key else None,
+    )
+
+
+def _apply_state(row: Target, state: TargetState) -> None:
+    row.state = state.state.value
+    row.since = state.since
+    row.reason = state.reason.value
+    row.failure = state.failure.value if state.failure else None
+    row.detail = state.detail[:DETAIL_MAX]
+    row.degraded = [r.value for r in state.degraded]
+    row.failures = state.failures
+    row.successes = state.successes
+    row.last_check_at = state.last_check_at
+    if not state.state.is_problem:
+        row.cause_key = row.cause_reason = None
+
+
+def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) -> dict[str, Target]:
+    rows = {row.ref: row for row in _load(session, HealthTargetRow.kind == kind.value)}
+    new = list(dict.fromkeys(ref for ref in refs or () if ref not in rows))
+    if new:
+        now = utcnow()
+        session.execute(insert(HealthTargetRow), [
+            {"kind": kind.value, "ref": ref, "state": State.UNKNOWN.value, "reason": Reason.OK.value, "detail": "",
+             "degraded": [], "failures": 0, "successes": 0, "values": {}, "updated_at": now} for ref in new])
+        for start in range(0, len(new), 500):
+            chunk = new[start:start + 500]
+            rows.update((row.ref, row) for row in _load(session, HealthTargetRow.kind == kind.value,
+                                                        HealthTargetRow.ref.in_(chunk)))
+    return rows
+
+
+class _Batch:
+    """Collects target updates, raw check rows and events of one recording, written in bulk at the end."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.touched: dict[int, Target] = {}
+        self.checks: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.changes: list[StateChange] = []
+        self.security = 0
+
+    def fold(self, row: Target, verdict: Verdict, at: datetime, thresholds: Thresholds,
+             duration_s: float | None = None) -> None:
+        old = _to_state(row)
+        new = model.step(old, verdict, at, thresholds)
+        self._commit(row, old, new, at)
+        self.checks.append({"target_id": row.id, "at": at, "ok": verdict.ok,
+                            "failure": verdict.failure.value if verdict.failure else None,
+                            "duration_s": duration_s, "detail": verdict.detail[:DETAIL_MAX]})
+
+    def mark_unknown(self, row: Target, at: datetime, reason: Reason, detail: str = "") -> None:
+        old = _to_state(row)
+        self._commit(row, old, model.unknown(old, at, reason, detail), at)
+
+    def security_event(self, row: Target, at: datetime, reason: Reason, detail: str) -> None:
+        self.security += 1
+        self.events.append({"target_id": row.id, "at": at, "event": "security", "old_state": None,
+                            "new_state": None, "reason": reason.value, "detail": detail[:DETAIL_MAX],
+                            "cause_key": None})
+
+    def _commit(self, row: Target, old: TargetState, new: TargetState, at: datetime) -> None:
+        _apply_state(row, new)
+        self.touched[row.id] = row
+        change = model.change_of(old, new, at)
+        if change is not None:
+            self.changes.append(change)
+            self.events.append({"target_id": row.id, "at": at, "event": "state", "old_state": change.old.value,
+                                "new_state": change.new.value, "reason": change.reason.value,
+                                "detail": change.detail[:DETAIL_MAX], "cause_key": None})
+
+    def finish(self) -> Recorded:
+        _save(self.session, self.touched.values(), self.now)
+        if self.checks:
+            self.session.execute(insert(HealthCheckRow), self.checks)
+        if self.events:
+            self.session.execute(insert(HealthEventRow), self.events)
+        resolve_causes(self.session, now=self.now)
+        return Recorded(changes=tuple(self.changes), security_events=self.security)
+
+
+# --- recording ---------------------------------------------------------------------------------------------------
+
+
+def record_site_checks(session: Session, checks: Sequence[SiteCheck], *, thresholds: Thresholds,
+                       now: datetime | None = None) -> Recorded:
+    """Fold site checks in; a check for a URL that is not an active inventory site is ignored."""
+    now = now or utcnow()
+    batch = _Batch(session, now)
+    urls = {c.url for c in checks}
+    if not urls:
+        return batch.finish()
+    # Plain column reads: thousands of ORM entities would cost more than the evaluation itself.
+    sites = {url: (site_id, opd_id, vm_id, settings) for site_id, url, opd_id, vm_id, settings in session.execute(
+        select(SiteRow.id, SiteRow.url, SiteRow.opd_id, SiteRow.vm_id, SiteRow.settings)
+        .where(SiteRow.retired_at.is_(None)))}
+    vm_refs = {vm_id: f"{cluster}/{vmid}" for vm_id, cluster, vmid in session.execute(
+        select(VmRow.id, VmRow.cluster, VmRow.vmid))}
+    known = [c for c in checks if c.url in sites]
+    rows = _targets(session, Kind.SITE, {c.url for c in known})
+    for check in known:
+        (site_id, opd_id, vm_id, settings), row = sites[check.url], rows[check.url]
+        row.site_id, row.opd_id, row.vm_id = site_id, opd_id, vm_id
+        row.parent_key = model.target_key(Kind.VM, vm_refs[vm_id]) if vm_id in vm_refs else None
+        warning = settings.get("tls_warning_days") if isinstance(settings, dict) else None
+        verdict = model.assess_site(check, thresholds,
+                                    tls_warning_days=float(warning) if isinstance(warning, int | float) else None)
+        previous = row.values or {}
+        tls_known = check.tls_expires_at is not None or check.ok
+        row.values = {
+            "status_code": check.status_code,
+            "response_s": check.total_s,
+            "ttfb_s": check.ttfb_s,
+            # A failed check says nothing about the certificate: keep what the last good one saw.
+            "tls_expiry_ts": (check.tls_expires_at.timestamp() if check.tls_expires_at else None) if tls_known
+            else previous.get("tls_expiry_ts"),
+            "tls_days_left": check.tls_days_left if tls_known else previous.get("tls_days_left"),
+        }
+        batch.fold(row, verdict, check.at, thresholds, duration_s=check.total_s)
+    return batch.finish()
+
+
+def record_cluster(session: Session, observation: ClusterObservation, *, thresholds: Thresholds,
+                   now: datetime | None = None) -> Recorded:
+    """Fold one Proxmox cycle in: the cluster, its nodes and the inventory's VMs on it."""
+    now = now or utcnow()
+    batch = _Batch(session, now)
+    cluster_ref = observation.cluster
+    cluster_row = _targets(session, Kind.CLUSTER, [cluster_ref])[cluster_ref]
+    cluster_row.values = {"api_calls": observation.api_calls, "duration_s": observation.duration_s,
+                          "quorate": observation.quorate}
+    batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
+               duration_s=observation.duration_s)
+    vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
+        select(VmRow.id, VmRow.vmid, VmRow.opd_id).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
+    vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
+    node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
+    cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
+
+    if not observation.ok:
+        if State(cluster_row.state) is State.DOWN:
+            # The only witness is failing: we do not know the guests' state, we do not claim they are down.
+            for ref, row in {**vm_rows, **node_rows}.items():
+                if ref.startswith(cluster_ref + "/"):
+                    batch.mark_unknown(row, observation.at, Reason.SOURCE_FAILING, observation.detail)
+        return batch.finish()
+
+    for node in observation.nodes:
+        row = node_rows[f"{cluster_ref}/{node.node}"]
+        row.parent_key = cluster_key
+        row.values = {"cpu": node.cpu, "mem": node.mem, "maxmem": node.maxmem}
+        batch.fold(row, model.assess_node(node), observation.at, thresholds)
+    guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
+    for vmid, (vm_id, opd_id) in vms.items():
+        row = vm_rows[f"{cluster_ref}/{vmid}"]
+        row.vm_id, row.opd_id = vm_id, opd_id
+        guest = guests.get(vmid)
+        if guest is not None:
+            row.parent_key = model.target_key(Kind.NODE, f"{cluster_ref}/{guest.node}")
+            row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
+                          "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
+                          "uptime": guest.uptime}
+        batch.fold(row, model.assess_vm(guest, thresholds), observation.at, thresholds)
+    return batch.finish()
+
+
+def record_ssh(session: Session, observations: Sequence[SshObservation], *, thresholds: Thresholds,
+               now: datetime | None = None) -> Recorded:
+    """Fold SSH checks in (target kind "guest"); a changed host key is also a security event."""
+    now = now or utcnow()
+    batch = _Batch(session, now)
+    refs = {f"{o.cluster}/{o.vmid}" for o in observations}
+    if not refs:
+        return batch.finish()
+    vms = {f"{vm.cluster}/{vm.vmid}": vm for vm in session.scalars(select(VmRow).where(VmRow.retired_at.is_(None)))}
+    rows = _targets(session, Kind.GUEST, [ref for ref in refs if ref in vms])
+    for obs in observations:
+        ref = f"{obs.cluster}/{obs.vmid}"
+        if ref not in vms:
+            continue
+        vm, row = vms[ref], rows[ref]
+        row.vm_id, row.opd_id = vm.id, vm.opd_id
+        row.parent_key = model.target_key(Kind.VM, ref)
+        verdict = model.assess_ssh(obs, vm.services or (), thresholds)
+        if obs.ok:
+            mounts = sorted(obs.mounts, key=lambda m: m.used_ratio, reverse=True)[:MAX_MOUNTS]
+            row.values = {
+                "mounts": [{"mount": m.mount, "used_ratio": round(m.used_ratio, 6), "size": m.size_bytes,
+                            "used": m.used_bytes} for m in mounts],
+                "mem_total": obs.mem_total_bytes,
+                "mem_available": obs.mem_available_bytes,
+                "load1": obs.load1,
+                "services_inactive": sum(1 for u in vm.services or () if obs.services.get(u) != "active"),
+                "failed_units": len(obs.failed_units),
+            }
+        if obs.failure is FailureClass.HOST_KEY and row.failure != FailureClass.HOST_KEY.value:
+            # One event when the key changes, not one per refused run while it stays changed.
+            batch.security_event(row, obs.at, Reason.HOST_KEY, obs.detail)
+        batch.fold(row, verdict, obs.at, thresholds)
+    return batch.finish()
+
+
+def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
+    """Re-attach root causes to every target that is not UP; returns how many rows changed their cause."""
+    rows = {row.key: row for row in _load(session, or_(HealthTargetRow.state != State.UP.value,
+                                                        HealthTargetRow.cause_key.is_not(None)))}
+    states = {key: _to_state(row) for key, row in rows.items() if State(row.state).is_problem}
+    parents = {key: row.parent_key for key, row in rows.items()}
+    # Ancestors that are UP are not loaded; their parent links are needed only to walk past them.
+    missing = {p for p in parents.values() if p and p not in rows}
+    while missing:
+        kinds_refs = [model.split_key(k) for k in missing]
+        found = session.execute(
+            select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.parent_key).where(
+                or_(*[(HealthTargetRow.kind == k.value) & (HealthTargetRow.ref == r) for k, r in kinds_refs])))
+        new_parents = {f"{kind}:{ref}": parent for kind, ref, parent in found}
+        parents.update(new_parents)
+        for key in missing - set(new_parents):
+            parents[key] = None
+        missing = {p for p in new_parents.values() if p and p not in parents}
+    causes = model.root_causes(states, parents)
+    changed: list[Target] = []
+    for key, row in rows.items():
+        cause = causes.get(key)
+        cause_key, cause_reason = (cause.key, cause.reason.value) if cause else (None, None)
+        if (row.cause_key, row.cause_reason) != (cause_key, cause_reason):
+            row.cause_key, row.cause_reason = cause_key, cause_reason
+            changed.append(row)
+    _save(session, changed, now or utcnow(), ("cause_key", "cause_reason"))
+    return len(changed)
+
+
+# --- maintenance -------------------------------------------------------------------------------------------------
+
+
+def _hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def rollup(session: Session, *, now: datetime | None = None) -> int:
+    """Roll raw checks of every complete hour not rolled yet into ``health_rollups``; returns hours written.
+
+    UP seconds are sample-weighted: an hour with 58 good checks out of 60 counts 3,480 s UP. Idempotent.
+    """
+    now = now or utcnow()
+    end = _hour(now)
+    last = session.scalar(select(func.max(HealthRollupRow.hour)))
+    if last is not None:
+        start = _hour(last) + timedelta(hours=1)
+    else:
+        first = session.scalar(select(func.min(HealthCheckRow.at)))
+        if first is None:
+            return 0
+        start = _hour(first)
+    hours = 0
+    while start < end:
+        stop = start + timedelta(hours=1)
+        counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        stmt = select(HealthCheckRow.target_id, HealthCheckRow.ok).where(HealthCheckRow.at >= start,
+                                                                         HealthCheckRow.at < stop)
+        for target_id, ok in session.execute(stmt):
+            counts[target_id][0] += 1
+            counts[target_id][1] += 0 if ok else 1
+        session.execute(delete(HealthRollupRow).where(HealthRollupRow.hour == start))
+        if counts:
+            session.execute(insert(HealthRollupRow), [
+                {"target_id": tid, "hour": start, "checks": n, "failures": bad,
+                 "up_seconds": 3600.0 * (n - bad) / n} for tid, (n, bad) in counts.items()])
+        hours += 1
+        start = stop
+    session.flush()
+    return hours
+
+
+def purge_raw(session: Session, *, retention: timedelta, now: datetime | None = None) -> int:
+    """Delete raw checks older than the retention period, after rolling them up; returns rows deleted."""
+    now = now or utcnow()
+    rollup(session, now=now)
+    horizon = min(now - retention, _hour(now))
+    result = session.execute(delete(HealthCheckRow).where(HealthCheckRow.at < horizon))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def mark_stale(session: Session, *, max_age: timedelta, now: datetime | None = None) -> Recorded:
+    """Targets not observed for ``max_age`` become UNKNOWN (stale): silence is not health."""
+    now = now or utcnow()
+    batch = _Batch(session, now)
+    for row in _load(session, HealthTargetRow.state != State.UNKNOWN.value,
+                     HealthTargetRow.last_check_at < now - max_age):
+        batch.mark_unknown(row, now, Reason.STALE)
+    return batch.finish()
+
+
+def uptime(session: Session, *, target_id: int, since: datetime, until: datetime) -> float | None:
+    """UP ratio of one target from the hourly rollups (None when nothing was observed)."""
+    stmt = select(func.coalesce(func.sum(HealthRollupRow.up_seconds), 0.0), func.count()).where(
+        HealthRollupRow.target_id == target_id, HealthRollupRow.hour >= _hour(since), HealthRollupRow.hour < until)
+    up, hours = session.execute(stmt).one()
+    return model.uptime_ratio(float(up), 3600.0 * int(hours))

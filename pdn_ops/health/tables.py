@@ -1,0 +1,87 @@
+"""Tables of the health model: current state per target, events, raw checks, hourly rollups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pdn_ops.core.db.tables import Base, utcnow
+
+
+class HealthTargetRow(Base):
+    __tablename__ = "health_targets"
+    __table_args__ = (UniqueConstraint("kind", "ref", name="uq_health_targets_kind_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(2000))
+    # Links into the inventory tables, for joins by OPD and the fleet pages; bounded ids for metric labels.
+    opd_id: Mapped[int | None] = mapped_column(ForeignKey("opds.id"), default=None, index=True)
+    vm_id: Mapped[int | None] = mapped_column(ForeignKey("vms.id"), default=None, index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None, index=True)
+    parent_key: Mapped[str | None] = mapped_column(String(2100), default=None)
+    state: Mapped[str] = mapped_column(String(16), default="unknown", index=True)
+    since: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str] = mapped_column(String(32), default="ok")
+    failure: Mapped[str | None] = mapped_column(String(32), default=None)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    degraded: Mapped[list[str]] = mapped_column(JSON, default=list)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    last_check_at: Mapped[datetime | None] = mapped_column(default=None)
+    cause_key: Mapped[str | None] = mapped_column(String(2100), default=None)
+    cause_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The latest measured values (response time, TLS expiry, cpu/memory/disk...) for /metrics and the pages.
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+
+class HealthEventRow(Base):
+    """A state change ("state") or a security event ("security", e.g. a changed SSH host key)."""
+
+    __tablename__ = "health_events"
+    __table_args__ = (Index("ix_health_events_target_at", "target_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("health_targets.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(String(16), default="state")
+    old_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    new_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    reason: Mapped[str] = mapped_column(String(32), default="ok")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    cause_key: Mapped[str | None] = mapped_column(String(2100), default=None)
+
+
+class HealthCheckRow(Base):
+    """One raw result; deleted after the retention period once rolled up."""
+
+    __tablename__ = "health_checks"
+    __table_args__ = (Index("ix_health_checks_target_at", "target_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("health_targets.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    failure: Mapped[str | None] = mapped_column(String(32), default=None)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class HealthRollupRow(Base):
+    """Per target and UTC hour: how many checks, how many failed, and the seconds estimated UP."""
+
+    __tablename__ = "health_rollups"
+
+    target_id: Mapped[int] = mapped_column(ForeignKey("health_targets.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    up_seconds: Mapped[float] = mapped_column(Float, default=0.0)

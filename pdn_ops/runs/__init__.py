@@ -1,0 +1,1 @@
+"""Remediation runs: requests, approvals, policy, the journal, the worker, automatic rules, closure."""

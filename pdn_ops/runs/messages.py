@@ -1,0 +1,86 @@
+"""Remediation refusals in the reader's language: the boundary between English machine text and the catalogue.
+
+The domain, the playbooks (plug-ins) and the services refuse with English sentences meant for logs, the journal
+and the API's ``detail``. Pages show people a sentence of the catalogue instead, chosen here from the exception's
+type and a stable part of its text (the playbooks are plug-ins that only speak English). A refusal no pattern
+knows still reads as a sentence of the catalogue (refused / not found / conflict), never as English machine text;
+``tests/remediation/test_messages.py`` drives the real refusals through this table so that a reworded message
+shows up as a failing test, not as a vague page.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pdn_ops.core.errors import Conflict, NotFound
+from pdn_ops.core.i18n import translate
+from pdn_ops.runs.service import ActiveRunConflict
+
+FALLBACK = "remediation.error.refused"
+
+# (pattern searched in str(exc), catalogue key); named groups become the message's parameters. First match wins.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) for p, k in (
+    (r"is not a valid systemd unit name", "remediation.error.unit_invalid"),
+    (r"is not a service declared for this VM", "remediation.error.unit_undeclared"),
+    (r"is not a valid Proxmox snapshot name", "remediation.error.snapshot_invalid"),
+    (r"this VM has no snapshot named", "remediation.error.snapshot_unknown"),
+    (r"choose a snapshot to roll back to", "remediation.error.snapshot_missing"),
+    (r"is not a valid cleanup name", "remediation.error.cleanup_invalid"),
+    (r"is not a cleanup command declared for this VM", "remediation.error.cleanup_undeclared"),
+    (r"must be a whole number", "remediation.error.whole_number"),
+    (r"must be greater than zero", "remediation.error.positive"),
+    (r"is above the policy limit of (?P<limit>[0-9]+)", "remediation.error.above_limit"),
+    (r"would exceed the policy limit of (?P<limit>[0-9]+)", "remediation.error.above_limit"),
+    (r"^shrinking ", "remediation.error.shrink"),
+    (r"exceed the node's|the node has only|the storage has only", "remediation.error.capacity"),
+    (r"is not a disk name Proxmox knows|this VM has no disk", "remediation.error.disk_unknown"),
+    (r"a resize needs cores, memory or disk growth", "remediation.error.resize_empty"),
+    (r"already has that size", "remediation.error.same_size"),
+    (r"reboot must be true or false", "remediation.error.reboot_flag"),
+    (r"shutdown timeout", "remediation.error.shutdown_timeout"),
+    (r"unknown (resize )?parameters", "remediation.error.unknown_params"),
+    (r"has no SSH access declared", "remediation.error.no_ssh"),
+    (r"must be text|is too long", "remediation.error.text"),
+    (r"^no playbook named", "remediation.error.playbook_unknown"),
+    (r"^no VM .* in the inventory|^no VM ", "remediation.error.vm_unknown"),
+    (r"belongs to another OPD", "remediation.error.other_opd"),
+    (r"^no complaint #", "remediation.error.complaint_unknown"),
+    (r"^complaint #[0-9]+ is about ", "remediation.error.complaint_other_vm"),
+    (r"idempotency key of 1 to 200 characters", "remediation.error.key_required"),
+    (r"^idempotency key .* was already used for run #[0-9]+, which differs", "remediation.error.key_reused"),
+    (r"has already approved this run", "remediation.error.already_approved"),
+    (r"this run needs no approval", "remediation.error.no_approval_needed"),
+    (r"^run #(?P<run>[0-9]+) is \w+, not awaiting approval", "remediation.error.not_awaiting"),
+    (r"only a run not yet started can be cancelled", "remediation.error.not_cancellable"),
+    (r"^a run cannot go from", "remediation.error.transition"),
+    (r"^no run #", "remediation.error.run_unknown"),
+    (r"need a time zone", "remediation.window.error.time"),
+    (r"must end after it starts", "remediation.window.error.order"),
+    (r"may last at most", "remediation.window.error.length"),
+    (r"is already over", "remediation.window.error.over"),
+    (r"^no maintenance window #", "remediation.window.error.unknown"),
+    (r"^no automatic rule #", "remediation.auto.error.unknown"),
+    (r"^automatic rule #[0-9]+ is deleted", "remediation.auto.error.retired"),
+    (r"number of failed checks must be between", "remediation.auto.error.checks"),
+))
+
+
+def message_key(exc: Exception) -> tuple[str, dict[str, str]]:
+    """The catalogue key and parameters for a remediation refusal."""
+    if isinstance(exc, ActiveRunConflict):
+        return "remediation.error.active_run", {"run": str(exc.run_id)}
+    text = str(exc)
+    for pattern, key in _PATTERNS:
+        found = pattern.search(text)
+        if found is not None:
+            return key, {k: v for k, v in found.groupdict().items() if v is not None}
+    if isinstance(exc, NotFound):
+        return "remediation.error.not_found", {}
+    if isinstance(exc, Conflict):
+        return "remediation.error.conflict", {}
+    return FALLBACK, {}
+
+
+def message(exc: Exception, language: str) -> str:
+    key, params = message_key(exc)
+    return translate(key, language, **params)

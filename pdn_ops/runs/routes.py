@@ -1,0 +1,289 @@
+"""Remediation for staff: dry run, request (enqueue only), approve, cancel, windows and the automatic switch.
+
+Thin routes: parse, call one service function, map domain errors to HTTP (refused 422, another active run 409
+naming it, unknown 404). Nothing remote runs in a request: the worker executes the runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
+from pdn_ops.core.inventory import Inventory
+from pdn_ops.runs import alerts as remediation_alerts
+from pdn_ops.runs import auto as remediation_auto
+from pdn_ops.runs import service as svc
+from pdn_ops.runs import snapshots
+from pdn_ops.runs.messages import message, message_key
+from pdn_ops.runs.model import Policy
+from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.web.deps import Ctx, DbSession, Staff, get_language
+from pdn_ops.web.roles import unit_of_work
+from pdn_ops.web.templating import render
+
+router = APIRouter()
+
+
+class RunRequest(BaseModel):
+    playbook: str = Field(max_length=63)
+    target: str = Field(max_length=200, description="cluster/vmid")
+    params: dict[str, Any] = {}
+    complaint_id: int | None = None
+
+
+def _inventory(ctx: Ctx) -> tuple[Inventory, FilePath]:
+    if ctx.inventory is None:
+        raise HTTPException(status_code=503, detail="the inventory is not loaded yet")
+    return ctx.inventory, FilePath(ctx.settings.inventory).parent
+
+
+def _policy(ctx: Ctx) -> Policy:
+    policy = ctx.extras.get("remediation_policy")
+    return policy if isinstance(policy, Policy) else Policy()
+
+
+def _requester(staff: Staff) -> svc.Requester:
+    # A linked complaint's OPD and asset are checked by the service against the database (check_complaint).
+    return svc.Requester(staff.username, is_staff=staff.is_staff)
+
+
+def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
+    """One cache per app (made on first use): its reads run in background threads, never in a request."""
+    cache = ctx.extras.get("snapshot_cache")
+    if not isinstance(cache, snapshots.SnapshotCache):
+        base_dir = FilePath(ctx.settings.inventory).parent
+        cache = ctx.extras.setdefault("snapshot_cache", snapshots.SnapshotCache(
+            fetch=snapshots.inventory_fetch(lambda: ctx.inventory, base_dir)))
+    return cache
+
+
+Cluster = Annotated[str, Path(max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Vmid = Annotated[int, Path(ge=100, le=999_999_999)]
+ComplaintRef = Annotated[int | None, Query(ge=1)]
+
+
+def _suggest(ctx: Ctx, session: Any, cluster: str, vmid: int, complaint_id: int | None,
+             refresh: bool) -> snapshots.Suggestion:
+    """The snapshot chooser's data; raises the domain's PolicyRefused or NotFound (each caller answers its way)."""
+    inventory, base_dir = _inventory(ctx)
+    return snapshots.suggest(session, _snapshot_cache(ctx), inventory, target=f"{cluster}/{vmid}",
+                             complaint_id=complaint_id, refresh=refresh, base_dir=base_dir)
+
+
+def _http(exc: Exception) -> HTTPException:
+    if isinstance(exc, svc.ActiveRunConflict):
+        return HTTPException(status_code=409, detail={"message": str(exc), "run_id": exc.run_id})
+    if isinstance(exc, Conflict):
+        return HTTPException(status_code=409, detail=str(exc))
+    if isinstance(exc, NotFound):
+        return HTTPException(status_code=404, detail=str(exc))
+    return HTTPException(status_code=422, detail=str(exc))
+
+
+def run_view(row: RemediationRunRow, *, steps: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": row.id, "playbook": row.playbook, "target": row.target, "opd": row.opd_code, "params": row.params,
+        "risk": row.risk, "state": row.state, "outcome": row.outcome, "summary": row.summary,
+        "requested_by": row.requested_by, "trigger": row.trigger, "approvals_needed": row.approvals_needed,
+        "approvals": row.approvals, "plan": row.plan, "complaint_id": row.complaint_id, "closure": row.closure,
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+    }
+    if steps:
+        data["steps"] = [{"position": s.position, "name": s.name, "kind": s.kind, "side_effect": s.side_effect,
+                          "intent": s.intent, "state": s.state, "upid": s.upid, "exit_code": s.exit_code,
+                          "detail": s.detail, "stdout": s.stdout, "stderr": s.stderr, "reconciled": s.reconciled}
+                         for s in row.steps]
+    return data
+
+
+# --- JSON API ---------------------------------------------------------------------------------------------------
+
+@router.post("/api/v1/remediation/dry-run", tags=["remediation"])
+def dry_run_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff) -> dict[str, Any]:
+    """Validate a request and show the exact plan (API calls and commands) without running anything."""
+    inventory, base_dir = _inventory(ctx)
+    try:
+        params, plan = svc.dry_run(inventory, playbook=body.playbook, target=body.target, params=body.params,
+                                   policy=_policy(ctx), requester=_requester(staff), base_dir=base_dir,
+                                   session=session, complaint_id=body.complaint_id)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        raise _http(exc) from None
+    return {"params": params, "plan": plan}
+
+
+@router.post("/api/v1/remediation/runs", tags=["remediation"], status_code=201)
+def request_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff,
+                idempotency_key: Annotated[str, Header(min_length=1, max_length=200)]) -> dict[str, Any]:
+    """Enqueue a run (``Idempotency-Key`` header required); 409 names the run already active on the target."""
+    inventory, base_dir = _inventory(ctx)
+    try:
+        row = svc.request_run(session, inventory, playbook=body.playbook, target=body.target, params=body.params,
+                              requester=_requester(staff), idempotency_key=idempotency_key,
+                              policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        raise _http(exc) from None
+    return run_view(row)
+
+
+@router.get("/api/v1/remediation/runs", tags=["remediation"])
+def list_api(session: DbSession, _staff: Staff, target: str | None = None) -> list[dict[str, Any]]:
+    return [run_view(r) for r in svc.list_runs(session, target=target)]
+
+
+@router.get("/api/v1/remediation/runs/{run_id}", tags=["remediation"])
+def get_api(run_id: int, session: DbSession, _staff: Staff) -> dict[str, Any]:
+    try:
+        return run_view(svc.get_run(session, run_id), steps=True)
+    except NotFound as exc:
+        raise _http(exc) from None
+
+
+@router.post("/api/v1/remediation/runs/{run_id}/approve", tags=["remediation"])
+def approve_api(run_id: int, session: DbSession, staff: Staff) -> dict[str, Any]:
+    try:
+        return run_view(svc.approve(session, run_id, engineer=staff.username))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
+
+
+@router.post("/api/v1/remediation/runs/{run_id}/cancel", tags=["remediation"])
+def cancel_api(run_id: int, session: DbSession, staff: Staff) -> dict[str, Any]:
+    try:
+        return run_view(svc.cancel(session, run_id, engineer=staff.username))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
+
+
+@router.get("/api/v1/remediation/snapshots/{cluster}/{vmid}", tags=["remediation"])
+def snapshots_api(cluster: Cluster, vmid: Vmid, ctx: Ctx, session: DbSession, _staff: Staff,
+                  complaint_id: ComplaintRef = None, refresh: bool = False) -> dict[str, Any]:
+    """The VM's snapshots (newest first) with the one to roll back to marked. The list comes from a cache read
+    in the background: ``state`` is ``reading`` or ``refreshing`` while a read is under way; ask again."""
+    try:
+        return snapshots.suggestion_view(_suggest(ctx, session, cluster, vmid, complaint_id, refresh))
+    except (PolicyRefused, NotFound) as exc:
+        raise _http(exc) from None
+
+
+# --- pages ------------------------------------------------------------------------------------------------------
+
+def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None, error: Exception | None = None,
+               status_code: int = 200) -> HTMLResponse:
+    """The runs page; after a refused form, with the reason in the reader's language and the values as typed."""
+    targets = [vm.key for vm in ctx.inventory.vms] if ctx.inventory else []
+    with ctx.sessions() as session:
+        runs = svc.list_runs(session)
+        auto = svc.auto_enabled(session)
+        attention = remediation_auto.attention(session, since=utcnow() - remediation_alerts.LOOKBACK)
+    return render(request, "remediation_runs.html", status_code=status_code, runs=runs, targets=targets,
+                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=auto, lab_demo="lab_demo" in ctx.extras,
+                  attention=attention, form=form or {},
+                  error=message(error, get_language(request)) if error is not None else None)
+
+
+@router.get("/remediation", response_class=HTMLResponse, include_in_schema=False)
+def runs_page(request: Request, ctx: Ctx, _staff: Staff) -> HTMLResponse:
+    return _runs_page(request, ctx)
+
+
+@router.get("/remediation/snapshots/{cluster}/{vmid}", response_class=HTMLResponse, include_in_schema=False)
+def snapshots_page(cluster: Cluster, vmid: Vmid, request: Request, ctx: Ctx, session: DbSession, _staff: Staff,
+                   complaint_id: ComplaintRef = None, refresh: bool = False) -> HTMLResponse:
+    """Choose the snapshot to roll back to (the restore_snapshot request form); the page reloads itself while
+    the list is being read from Proxmox."""
+    try:
+        suggestion = _suggest(ctx, session, cluster, vmid, complaint_id, refresh)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    except PolicyRefused as exc:  # the complaint belongs to another OPD than the VM: said in the reader's language
+        return render(request, "error.html", status_code=422, message_key=message_key(exc)[0])
+    tz = ctx.settings.tz
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).strftime("%d-%m-%Y %H:%M:%S %Z") if value else "–"
+
+    return render(request, "remediation_snapshots.html", suggestion=suggestion, target=f"{cluster}/{vmid}",
+                  snapshots=list(reversed(suggestion.listing.snapshots)), when=when)
+
+
+@router.post("/remediation/dry-run", response_class=HTMLResponse, include_in_schema=False)
+def dry_run_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
+                 playbook: Annotated[str, Form(max_length=63)],
+                 target: Annotated[str, Form(max_length=200)],
+                 param_name: Annotated[str, Form(max_length=63)] = "",
+                 param_value: Annotated[str, Form(max_length=256)] = "",
+                 complaint_id: Annotated[int | None, Form(ge=1)] = None) -> HTMLResponse:
+    inventory, base_dir = _inventory(ctx)
+    params = {param_name: param_value} if param_name else {}
+    try:
+        clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
+                                  requester=_requester(staff), base_dir=base_dir, session=session,
+                                  complaint_id=complaint_id)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
+                          form={"playbook": playbook, "target": target, "param_name": param_name,
+                                "param_value": param_value, "complaint_id": str(complaint_id or "")})
+    return render(request, "remediation_plan.html", error=None, playbook=playbook, target=target, plan=plan,
+                  params=clean, key=uuid.uuid4().hex, param_name=param_name, param_value=param_value,
+                  complaint_id=complaint_id)
+
+
+@router.post("/remediation/runs", include_in_schema=False)
+def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
+                 playbook: Annotated[str, Form(max_length=63)], target: Annotated[str, Form(max_length=200)],
+                 key: Annotated[str, Form(min_length=1, max_length=200)],
+                 param_name: Annotated[str, Form(max_length=63)] = "",
+                 param_value: Annotated[str, Form(max_length=256)] = "",
+                 complaint_id: Annotated[int | None, Form(ge=1)] = None) -> Any:
+    inventory, base_dir = _inventory(ctx)
+    try:
+        row = svc.request_run(session, inventory, playbook=playbook, target=target,
+                              params={param_name: param_value} if param_name else {},
+                              requester=_requester(staff), idempotency_key=key,
+                              policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir)
+    except svc.ActiveRunConflict as exc:
+        return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
+    except (PolicyRefused, NotFound, Conflict) as exc:
+        return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
+                          form={"playbook": playbook, "target": target, "param_name": param_name,
+                                "param_value": param_value, "complaint_id": str(complaint_id or "")})
+    return RedirectResponse(f"/remediation/runs/{row.id}", status_code=303)
+
+
+def _run_page(request: Request, session: Any, staff: Staff, run_id: int, *, error: Exception | None = None,
+              status_code: int = 200) -> HTMLResponse:
+    try:
+        row = svc.get_run(session, run_id)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    approved_by_me = any(a.get("by") == staff.username for a in row.approvals)
+    return render(request, "remediation_run.html", status_code=status_code, run=row,
+                  can_approve=row.state == "awaiting_approval" and not approved_by_me,
+                  error=message(error, get_language(request)) if error is not None else None)
+
+
+@router.get("/remediation/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+def run_page(run_id: int, request: Request, session: DbSession, staff: Staff) -> HTMLResponse:
+    return _run_page(request, session, staff, run_id)
+
+
+@router.post("/remediation/runs/{run_id}/approve", include_in_schema=False)
+def approve_page(run_id: int, request: Request, ctx: Ctx, staff: Staff) -> Response:
+    try:
+        with unit_of_work(ctx) as session:
+            svc.approve(session, run_id, engineer=staff.username)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    except PolicyRefused as exc:  # approved already, by this engineer, or no longer waiting: the page says why
+        with ctx.sessions() as session:
+            return _run_page(request, session, staff, run_id, error=exc, status_code=409)
+    return RedirectResponse(f"/remediation/runs/{run_id}", status_code=303)
