@@ -49,11 +49,12 @@ PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@
 def app_factory():  # type: ignore[no-untyped-def]
     """uvicorn --factory entry point: the real app on the benchmark database."""
     from pdn_ops.app.factory import create_app
+    from pdn_ops.app.runtime import build_runtime
     from pdn_ops.core.settings import load_settings
 
     settings = load_settings(demo=True, database_url=os.environ["PDN_OPS_DATABASE_URL"],
                              data_dir=Path(os.environ["PDN_OPS_DATA_DIR"]))
-    return create_app(settings)
+    return create_app(build_runtime(settings))
 
 
 def seed(url: str, total: int) -> dict[str, str]:

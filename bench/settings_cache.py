@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from bench.complaints import seed  # noqa: E402
 from pdn_ops.accounts.model import Principal, Role  # noqa: E402
 from pdn_ops.app.factory import create_app  # noqa: E402
+from pdn_ops.app.runtime import build_runtime  # noqa: E402
 from pdn_ops.complaints import procedure_store as procedure_settings  # noqa: E402
 from pdn_ops.complaints.procedure import ProcedureSettings  # noqa: E402
 from pdn_ops.complaints.service import ComplaintConfig  # noqa: E402
@@ -51,10 +52,10 @@ def main() -> None:
         url = f"sqlite:///{folder}/bench.sqlite3"
         migrate.upgrade(url)
         tokens = seed(url, args.complaints)
-        app = create_app(load_settings(demo=True, database_url=url, data_dir=Path(folder)))
-        ctx = app.state.ctx
-        live_config: ComplaintConfig = ctx.extras["complaint_config"]
-        live = ctx.extras["procedure_settings"]
+        app = create_app(build_runtime(load_settings(demo=True, database_url=url, data_dir=Path(folder))))
+        ctx = app.state.runtime
+        live_config: ComplaintConfig = ctx.complaints.config
+        live = ctx.complaints.terms
         with transaction(ctx.sessions) as session:
             boss = Principal(user_id=0, username="bench-supervisor", role=Role.SUPERVISOR, opd_id=None)
             procedure_settings.save(session, boss, ProcedureSettings(sla_days=7), defaults=live.defaults,
@@ -68,18 +69,18 @@ def main() -> None:
         cpu: dict[str, list[float]] = {"live": [], "fixed": []}
         for _ in range(2):  # warm-up of both
             for config in (live_config, fixed_config):
-                ctx.extras["complaint_config"] = config
+                ctx.complaints.config = config
                 assert client.get("/api/v1/complaints", headers=headers).status_code == 200
         rounds = max(1, args.requests // 50)
         for _ in range(rounds):
             for name, config in (("live", live_config), ("fixed", fixed_config)):
-                ctx.extras["complaint_config"] = config
+                ctx.complaints.config = config
                 t0 = time.process_time()
                 for _ in range(50):
                     response = client.get("/api/v1/complaints", headers=headers)
                     assert response.status_code == 200 and len(response.json()["items"]) == 50
                 cpu[name].append((time.process_time() - t0) / 50 * 1000)
-        ctx.extras["complaint_config"] = live_config
+        ctx.complaints.config = live_config
         for name, values in cpu.items():
             print(f"JSON list, {name} settings: {statistics.median(values):.2f} ms CPU a request "
                   f"(median of {len(values)} rounds of 50; min {min(values):.2f}, max {max(values):.2f})")

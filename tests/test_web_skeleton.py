@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from pdn_ops.app.factory import create_app
 from pdn_ops.app.hooks import sync_inventory_at_start
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.errors import DatabaseNotReady
 from pdn_ops.core.settings import load_settings
@@ -21,7 +22,7 @@ def app_client(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
     migrate.upgrade(url)
     settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml")
-    app = create_app(settings, start_hooks=[sync_inventory_at_start])
+    app = create_app(build_runtime(settings), start_hooks=[sync_inventory_at_start])
     with TestClient(app) as client:
         yield client, app
 
@@ -29,14 +30,14 @@ def app_client(tmp_path: Path):
 def test_service_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
     settings = load_settings(demo=True, database_url=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     with pytest.raises(DatabaseNotReady, match="run: pdn-ops db upgrade"):
-        create_app(settings)
+        create_app(build_runtime(settings))
 
 
 def test_healthz_and_readyz(app_client) -> None:
     client, app = app_client
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
-    migrate.downgrade(str(app.state.ctx.engine.url), "base")
+    migrate.downgrade(str(app.state.runtime.engine.url), "base")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "pdn-ops db upgrade" in response.json()["reason"]

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.model import OPD_ROLES, STAFF_ROLES, Principal, Role
 from pdn_ops.accounts.tables import UserRow
+from pdn_ops.core import contacts
 from pdn_ops.core.db.tables import AuditRow, OpdRow, utcnow
 from pdn_ops.core.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
-from pdn_ops.notify.model import E164, EMAIL
 
 # What a supervisor may create, or change a role to.
 ASSIGNABLE = (Role.ENGINEER, Role.SUPERVISOR, Role.OPD_HEAD)
@@ -56,23 +56,13 @@ def _audit(session: Session, actor: Principal, action: str, user: UserRow, detai
 
 
 def normalise_phone(raw: str) -> str | None:
-    """``+62 812-3456-7890`` -> ``+6281234567890``; empty -> None; anything else not E.164 raises ValueError."""
-    text = raw.strip()
-    if not text:
-        return None
-    compact = "".join(ch for ch in text if ch not in " -().")
-    if not E164.match(compact):
-        raise ValueError("not an E.164 number")
-    return compact
+    """``+62 812-3456-7890`` -> ``+6281234567890``; empty -> None; anything but an Indonesian mobile number raises
+    ValueError (the number is for WhatsApp)."""
+    return contacts.whatsapp_number(raw) if raw.strip() else None
 
 
 def normalise_email(raw: str) -> str | None:
-    text = raw.strip().lower()
-    if not text:
-        return None
-    if len(text) > 320 or not EMAIL.match(text):
-        raise ValueError("not an e-mail address")
-    return text
+    return contacts.email_address(raw) if raw.strip() else None
 
 
 def _contacts(phone: str, email: str, errors: dict[str, str]) -> tuple[str | None, str | None]:

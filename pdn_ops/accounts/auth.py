@@ -1,7 +1,7 @@
 """Authentication and CSRF for the web layer.
 
-- ``install(ctx)`` puts the ``authenticate`` callable that ``pdn_ops.web.deps.current_principal`` uses into
-  ``ctx.extras`` (plus the complaint configuration and its listener registry).
+- ``Authenticator`` maps a request to its ``Principal``; the runtime keeps one in ``AccountsParts.authenticate``
+  (``pdn_ops.accounts.parts``), which ``current_principal`` and the page shell read.
 - A session cookie holds only a random id (HttpOnly, SameSite=Lax, Secure behind HTTPS); a bearer token in the
   ``Authorization`` header authenticates scripts and then the cookie is ignored, which is why token requests
   need no CSRF token.
@@ -15,14 +15,11 @@ import hmac
 import secrets
 
 from fastapi import HTTPException, Request, Response
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.model import Principal
-from pdn_ops.app.context import AppContext
-from pdn_ops.complaints import notifications as complaint_notifications
-from pdn_ops.complaints.config import complaint_config, load_complaint_settings
-from pdn_ops.complaints.procedure_store import LiveSettings
+from pdn_ops.accounts.parts import accounts_parts
 from pdn_ops.core.db.engine import transaction
 
 SESSION_COOKIE = "pdn_session"
@@ -49,8 +46,8 @@ class Authenticator:
     connection for the whole request instead of two.
     """
 
-    def __init__(self, ctx: AppContext) -> None:
-        self._sessions = ctx.sessions
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
 
     def __call__(self, request: Request) -> Principal | None:
         if hasattr(request.state, "auth"):
@@ -87,25 +84,8 @@ class Authenticator:
         return found.principal if found else None
 
 
-def make_authenticator(ctx: AppContext) -> Authenticator:
-    return Authenticator(ctx)
-
-
-def install(ctx: AppContext) -> None:
-    ctx.extras["authenticate"] = make_authenticator(ctx)
-    # The terms follow the supervisor's settings screen (stored in the database, environment as defaults).
-    chosen = load_complaint_settings()
-    ctx.extras["procedure_settings"] = LiveSettings(ctx.sessions, chosen.procedure(), chosen.timezone)
-    ctx.extras["complaint_config"] = complaint_config(ctx.settings.data_dir, chosen,
-                                                      terms=ctx.extras["procedure_settings"])
-    ctx.extras["complaint_listeners"] = ctx.extras["complaint_config"].listeners
-    # WhatsApp/e-mail messages to the OPD for each state change, in the same transaction (the outbox).
-    ctx.extras["complaint_listeners"].add(complaint_notifications.make_listener(ctx.settings.public_url))
-
-
 def principal_or_none(request: Request) -> Principal | None:
-    authenticate = request.app.state.ctx.extras.get("authenticate")
-    return authenticate(request) if authenticate else None
+    return accounts_parts(request).authenticate(request)
 
 
 def csrf_token(request: Request) -> str:

@@ -1,4 +1,4 @@
-"""Log in and out, change the password, API tokens, the OPD head's admins (step 1), the OPD inbox."""
+"""Log in and out, change the password, API tokens, the OPD head's admins (step 1)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pdn_ops.accounts import auth
 from pdn_ops.accounts import service as accounts
-from pdn_ops.complaints import queries as complaint_queries
+from pdn_ops.accounts.deps import CurrentUser, OpdHead
 from pdn_ops.core.errors import Conflict
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession
-from pdn_ops.web.roles import OpdHead, OpdUser, unit_of_work
+from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -146,11 +145,3 @@ def revoke_admin(ctx: Ctx, head: OpdHead, user_id: int, note: Annotated[str, For
     with unit_of_work(ctx) as session:
         accounts.revoke_admin(session, head, user_id, note)
     return RedirectResponse("/opd/admins", status_code=303)
-
-
-@router.get("/inbox", response_class=HTMLResponse)
-def inbox(request: Request, ctx: Ctx, user: OpdUser) -> HTMLResponse:
-    with unit_of_work(ctx) as session:
-        items = complaint_queries.inbox(session, user)
-        complaint_queries.mark_read(session, user)
-    return render(request, "inbox.html", items=items)

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import admin as user_admin
 from pdn_ops.accounts import auth
+from pdn_ops.accounts.deps import Supervisor
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.accounts.tables import UserRow
-from pdn_ops.app.context import AppContext
-from pdn_ops.complaints import queries as complaint_queries
+from pdn_ops.core import fleet
 from pdn_ops.core.i18n import translate
-from pdn_ops.web.deps import Ctx, DbSession
-from pdn_ops.web.roles import Supervisor, unit_of_work
+from pdn_ops.core.parts import CoreParts
+from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -36,8 +36,8 @@ def _status(value: str) -> bool | None:
 def _list_page(request: Request, session: Session, user: Principal, *, role: str, opd: str, status: str,
                form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
                status_code: int = 200) -> HTMLResponse:
-    opds = complaint_queries.opds(session)
-    opd_row = complaint_queries.opd_by_code(session, opd) if opd else None
+    opds = fleet.opds(session)
+    opd_row = fleet.opd_by_code(session, opd) if opd else None
     chosen_role = role if role in {str(r) for r in Role} else ""
     rows = user_admin.list_users(session, user, role=chosen_role or None,
                                  opd_id=opd_row.id if opd_row else (-1 if opd else None),
@@ -77,13 +77,13 @@ def create_user(request: Request, ctx: Ctx, user: Supervisor,
     return RedirectResponse(f"/users/{target}?done=created", status_code=303)
 
 
-def _detail_page(request: Request, ctx: AppContext, user: Principal, user_id: int, *,
+def _detail_page(request: Request, ctx: CoreParts, user: Principal, user_id: int, *,
                  errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
                  status_code: int = 200) -> HTMLResponse:
     with ctx.sessions() as session:
         target = user_admin.get_user(session, user, user_id)
         history = user_admin.history(session, target)
-        opd_name = complaint_queries.opd_names(session, {target.opd_id}).get(target.opd_id) \
+        opd_name = fleet.opd_names(session, {target.opd_id}).get(target.opd_id) \
             if target.opd_id is not None else None
     done = request.query_params.get("done", "")
     return render(request, "user.html", status_code=status_code, target=target, history=history,
@@ -146,7 +146,7 @@ def change_role(request: Request, ctx: Ctx, user: Supervisor, user_id: int,
     return _after(request, user, user_id, "role", revoked=revoked is not None)
 
 
-def _set_active(request: Request, ctx: AppContext, user: Principal, user_id: int, active: bool) -> Response:
+def _set_active(request: Request, ctx: CoreParts, user: Principal, user_id: int, active: bool) -> Response:
     try:
         with unit_of_work(ctx) as session:
             revoked = user_admin.set_active(session, user, user_id, active)
@@ -232,7 +232,7 @@ def _invalid(user: Principal, errors: dict[str, str], status_code: int = 422) ->
 @router.get("/api/v1/users", tags=["users"])
 def api_list_users(user: Supervisor, session: DbSession, role: str | None = None, opd: str | None = None,
                    active: bool | None = None) -> list[UserOut]:
-    opd_row = complaint_queries.opd_by_code(session, opd) if opd else None
+    opd_row = fleet.opd_by_code(session, opd) if opd else None
     if opd and opd_row is None:
         return []
     return [_out(r) for r in user_admin.list_users(session, user, role=role, active=active,

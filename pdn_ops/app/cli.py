@@ -1,36 +1,42 @@
-"""The ``pdn-ops`` command: serve, db, inventory and, as they arrive, lab and user subcommands."""
+"""The ``pdn-ops`` command: serve, demo, db and inventory here; user, notify, remediation and lab subcommands from
+their own modules."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import click
 
 import pdn_ops
-from pdn_ops.core.errors import ConfigError, DatabaseNotReady, InventoryError
-from pdn_ops.core.settings import Settings, load_settings
-from pdn_ops.lab.cli import lab as lab_commands
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+from pdn_ops.app.cli_options import db_url_option, runtime_from, settings_from
+from pdn_ops.app.cli_users import user
+from pdn_ops.app.cli_workers import notify, remediation
+from pdn_ops.app.runtime import Runtime
+from pdn_ops.core.errors import DatabaseNotReady, InventoryError
 
 
-def _db_url_option(func: F) -> F:
-    return click.option("--database-url", envvar="PDN_OPS_DATABASE_URL", default=None,
-                        help="SQLAlchemy URL; default: a SQLite file in the data directory.")(func)
+class _Commands(click.Group):
+    """The main group, with the lab's commands loaded only when asked for (the lab extra may not be installed,
+    and nothing of the product imports the lab)."""
+
+    LAZY: ClassVar[dict[str, str]] = {"lab": "pdn_ops.lab.cli:lab"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            module, _, name = self.LAZY[cmd_name].partition(":")
+            found: click.Command = getattr(importlib.import_module(module), name)
+            return found
+        return super().get_command(ctx, cmd_name)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(pdn_ops.__version__, prog_name="pdn-ops")
 def main() -> None:
     """pdn-ops keeps a regency data centre's hosted VMs and websites running."""
@@ -43,14 +49,14 @@ def db() -> None:
 
 
 def _resolved_url(database_url: str | None) -> str:
-    settings = _settings(database_url=database_url, demo=True)
+    settings = settings_from(database_url=database_url, demo=True)
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings.effective_database_url
 
 
 @db.command("upgrade")
-@_db_url_option
+@db_url_option
 @click.argument("revision", default="head")
 def db_upgrade(database_url: str | None, revision: str) -> None:
     """Migrate the database up to REVISION (default: the newest)."""
@@ -61,7 +67,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 
 
 @db.command("downgrade")
-@_db_url_option
+@db_url_option
 @click.argument("revision")
 def db_downgrade(database_url: str | None, revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
@@ -72,7 +78,7 @@ def db_downgrade(database_url: str | None, revision: str) -> None:
 
 
 @db.command("current")
-@_db_url_option
+@db_url_option
 def db_current(database_url: str | None) -> None:
     """Print the database's revision and the newest one."""
     from pdn_ops.core.db import migrate
@@ -107,7 +113,7 @@ def inventory_check(file: Path) -> None:
 
 
 @inventory.command("sync")
-@_db_url_option
+@db_url_option
 @click.option("--inventory", "inventory_path", type=click.Path(path_type=Path), envvar="PDN_OPS_INVENTORY",
               default=None, help="Inventory file (default: PDN_OPS_INVENTORY or inventory.example.yaml).")
 def inventory_sync(database_url: str | None, inventory_path: Path | None) -> None:
@@ -117,7 +123,7 @@ def inventory_sync(database_url: str | None, inventory_path: Path | None) -> Non
     from pdn_ops.core.inventory import load_inventory
     from pdn_ops.core.inventory_sync import sync_inventory
 
-    settings = _settings(database_url=database_url, inventory=inventory_path, demo=True)
+    settings = settings_from(database_url=database_url, inventory=inventory_path, demo=True)
     try:
         inv = load_inventory(settings.inventory)
     except InventoryError as exc:
@@ -135,28 +141,25 @@ def inventory_sync(database_url: str | None, inventory_path: Path | None) -> Non
 
 
 @main.command()
-@_db_url_option
+@db_url_option
 @click.option("--inventory", "inventory_path", type=click.Path(path_type=Path), envvar="PDN_OPS_INVENTORY",
               default=None)
 @click.option("--listen", default=None, envvar="PDN_OPS_LISTEN", help="HOST:PORT (default 127.0.0.1:8000).")
 def serve(database_url: str | None, inventory_path: Path | None, listen: str | None) -> None:
     """Run the web service (and its single scheduler) in the foreground."""
-
     from pdn_ops.app.factory import create_app
-    from pdn_ops.app.hooks import scheduler_hook, sync_inventory_at_start
-    from pdn_ops.health.collection import inventory_collectors
-    from pdn_ops.notify.worker import start_notify_worker
-    from pdn_ops.runs.worker import start_hook as remediation_worker_hook
+    from pdn_ops.app.hooks import (
+        notify_worker,
+        real_collectors,
+        remediation_worker,
+        scheduler_hook,
+        sync_inventory_at_start,
+    )
 
-    settings = _settings(database_url=database_url, inventory=inventory_path, listen=listen)
-    try:
-        app = create_app(settings, start_hooks=[sync_inventory_at_start,
-                                                scheduler_hook(build_factory=inventory_collectors),
-                                                start_notify_worker, remediation_worker_hook])
-    except (DatabaseNotReady, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = settings_from(database_url=database_url, inventory=inventory_path, listen=listen)
+    app = create_app(runtime_from(settings), start_hooks=[
+        sync_inventory_at_start, scheduler_hook(build_factory=real_collectors), notify_worker, remediation_worker])
     _serve(app, settings.host, settings.port)
-
 
 
 def _serve(app: Any, host: str, port: int) -> None:
@@ -177,13 +180,16 @@ def demo(listen: str, with_lab: bool) -> None:
     """`make run`: migrate the default SQLite database, start the lab and serve the demo on embedded defaults."""
 
     from pdn_ops.app.factory import create_app
-    from pdn_ops.app.hooks import scheduler_hook, sync_inventory_at_start
+    from pdn_ops.app.hooks import (
+        notify_worker,
+        real_collectors,
+        remediation_worker,
+        scheduler_hook,
+        sync_inventory_at_start,
+    )
     from pdn_ops.core.db import migrate
-    from pdn_ops.health.collection import inventory_collectors
-    from pdn_ops.notify.worker import start_notify_worker
-    from pdn_ops.runs.worker import start_hook as remediation_worker_hook
 
-    settings = _settings(demo=True, listen=listen)
+    settings = settings_from(demo=True, listen=listen)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
     running_lab = None
@@ -193,15 +199,16 @@ def demo(listen: str, with_lab: bool) -> None:
 
         running_lab = start_demo_lab(settings.data_dir / "lab")
         # The lab's inventory names its token as a file: reference, so the service reads it like any secret.
-        settings = _settings(demo=True, listen=listen, inventory=running_lab.inventory_path)
+        settings = settings_from(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
-        app = create_app(settings, start_hooks=[sync_inventory_at_start, _demo_accounts,
-                                                scheduler_hook(build_factory=inventory_collectors),
-                                                start_notify_worker, remediation_worker_hook])
+        runtime = runtime_from(settings)
+        app = create_app(runtime, start_hooks=[sync_inventory_at_start, _demo_accounts,
+                                               scheduler_hook(build_factory=real_collectors), notify_worker,
+                                               remediation_worker])
         if running_lab is not None:
             from pdn_ops.app import lab_demo
 
-            app.state.ctx.extras["site_ca_file"] = str(running_lab.ca_file)  # the lab's sites use its own CA
+            runtime.health.site_ca_file = str(running_lab.ca_file)  # the lab's sites use its own CA
             # Only here, beside a lab in this process: a page for staff to break the lab's VMs from the browser.
             panel = lab_demo.mount(app, running_lab)
             click.echo(f"lab: break things from the browser (as engineer): http://{settings.host}:{settings.port}/lab")
@@ -215,30 +222,18 @@ def demo(listen: str, with_lab: bool) -> None:
             running_lab.stop()
 
 
-main.add_command(lab_commands)
-
-
-def _demo_accounts(ctx: Any) -> None:
+def _demo_accounts(runtime: Runtime) -> None:
     """Demo mode: create and print the demo accounts (after the inventory sync made the OPDs)."""
     from pdn_ops.accounts import service as accounts
     from pdn_ops.core.db.engine import transaction
 
-    with transaction(ctx.sessions) as session:
+    with transaction(runtime.sessions) as session:
         made = accounts.ensure_demo_accounts(session)
     click.echo(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
     for username, role, opd in made:
         click.echo(f"  {username:<16} {role:<11} {opd}")
 
 
-from pdn_ops.accounts.cli import user as _user_group  # noqa: E402
-
-main.add_command(_user_group)
-
-
-from pdn_ops.notify.cli import notify as _notify  # noqa: E402  (issue 7)
-
-main.add_command(_notify)
-
-from pdn_ops.runs.cli import remediation as _remediation  # noqa: E402
-
-main.add_command(_remediation)
+main.add_command(user)
+main.add_command(notify)
+main.add_command(remediation)

@@ -1,70 +1,102 @@
-"""Start hooks of the composition root: the inventory synced at start, the scheduler with the features' jobs."""
+"""Start hooks of the composition root: the inventory synced at start, the scheduler with the features' jobs, and
+the notification and remediation workers inside the service. Each takes the runtime and returns how to stop what
+it started (or None)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from pdn_ops.app.context import AppContext
+from pdn_ops.app.runtime import Runtime
 from pdn_ops.complaints.jobs import complaint_jobs
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.inventory import Inventory, load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
 from pdn_ops.core.locks import leader_lock_for
 from pdn_ops.core.scheduler import start_scheduler
+from pdn_ops.health.collection import inventory_collectors
 from pdn_ops.health.jobs import CollectorFactory, HealthConfig, build_jobs
+from pdn_ops.notify.worker import start_notify_worker
+from pdn_ops.runs import alerts as remediation_alerts
+from pdn_ops.runs.closure import ClosurePolicy, complaint_link
 from pdn_ops.runs.jobs import remediation_jobs
+from pdn_ops.runs.worker import Worker, WorkerConfig, inventory_clients, run_in_thread
 
 log = logging.getLogger(__name__)
+Stop = Callable[[], None]
+StartHook = Callable[[Runtime], Stop | None]
+
+
+def sync_inventory_at_start(runtime: Runtime) -> None:
+    """Load the inventory file named in the settings and upsert it (also run by `pdn-ops inventory sync`)."""
+    inventory = load_inventory(runtime.settings.inventory)
+    with transaction(runtime.sessions) as session:
+        report = sync_inventory(session, inventory)
+    runtime.inventory = inventory
+    log.info("inventory %s: %s (%s)", runtime.settings.inventory, inventory.summary(), report.summary())
+
+
+def real_collectors(runtime: Runtime) -> CollectorFactory | None:
+    """The collectors of ``collectors/`` for the runtime's inventory (None before the inventory is loaded)."""
+    return inventory_collectors(runtime.inventory, runtime.settings, site_ca_file=runtime.health.site_ca_file)
 
 
 def scheduler_hook(factory: CollectorFactory | None = None, *,
-                   build_factory: Callable[[Any], CollectorFactory | None] | None = None,
-                   ) -> Callable[[object], Callable[[], None] | None]:
-    """A start hook for ``create_app``: runs the scheduler (when ``settings.run_scheduler``) with these collectors.
+                   build_factory: Callable[[Runtime], CollectorFactory | None] | None = None) -> StartHook:
+    """Runs the scheduler (when ``settings.run_scheduler``) with these collectors: ``factory``, or
+    ``build_factory(runtime)`` called at start (after ``sync_inventory_at_start``, so it sees the inventory).
+    Without either, only the maintenance jobs run."""
 
-    The real collectors plug in here, by one of: ``factory``; ``build_factory(ctx)``, called at start with the
-    app context (settings, inventory: e.g. to resolve secrets relative to the inventory file); or
-    ``ctx.extras["collector_factory"]`` set by an earlier hook. Without any, only the maintenance jobs run.
-    List it after ``sync_inventory_at_start`` so the jobs see the synced inventory.
-    """
-
-    def hook(ctx: object) -> Callable[[], None] | None:
-        assert isinstance(ctx, AppContext)
-        if not ctx.settings.run_scheduler:
+    def hook(runtime: Runtime) -> Stop | None:
+        if not runtime.settings.run_scheduler:
             log.info("scheduler disabled (PDN_OPS_RUN_SCHEDULER=0)")
             return None
-        chosen = factory or (build_factory(ctx) if build_factory else None) or ctx.extras.get("collector_factory")
+        chosen = factory or (build_factory(runtime) if build_factory else None)
         if chosen is None:
             log.warning("no collector factory configured: only maintenance jobs will run")
-        inventory = ctx.inventory or Inventory()
-        specs = build_jobs(inventory, chosen, HealthConfig.from_settings(ctx.settings))
-        if "complaint_config" in ctx.extras:
-            specs += complaint_jobs(ctx.extras["complaint_config"], ctx.settings.public_url)
-        if ctx.inventory is not None:
-            specs += remediation_jobs(ctx.inventory, policy=ctx.extras.get("remediation_policy"),
-                                      base_dir=Path(ctx.settings.inventory).resolve().parent,
-                                      public_url=ctx.settings.public_url)
-        extras = ctx.extras
+        inventory = runtime.inventory or Inventory()
+        specs = build_jobs(inventory, chosen, HealthConfig.from_settings(runtime.settings))
+        specs += complaint_jobs(runtime.complaints.config, runtime.settings.public_url)
+        if runtime.inventory is not None:
+            specs += remediation_jobs(runtime.inventory, policy=runtime.runs.policy, base_dir=runtime.inventory_dir,
+                                      public_url=runtime.settings.public_url)
+        snapshot = runtime.health.snapshot
 
         def after_run() -> None:
-            cache = extras.get("health_snapshot_cache")  # created by the first /metrics scrape, if any
-            if cache is not None:
-                cache.refresh()  # here, in the job's thread: scrapes then render without waiting
+            # Here, in the job's thread: scrapes then render without waiting (only once a scrape asked for it).
+            snapshot.refresh_if_loaded()
 
-        service = start_scheduler(ctx.sessions, leader_lock_for(ctx.engine), specs, after_run=after_run)
-        ctx.extras["scheduler"] = service
+        service = start_scheduler(runtime.sessions, leader_lock_for(runtime.engine), specs, after_run=after_run)
+        runtime.scheduler = service
         return service.stop
 
     return hook
 
 
-def sync_inventory_at_start(ctx: AppContext) -> None:
-    """Load the inventory file named in the settings and upsert it (also run by `pdn-ops inventory sync`)."""
-    inventory = load_inventory(ctx.settings.inventory)
-    with transaction(ctx.sessions) as session:
-        report = sync_inventory(session, inventory)
-    ctx.inventory = inventory
-    log.info("inventory %s: %s (%s)", ctx.settings.inventory, inventory.summary(), report.summary())
+def notify_worker(runtime: Runtime) -> Stop | None:
+    """The outbox's delivery and the inbound messages, in a thread of this process (``PDN_OPS_NOTIFY_WORKER``)."""
+    worker = start_notify_worker(runtime.settings, runtime.sessions, intake=runtime.complaints.intake)
+    if worker is None:
+        return None
+    runtime.notify.delivery = worker.rt
+    return worker.stop
+
+
+def remediation_config(runtime: Runtime, worker_id: str) -> WorkerConfig:
+    """A worker that also closes runs like ``serve``'s: the complaint link under the supervisor's stored terms
+    (the OPD is told over WhatsApp/e-mail) and the engineers' alerts."""
+    return WorkerConfig(worker_id=worker_id, policy=runtime.runs.policy, base_dir=runtime.inventory_dir,
+                        closure=ClosurePolicy(), complaint_link=complaint_link(runtime.complaints.config),
+                        alert=remediation_alerts.seam(runtime.settings.public_url))
+
+
+def remediation_worker(runtime: Runtime) -> Stop | None:
+    """One remediation worker thread inside the service (the demo, small sites)."""
+    inventory = runtime.inventory
+    if inventory is None:
+        log.warning("remediation worker not started: no inventory loaded")
+        return None
+    worker = Worker(runtime.engine, runtime.sessions, inventory, inventory_clients(inventory, runtime.inventory_dir),
+                    remediation_config(runtime, f"app:{os.getpid()}"))
+    return run_in_thread(worker)

@@ -14,18 +14,19 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
+from pdn_ops.accounts.deps import CurrentUser, OpdAdmin, current_principal_in, require_staff
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints import timeline_text as timeline
 from pdn_ops.complaints.model import Action
+from pdn_ops.complaints.parts import Config, Parts
 from pdn_ops.complaints.routes import read_uploads, scoped_complaint
 from pdn_ops.complaints.sla import SlaPolicy
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core import photos
 from pdn_ops.core.db.engine import read_only
 from pdn_ops.core.db.tables import utcnow
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Language, current_principal_in, require_staff
-from pdn_ops.web.roles import Config, FastCtx, OpdAdmin, unit_of_work
+from pdn_ops.web.deps import Ctx, DbSession, Language, unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["complaints"])
 
@@ -119,10 +120,9 @@ def me(user: CurrentUser) -> Me:
 
 
 @router.get("/assets")
-def list_assets(ctx: Ctx, user: CurrentUser, session: DbSession) -> list[AssetOut]:
+def list_assets(parts: Parts, user: CurrentUser, session: DbSession) -> list[AssetOut]:
     found = complaints.assets(session, user)
-    probe = ctx.extras.get("asset_health")
-    health = probe(session, [a.ref for a in found]) if probe and found else {}
+    health = parts.asset_states(session, [a.ref for a in found]) if found else {}
     return [AssetOut(ref=a.ref, kind=a.kind, id=a.id, label=a.label, health=health.get(a.ref, "unknown"))
             for a in found]
 
@@ -130,7 +130,7 @@ def list_assets(ctx: Ctx, user: CurrentUser, session: DbSession) -> list[AssetOu
 # The two hot lists run in one thread-pool hop (authentication and the query together: each hop costs more than
 # the lookup) and serialise plain dicts in one call. The response models stay for the OpenAPI description.
 @router.get("/complaints", response_model=ComplaintPage, responses={401: {}, 404: {}})
-def list_complaints(request: Request, ctx: FastCtx, config: Config, state: str | None = None,
+def list_complaints(request: Request, ctx: Ctx, config: Config, state: str | None = None,
                     opd_id: int | None = None, cursor: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=complaint_queries.MAX_PAGE)] = complaint_queries.PAGE,
                     ) -> Response:
@@ -142,7 +142,7 @@ def list_complaints(request: Request, ctx: FastCtx, config: Config, state: str |
 
 
 @router.get("/complaints/queue", response_model=ComplaintPage, responses={401: {}, 404: {}})
-def engineer_queue(request: Request, ctx: FastCtx, config: Config, cursor: str | None = None,
+def engineer_queue(request: Request, ctx: Ctx, config: Config, cursor: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=complaint_queries.MAX_PAGE)] = complaint_queries.PAGE,
                    ) -> Response:
     with read_only(ctx.sessions) as session:
@@ -192,8 +192,8 @@ def get_complaint(row: Annotated[ComplaintRow, Depends(scoped_complaint)], sessi
 
 @router.get("/complaints/{complaint_id}/timeline")
 def complaint_timeline(row: Annotated[ComplaintRow, Depends(scoped_complaint)], user: CurrentUser,
-                       session: DbSession, lang: Language) -> list[TimelineEntry]:
-    entries = complaint_queries.timeline(session, user, row)
+                       session: DbSession, lang: Language, parts: Parts) -> list[TimelineEntry]:
+    entries = complaint_queries.timeline(session, user, row, runs=parts.linked_runs)
     return [TimelineEntry(at=e.at, actor=e.actor, action=e.action, detail=e.detail, text=line.text, run_id=e.run_id,
                           run_url=line.run_url, playbook=e.playbook, automatic=e.automatic, step=e.step,
                           step_name=e.step_name, state=e.state, intent=e.intent, upid=e.upid, output=e.output,

@@ -1,10 +1,8 @@
 """Prometheus view of complaints: open complaints by state and OPD, SLA at-risk and breached gauges.
 
 A custom collector that reads the current state at scrape time (bounded labels: state names and OPD codes, never
-user text). The lead registers it in ``pdn_ops.health.metrics``::
-
-    from pdn_ops.services import complaint_stats
-    registry.register(ComplaintCollector(complaint_stats.reader(ctx.sessions)))
+user text). The composition root registers it with /metrics (``HealthParts.area_collectors``) over
+``pdn_ops.complaints.stats.reader(sessions)``.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class _Snapshot:
 
 
 class LiveSettings:
-    """The app's live terms (one per app, held in ``ctx.extras``; no module state). Thread-safe."""
+    """The app's live terms (one per runtime, in ``ComplaintsParts.terms``; no module state). Thread-safe."""
 
     def __init__(self, sessions: sessionmaker[Session], defaults: ProcedureSettings, timezone: str, *,
                  ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:

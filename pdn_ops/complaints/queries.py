@@ -6,7 +6,8 @@ costs; the indexes in ``complaint_tables`` match the orderings here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
@@ -20,10 +21,8 @@ from pdn_ops.complaints import timeline as tl
 from pdn_ops.complaints.model import State
 from pdn_ops.complaints.service import get
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
-from pdn_ops.core.db.tables import AuditRow, OpdRow, utcnow
+from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.core.errors import NotFound
-from pdn_ops.runs import model as rem
-from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
 
 PAGE = 50
 MAX_PAGE = 200
@@ -143,55 +142,22 @@ def listing(session: Session, principal: Principal, *, state: str | None = None,
     return Page(rows, str(rows[-1].id) if more and rows else None)
 
 
-def opd_names(session: Session, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return {r.id: r.name for r in session.execute(select(OpdRow.id, OpdRow.name).where(OpdRow.id.in_(ids)))}
+# The runs feature's ``linked_runs``: the runs linked to a complaint, with their steps (one query).
+LinkedRuns = Callable[[Session, int], list[tl.RunFact]]
 
 
-def opd_by_code(session: Session, code: str) -> OpdRow | None:
-    return session.scalar(select(OpdRow).where(OpdRow.code == code))
-
-
-def opds(session: Session) -> list[OpdRow]:
-    return list(session.scalars(select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)))
-
-
-def timeline(session: Session, principal: Principal, row: ComplaintRow) -> list[tl.Entry]:
+def timeline(session: Session, principal: Principal, row: ComplaintRow, *, runs: LinkedRuns) -> list[tl.Entry]:
     """The complaint's timeline with every linked remediation run, as ``principal`` may see it.
 
-    Two queries, however many runs and steps: the runs with their steps (one outer join, only the columns the
-    timeline shows: a run's evidence can be large), then the audit rows of the complaint and of those runs. What an
-    OPD user is shown, and why, is decided in ``pdn_ops.complaints.timeline``.
+    ``runs`` reads the linked runs with their steps (the runs feature's ``linked_runs``: one query, however many
+    runs and steps); then one query reads the audit rows of the complaint and of those runs. What an OPD user is
+    shown, and why, is decided in ``pdn_ops.complaints.timeline``.
     """
-    run, step = RemediationRunRow, RemediationStepRow
-    runs: dict[int, tl.RunFact] = {}
-    steps: dict[int, list[tl.StepFact]] = {}
-    for r in session.execute(
-            select(run.id, run.playbook, run.params, run.requested_by, run.trigger, run.approvals_needed, run.plan,
-                   run.claimed_by, run.attempt, run.created_at, run.started_at, step.position, step.name,
-                   step.intent, step.state.label("step_state"), step.upid, step.stdout, step.stderr, step.detail,
-                   step.reconciled, step.intent_at, step.finished_at.label("step_finished_at"),
-                   step.facts)
-            .outerjoin(step, step.run_id == run.id).where(run.complaint_id == row.id)
-            .order_by(run.id, step.position)):
-        if r.id not in runs:
-            runs[r.id] = tl.RunFact(
-                id=r.id, playbook=r.playbook, params=r.params or {}, requested_by=r.requested_by, trigger=r.trigger,
-                approvals_needed=r.approvals_needed, plan=r.plan or [], claimed_by=r.claimed_by, attempt=r.attempt,
-                created_at=r.created_at, started_at=r.started_at)
-            steps[r.id] = []
-        if r.position is not None:
-            intent_by, result_by = rem.step_workers(r.facts)
-            steps[r.id].append(tl.StepFact(
-                position=r.position, name=r.name, intent=r.intent, state=r.step_state, upid=r.upid, stdout=r.stdout,
-                stderr=r.stderr, detail=r.detail, reconciled=r.reconciled, intent_at=r.intent_at,
-                finished_at=r.step_finished_at, intent_by=intent_by, result_by=result_by))
-    subjects = [f"{tl.COMPLAINT_SUBJECT}{row.id}", *(f"{tl.RUN_SUBJECT}{run_id}" for run_id in runs)]
+    facts = runs(session, row.id)
+    subjects = [f"{tl.COMPLAINT_SUBJECT}{row.id}", *(f"{tl.RUN_SUBJECT}{fact.id}" for fact in facts)]
     audits = [tl.AuditFact(a.at, a.actor, a.action, a.subject, a.detail) for a in session.execute(
         select(AuditRow.at, AuditRow.actor, AuditRow.action, AuditRow.subject, AuditRow.detail)
         .where(AuditRow.subject.in_(subjects)).order_by(AuditRow.at, AuditRow.id))]
-    facts = [replace(fact, steps=tuple(steps[fact.id])) for fact in runs.values()]
     return tl.build(audits, facts, tl.Audience.STAFF if principal.is_staff else tl.Audience.OPD)
 
 

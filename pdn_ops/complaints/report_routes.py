@@ -1,7 +1,7 @@
 """Monthly report (per OPD and overall) with its CSV export.
 
-Seam: ``ctx.extras["asset_uptime"](session, start, end, opd_id) -> [(label, fraction)]`` from the health
-history; without it the report says that uptime is not available.
+Uptime comes through the ``asset_uptime`` seam of ``ComplaintsParts`` (the health history); without it the
+report says that uptime is not available.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from pdn_ops.accounts.deps import CurrentUser
 from pdn_ops.complaints import pdf
-from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import reports as complaint_reports
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, get_language
-from pdn_ops.web.roles import Config
+from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts
+from pdn_ops.core import fleet
+from pdn_ops.web.deps import Ctx, DbSession, get_language
 from pdn_ops.web.templating import render, translators
 
 router = APIRouter(include_in_schema=False)
@@ -32,25 +33,24 @@ def _report(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, mon
         raise HTTPException(status_code=400, detail="month must be YYYY-MM") from None
 
 
-def _uptime(ctx: Ctx, session: DbSession, config: Config, report: complaint_reports.MonthlyReport,
+def _uptime(parts: ComplaintsParts, session: DbSession, report: complaint_reports.MonthlyReport,
             ) -> list[tuple[str, float]] | None:
     """Uptime of the assets of the OPD reported on (all OPDs' for the overall report), from the health history."""
-    uptime_seam = ctx.extras.get("asset_uptime")
-    if uptime_seam is None:
+    if parts.asset_uptime is None:
         return None
-    start, end = complaint_reports.month_bounds(report.month, config.policy.tz)
-    found: list[tuple[str, float]] = uptime_seam(session, start, end, report.opd_id)
-    return found
+    start, end = complaint_reports.month_bounds(report.month, parts.config.policy.tz)
+    return list(parts.asset_uptime(session, start, end, report.opd_id))
 
 
 @router.get("/reports/monthly", response_class=HTMLResponse)
-def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str = "",
+def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, parts: Parts, month: str = "",
             opd: str = "") -> HTMLResponse:
+    config = parts.config
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
-    uptime = _uptime(ctx, session, config, report)
+    uptime = _uptime(parts, session, report)
     return render(request, "complaints/monthly.html", report=report, month=month, opd=opd, uptime=uptime,
-                  opds=complaint_queries.opds(session) if user.is_staff else [])
+                  opds=fleet.opds(session) if user.is_staff else [])
 
 
 @router.get("/reports/monthly.csv")
@@ -63,12 +63,13 @@ def monthly_csv(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config,
 
 
 @router.get("/reports/monthly.pdf")
-def monthly_pdf(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str = "",
+def monthly_pdf(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, parts: Parts, month: str = "",
                 opd: str = "") -> Response:
+    config = parts.config
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
     t, tk = translators(get_language(request))
-    body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=_uptime(ctx, session, config, report),
+    body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=_uptime(parts, session, report),
                            printed_at=datetime.now(config.policy.tz))
     scope = opd if opd and report.opd_name else ("opd" if report.opd_name else "all")
     name = f"complaints-{pdf.safe_part(month)}-{pdf.safe_part(scope)}.pdf"

@@ -22,8 +22,10 @@ from pdn_ops.accounts.model import Principal
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints import timeline as tl
+from pdn_ops.complaints.queries import LinkedRuns
 from pdn_ops.complaints.sla import SlaPolicy
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, WorkNoteRow
+from pdn_ops.core import fleet
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import NotFound
 
@@ -152,14 +154,15 @@ class ResolutionReport:
     sla: str = "none"  # complaints.sla_verdict at print time
 
 
-def resolution(session: Session, principal: Principal, complaint_id: int, *, policy: SlaPolicy | None = None,
-               now: datetime | None = None) -> ResolutionReport:
+def resolution(session: Session, principal: Principal, complaint_id: int, *, runs: LinkedRuns,
+               policy: SlaPolicy | None = None, now: datetime | None = None) -> ResolutionReport:
     """What was reported, what was done, the evidence; another OPD's complaint raises NotFound."""
     row = complaints.get(session, principal, complaint_id)
     return ResolutionReport(sla=complaints.sla_verdict(row, now or utcnow(), policy),
         row=row, label=complaints.asset_label(session, row),
-        opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
-        timeline=complaint_queries.timeline(session, principal, row), versions=complaint_queries.versions(session, row),
+        opd_name=fleet.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
+        timeline=complaint_queries.timeline(session, principal, row, runs=runs),
+        versions=complaint_queries.versions(session, row),
         photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(session, principal, row))
 
 
@@ -171,7 +174,7 @@ def chosen_opd(session: Session, principal: Principal, code: str) -> OpdRow | No
     """
     if not code:
         return None
-    opd = complaint_queries.opd_by_code(session, code)
+    opd = fleet.opd_by_code(session, code)
     if opd is None or not principal.can_see_opd(opd.id):
         raise NotFound("no such OPD")
     return opd

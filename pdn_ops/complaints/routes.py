@@ -1,17 +1,13 @@
-"""Complaint pages: the OPD's list and intake form, the engineers' queue, the complaint page, photos, report.
+"""Complaint pages: the OPD's list and intake form, the engineers' queue, the complaint page, photos, report,
+the OPD's inbox.
 
-Seams read from ``ctx.extras`` (all optional):
-- ``asset_health(session, refs) -> {ref: state}``: live health per asset, ``ref`` like ``"vm:3"``/``"site:1"``;
-  without it every asset shows "unknown".
-- ``complaint_actions(session, complaint, principal) -> [{"label": str, "url": str}]``: more actions for staff,
-  listed after the playbooks that fit the complaint's VM (those come from the inventory:
-  ``pdn_ops.runs.choices``).
-- ``remediation_policy``: the remediation policy the playbooks' parameters are checked against.
+What other features show here (an asset's live state, the runs linked to a complaint, the playbooks that fit its
+VM, more actions for staff) comes through the seams of ``ComplaintsParts`` (``pdn_ops.complaints.parts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,24 +16,23 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import service as accounts
-from pdn_ops.app.context import AppContext
+from pdn_ops.accounts.deps import CurrentUser, OpdAdmin, OpdUser, Staff, current_principal
 from pdn_ops.complaints import pdf
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import reports as complaint_reports
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints import timeline_text as timeline
 from pdn_ops.complaints.model import Action, Category, State, available_actions
+from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts, PlaybookChoice
 from pdn_ops.complaints.tables import ComplaintRow
-from pdn_ops.core import photos
+from pdn_ops.core import fleet, photos
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import NotFound
+from pdn_ops.core.parts import CoreParts
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail
 from pdn_ops.health.routes import when_formatter
-from pdn_ops.runs import choices as remediation_choices
-from pdn_ops.runs.model import Policy
-from pdn_ops.web.deps import Ctx, CurrentUser, DbSession, Staff, current_principal, get_language, get_session
-from pdn_ops.web.roles import Config, OpdAdmin, unit_of_work
+from pdn_ops.web.deps import Ctx, DbSession, get_language, get_session, unit_of_work
 from pdn_ops.web.templating import render, translators
 
 router = APIRouter(include_in_schema=False)
@@ -52,12 +47,8 @@ def scoped_complaint(complaint_id: int, user: Annotated[accounts.Principal, Depe
 Scoped = Annotated[ComplaintRow, Depends(scoped_complaint)]
 
 
-def asset_health(ctx: AppContext, session: Session, refs: list[str]) -> Mapping[str, str]:
-    probe = ctx.extras.get("asset_health")
-    if probe is None or not refs:
-        return {}
-    found: Mapping[str, str] = probe(session, refs)
-    return found
+def asset_health(parts: ComplaintsParts, session: Session, refs: list[str]) -> Mapping[str, str]:
+    return parts.asset_states(session, refs) if refs else {}
 
 
 def read_uploads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
@@ -72,20 +63,20 @@ def read_uploads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
 
 
 def _list_context(session: Session, rows: list[ComplaintRow]) -> dict[str, Any]:
-    return {"opd_names": complaint_queries.opd_names(session, {r.opd_id for r in rows}),
+    return {"opd_names": fleet.opd_names(session, {r.opd_id for r in rows}),
             "labels": {r.id: complaints.asset_label(session, r) for r in rows}}
 
 
 @router.get("/complaints", response_class=HTMLResponse)
 def listing(request: Request, user: CurrentUser, session: DbSession, config: Config, state: str = "",
             cursor: str = "", opd: str = "") -> HTMLResponse:
-    opd_row = complaint_queries.opd_by_code(session, opd) if opd and user.is_staff else None
+    opd_row = fleet.opd_by_code(session, opd) if opd and user.is_staff else None
     page = complaint_queries.listing(session, user, state=state or None, cursor=cursor or None,
                                      opd_id=opd_row.id if opd_row else None)
     now = utcnow()
     return render(request, "complaints/list.html", page=page, state=state, opd=opd, states=list(State),
                   sla={r.id: complaints.sla_view(r, now, config.policy) for r in page.rows},
-                  opds=complaint_queries.opds(session) if user.is_staff else [],
+                  opds=fleet.opds(session) if user.is_staff else [],
                   **_list_context(session, page.rows))
 
 
@@ -98,24 +89,25 @@ def queue(request: Request, user: Staff, session: DbSession, config: Config, cur
                   **_list_context(session, page.rows))
 
 
-def _form(request: Request, ctx: AppContext, session: Session, user: accounts.Principal, *,
+def _form(request: Request, parts: ComplaintsParts, session: Session, user: accounts.Principal, *,
           draft: complaints.Draft, errors: Mapping[str, str], photo_error: photos.PhotoRefused | None,
           row: ComplaintRow | None, status_code: int = 200) -> HTMLResponse:
     found = complaints.assets(session, user)
-    health = asset_health(ctx, session, [a.ref for a in found])
+    health = asset_health(parts, session, [a.ref for a in found])
     return render(request, "complaints/form.html", status_code=status_code, assets=found, health=health,
                   categories=list(Category), draft=draft, errors=errors, photo_error=photo_error, row=row,
                   max_photos=photos.MAX_PHOTOS)
 
 
 @router.get("/complaints/new", response_class=HTMLResponse)
-def new(request: Request, ctx: Ctx, user: OpdAdmin, session: DbSession, asset: str = "") -> HTMLResponse:
-    return _form(request, ctx, session, user, draft=complaints.Draft(asset=asset), errors={}, photo_error=None,
+def new(request: Request, parts: Parts, user: OpdAdmin, session: DbSession, asset: str = "") -> HTMLResponse:
+    return _form(request, parts, session, user, draft=complaints.Draft(asset=asset), errors={}, photo_error=None,
                  row=None)
 
 
-def _save(request: Request, ctx: AppContext, user: accounts.Principal, config: complaints.ComplaintConfig,
+def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accounts.Principal,
           draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None) -> Response:
+    config = parts.config
     try:
         # Decoding and re-encoding happen before the transaction: SQLite's write lock is never held meanwhile.
         uploads = complaints.prepare_uploads(read_uploads(files))
@@ -131,44 +123,42 @@ def _save(request: Request, ctx: AppContext, user: accounts.Principal, config: c
         photo_error = exc if isinstance(exc, photos.PhotoRefused) else None
         with ctx.sessions() as session:
             row_now = complaints.get(session, user, complaint_id) if complaint_id else None
-            return _form(request, ctx, session, user, draft=draft, errors=errors, photo_error=photo_error,
+            return _form(request, parts, session, user, draft=draft, errors=errors, photo_error=photo_error,
                          row=row_now, status_code=400)
     return RedirectResponse(f"/complaints/{target}", status_code=303)
 
 
 @router.post("/complaints")
-def submit(request: Request, ctx: Ctx, user: OpdAdmin, config: Config,
+def submit(request: Request, ctx: Ctx, user: OpdAdmin, parts: Parts,
            asset: Annotated[str, Form(max_length=40)] = "", category: Annotated[str, Form(max_length=40)] = "",
            description: Annotated[str, Form(max_length=20000)] = "",
            photo: Annotated[list[UploadFile] | None, File()] = None) -> Response:
     draft = complaints.Draft(asset=asset, category=category, description=description)
-    return _save(request, ctx, user, config, draft, photo or [], None)
+    return _save(request, ctx, parts, user, draft, photo or [], None)
 
 
 @router.get("/complaints/{complaint_id}", response_class=HTMLResponse)
-def detail(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: DbSession,
-           config: Config) -> HTMLResponse:
+def detail(request: Request, ctx: Ctx, parts: Parts, user: CurrentUser, row: Scoped,
+           session: DbSession) -> HTMLResponse:
     ref = f"vm:{row.vm_id}" if row.vm_id is not None else f"site:{row.site_id}"
     fleet_url = f"/fleet/vm/{row.vm_id}" if row.vm_id is not None else f"/fleet/site/{row.site_id}"
-    playbooks: list[remediation_choices.PlaybookChoice] = []
+    playbooks: Sequence[PlaybookChoice] = []
     links: list[Mapping[str, str]] = []
     if user.is_staff:
-        policy = ctx.extras.get("remediation_policy")
-        playbooks = remediation_choices.for_complaint(session, ctx.inventory, row,
-                                                      policy=policy if isinstance(policy, Policy) else None)
-        actions_seam = ctx.extras.get("complaint_actions")
-        links = list(actions_seam(session, row, user)) if actions_seam else []
+        playbooks = parts.playbooks(session, row)
+        links = [link for extra in parts.extra_actions for link in extra(session, row, user)]
     names = accounts.usernames(session, {row.created_by})
+    entries = complaint_queries.timeline(session, user, row, runs=parts.linked_runs)
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
-                  health=asset_health(ctx, session, [ref]).get(ref), fleet_url=fleet_url,
+                  health=asset_health(parts, session, [ref]).get(ref), fleet_url=fleet_url,
                   asset_detail=_asset_detail(session, user, row), when=when_formatter(ctx),
-                  sla=complaints.sla_view(row, utcnow(), config.policy),
+                  sla=complaints.sla_view(row, utcnow(), parts.config.policy),
                   actions=available_actions(State(row.state), user.role),
-                  timeline=timeline.lines(complaint_queries.timeline(session, user, row), get_language(request)),
+                  timeline=timeline.lines(entries, get_language(request)),
                   versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(
                       session, user, row), playbooks=playbooks, links=links, author=names.get(row.created_by, "-"),
-                  opd_name=complaint_queries.opd_names(session, {row.opd_id}).get(row.opd_id, "-"))
+                  opd_name=fleet.opd_names(session, {row.opd_id}).get(row.opd_id, "-"))
 
 
 def _asset_detail(session: Session, user: accounts.Principal, row: ComplaintRow) -> TargetDetail | None:
@@ -189,19 +179,19 @@ def _asset_detail(session: Session, user: accounts.Principal, row: ComplaintRow)
 
 
 @router.get("/complaints/{complaint_id}/edit", response_class=HTMLResponse)
-def edit(request: Request, ctx: Ctx, user: OpdAdmin, row: Scoped, session: DbSession) -> HTMLResponse:
+def edit(request: Request, parts: Parts, user: OpdAdmin, row: Scoped, session: DbSession) -> HTMLResponse:
     ref = f"vm:{row.vm_id}" if row.vm_id is not None else f"site:{row.site_id}"
     draft = complaints.Draft(asset=ref, category=row.category, description=row.description)
-    return _form(request, ctx, session, user, draft=draft, errors={}, photo_error=None, row=row)
+    return _form(request, parts, session, user, draft=draft, errors={}, photo_error=None, row=row)
 
 
 @router.post("/complaints/{complaint_id}/edit")
-def resubmit(request: Request, ctx: Ctx, user: OpdAdmin, row: Scoped, config: Config,
+def resubmit(request: Request, ctx: Ctx, user: OpdAdmin, row: Scoped, parts: Parts,
              asset: Annotated[str, Form(max_length=40)] = "", category: Annotated[str, Form(max_length=40)] = "",
              description: Annotated[str, Form(max_length=20000)] = "",
              photo: Annotated[list[UploadFile] | None, File()] = None) -> Response:
     draft = complaints.Draft(asset=asset, category=category, description=description)
-    return _save(request, ctx, user, config, draft, photo or [], row.id)
+    return _save(request, ctx, parts, user, draft, photo or [], row.id)
 
 
 @router.post("/complaints/{complaint_id}/actions/{action}")
@@ -224,7 +214,7 @@ def add_note(ctx: Ctx, user: Staff, row: Scoped, body: Annotated[str, Form(max_l
     return RedirectResponse(f"/complaints/{row.id}#notes", status_code=303)
 
 
-def _photo_response(ctx: AppContext, user: accounts.Principal, complaint_id: int, attachment_id: int,
+def _photo_response(ctx: CoreParts, user: accounts.Principal, complaint_id: int, attachment_id: int,
                     thumb: bool) -> Response:
     with unit_of_work(ctx) as session:
         found = complaint_queries.attachment(session, user, complaint_id, attachment_id, record=not thumb)
@@ -254,8 +244,9 @@ def photo_thumb(ctx: Ctx, user: CurrentUser, row: Scoped, attachment_id: int) ->
 
 @router.get("/complaints/{complaint_id}/report", response_class=HTMLResponse)
 def resolution_report(request: Request, user: CurrentUser, row: Scoped, session: DbSession,
-                      config: Config) -> HTMLResponse:
-    report = complaint_reports.resolution(session, user, row.id, policy=config.policy)
+                      parts: Parts) -> HTMLResponse:
+    config = parts.config
+    report = complaint_reports.resolution(session, user, row.id, runs=parts.linked_runs, policy=config.policy)
     return render(request, "complaints/report.html", row=report.row, label=report.label, verdict=report.sla,
                   sla=complaints.sla_view(row, utcnow(), config.policy),
                   timeline=timeline.lines(report.timeline, get_language(request)),
@@ -265,9 +256,10 @@ def resolution_report(request: Request, user: CurrentUser, row: Scoped, session:
 
 @router.get("/complaints/{complaint_id}/report.pdf")
 def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: DbSession,
-                          config: Config, with_photos: Annotated[bool, Query(alias="photos")] = True) -> Response:
+                          parts: Parts, with_photos: Annotated[bool, Query(alias="photos")] = True) -> Response:
     """The same report as a PDF download; ``photos=0`` leaves out the thumbnails."""
-    report = complaint_reports.resolution(session, user, row.id, policy=config.policy)
+    config = parts.config
+    report = complaint_reports.resolution(session, user, row.id, runs=parts.linked_runs, policy=config.policy)
     lang = get_language(request)
     t, tk = translators(lang)
     body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
@@ -275,3 +267,11 @@ def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Sc
                               with_photos=with_photos)
     return Response(body, media_type="application/pdf",
                     headers=pdf.attachment_headers(f"complaint-{row.id}-report.pdf"))
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+def inbox(request: Request, ctx: Ctx, user: OpdUser) -> HTMLResponse:
+    with unit_of_work(ctx) as session:
+        items = complaint_queries.inbox(session, user)
+        complaint_queries.mark_read(session, user)
+    return render(request, "inbox.html", items=items)

@@ -6,8 +6,8 @@ exactly like a missing one.
 
 Seams for other parts of pdn-ops:
 - ``ComplaintListeners``: callables ``(session, ComplaintEvent) -> None`` run inside the same transaction after
-  every state change (the notification outbox plugs in here); the app keeps one in
-  ``ctx.extras["complaint_listeners"]`` and passes it in ``ComplaintConfig``.
+  every state change (the notification outbox plugs in here); the runtime keeps one in its
+  ``ComplaintConfig``.
 - ``close_stale(session, now)``: the scheduler's job for step 6 (auto-close after the configured period).
 """
 

@@ -14,24 +14,20 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from pdn_ops.accounts.deps import Staff, Supervisor
 from pdn_ops.accounts.model import Principal, Role
-from pdn_ops.app.context import AppContext
 from pdn_ops.complaints import procedure_store as procedure_settings
+from pdn_ops.complaints.parts import Parts
 from pdn_ops.complaints.procedure import ProcedureSettings, SettingsInvalid, check
 from pdn_ops.complaints.procedure_store import LiveSettings, Stored
 from pdn_ops.core.errors import Conflict
 from pdn_ops.core.i18n import translate
-from pdn_ops.web.deps import Ctx, DbSession, Staff
-from pdn_ops.web.roles import Supervisor, unit_of_work
+from pdn_ops.core.parts import CoreParts
+from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter()
 PAGE = "/settings/complaints"
-
-
-def _live(ctx: AppContext) -> LiveSettings:
-    live: LiveSettings = ctx.extras["procedure_settings"]
-    return live
 
 
 def _form_of(settings: ProcedureSettings) -> dict[str, str]:
@@ -39,9 +35,8 @@ def _form_of(settings: ProcedureSettings) -> dict[str, str]:
             "holidays": "\n".join(settings.holiday_list()), "autoclose_days": f"{settings.autoclose_days:g}"}
 
 
-def _page(request: Request, ctx: AppContext, user: Principal, *, form: dict[str, str] | None = None,
+def _page(request: Request, ctx: CoreParts, live: LiveSettings, user: Principal, *, form: dict[str, str] | None = None,
           errors: dict[str, Any] | None = None, problem: str | None = None, status_code: int = 200) -> HTMLResponse:
-    live = _live(ctx)
     with ctx.sessions() as session:
         stored = live.stored(session)
         history = procedure_settings.history(session)
@@ -54,19 +49,19 @@ def _page(request: Request, ctx: AppContext, user: Principal, *, form: dict[str,
 
 
 @router.get(PAGE, response_class=HTMLResponse, include_in_schema=False)
-def settings_page(request: Request, ctx: Ctx, user: Staff) -> HTMLResponse:
-    return _page(request, ctx, user)
+def settings_page(request: Request, ctx: Ctx, parts: Parts, user: Staff) -> HTMLResponse:
+    return _page(request, ctx, parts.terms, user)
 
 
 @router.post(PAGE, include_in_schema=False)
-def save_settings(request: Request, ctx: Ctx, user: Supervisor,
+def save_settings(request: Request, ctx: Ctx, parts: Parts, user: Supervisor,
                   sla_days: Annotated[str, Form(max_length=20)] = "",
                   sla_mode: Annotated[str, Form(max_length=20)] = "",
                   holidays: Annotated[str, Form(max_length=20000)] = "",
                   autoclose_days: Annotated[str, Form(max_length=20)] = "",
                   revision: Annotated[str, Form(max_length=20)] = "") -> Response:
     form = {"sla_days": sla_days, "sla_mode": sla_mode, "holidays": holidays, "autoclose_days": autoclose_days}
-    live = _live(ctx)
+    live = parts.terms
     try:
         new = check(sla_days=sla_days, sla_working_days=sla_mode, holidays=holidays,
                     autoclose_days=autoclose_days)
@@ -75,9 +70,9 @@ def save_settings(request: Request, ctx: Ctx, user: Supervisor,
                                             expected_revision=int(revision) if revision.isdigit() else None)
     except SettingsInvalid as exc:
         # Every problem at once, everything typed kept.
-        return _page(request, ctx, user, form=form, errors=exc.errors, status_code=400)
+        return _page(request, ctx, live, user, form=form, errors=exc.errors, status_code=400)
     except Conflict:
-        return _page(request, ctx, user, form=form, problem="settings.error.stale", status_code=409)
+        return _page(request, ctx, live, user, form=form, problem="settings.error.stale", status_code=409)
     live.invalidate()
     return RedirectResponse(f"{PAGE}?saved=1&recomputed={saved.recomputed}", status_code=303)
 
@@ -131,15 +126,15 @@ API = "/api/v1/settings/complaints"
 
 
 @router.get(API, tags=["settings"])
-def get_settings(ctx: Ctx, user: Staff, session: DbSession) -> ProcedureSettingsOut:
-    live = _live(ctx)
+def get_settings(parts: Parts, user: Staff, session: DbSession) -> ProcedureSettingsOut:
+    live = parts.terms
     return _out(live, live.stored(session))
 
 
 @router.put(API, tags=["settings"], responses={409: {"description": "stale revision"},
                                                 422: {"description": "one error per bad field"}})
-def put_settings(ctx: Ctx, user: Supervisor, body: ProcedureSettingsIn) -> ProcedureSaved:
-    live = _live(ctx)
+def put_settings(ctx: Ctx, parts: Parts, user: Supervisor, body: ProcedureSettingsIn) -> ProcedureSaved:
+    live = parts.terms
     try:
         new = check(sla_days=body.sla_days, sla_working_days=body.sla_mode, holidays=body.holidays,
                     autoclose_days=body.autoclose_days)

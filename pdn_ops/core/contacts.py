@@ -48,16 +48,22 @@ def email_address(raw: str) -> str:
     return checked.normalized.lower()
 
 
-def is_whatsapp_number(value: str) -> bool:
-    """True for an address already in the form ``whatsapp_number`` returns."""
-    try:
-        return whatsapp_number(value) == value
-    except ValueError:
+def is_deliverable(channel: str, address: str) -> bool:
+    """Whether the outbox may send to ``address`` on ``channel`` ("whatsapp" or "email").
+
+    Looser than the checks above for WhatsApp on purpose: a reply goes to whoever wrote to the service, from any
+    country. The number must still be a valid number in E.164 form; an e-mail address passes the same check as
+    ``email_address``, so nothing configured is refused later at sending time.
+    """
+    if channel == "email":
+        try:
+            email_address(address)
+        except ValueError:
+            return False
+        return address == address.strip()
+    if not address.startswith("+") or not address[1:].isdigit():
         return False
-
-
-def is_email_address(value: str) -> bool:
     try:
-        return email_address(value) == value.lower() and value == value.strip()
-    except ValueError:
+        return phonenumbers.is_valid_number(phonenumbers.parse(address, None))
+    except phonenumbers.NumberParseException:
         return False

@@ -14,3 +14,17 @@ def counts(session: Session) -> dict[str, int]:
         return int(session.scalar(stmt) or 0)
 
     return {"opds": active(OpdRow), "vms": active(VmRow), "sites": active(SiteRow)}
+
+
+def opd_names(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return {r.id: r.name for r in session.execute(select(OpdRow.id, OpdRow.name).where(OpdRow.id.in_(ids)))}
+
+
+def opd_by_code(session: Session, code: str) -> OpdRow | None:
+    return session.scalar(select(OpdRow).where(OpdRow.code == code))
+
+
+def opds(session: Session) -> list[OpdRow]:
+    return list(session.scalars(select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)))

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from pdn_ops.core import yaml_lines
+from pdn_ops.core import contacts, yaml_lines
 from pdn_ops.core.errors import ConfigError, InventoryError
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"  # pydantic patterns use Rust regex: $ is the absolute end
@@ -37,8 +37,6 @@ FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}\Z")
 HOST_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/=]+\Z"
 )
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
 def _secret_ref(value: str) -> str:
@@ -135,16 +133,12 @@ class Contact(_Model):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not EMAIL.match(value):
-            raise ValueError("not an e-mail address")
-        return value
+        return None if value is None else contacts.email_address(value)
 
     @field_validator("whatsapp")
     @classmethod
     def _wa(cls, value: str | None) -> str | None:
-        if value is not None and not E164.match(value):
-            raise ValueError("must be an international number such as +6281234567890")
-        return value
+        return None if value is None else contacts.whatsapp_number(value)
 
 
 class Opd(_Model):

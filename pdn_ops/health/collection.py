@@ -17,6 +17,7 @@ from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import ConfigError
 from pdn_ops.core.inventory import Cluster, Inventory, Site, Vm
 from pdn_ops.core.registry import collector_class
+from pdn_ops.core.settings import Settings
 from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
 
 SSH_CONCURRENCY = 16  # one thread per connection: paramiko blocks
@@ -91,13 +92,14 @@ class InventoryCollectorFactory:
         return collect
 
 
-def inventory_collectors(ctx: Any) -> InventoryCollectorFactory | None:
-    """``scheduler_hook(build_factory=inventory_collectors)``: the real collectors for the app's inventory.
+def inventory_collectors(inventory: Inventory | None, settings: Settings, *,
+                         site_ca_file: str | None = None) -> InventoryCollectorFactory | None:
+    """The real collectors for the app's inventory (the scheduler's collector factory).
 
-    Secrets and key files are resolved relative to the inventory file; ``ctx.extras["site_ca_file"]`` (set by
-    the demo for the lab's CA) adds a CA for the sites' certificates, otherwise the system's CAs verify them.
+    Secrets and key files are resolved relative to the inventory file; ``site_ca_file`` (the demo passes the lab's
+    CA) adds a CA for the sites' certificates, otherwise the system's CAs verify them.
     """
-    if ctx.inventory is None:
+    if inventory is None:
         return None
-    return InventoryCollectorFactory(ctx.inventory, base_dir=Path(ctx.settings.inventory).resolve().parent,
-                                     site_ca_file=ctx.extras.get("site_ca_file"))
+    return InventoryCollectorFactory(inventory, base_dir=Path(settings.inventory).resolve().parent,
+                                     site_ca_file=site_ca_file)

@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -101,6 +100,13 @@ class SnapshotCache:
         finally:
             with self._lock:
                 self._refreshing = False
+
+    def refresh_if_loaded(self) -> None:
+        """What a job calls after writing health data: nothing to do until a scrape has asked for the snapshot."""
+        with self._lock:
+            loaded = self._value is not None
+        if loaded:
+            self._refresh()
 
     def invalidate(self) -> None:
         """Make the next scrape start a refresh (it is still served the current copy)."""
@@ -303,35 +309,6 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
 #   pdn_remediation_runs_total{playbook,outcome}   counter: playbook runs by outcome (succeeded|failed|unknown)
 #   pdn_remediation_running{playbook}              gauge: runs in progress
 # ==============================================================================================================
-
-# Factories receive the app's context (pdn_ops.app.context.AppContext) and return a Collector; one line per area.
-AreaCollectorFactory = Callable[[Any], Collector]
-
-
-def _complaints(ctx: Any) -> Collector:
-    from pdn_ops.complaints import stats as complaint_stats
-    from pdn_ops.complaints.metrics import ComplaintCollector
-
-    return ComplaintCollector(complaint_stats.reader(ctx.sessions))
-
-
-def _notifications(ctx: Any) -> Collector:
-    from pdn_ops.notify import outbox as notify_outbox
-    from pdn_ops.notify.metrics import NotifyCollector
-
-    return NotifyCollector(notify_outbox.snapshot_reader(ctx.sessions))
-
-
-
-def _remediation(ctx: Any) -> Collector:
-    from pdn_ops.runs.metrics import factory
-
-    return factory(ctx)
-
-
-
-AREA_COLLECTORS: tuple[AreaCollectorFactory, ...] = (_complaints, _notifications, _remediation)
-
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """The small families: jobs and other areas' collectors (the fleet-sized ones come from ``render_health``)."""

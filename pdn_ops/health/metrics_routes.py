@@ -9,32 +9,21 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.registry import CollectorRegistry
 
-from pdn_ops.app.context import AppContext
-from pdn_ops.health import queries as health_queries
-from pdn_ops.health.metrics import AREA_COLLECTORS, SnapshotCache, build_registry, render
+from pdn_ops.core.parts import CoreParts
+from pdn_ops.health.metrics import render
+from pdn_ops.health.parts import HealthParts, health_parts
 from pdn_ops.web.deps import Ctx
 
 router = APIRouter(include_in_schema=False)
 
 
-def _metrics_state(ctx: AppContext) -> tuple[SnapshotCache, CollectorRegistry]:
-    state: tuple[SnapshotCache, CollectorRegistry] | None = ctx.extras.get("metrics_state")
-    if state is None:
-        sessions = ctx.sessions
-        cache = ctx.extras.setdefault(
-            "health_snapshot_cache", SnapshotCache(lambda: health_queries.load_snapshot(sessions)))
-        state = (cache, build_registry(cache.get, [factory(ctx) for factory in AREA_COLLECTORS]))
-        ctx.extras["metrics_state"] = state
-    return state
-
-
-def _allowed(request: Request, ctx: AppContext) -> bool:
+def _allowed(request: Request, ctx: CoreParts) -> bool:
     token = ctx.settings.metrics_token
     if token is not None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -47,9 +36,8 @@ def _allowed(request: Request, ctx: AppContext) -> bool:
 
 
 @router.get("/metrics")
-def metrics(request: Request, ctx: Ctx) -> Response:
+def metrics(request: Request, ctx: Ctx, parts: Annotated[HealthParts, Depends(health_parts)]) -> Response:
     if not _allowed(request, ctx):
         return Response("metrics need the bearer token\n", status_code=401, media_type="text/plain",
                         headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    cache, registry = _metrics_state(ctx)
-    return Response(render(cache, registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(render(parts.snapshot, parts.registry), media_type=CONTENT_TYPE_LATEST)

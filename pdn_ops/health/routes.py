@@ -13,10 +13,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from pdn_ops.accounts.deps import Staff
 from pdn_ops.core.errors import NotFound
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView
-from pdn_ops.web.deps import Ctx, DbSession, Staff
+from pdn_ops.web.deps import Ctx, DbSession
 from pdn_ops.web.templating import render
 
 router = APIRouter()

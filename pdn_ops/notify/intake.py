@@ -1,8 +1,8 @@
 """The seam between inbound messages (WhatsApp, e-mail) and the complaint procedure.
 
 The inbound handlers know who wrote and what they sent; the complaint code knows what a complaint is. They meet
-here, in ``ComplaintIntake``. The complaint code implements it (the lead wires it at merge time by storing the
-instance in ``AppContext.extras["complaint_intake"]``); tests use a small real implementation over the OPD
+here, in ``ComplaintIntake``. The complaint feature implements it (``ComplaintsIntake``, wired by the composition
+root, ``pdn_ops.app.runtime``); tests use a small real implementation over the OPD
 contacts of the inventory. Both methods run inside the inbound handler's transaction, together with recording the
 inbound message as processed and enqueueing the reply, so a message is turned into complaint content exactly once.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -26,8 +25,6 @@ class Status(StrEnum):
 STATUS_RANK: Final = {Status.QUEUED: 0, Status.SENDING: 1, Status.FAILED: 2, Status.SENT: 3,
                       Status.DELIVERED: 4, Status.READ: 5}
 
-E164: Final = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
-EMAIL: Final = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +59,9 @@ ENGINEER_EVENTS: Final = frozenset({"sla_at_risk", "remediation_failed"})
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """Where one message goes: an address on a channel, in a language; ``user_id`` selects stored preferences."""
+    """Where one message goes: an address on a channel, in a language; ``user_id`` selects stored preferences.
+
+    The address is checked where messages enter the outbox (``outbox.enqueue``, with ``pdn_ops.core.contacts``)."""
 
     channel: Channel
     address: str
@@ -70,9 +69,6 @@ class Recipient:
     user_id: int | None = None
 
     def __post_init__(self) -> None:
-        pattern = E164 if self.channel is Channel.WHATSAPP else EMAIL
-        if not pattern.match(self.address):
-            raise ValueError(f"not a valid {self.channel.value} address")
         if self.language not in ("id", "en"):
             raise ValueError("language must be 'id' or 'en'")
 

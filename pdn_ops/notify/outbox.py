@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from pdn_ops.core import contacts
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import DeliveryRejected, DeliveryUnknown
 from pdn_ops.notify import rendering as templates
@@ -94,6 +95,9 @@ def enqueue(session: Session, *, event: str, recipients: list[Recipient], params
     exclude the channel gets nothing; a non-urgent message in the recipient's quiet hours waits until they end.
     """
     templates.check_params(event, params)
+    for recipient in recipients:
+        if not contacts.is_deliverable(recipient.channel.value, recipient.address):
+            raise ValueError(f"not a valid {recipient.channel.value} address")
     now = now or utcnow()
     is_urgent = EVENTS[event].urgent if urgent is None else urgent
     created: list[int] = []

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -217,19 +217,13 @@ class NotifyWorker(threading.Thread):
         self.join(timeout)
 
 
-class _HasSessions(Protocol):
-    settings: Settings
-    sessions: sessionmaker[Session]
-    extras: dict[str, Any]
-
-
-def start_notify_worker(ctx: _HasSessions) -> Callable[[], None] | None:
-    """``create_app`` start hook: one worker thread; the intake comes from ``ctx.extras["complaint_intake"]``."""
-    if not ctx.settings.notify_worker:
+def start_notify_worker(settings: Settings, sessions: sessionmaker[Session], *,
+                        intake: ComplaintIntake | None) -> NotifyWorker | None:
+    """One worker thread inside the service (``PDN_OPS_NOTIFY_WORKER=1``); ``intake`` turns inbound messages into
+    complaints (the complaint feature's ``ComplaintsIntake``)."""
+    if not settings.notify_worker:
         return None
-    rt = build_runtime(ctx.settings, ctx.sessions, intake=ctx.extras.get("complaint_intake"))
-    ctx.extras["notify_runtime"] = rt
-    worker = NotifyWorker(rt, poll_seconds=ctx.settings.notify_poll_seconds,
-                          mailbox_seconds=ctx.settings.imap_poll_seconds)
+    worker = NotifyWorker(build_runtime(settings, sessions, intake=intake), poll_seconds=settings.notify_poll_seconds,
+                          mailbox_seconds=settings.imap_poll_seconds)
     worker.start()
-    return worker.stop
+    return worker

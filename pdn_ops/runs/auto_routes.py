@@ -15,16 +15,17 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from pdn_ops.app.context import AppContext
+from pdn_ops.accounts.deps import Staff
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.core.i18n import translate
+from pdn_ops.core.parts import CoreParts
 from pdn_ops.runs import auto
 from pdn_ops.runs import service as svc
 from pdn_ops.runs.messages import message
 from pdn_ops.runs.model import VM_STATUSES, Policy, symptom_of
-from pdn_ops.web.deps import Ctx, DbSession, Language, Staff, get_language
-from pdn_ops.web.roles import unit_of_work
+from pdn_ops.runs.parts import runs_of
+from pdn_ops.web.deps import Ctx, DbSession, Language, get_language, unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -34,9 +35,8 @@ DONE = frozenset({"switch", "rule_created", "rule_enabled", "rule_disabled", "ru
 _PARAM = re.compile(r"([a-z_][a-z0-9_]{0,62})=(\S{1,256})")
 
 
-def _policy(ctx: AppContext) -> Policy:
-    policy = ctx.extras.get("remediation_policy")
-    return policy if isinstance(policy, Policy) else Policy()
+def _policy(ctx: CoreParts) -> Policy:
+    return runs_of(ctx).policy
 
 
 def parse_params(text: str) -> dict[str, object] | None:
@@ -64,7 +64,7 @@ def window_json(view: auto.WindowView) -> dict[str, Any]:
             "status": view.status}
 
 
-def _page(request: Request, ctx: AppContext, *, rule_form: dict[str, str] | None = None,
+def _page(request: Request, ctx: CoreParts, *, rule_form: dict[str, str] | None = None,
           rule_errors: dict[str, str] | None = None, window_form: dict[str, str] | None = None,
           window_errors: dict[str, str] | None = None, error: str | None = None,
           status_code: int = 200) -> HTMLResponse:
@@ -91,7 +91,7 @@ def _translated(errors: dict[str, str], lang: str) -> dict[str, str]:
     return {field: translate(key, lang) for field, key in errors.items()}
 
 
-def _local(value: str, ctx: AppContext) -> datetime | None:
+def _local(value: str, ctx: CoreParts) -> datetime | None:
     """A ``datetime-local`` value (``2026-12-01T22:00``) in the service's time zone; None when it is not one."""
     try:
         parsed = datetime.fromisoformat(value.strip())

@@ -10,13 +10,13 @@ complaint's id, so the run is linked to the complaint and closes it once the hea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pdn_ops.complaints.parts import PlaybookChoice
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
 from pdn_ops.core.errors import PolicyRefused
@@ -26,19 +26,6 @@ from pdn_ops.runs.service import vm_target
 from remediation import registry
 
 RESIZE_INPUTS = ("cores", "memory_mib", "disk_grow_gib")  # one size per request, as the run form takes it
-
-
-@dataclass(frozen=True, slots=True)
-class PlaybookChoice:
-    """One way to fix the complaint's VM: straight to the dry run (``url`` None) or through a page that asks first."""
-
-    playbook: str
-    target: str  # "cluster/vmid"
-    risk: str
-    param_name: str = ""  # the one parameter the dry run gets, already decided ("" for none)
-    param_value: str = ""
-    inputs: tuple[str, ...] = ()  # parameters the engineer chooses and types on the complaint page
-    url: str | None = None  # a page to choose on first (the snapshot chooser)
 
 
 def complaint_vm_key(session: Session, row: ComplaintRow) -> str | None:

@@ -11,18 +11,18 @@ Labels are bounded: playbook names come from the registry, outcomes from the dom
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.runs.service import DURATION_BUCKETS as BUCKETS
 from pdn_ops.runs.service import metric_counts
 
 
 class RemediationCollector(Collector):
-    def __init__(self, ctx: Any) -> None:
-        self._sessions = ctx.sessions
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
 
     def describe(self) -> Iterable[Metric]:
         return ()  # nothing at registration time: that would query the database
@@ -43,7 +43,3 @@ class RemediationCollector(Collector):
             buckets.append(("+Inf", float(histogram.count)))
             duration.add_metric([playbook], buckets, histogram.sum_seconds)
         yield from (runs, running, duration)
-
-
-def factory(ctx: Any) -> Collector:
-    return RemediationCollector(ctx)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from pdn_ops.accounts.deps import Staff
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.core.inventory import Inventory
@@ -24,9 +25,9 @@ from pdn_ops.runs import service as svc
 from pdn_ops.runs import snapshots
 from pdn_ops.runs.messages import message, message_key
 from pdn_ops.runs.model import Policy
+from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
-from pdn_ops.web.deps import Ctx, DbSession, Staff, get_language
-from pdn_ops.web.roles import unit_of_work
+from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -46,8 +47,7 @@ def _inventory(ctx: Ctx) -> tuple[Inventory, FilePath]:
 
 
 def _policy(ctx: Ctx) -> Policy:
-    policy = ctx.extras.get("remediation_policy")
-    return policy if isinstance(policy, Policy) else Policy()
+    return runs_of(ctx).policy
 
 
 def _requester(staff: Staff) -> svc.Requester:
@@ -56,12 +56,10 @@ def _requester(staff: Staff) -> svc.Requester:
 
 
 def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
-    """One cache per app (made on first use): its reads run in background threads, never in a request."""
-    cache = ctx.extras.get("snapshot_cache")
-    if not isinstance(cache, snapshots.SnapshotCache):
-        base_dir = FilePath(ctx.settings.inventory).parent
-        cache = ctx.extras.setdefault("snapshot_cache", snapshots.SnapshotCache(
-            fetch=snapshots.inventory_fetch(lambda: ctx.inventory, base_dir)))
+    """One cache per app: its reads run in background threads, never in a request."""
+    cache = runs_of(ctx).snapshots
+    if cache is None:
+        raise HTTPException(status_code=503, detail="the inventory is not loaded yet")
     return cache
 
 
@@ -185,7 +183,7 @@ def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None
         auto = svc.auto_enabled(session)
         attention = remediation_auto.attention(session, since=utcnow() - remediation_alerts.LOOKBACK)
     return render(request, "remediation_runs.html", status_code=status_code, runs=runs, targets=targets,
-                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=auto, lab_demo="lab_demo" in ctx.extras,
+                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=auto, lab_demo=runs_of(ctx).lab_demo,
                   attention=attention, form=form or {},
                   error=message(error, get_language(request)) if error is not None else None)
 

@@ -44,7 +44,7 @@ from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.core.errors import ConfigError
 from pdn_ops.runs import model as rem
-from pdn_ops.runs.closure import Alert, ClosurePolicy, ComplaintLink, complaint_link, evaluate_closures
+from pdn_ops.runs.closure import Alert, ClosurePolicy, ComplaintLink, evaluate_closures
 from pdn_ops.runs.model import Outcome, StepStatus, cap_output
 from pdn_ops.runs.service import vm_target
 from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
@@ -430,68 +430,18 @@ def proxmox_executor_for(inventory: Any, cluster_name: str, base_dir: Path | Non
     return ProxmoxExecutor(api, poll_interval=0.2)
 
 
-@contextmanager
-def worker_from_settings(database_url: str, inventory_path: Path, worker_id: str,
-                         settings: Any = None) -> Iterator[Worker]:
-    """The production wiring: clients built from the inventory's clusters and secret references; with
-    ``settings`` (``pdn_ops.core.settings.Settings``) also health-confirmed closure as ``serve``'s worker does it: the
-    complaint link under the supervisor's stored terms (the OPD is told over WhatsApp/e-mail) and the engineers'
-    alerts."""
-    from pdn_ops.core.db.engine import make_engine, make_sessionmaker
-    from pdn_ops.core.inventory import load_inventory
-
-    inventory = load_inventory(inventory_path)
-    base_dir = inventory_path.parent
-    engine = make_engine(database_url)
-    sessions = make_sessionmaker(engine)
-    clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
-    config = WorkerConfig(worker_id=worker_id, base_dir=base_dir)
-    if settings is not None:
-        config.closure, config.complaint_link, config.alert = closure_wiring(settings, sessions)
-    worker = Worker(engine, sessions, inventory, clients, config)
-    try:
-        yield worker
-    finally:
-        worker.close()
-        engine.dispose()
+def inventory_clients(inventory: Any, base_dir: Path | None) -> Clients:
+    """The production clients: Proxmox executors built from the inventory's clusters and secret references."""
+    return Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
 
 
-def closure_wiring(settings: Any, sessions: sessionmaker[Session]) -> tuple[ClosurePolicy, ComplaintLink, Alert]:
-    """What a standalone worker needs to close runs like ``serve``'s: the complaint configuration built as the web
-    app builds it (stored terms, the OPD's WhatsApp/e-mail listener) and the engineers' alert seam."""
-    from pdn_ops.complaints import notifications as complaint_notifications
-    from pdn_ops.complaints.config import complaint_config, load_complaint_settings
-    from pdn_ops.complaints.procedure_store import LiveSettings
-    from pdn_ops.runs import alerts as remediation_alerts
-
-    chosen = load_complaint_settings()
-    config = complaint_config(settings.data_dir, chosen,
-                              terms=LiveSettings(sessions, chosen.procedure(), chosen.timezone))
-    config.listeners.add(complaint_notifications.make_listener(settings.public_url))
-    return ClosurePolicy(), complaint_link(config), remediation_alerts.seam(settings.public_url)
-
-
-def start_hook(ctx: Any) -> Callable[[], None] | None:
-    """``create_app(start_hooks=[...])``: run one worker thread inside the service (the demo, small sites).
+def run_in_thread(worker: Worker) -> Callable[[], None]:
+    """One worker thread inside the service (the demo, small sites); returns how to stop it.
 
     Larger sites run ``pdn-ops remediation worker`` processes instead (several on PostgreSQL).
     """
     import threading
 
-    inventory = ctx.inventory
-    if inventory is None:
-        log.warning("remediation worker not started: no inventory loaded")
-        return None
-    base_dir = Path(ctx.settings.inventory).parent
-    clients = Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base_dir))
-    worker = Worker(ctx.engine, ctx.sessions, inventory, clients,
-                    WorkerConfig(worker_id=f"app:{os.getpid()}", base_dir=base_dir,
-                                 observe=ctx.extras.get("remediation_observe"),
-                                 closure=ctx.extras.get("remediation_closure", ClosurePolicy()),
-                                 complaint_link=ctx.extras.get("complaint_link") or (
-                                     complaint_link(ctx.extras["complaint_config"])
-                                     if "complaint_config" in ctx.extras else None),
-                                 alert=ctx.extras.get("remediation_alert") or _alert_seam(ctx)))
     stopping = threading.Event()
     thread = threading.Thread(target=worker.loop, args=(stopping.is_set,), name="remediation-worker", daemon=True)
     thread.start()
@@ -501,9 +451,3 @@ def start_hook(ctx: Any) -> Callable[[], None] | None:
         thread.join(10)
         worker.close()
     return stop
-
-
-def _alert_seam(ctx: Any) -> Alert:
-    from pdn_ops.runs.alerts import seam
-
-    return seam(ctx.settings.public_url)

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from pdn_ops.accounts.auth import csrf_token, finish_response, principal_or_none
 from pdn_ops.core.i18n import LANGUAGES, catalogue, translate
-from pdn_ops.web.deps import LANG_COOKIE, get_language
+from pdn_ops.web.deps import LANG_COOKIE, get_language, runtime_of
 
 TEMPLATES = Path(__file__).with_name("templates")
+
+
+@dataclass(frozen=True, slots=True)
+class PageIdentity:
+    """How the shell learns who reads a page (for the menu) and the form token; the accounts feature provides it
+    and the composition root sets it as ``app.state.page_identity``."""
+
+    user: Callable[[Request], object | None]
+    csrf_token: Callable[[Request], str]
+    finish: Callable[[Request, Response], None]  # e.g. set the cookie a fresh form token needs
+
+
+ANONYMOUS = PageIdentity(user=lambda request: None, csrf_token=lambda request: "",
+                         finish=lambda request, response: None)
 
 
 def make_environment(feature_dirs: Sequence[Path] = ()) -> Environment:
@@ -49,14 +63,15 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     env: Environment = request.app.state.jinja
     lang = get_language(request)
     t, tk = translators(lang)
-    context.setdefault("user", principal_or_none(request))
-    context.setdefault("csrf_token", csrf_token(request))
-    context.setdefault("tz", request.app.state.ctx.settings.tz)
+    identity: PageIdentity = getattr(request.app.state, "page_identity", ANONYMOUS)
+    context.setdefault("user", identity.user(request))
+    context.setdefault("csrf_token", identity.csrf_token(request))
+    context.setdefault("tz", runtime_of(request).settings.tz)
     body = env.get_template(template).render(
         request=request, lang=lang, languages=LANGUAGES, t=t, tk=tk, **context
     )
     response = HTMLResponse(body, status_code=status_code)
-    finish_response(request, response)
+    identity.finish(request, response)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax")
     return response

@@ -21,6 +21,7 @@ from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow
 from pdn_ops.core.errors import NotFound, PermissionDenied
 from pdn_ops.core.inventory import load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.runs.timeline_facts import linked_runs
 from tests.complaints.world import ROOT, jpeg, principal_named
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # Monday 09:00 WIB
@@ -73,7 +74,7 @@ def test_the_six_steps_with_a_return_keep_every_version_and_pause_the_sla(sessio
     versions = session.scalars(select(ComplaintVersionRow).where(ComplaintVersionRow.complaint_id == cid)).all()
     assert [(v.number, v.category) for v in versions] == [(1, "site_down"), (2, "slow")]
     assert [e.action for e in seen] == ["submit", "return", "resubmit", "verify", "start", "fix", "confirm"]
-    assert [a.action for a in complaint_queries.timeline(session, eng, row)] == [f"complaint.{e.action}" for e in seen]
+    assert [a.action for a in complaint_queries.timeline(session, eng, row, runs=linked_runs)] == [f"complaint.{e.action}" for e in seen]
     kinds = session.scalars(select(NotificationRow.kind).where(NotificationRow.complaint_id == cid)).all()
     assert kinds == ["returned", "verified", "fixed"], "the OPD's inbox is told"
     view = complaints.sla_view(row, T0 + timedelta(days=30))
@@ -94,7 +95,7 @@ def test_reopen_resumes_the_clock_and_auto_close_is_noted(session, named, config
     assert complaints.close_stale(session, T0 + timedelta(days=5)) == []
     assert complaints.close_stale(session, T0 + timedelta(days=6, seconds=1)) == [cid]
     assert row.state == State.CLOSED and row.auto_closed
-    assert complaint_queries.timeline(session, eng, row)[-1].actor == "system"
+    assert complaint_queries.timeline(session, eng, row, runs=linked_runs)[-1].actor == "system"
 
 
 def test_another_opds_complaint_is_exactly_a_missing_one(session, named, config) -> None:
@@ -166,7 +167,7 @@ def test_other_parts_can_add_timeline_entries_without_a_state_change(session, na
                       now=T0 + timedelta(minutes=5))
     row = complaints.get(session, named.users["engineer"], cid)
     assert row.state == State.SUBMITTED
-    assert [a.action for a in complaint_queries.timeline(session, named.users["engineer"], row)][-1] == (
+    assert [a.action for a in complaint_queries.timeline(session, named.users["engineer"], row, runs=linked_runs)][-1] == (
         "remediation.restart_service")
 
 

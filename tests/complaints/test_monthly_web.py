@@ -12,9 +12,9 @@ def test_uptime_follows_the_chosen_opd(world) -> None:
         asked.append(opd_id)
         return [("VM probe (pdn1/100)", 0.5)]
 
-    extras = world.ctx.extras
-    original = extras["asset_uptime"]
-    extras["asset_uptime"] = recording_uptime
+    parts = world.ctx.complaints
+    original = parts.asset_uptime
+    parts.asset_uptime = recording_uptime
     try:
         engineer = world.client("engineer")
         assert engineer.get("/reports/monthly?month=2026-10&opd=dinkes").status_code == 200
@@ -24,6 +24,6 @@ def test_uptime_follows_the_chosen_opd(world) -> None:
         page = admin.get("/reports/monthly?month=2026-10")
         assert page.status_code == 200 and "50.00 %" in page.text
     finally:
-        extras["asset_uptime"] = original
+        parts.asset_uptime = original
     dinkes, disdik = world.opd["dinkes"], world.opd["disdik"]
     assert asked == [dinkes, dinkes, None, disdik], "staff get the OPD they chose; OPD users always their own"

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints.model import Action
 from pdn_ops.complaints.notifications import make_listener
@@ -45,7 +46,7 @@ def outbox_for(world: World, complaint_id: int, event: str) -> list[NotifyOutbox
 
 
 def file_by_service(world: World, username: str, asset: str) -> int:
-    config = world.ctx.extras["complaint_config"]
+    config = world.ctx.complaints.config
     with transaction(world.ctx.sessions) as session:
         row = complaints.submit(session, principal_named(session, username), complaints.Draft(
             asset=asset, category="site_down", description="Situs tidak bisa dibuka sejak pagi"),
@@ -54,7 +55,7 @@ def file_by_service(world: World, username: str, asset: str) -> int:
 
 
 def test_each_state_change_enqueues_one_message_per_opd_channel_and_replays_add_none(world: World) -> None:
-    config = world.ctx.extras["complaint_config"]
+    config = world.ctx.complaints.config
     complaint_id = file_by_service(world, "admin-dinkes", f"vm:{world.vm['web-dinkes']}")
     received = outbox_for(world, complaint_id, "complaint_received")
     assert sorted((r.channel, r.address) for r in received) == [("email", DINKES_EMAIL), ("whatsapp", DINKES_WA)]
@@ -119,11 +120,11 @@ def webhook_app(world: World, graph: FakeGraph) -> Iterator[tuple[TestClient, No
                              whatsapp_base_url=graph.url, whatsapp_phone_number_id="1234",
                              whatsapp_access_token=TOKEN, whatsapp_app_secret=APP_SECRET,
                              whatsapp_verify_token="wiring-verify", notify_worker=False)
-    app = create_app(settings, engine=world.ctx.engine)
-    ctx = app.state.ctx
+    app = create_app(build_runtime(settings, engine=world.ctx.engine))
+    ctx = app.state.runtime
     meta = MetaCloudProvider(graph.url, "v21.0", "1234", SecretStr(TOKEN), timeout=2.0)
     runtime = NotifyRuntime(sessions=ctx.sessions, senders={Channel.WHATSAPP: meta}, media=meta,
-                            intake=ctx.extras["complaint_intake"], retry=RetryPolicy(5, 30, 600),
+                            intake=ctx.complaints.intake, retry=RetryPolicy(5, 30, 600),
                             use_templates=False, worker_id="wiring-test")
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, runtime

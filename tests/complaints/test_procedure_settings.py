@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.complaints import procedure_store as procedure_settings
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints.model import Action
@@ -32,7 +33,7 @@ def _put(client, **values):
 
 
 def _save(world: World, settings: ProcedureSettings) -> procedure_settings.Saved:
-    live: LiveSettings = world.ctx.extras["procedure_settings"]
+    live: LiveSettings = world.ctx.complaints.terms
     with transaction(world.ctx.sessions) as session:
         saved = procedure_settings.save(session, principal_named(session, "supervisor"), settings,
                                         defaults=live.defaults, timezone=live.timezone)
@@ -41,7 +42,7 @@ def _save(world: World, settings: ProcedureSettings) -> procedure_settings.Saved
 
 
 def _file(world: World, now: datetime) -> int:
-    config = world.ctx.extras["complaint_config"]
+    config = world.ctx.complaints.config
     with transaction(world.ctx.sessions) as session:
         row = complaints.submit(session, principal_named(session, "admin-dinkes"), complaints.Draft(
             asset=f"vm:{world.vm['web-dinkes']}", category="site_down", description="Situs tidak bisa dibuka"),
@@ -153,7 +154,7 @@ def test_new_terms_apply_to_new_complaints_at_once_and_running_ones_keep_theirs(
     assert old.sla_budget == 7 * 86400 and new.sla_budget == 3 * 86400
     assert new.sla_due_at == MONDAY + timedelta(days=3)
     # A later step on the old complaint keeps its 7 days (a shorter SLA must not breach it retroactively).
-    config = world.ctx.extras["complaint_config"]
+    config = world.ctx.complaints.config
     with transaction(world.ctx.sessions) as session:
         complaints.act(session, principal_named(session, "engineer"), before, Action.VERIFY, config=config,
                        now=MONDAY + timedelta(days=4))
@@ -194,7 +195,7 @@ def test_a_holiday_added_later_extends_running_working_day_complaints_and_is_not
 
 def test_the_auto_close_period_follows_the_settings(world: World) -> None:
     _save(world, ProcedureSettings(autoclose_days=3))
-    config = world.ctx.extras["complaint_config"]
+    config = world.ctx.complaints.config
     cid = _file(world, MONDAY)
     with transaction(world.ctx.sessions) as session:
         eng = principal_named(session, "engineer")
@@ -212,13 +213,13 @@ def test_the_auto_close_period_follows_the_settings(world: World) -> None:
 def test_every_worker_follows_a_change_within_its_cache_period(world: World) -> None:
     """Another process has its own cache: a second app on the same database stands for a second worker."""
     _save(world, ProcedureSettings(sla_days=7))
-    other_app = create_app(world.ctx.settings)
+    other_app = create_app(build_runtime(world.ctx.settings))
     try:
-        other = other_app.state.ctx
-        live: LiveSettings = other.extras["procedure_settings"]
+        other = other_app.state.runtime
+        live: LiveSettings = other.complaints.terms
         ticks = [0.0]
         live._clock = lambda: ticks[0]
-        config = other.extras["complaint_config"]
+        config = other.complaints.config
         assert config.policy.days == 7
         _save(world, ProcedureSettings(sla_days=5))  # saved through the first app
         assert config.policy.days == 7, "within the cache period the other worker may still use the old terms"
@@ -228,7 +229,7 @@ def test_every_worker_follows_a_change_within_its_cache_period(world: World) -> 
         assert config.policy.days == 5
         assert config.autoclose_after == timedelta(days=3)
     finally:
-        other_app.state.ctx.engine.dispose()
+        other_app.state.runtime.engine.dispose()
     _save(world, ProcedureSettings())
 
 

@@ -19,6 +19,7 @@ from pdn_ops.complaints.model import Action
 from pdn_ops.complaints.service import ComplaintConfig, Draft
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import make_engine
+from pdn_ops.runs.timeline_facts import linked_runs
 from tests.complaints.test_complaint_service import Named
 from tests.complaints.world import jpeg
 from tests.support import require_binary
@@ -85,7 +86,7 @@ def test_the_sla_column_tells_running_from_breached_before_resolution(session, t
     assert report.sla == {late.id: "breached", fresh.id: "running", fixed.id: "met"}
     rows = {int(r[0]): r for r in csv.reader(io.StringIO(complaint_reports.to_csv(report, WIB))) if r[0].isdigit()}
     assert rows[late.id][complaint_reports.CSV_HEADER.index("sla")] == "breached"
-    single = complaint_reports.resolution(session, eng, late.id, policy=config.policy, now=now)
+    single = complaint_reports.resolution(session, eng, late.id, runs=linked_runs, policy=config.policy, now=now)
     assert single.sla == "breached"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -14,17 +15,15 @@ from tests.complaints.world import World, file_complaint
 
 @pytest.fixture
 def seams(world: World) -> Iterator[list[ComplaintEvent]]:
-    extras = world.ctx.extras
+    parts = world.ctx.complaints
     seen: list[ComplaintEvent] = []
-    saved = dict(extras)
-    extras["asset_health"] = lambda session, refs: {ref: "down" for ref in refs if ref.startswith("vm:")}
-    extras["complaint_actions"] = lambda session, row, user: [{"label": "Restart nginx", "url": "/remediation/1"}]
-    listeners = extras["complaint_listeners"]
-    listeners.add(lambda session, event: seen.append(event))
+    saved = replace(parts)
+    parts.asset_states = lambda session, refs: {ref: "down" if ref.startswith("vm:") else "unknown" for ref in refs}
+    parts.extra_actions = [lambda session, row, user: [{"label": "Restart nginx", "url": "/remediation/1"}]]
+    parts.config.listeners.add(lambda session, event: seen.append(event))
     yield seen
-    extras.clear()
-    extras.update(saved)
-    extras["complaint_listeners"]._listeners.pop()
+    parts.asset_states, parts.extra_actions = saved.asset_states, saved.extra_actions
+    parts.config.listeners._listeners.pop()
 
 
 def test_the_picker_shows_live_health_and_staff_see_fitting_actions(world: World, seams) -> None:

@@ -37,6 +37,7 @@ def no_proxmox(_cluster: str) -> ProxmoxExecutor:
 def add_run(world: World, complaint_id: int, steps: int, outcome: str = "succeeded") -> int:
     """A restart_vm run for the complaint: requested, approved, claimed, ``steps`` steps journaled, finished."""
     ctx = world.ctx
+    assert ctx.inventory is not None
     with transaction(ctx.sessions) as session:
         run = svc.request_run(session, ctx.inventory, playbook="restart_vm", target="pdn1/101",
                               params={"shutdown_timeout": 77}, requester=svc.Requester("engineer", opd="dinkes"),

@@ -244,7 +244,7 @@ def test_engineers_with_contacts_get_sla_at_risk_alerts_from_the_scheduler_once_
     assert sup.patch(f"/api/v1/users/{with_contacts}", json={
         "phone": "+6281299990000", "email": "oncall@diskominfo.example.go.id", "language": "en"}).status_code == 200
     assert sup.patch(f"/api/v1/users/{gone}", json={"phone": "+6281299990001", "active": False}).status_code == 200
-    config = world.ctx.extras["complaint_config"]
+    config = world.ctx.complaints.config
     with transaction(world.ctx.sessions) as session:
         # Five of seven calendar days gone: past 50 %, not yet 80 %.
         row = complaints.submit(session, principal_named(session, "admin-dinkes"), complaints.Draft(

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from pdn_ops.accounts import service as accounts
 from pdn_ops.app.factory import create_app
 from pdn_ops.app.hooks import sync_inventory_at_start
+from pdn_ops.app.runtime import Runtime, build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
@@ -51,8 +52,9 @@ class World:
     site: dict[str, int] = field(default_factory=dict)
 
     @property
-    def ctx(self):
-        return self.app.state.ctx
+    def ctx(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
 
     def client(self, username: str | None = None) -> TestClient:
         client = TestClient(self.app, follow_redirects=False)
@@ -86,8 +88,8 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> None:
 def build_world(url: str, data_dir: Path) -> World:
     migrate.upgrade(url)
     settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml", data_dir=data_dir)
-    app = create_app(settings)
-    ctx = app.state.ctx
+    ctx = build_runtime(settings)
+    app = create_app(ctx)
     sync_inventory_at_start(ctx)
     world = World(app=app, data_dir=data_dir)
     with transaction(ctx.sessions) as session:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.settings import load_settings
@@ -116,8 +117,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     tmp = tmp_path_factory.mktemp("prom")
     url = f"sqlite:///{tmp / 'app.sqlite3'}"
     migrate.upgrade(url)
-    app = create_app(load_settings(demo=True, database_url=url, run_scheduler=False))
-    with transaction(app.state.ctx.sessions) as session:
+    app = create_app(build_runtime(load_settings(demo=True, database_url=url, run_scheduler=False)))
+    with transaction(app.state.runtime.sessions) as session:
         record_world(session)
     app_port, prom_port = free_port(), free_port()
     config = {
@@ -139,7 +140,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            app.state.ctx.engine.dispose()
+            app.state.runtime.engine.dispose()
 
 
 def query(prom: str, expr: str) -> list[dict[str, Any]]:

@@ -58,10 +58,11 @@ def test_enqueue_refuses_unknown_events_missing_params_and_bad_addresses(factory
         with pytest.raises(ValueError, match="reason"):
             notify_outbox.enqueue(session, event="complaint_returned", recipients=[WA], params=PARAMS,
                                   idempotency_key="k")
-    with pytest.raises(ValueError, match="whatsapp"):
-        Recipient(Channel.WHATSAPP, "0812; rm -rf /")
-    with pytest.raises(ValueError, match="email"):
-        Recipient(Channel.EMAIL, "not-an-address")
+        for bad in (Recipient(Channel.WHATSAPP, "0812; rm -rf /"), Recipient(Channel.WHATSAPP, "+62812"),
+                    Recipient(Channel.EMAIL, "not-an-address")):
+            with pytest.raises(ValueError, match=bad.channel.value):
+                notify_outbox.enqueue(session, event="complaint_closed", recipients=[bad], params=PARAMS,
+                                      idempotency_key="k")
 
 
 def test_preferences_choose_channels_and_hold_non_urgent_messages_in_quiet_hours(
@@ -275,17 +276,18 @@ def test_the_start_hook_runs_a_worker_inside_the_app_and_stops_with_it(
     from fastapi.testclient import TestClient
 
     from pdn_ops.app.factory import create_app
+    from pdn_ops.app.hooks import notify_worker
+    from pdn_ops.app.runtime import build_runtime
     from pdn_ops.core.settings import load_settings
-    from pdn_ops.notify.worker import start_notify_worker
     from tests.notify.fake_graph import TOKEN
 
     settings = load_settings(demo=True, database_url=notify_engine.url.render_as_string(hide_password=False),
                              whatsapp_provider="meta", whatsapp_base_url=fake_graph.url,
                              whatsapp_phone_number_id="1234", whatsapp_access_token=TOKEN,
                              whatsapp_use_templates=False, notify_poll_seconds=0.05)
-    app = create_app(settings, engine=notify_engine, start_hooks=[start_notify_worker])
+    app = create_app(build_runtime(settings, engine=notify_engine), start_hooks=[notify_worker])
     with TestClient(app):
-        runtime = app.state.ctx.extras["notify_runtime"]
+        runtime = app.state.runtime.notify.delivery
         with transaction(runtime.sessions) as session:
             session.add(AuditRow(actor="opd-admin", action="submit", subject="complaint:70"))
             session.flush()  # the state change first, as callers do: the transaction holds the write lock

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.settings import load_settings
 from pdn_ops.notify.tables import NotifyInboundRow, NotifyOutboxRow
 from pdn_ops.notify.worker import NotifyRuntime, deliver_due, process_inbound
@@ -32,7 +33,7 @@ def client(notify_engine: Engine, fake_graph: FakeGraph) -> Iterator[TestClient]
         whatsapp_access_token=TOKEN, whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY_TOKEN,
         notify_worker=False,
     )
-    app = create_app(settings, engine=notify_engine)
+    app = create_app(build_runtime(settings, engine=notify_engine))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

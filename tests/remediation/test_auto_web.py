@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from pdn_ops.accounts.auth import Authenticator
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import AuditRow
@@ -34,25 +36,25 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakepve_session: Any, fakepve_
     add_vms(fakepve_session, range(101, 104))
     path = write_inventory(directory, fakepve_session, fakepve_cafile, ssh_guest_server)
     settings = load_settings(demo=True, database_url=url, inventory=path, run_scheduler=False)
-    app = create_app(settings)
-    app.state.ctx.inventory = inventory(path)
+    app = create_app(build_runtime(settings))
+    app.state.runtime.inventory = inventory(path)
     yield app
-    app.state.ctx.engine.dispose()
+    app.state.runtime.engine.dispose()
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    app.state.runtime.accounts.authenticate = lambda request: ENGINEER
     with TestClient(app, headers={"Authorization": "Bearer test"}) as c:
         yield c
-    app.state.ctx.extras.pop("authenticate", None)
-    with transaction(app.state.ctx.sessions) as session:
+    app.state.runtime.accounts.authenticate = Authenticator(app.state.runtime.sessions)
+    with transaction(app.state.runtime.sessions) as session:
         session.execute(update(RemediationRunRow).where(RemediationRunRow.outcome.is_(None))
                         .values(state="failed", outcome="failed"))
 
 
 def audits(app: FastAPI, action: str) -> list[AuditRow]:
-    with app.state.ctx.sessions() as session:
+    with app.state.runtime.sessions() as session:
         return list(session.scalars(select(AuditRow).where(AuditRow.action == action)))
 
 
@@ -86,7 +88,7 @@ def test_a_refused_rule_form_comes_back_with_the_reasons_and_the_values(client: 
     assert page.status_code == 422 and "Nama layanan tidak sah" in page.text and "$(reboot)" in page.text
     page = client.post("/remediation/rules", data={**form, "params": "unit nginx"}, headers={"Accept-Language": "en"})
     assert page.status_code == 422 and "Write parameters as name=value" in page.text
-    with app.state.ctx.sessions() as session:
+    with app.state.runtime.sessions() as session:
         assert session.scalar(select(AutoRuleRow.id).where(AutoRuleRow.target == "pve/102")) is None
 
 
@@ -119,7 +121,7 @@ def test_rules_are_created_disabled_enabled_and_retired_never_deleted(client: Te
                                                               "vm_status": "running", "params": {"unit": "nginx.service"}})
     assert restored.status_code == 201 and restored.json()["id"] == rule["id"]
     subject = f"remediation_rule:{rule['id']}"
-    with app.state.ctx.sessions() as session:
+    with app.state.runtime.sessions() as session:
         trail = list(session.scalars(select(AuditRow.action).where(AuditRow.subject == subject).order_by(AuditRow.id)))
     assert trail == ["remediation.rule_created", "remediation.rule_disabled", "remediation.rule_enabled",
                      "remediation.rule_retired", "remediation.rule_restored"]
@@ -140,7 +142,7 @@ def test_the_rules_api_refuses_with_every_problem_and_marks_rules_that_wait_for_
 
 
 def test_maintenance_windows_are_declared_listed_and_ended_early(client: TestClient, app: FastAPI) -> None:
-    tz = app.state.ctx.settings.tz
+    tz = app.state.runtime.settings.tz
     start = (datetime.now(tz) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
     before = (datetime.now(tz) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     page = client.post("/remediation/windows", data={"target": "pve/101", "starts_at": start, "ends_at": before,
@@ -205,7 +207,7 @@ def test_a_second_approval_by_the_same_engineer_is_explained_on_the_run_page(cli
 
 
 def test_opd_users_see_none_of_it(client: TestClient, app: FastAPI) -> None:
-    app.state.ctx.extras["authenticate"] = lambda request: OPD_ADMIN
+    app.state.runtime.accounts.authenticate = lambda request: OPD_ADMIN
     assert client.get("/remediation/automation").status_code == 404
     assert client.get("/api/v1/remediation/rules").status_code == 404
     assert client.post("/remediation/windows", data={}).status_code == 404

@@ -33,6 +33,7 @@ from pdn_ops.runs import model as rem
 from pdn_ops.runs import service as svc
 from pdn_ops.runs.closure import ClosurePolicy, complaint_link, evaluate_closures
 from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
+from pdn_ops.runs.timeline_facts import linked_runs
 from pdn_ops.runs.worker import Clients, Worker, WorkerConfig
 from remediation.executors.proxmox import ApiCall
 from tests.complaints.world import jpeg, principal_named
@@ -150,8 +151,8 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
 
     with sessions() as session:
         row = complaints.get(session, users["engineer"], complaint_id)
-        staff = complaint_queries.timeline(session, users["engineer"], row)
-        opd = complaint_queries.timeline(session, users["admin-dinkes"], row)
+        staff = complaint_queries.timeline(session, users["engineer"], row, runs=linked_runs)
+        opd = complaint_queries.timeline(session, users["admin-dinkes"], row, runs=linked_runs)
         runs = {r.id: r for r in session.scalars(select(RemediationRunRow))}
         steps = {(s.run_id, s.position): s for s in session.scalars(select(RemediationStepRow))}
 
@@ -236,14 +237,14 @@ def test_the_timeline_costs_two_queries_however_many_runs_and_steps(session: Ses
         for cid, row in rows.items():
             for who in (engineer, admin):
                 statements.clear()
-                entries = complaint_queries.timeline(session, who, row)
+                entries = complaint_queries.timeline(session, who, row, runs=linked_runs)
                 seen[(cid, who.username)] = (len(statements), len(entries))
     finally:
         event.remove(db_engine, "before_cursor_execute", count)
     assert {n for n, _ in seen.values()} == {2}, seen
     steps_shown = seen[(large, "engineer")][1] - seen[(small, "engineer")][1]
     assert steps_shown >= 3 * 60 * 2 - 2 * 2, "every step's intent and result is there"
-    assert all(len(e.output or "") <= 300 for e in complaint_queries.timeline(session, engineer, rows[large]))
+    assert all(len(e.output or "") <= 300 for e in complaint_queries.timeline(session, engineer, rows[large], runs=linked_runs))
 
 
 class Crash(BaseException):
@@ -280,8 +281,8 @@ def test_a_run_taken_over_after_a_crash_shows_which_worker_started_it_and_did_ea
 
     with sessions() as session:
         row = complaints.get(session, users["engineer"], complaint_id)
-        staff = [e for e in complaint_queries.timeline(session, users["engineer"], row) if e.run_id == run_id]
-        opd = complaint_queries.timeline(session, users["admin-dinkes"], row)
+        staff = [e for e in complaint_queries.timeline(session, users["engineer"], row, runs=linked_runs) if e.run_id == run_id]
+        opd = complaint_queries.timeline(session, users["admin-dinkes"], row, runs=linked_runs)
         run = session.get(RemediationRunRow, run_id)
         assert run is not None and (run.state, run.claimed_by, run.attempt) == ("succeeded", "worker-beta", 2)
 

@@ -16,10 +16,11 @@ import pytest
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.app import lab_demo
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.hooks import remediation_worker as start_hook
 from pdn_ops.app.hooks import sync_inventory_at_start
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.settings import load_settings
-from pdn_ops.runs.worker import start_hook
 from tests.health_world import Served
 from tests.support import free_port
 
@@ -39,8 +40,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     migrate.upgrade(url)
     settings = load_settings(demo=True, database_url=url, inventory=lab.inventory_path, run_scheduler=False,
                              data_dir=directory)
-    app = create_app(settings, start_hooks=[sync_inventory_at_start, start_hook])
-    app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    app = create_app(build_runtime(settings), start_hooks=[sync_inventory_at_start, start_hook])
+    app.state.runtime.accounts.authenticate = lambda request: ENGINEER
     panel = lab_demo.mount(app, lab)
     port = free_port()
     try:
@@ -49,7 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     finally:
         panel.close()
         lab.stop()
-        app.state.ctx.engine.dispose()
+        app.state.runtime.engine.dispose()
 
 
 def _site(url: str) -> int | None:

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from pdn_ops.accounts.auth import Authenticator
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.settings import load_settings
@@ -36,26 +38,26 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakepve_session: Any, fakepve_
     add_vms(fakepve_session, range(101, 104))
     path = write_inventory(directory, fakepve_session, fakepve_cafile, opd_of={103: "disdik"})
     settings = load_settings(demo=True, database_url=url, inventory=path, run_scheduler=False, metrics_token="test")
-    app = create_app(settings)
-    app.state.ctx.inventory = inventory(path)
+    app = create_app(build_runtime(settings))
+    app.state.runtime.inventory = inventory(path)
     yield app
-    app.state.ctx.engine.dispose()
+    app.state.runtime.engine.dispose()
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    app.state.runtime.accounts.authenticate = lambda request: ENGINEER
     # A bearer header makes csrf_guard treat the calls as a script's (the principal comes from "authenticate").
     with TestClient(app, headers={"Authorization": "Bearer test"}) as c:
         yield c
-    app.state.ctx.extras.pop("authenticate", None)
-    with transaction(app.state.ctx.sessions) as session:  # each test starts with no active run
+    app.state.runtime.accounts.authenticate = Authenticator(app.state.runtime.sessions)
+    with transaction(app.state.runtime.sessions) as session:  # each test starts with no active run
         session.execute(update(RemediationRunRow).where(RemediationRunRow.outcome.is_(None))
                         .values(state="failed", outcome="failed"))
 
 
 def as_user(app: FastAPI, principal: Principal) -> None:
-    app.state.ctx.extras["authenticate"] = lambda request: principal
+    app.state.runtime.accounts.authenticate = lambda request: principal
 
 
 def test_dry_run_shows_the_plan_and_opd_users_see_nothing(client: TestClient, app: FastAPI) -> None:
@@ -88,8 +90,8 @@ def test_a_run_for_a_complaint_of_another_opd_or_about_another_vm_is_refused_bef
     from pdn_ops.core.inventory_sync import sync_inventory
     from tests.complaints.world import jpeg, principal_named
 
-    with transaction(app.state.ctx.sessions) as session:
-        sync_inventory(session, app.state.ctx.inventory)
+    with transaction(app.state.runtime.sessions) as session:
+        sync_inventory(session, app.state.runtime.inventory)
         accounts.ensure_demo_accounts(session)
         vm103 = session.scalar(select(VmRow.id).where(VmRow.vmid == 103))
         disdik = complaints.submit(session, principal_named(session, "admin-disdik"),
@@ -104,7 +106,7 @@ def test_a_run_for_a_complaint_of_another_opd_or_about_another_vm_is_refused_bef
         for path in ("/api/v1/remediation/dry-run", "/api/v1/remediation/runs"):
             answer = client.post(path, json=body, headers={"Idempotency-Key": key})
             assert (answer.status_code, says in answer.text) == (status, True), (path, answer.text)
-        with app.state.ctx.sessions() as session:
+        with app.state.runtime.sessions() as session:
             assert session.scalar(select(RemediationRunRow).where(RemediationRunRow.idempotency_key == key)) is None
     linked = client.post("/api/v1/remediation/runs", headers={"Idempotency-Key": "scope-ok"},
                          json={"playbook": "restart_vm", "target": "pve/103", "params": {}, "complaint_id": disdik})
@@ -121,7 +123,7 @@ def test_bad_unit_is_refused_and_nothing_is_queued(client: TestClient, app: Fast
     answer = client.post("/api/v1/remediation/runs", json={"playbook": "restart_service", "target": "pve/101",
                                                            "params": params}, headers={"Idempotency-Key": "bad"})
     assert answer.status_code == 422
-    with app.state.ctx.sessions() as session:
+    with app.state.runtime.sessions() as session:
         assert session.scalar(select(RemediationRunRow).where(RemediationRunRow.idempotency_key == "bad")) is None
 
 
@@ -146,7 +148,7 @@ def test_approval_by_an_engineer_through_the_pages(client: TestClient, app: Fast
 def test_metrics_show_runs_by_playbook_and_outcome(client: TestClient, app: FastAPI, tmp_path: Path) -> None:
     client.post("/api/v1/remediation/runs", json={"playbook": "restart_vm", "target": "pve/101", "params": {}},
                 headers={"Idempotency-Key": "m1"})
-    with transaction(app.state.ctx.sessions) as session:
+    with transaction(app.state.runtime.sessions) as session:
         run = session.scalar(select(RemediationRunRow).where(RemediationRunRow.idempotency_key == "m1"))
         assert run is not None
         run.state = run.outcome = "succeeded"
@@ -168,19 +170,19 @@ def test_route_enqueues_and_the_app_worker_executes(app: FastAPI, fakepve_sessio
     """The demo wiring: the start hook runs a worker thread; the route only enqueues, the thread executes."""
     import time
 
-    from pdn_ops.runs.worker import start_hook
+    from pdn_ops.app.hooks import remediation_worker as start_hook
 
-    ctx = app.state.ctx
+    ctx = app.state.runtime
     fakepve_session.vm(101).status = "stopped"
-    worker_app = create_app(ctx.settings, engine=ctx.engine, start_hooks=[
+    worker_app = create_app(build_runtime(ctx.settings, engine=ctx.engine), start_hooks=[
         lambda c: setattr(c, "inventory", ctx.inventory), start_hook])
-    worker_app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    worker_app.state.runtime.accounts.authenticate = lambda request: ENGINEER
     with TestClient(worker_app, headers={"Authorization": "Bearer test"}) as c:
         created = c.post("/api/v1/remediation/runs", json={"playbook": "restart_vm", "target": "pve/101"},
                          headers={"Idempotency-Key": "thread-1"})
         assert created.status_code == 201
         run_id = created.json()["id"]
-        worker_app.state.ctx.extras["authenticate"] = lambda request: SECOND
+        worker_app.state.runtime.accounts.authenticate = lambda request: SECOND
         assert c.post(f"/api/v1/remediation/runs/{run_id}/approve").json()["state"] == "approved"
         deadline = time.monotonic() + 60
         while (state := c.get(f"/api/v1/remediation/runs/{run_id}").json()["state"]) in ("approved", "running"):

@@ -238,6 +238,7 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
 
     from pdn_ops.app.factory import create_app
     from pdn_ops.app.hooks import scheduler_hook, sync_inventory_at_start
+    from pdn_ops.app.runtime import build_runtime
     from pdn_ops.core.scheduler import SchedulerService
     from pdn_ops.core.settings import load_settings
 
@@ -246,10 +247,10 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
     inventory = ROOT / "inventory.example.yaml"
     factory = RecordedFactory()
     settings = load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=True)
-    app = create_app(settings, start_hooks=[sync_inventory_at_start, scheduler_hook(factory)])
-    sessions = app.state.ctx.sessions
+    app = create_app(build_runtime(settings), start_hooks=[sync_inventory_at_start, scheduler_hook(factory)])
+    sessions = app.state.runtime.sessions
     with TestClient(app):
-        service = app.state.ctx.extras["scheduler"]
+        service = app.state.runtime.scheduler
         assert isinstance(service, SchedulerService)
         assert service.became_leader.wait(WAIT_S) and service.scheduler is not None
         assert {job.id for job in service.scheduler.get_jobs()} == {
@@ -261,13 +262,13 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
             states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
         assert states == ["up", "up"]
     assert service.scheduler is None, "stopped with the app"
-    app.state.ctx.engine.dispose()
+    app.state.runtime.engine.dispose()
 
-    quiet = create_app(load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=False),
-                       start_hooks=[scheduler_hook(factory)])
+    quiet_settings = load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=False)
+    quiet = create_app(build_runtime(quiet_settings), start_hooks=[scheduler_hook(factory)])
     with TestClient(quiet):
-        assert "scheduler" not in quiet.state.ctx.extras
-    quiet.state.ctx.engine.dispose()
+        assert quiet.state.runtime.scheduler is None
+    quiet.state.runtime.engine.dispose()
 
 
 @pytest.mark.parametrize("engine_name", ["postgresql"])

@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from pdn_ops.accounts.auth import Authenticator
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import SiteRow, VmRow
@@ -33,24 +35,24 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     migrate.upgrade(url)
     settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml",
                              run_scheduler=False)
-    app = create_app(settings)
-    with transaction(app.state.ctx.sessions) as session:
+    app = create_app(build_runtime(settings))
+    with transaction(app.state.runtime.sessions) as session:
         record_world(session)
     yield app
-    app.state.ctx.engine.dispose()
+    app.state.runtime.engine.dispose()
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    app.state.ctx.extras["authenticate"] = lambda request: ENGINEER
+    app.state.runtime.accounts.authenticate = lambda request: ENGINEER
     # A Prometheus on the same host: /metrics serves loopback clients when no metrics token is configured.
     with TestClient(app, client=("127.0.0.1", 50000)) as c:
         yield c
-    app.state.ctx.extras.pop("authenticate", None)
+    app.state.runtime.accounts.authenticate = Authenticator(app.state.runtime.sessions)
 
 
 def ids(app: FastAPI) -> dict[str, int]:
-    with app.state.ctx.sessions() as session:
+    with app.state.runtime.sessions() as session:
         vms = {f"vm{v.vmid}": v.id for v in session.scalars(select(VmRow))}
         sites = {s.url: s.id for s in session.scalars(select(SiteRow))}
     return {**vms, **sites}
@@ -87,14 +89,14 @@ def test_fleet_pages_are_for_staff_only(app: FastAPI) -> None:
         page = anonymous.get("/fleet")
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
         assert anonymous.get("/api/v1/fleet").status_code == 401
-    app.state.ctx.extras["authenticate"] = lambda request: OPD_ADMIN
+    app.state.runtime.accounts.authenticate = lambda request: OPD_ADMIN
     try:
         with TestClient(app) as opd:
             assert opd.get("/fleet").status_code == 404
             assert opd.get(f"/fleet/vm/{ids(app)['vm101']}").status_code == 404
             assert opd.get("/api/v1/fleet").status_code == 404
     finally:
-        app.state.ctx.extras.pop("authenticate", None)
+        app.state.runtime.accounts.authenticate = Authenticator(app.state.runtime.sessions)
 
 
 def test_fleet_api_lists_opds_targets_and_incidents(client: TestClient) -> None:
@@ -170,11 +172,11 @@ def test_a_scrape_reads_only_the_current_state_never_history(client: TestClient,
     def record(_conn, _cursor, statement, *_args) -> None:
         statements.append(statement)
 
-    engine = app.state.ctx.engine
+    engine = app.state.runtime.engine
     event.listen(engine, "before_cursor_execute", record)
     try:
         scrape(client)  # may reuse the snapshot in memory
-        app.state.ctx.extras["health_snapshot_cache"].refresh()  # what a job does after writing
+        app.state.runtime.health.snapshot.refresh()  # what a job does after writing
         scrape(client)
     finally:
         event.remove(engine, "before_cursor_execute", record)
@@ -188,21 +190,21 @@ def test_a_scrape_reads_only_the_current_state_never_history(client: TestClient,
 
 
 def test_metrics_refuse_remote_clients_without_the_token(app: FastAPI) -> None:
-    app.state.ctx.extras["authenticate"] = lambda request: OPD_ADMIN
+    app.state.runtime.accounts.authenticate = lambda request: OPD_ADMIN
     try:
         with TestClient(app, client=("192.0.2.10", 50000)) as remote:  # TEST-NET address: never contacted
             response = remote.get("/metrics")
         assert response.status_code == 401 and "pdn_" not in response.text
         assert response.headers["www-authenticate"].startswith("Bearer")
     finally:
-        app.state.ctx.extras.pop("authenticate", None)
+        app.state.runtime.accounts.authenticate = Authenticator(app.state.runtime.sessions)
 
 
 def test_metrics_token_is_required_when_configured(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
     migrate.upgrade(url)
     settings = load_settings(demo=True, database_url=url, run_scheduler=False, metrics_token="s3cret-scrape-token")
-    app = create_app(settings)
+    app = create_app(build_runtime(settings))
     try:
         with TestClient(app, client=("127.0.0.1", 50000)) as local:
             assert local.get("/metrics").status_code == 401, "with a token, loopback alone is not enough"
@@ -211,4 +213,4 @@ def test_metrics_token_is_required_when_configured(tmp_path) -> None:
             ok = local.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"})
             assert ok.status_code == 200 and "s3cret" not in ok.text
     finally:
-        app.state.ctx.engine.dispose()
+        app.state.runtime.engine.dispose()

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import SiteRow
@@ -21,16 +22,16 @@ from tests.support import free_port
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('mobile') / 'app.sqlite3'}"
     migrate.upgrade(url)
-    app = create_app(load_settings(demo=True, database_url=url, run_scheduler=False))
-    app.state.ctx.extras["authenticate"] = lambda request: Principal(1, "eng", Role.ENGINEER, None)
-    with transaction(app.state.ctx.sessions) as session:
+    app = create_app(build_runtime(load_settings(demo=True, database_url=url, run_scheduler=False)))
+    app.state.runtime.accounts.authenticate = lambda request: Principal(1, "eng", Role.ENGINEER, None)
+    with transaction(app.state.runtime.sessions) as session:
         record_world(session)
         site_id = session.scalar(select(SiteRow.id).where(SiteRow.url == SITE_B))
     assert site_id is not None
     port = free_port()
     with Served(app, port):
         yield f"http://127.0.0.1:{port}", site_id
-    app.state.ctx.engine.dispose()
+    app.state.runtime.engine.dispose()
 
 
 def test_fleet_pages_fit_a_360_px_screen(served: tuple[str, int], browser) -> None:

@@ -1,10 +1,11 @@
-"""`pdn-ops user ...`: create the first supervisor (or any user) from the command line."""
+"""``pdn-ops user ...``: create the first supervisor (or any user) from the command line."""
 
 from __future__ import annotations
 
 import click
 
 from pdn_ops.accounts.model import Role
+from pdn_ops.app.cli_options import runtime_from, settings_from
 
 
 @click.group("user")
@@ -25,20 +26,16 @@ def add(username: str, role: str, opd_code: str | None, display_name: str, datab
         password: str) -> None:
     """Create USERNAME with ROLE (default: supervisor, the first superuser)."""
     from pdn_ops.accounts import service as accounts
-    from pdn_ops.app.cli import _settings
-    from pdn_ops.core.db import migrate
-    from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
+    from pdn_ops.core.db.engine import transaction
     from pdn_ops.core.errors import PdnOpsError
 
-    settings = _settings(database_url=database_url, demo=True)
-    engine = make_engine(settings.effective_database_url)
+    runtime = runtime_from(settings_from(database_url=database_url, demo=True))
     try:
-        migrate.require_current(engine)
-        with transaction(make_sessionmaker(engine)) as session:
+        with transaction(runtime.sessions) as session:
             made = accounts.create_user(session, username=username, password=password, role=Role(role),
                                         opd_code=opd_code, display_name=display_name)
             click.echo(f"created {made.username} ({role}{', ' + opd_code if opd_code else ''})")
     except (PdnOpsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        engine.dispose()
+        runtime.engine.dispose()
