@@ -1,6 +1,6 @@
 """Benchmark: the engineers' queue and an OPD's complaint list with 100,000 complaints in the database.
 
-Targets (issue 5): p95 <= 100 ms for both lists and >= 200 requests/s for the JSON list, on 2 cores.
+Targets: p95 <= 100 ms for both lists and >= 200 requests/s for the JSON list, on 2 cores.
 
     .venv/bin/python bench/complaints.py --engine sqlite --complaints 100000
     .venv/bin/python bench/complaints.py --engine postgresql

@@ -85,3 +85,13 @@ def serve_in_thread(app: Any, *, lifespan: str = "off", start_timeout: float = 1
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# The future-clock run (make pytest-future) moves the clock of this process and, through the environment, of every
+# process it starts: a subprocess started with a hand-made environment must carry these too, or it would live on
+# another day than the certificates and rows the tests made.
+MACHINE_CLOCK_VARS = ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC")
+
+
+def machine_clock_env() -> dict[str, str]:
+    return {name: os.environ[name] for name in MACHINE_CLOCK_VARS if name in os.environ}

@@ -67,7 +67,7 @@ class PinnedFingerprintAdapter(HTTPAdapter):
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # requests re-applies CA verification to each pooled connection here; the pin stays in force instead.
-        super().cert_verify(conn, url, verify, cert)
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]  # untyped in types-requests
         conn.cert_reqs = "CERT_NONE"
         conn.ca_certs = None
         conn.ca_cert_dir = None

@@ -25,20 +25,13 @@ from pdn_ops.accounts.model import OPD_ROLES, STAFF_ROLES, Principal, Role
 from pdn_ops.accounts.tables import UserRow
 from pdn_ops.core import contacts
 from pdn_ops.core.db.tables import AuditRow, OpdRow, utcnow
-from pdn_ops.core.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
+from pdn_ops.core.errors import Conflict, NotFound, PermissionDenied, UserInvalid, WeakPassword
 
 # What a supervisor may create, or change a role to.
 ASSIGNABLE = (Role.ENGINEER, Role.SUPERVISOR, Role.OPD_HEAD)
 MAX_LISTED = 500
 WEAK_PASSWORD = "auth.password_weak"  # noqa: S105  (a catalogue key, not a password)
 
-
-class UserInvalid(PdnOpsError):
-    """The form has problems; ``errors`` maps a field to a catalogue key. Nothing was stored."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
 class LastSupervisor(Conflict):
@@ -247,7 +240,7 @@ def reset_password(session: Session, actor: Principal, user_id: int, password: s
     now = now or utcnow()
     try:
         user.password_hash = accounts.hash_password(password)
-    except accounts.WeakPassword:
+    except WeakPassword:
         raise UserInvalid({"password": WEAK_PASSWORD}) from None
     user.updated_at = now
     revoked = accounts.revoke_credentials(session, user.id, now)

@@ -10,7 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pdn_ops.accounts import auth
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.deps import CurrentUser, OpdHead
-from pdn_ops.core.errors import Conflict
+from pdn_ops.accounts.model import Principal
+from pdn_ops.core.errors import Conflict, LoginFailed, LoginThrottled, WeakPassword
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
 from pdn_ops.web.templating import render
 
@@ -42,9 +43,9 @@ def login(request: Request, ctx: Ctx, username: Annotated[str, Form(max_length=2
             old = request.cookies.get(auth.SESSION_COOKIE)
             if old:
                 accounts.logout(session, old)
-        except (accounts.LoginThrottled, accounts.LoginFailed) as exc:
+        except (LoginThrottled, LoginFailed) as exc:
             failure = exc
-    if isinstance(failure, accounts.LoginThrottled):
+    if isinstance(failure, LoginThrottled):
         return render(request, "login.html", status_code=429, next=_safe_next(next), error="auth.throttled",
                       username=username)
     if failure is not None:
@@ -78,8 +79,8 @@ def change_password(request: Request, ctx: Ctx, user: CurrentUser, current: Anno
     try:
         with unit_of_work(ctx) as session:
             accounts.change_password(session, user, current=current, new=new)
-    except (accounts.LoginFailed, accounts.WeakPassword) as exc:
-        key = "auth.password_weak" if isinstance(exc, accounts.WeakPassword) else "auth.password_wrong"
+    except (LoginFailed, WeakPassword) as exc:
+        key = "auth.password_weak" if isinstance(exc, WeakPassword) else "auth.password_wrong"
         with ctx.sessions() as session:
             tokens = accounts.list_tokens(session, user)
         return render(request, "account.html", status_code=400, tokens=tokens, new_token=None, error=key)
@@ -110,7 +111,7 @@ def admins(request: Request, head: OpdHead, session: DbSession) -> HTMLResponse:
     return _admins_page(request, head, session, error=None, form={})
 
 
-def _admins_page(request: Request, head: accounts.Principal, session: DbSession, *, error: str | None,
+def _admins_page(request: Request, head: Principal, session: DbSession, *, error: str | None,
                  form: dict[str, str], status_code: int = 200) -> HTMLResponse:
     return render(request, "admins.html", status_code=status_code, admins=accounts.opd_admins(session, head),
                   dispositions=accounts.dispositions(session, head),
@@ -128,9 +129,9 @@ def assign_admin(request: Request, ctx: Ctx, head: OpdHead, username: Annotated[
         with unit_of_work(ctx) as session:
             accounts.assign_admin(session, head, username=username, display_name=display_name, password=password,
                                   note=note)
-    except (ValueError, Conflict, accounts.WeakPassword) as exc:
+    except (ValueError, Conflict, WeakPassword) as exc:
         key = "admins.error.username"
-        if isinstance(exc, accounts.WeakPassword):
+        if isinstance(exc, WeakPassword):
             key = "auth.password_weak"
         elif isinstance(exc, Conflict):
             key = "admins.error.exists"

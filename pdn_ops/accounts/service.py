@@ -15,13 +15,20 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pdn_ops.accounts.model import OPD_ROLES, Principal, Role
 from pdn_ops.accounts.tables import ApiTokenRow, DispositionRow, LoginAttemptRow, UserRow, WebSessionRow
 from pdn_ops.core.db.tables import AuditRow, OpdRow, utcnow
-from pdn_ops.core.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
+from pdn_ops.core.errors import (
+    Conflict,
+    LoginFailed,
+    LoginThrottled,
+    NotFound,
+    PermissionDenied,
+    WeakPassword,
+)
 
 SESSION_LIFETIME = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=1)
@@ -35,17 +42,6 @@ _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both failures cost the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
 
-
-class LoginFailed(PdnOpsError):
-    """Unknown user, wrong password or inactive account: one answer for all three."""
-
-
-class LoginThrottled(PdnOpsError):
-    """Too many failed attempts recently."""
-
-
-class WeakPassword(PdnOpsError):
-    """The password is too short."""
 
 
 def _digest(secret: str) -> str:
@@ -370,3 +366,26 @@ def ensure_demo_accounts(session: Session) -> list[tuple[str, str, str]]:
                         actor="demo", password_hash=_demo_hash())
         made.append((username, str(role), opd_code or "-"))
     return made
+
+
+# Failed logins matter for THROTTLE_WINDOW; a day keeps them for a look after an attack. A session past its expiry
+# (or revoked) authenticates nobody; a day's grace keeps "why was I logged out?" answerable.
+LOGIN_ATTEMPTS_RETENTION = timedelta(days=1)
+SESSIONS_RETENTION = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    login_attempts: int
+    sessions: int
+
+
+def purge_stale(session: Session, *, now: datetime | None = None) -> Purged:
+    """Delete failed-login records and ended web sessions that no check reads any more."""
+    now = now or utcnow()
+    attempts = session.execute(delete(LoginAttemptRow).where(LoginAttemptRow.at < now - LOGIN_ATTEMPTS_RETENTION))
+    cutoff = now - SESSIONS_RETENTION
+    ended = session.execute(delete(WebSessionRow).where(
+        or_(WebSessionRow.expires_at < cutoff, WebSessionRow.revoked_at < cutoff)))
+    return Purged(login_attempts=int(getattr(attempts, "rowcount", 0) or 0),
+                  sessions=int(getattr(ended, "rowcount", 0) or 0))

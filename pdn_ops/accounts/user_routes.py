@@ -20,6 +20,7 @@ from pdn_ops.accounts.deps import Supervisor
 from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.accounts.tables import UserRow
 from pdn_ops.core import fleet
+from pdn_ops.core.errors import UserInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
@@ -70,7 +71,7 @@ def create_user(request: Request, ctx: Ctx, user: Supervisor,
             created = user_admin.create(session, user, username=username, display_name=display_name, role=role,
                                         opd_code=opd, password=password, phone=phone, email=email, language=language)
             target = created.id
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         with ctx.sessions() as session:
             return _list_page(request, session, user, role="", opd="", status="active", form=form,
                               errors=exc.errors, status_code=400)
@@ -127,7 +128,7 @@ def update_contact(request: Request, ctx: Ctx, user: Supervisor, user_id: int,
         with unit_of_work(ctx) as session:
             user_admin.set_contact(session, user, user_id, display_name=display_name, phone=phone, email=email,
                                    language=language)
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         return _detail_page(request, ctx, user, user_id, errors=exc.errors, form=form, status_code=400)
     return _after(request, user, user_id, "contact", revoked=False)
 
@@ -138,7 +139,7 @@ def change_role(request: Request, ctx: Ctx, user: Supervisor, user_id: int,
     try:
         with unit_of_work(ctx) as session:
             revoked = user_admin.change_role(session, user, user_id, role)
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         return _detail_page(request, ctx, user, user_id, errors=exc.errors, status_code=400)
     except user_admin.LastSupervisor:
         return _detail_page(request, ctx, user, user_id, errors={"role": "users.error.last_supervisor"},
@@ -173,7 +174,7 @@ def reset_password(request: Request, ctx: Ctx, user: Supervisor, user_id: int,
     try:
         with unit_of_work(ctx) as session:
             user_admin.reset_password(session, user, user_id, password)
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         return _detail_page(request, ctx, user, user_id, errors=exc.errors, status_code=400)
     return _after(request, user, user_id, "password", revoked=True)
 
@@ -246,7 +247,7 @@ def api_create_user(ctx: Ctx, user: Supervisor, body: UserIn) -> UserOut:
             return _out(user_admin.create(session, user, username=body.username, display_name=body.display_name,
                                           role=body.role, opd_code=body.opd, password=body.password,
                                           phone=body.phone, email=body.email, language=body.language))
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         raise _invalid(user, exc.errors) from None
 
 
@@ -272,7 +273,7 @@ def api_update_user(ctx: Ctx, user: Supervisor, user_id: int, body: UserPatch) -
             if body.active is not None:
                 user_admin.set_active(session, user, user_id, body.active)
             return _out(target)
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         raise _invalid(user, exc.errors) from None
     except user_admin.LastSupervisor:
         raise _invalid(user, {"role" if body.role is not None else "active": "users.error.last_supervisor"},
@@ -284,6 +285,6 @@ def api_reset_password(ctx: Ctx, user: Supervisor, user_id: int, body: PasswordI
     try:
         with unit_of_work(ctx) as session:
             user_admin.reset_password(session, user, user_id, body.password)
-    except user_admin.UserInvalid as exc:
+    except UserInvalid as exc:
         raise _invalid(user, exc.errors) from None
     return Response(status_code=204)

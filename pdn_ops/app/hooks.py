@@ -8,11 +8,13 @@ import logging
 import os
 from collections.abc import Callable
 
+from pdn_ops.accounts.jobs import account_jobs
 from pdn_ops.app.runtime import Runtime
 from pdn_ops.complaints.jobs import complaint_jobs
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.inventory import Inventory, load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
+from pdn_ops.core.jobs import retention_jobs
 from pdn_ops.core.locks import leader_lock_for
 from pdn_ops.core.scheduler import start_scheduler
 from pdn_ops.health.collection import inventory_collectors
@@ -56,7 +58,8 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
         if chosen is None:
             log.warning("no collector factory configured: only maintenance jobs will run")
         inventory = runtime.inventory or Inventory()
-        specs = build_jobs(inventory, chosen, HealthConfig.from_settings(runtime.settings))
+        specs = retention_jobs() + account_jobs()
+        specs += build_jobs(inventory, chosen, HealthConfig.from_settings(runtime.settings))
         specs += complaint_jobs(runtime.complaints.config, runtime.settings.public_url)
         if runtime.inventory is not None:
             specs += remediation_jobs(runtime.inventory, policy=runtime.runs.policy, base_dir=runtime.inventory_dir,

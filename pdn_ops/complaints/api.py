@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.deps import CurrentUser, OpdAdmin, current_principal_in, require_staff
+from pdn_ops.accounts import CurrentUser, OpdAdmin, current_principal_in, require_staff
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints import timeline_text as timeline
@@ -23,9 +23,9 @@ from pdn_ops.complaints.parts import Config, Parts
 from pdn_ops.complaints.routes import read_uploads, scoped_complaint
 from pdn_ops.complaints.sla import SlaPolicy
 from pdn_ops.complaints.tables import ComplaintRow
-from pdn_ops.core import photos
 from pdn_ops.core.db.engine import read_only
 from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.errors import ComplaintInvalid, PhotoRefused
 from pdn_ops.web.deps import Ctx, DbSession, Language, unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["complaints"])
@@ -178,9 +178,9 @@ def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[st
         with unit_of_work(ctx) as session:
             row = complaints.submit(session, user, draft, uploads, config=config)
             return _detail(session, row, config.policy)
-    except complaints.ComplaintInvalid as exc:
+    except ComplaintInvalid as exc:
         raise HTTPException(status_code=422, detail={"errors": exc.errors}) from None
-    except photos.PhotoRefused as exc:
+    except PhotoRefused as exc:
         raise HTTPException(status_code=422, detail={"errors": {"photo": exc.reason}, "file": exc.name}) from None
 
 

@@ -21,21 +21,16 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.model import Principal, Role
-from pdn_ops.accounts.service import principal_of
-from pdn_ops.accounts.tables import UserRow
+from pdn_ops.accounts import Principal, Role, UserRow, principal_of
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints.model import Category
 from pdn_ops.complaints.notifications import complaint_link, complaint_number
-from pdn_ops.complaints.tables import IntakeDraftPhotoRow, IntakeDraftRow
+from pdn_ops.complaints.tables import ComplaintRow, IntakeDraftPhotoRow, IntakeDraftRow
 from pdn_ops.core import photos as photo_store
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
-from pdn_ops.core.errors import PermissionDenied
+from pdn_ops.core.errors import ComplaintInvalid, PermissionDenied
 from pdn_ops.core.i18n import translate
-from pdn_ops.notify.intake import IntakeReply, RegisteredAdmin
-from pdn_ops.notify.media import CheckedPhoto
-from pdn_ops.notify.model import Channel, Recipient
-from pdn_ops.notify.outbox import enqueue
+from pdn_ops.notify import Channel, CheckedPhoto, IntakeReply, Recipient, RegisteredAdmin, enqueue
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 MAX_LISTED_ASSETS = 20
@@ -143,7 +138,7 @@ class ComplaintsIntake:
         return found
 
     def _file_if_complete(self, session: Session, principal: Principal,
-                          draft: IntakeDraftRow) -> complaints.ComplaintRow | None:
+                          draft: IntakeDraftRow) -> ComplaintRow | None:
         description = "\n".join(draft.texts).strip()[:complaints.MAX_DESCRIPTION]
         stored = list(session.scalars(select(IntakeDraftPhotoRow).where(
             IntakeDraftPhotoRow.draft_id == draft.id).order_by(IntakeDraftPhotoRow.id)))
@@ -154,7 +149,7 @@ class ComplaintsIntake:
         form = complaints.Draft(asset=draft.asset, category=str(Category.OTHER), description=description)
         try:
             row = complaints.submit(session, principal, form, uploads, config=self.config)
-        except complaints.ComplaintInvalid:
+        except ComplaintInvalid:
             return None  # e.g. the asset was retired meanwhile: the draft stays open and the reply says so
         draft.complaint_id = row.id
         for photo in stored:

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from pdn_ops.complaints.sla import SlaStatus
 from pdn_ops.complaints.stats import ComplaintSnapshot
+from pdn_ops.core.metric_names import gauge
 
 SLA_LEVELS = frozenset({str(SlaStatus.AT_RISK_50), str(SlaStatus.AT_RISK_80), str(SlaStatus.BREACHED)})
 
@@ -23,10 +24,7 @@ class ComplaintCollector(Collector):
         self._read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        open_gauge = GaugeMetricFamily("pdn_complaints_open", "Open complaints by state and OPD",
-                                       labels=["opd", "state"])
-        sla_gauge = GaugeMetricFamily("pdn_complaints_sla", "Open complaints at SLA risk (at_risk_50, at_risk_80) "
-                                      "or breached, by OPD", labels=["opd", "level"])
+        open_gauge, sla_gauge = gauge("pdn_complaints_open"), gauge("pdn_complaints_sla")
         found = self._read()
         for code, state, n in found.by_state:
             open_gauge.add_metric([code, state], n)

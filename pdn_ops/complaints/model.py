@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pdn_ops.accounts.model import OPD_ROLES, STAFF_ROLES, Role
+from pdn_ops.core.errors import TransitionError
 
 
 class State(StrEnum):
@@ -83,9 +84,6 @@ RULES: dict[Action, Rule] = {
 MANUAL_ACTIONS = (Action.VERIFY, Action.RETURN, Action.START, Action.FIX, Action.CONFIRM, Action.REOPEN,
                   Action.MERGE)
 
-
-class TransitionError(ValueError):
-    """The action does not apply to the complaint's state, or the role may not take it."""
 
 
 def next_state(state: State, action: Action, role: Role | None, reason: str = "") -> State:

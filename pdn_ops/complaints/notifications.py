@@ -16,14 +16,12 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.model import Role
-from pdn_ops.accounts.tables import UserRow
+from pdn_ops.accounts import Role, UserRow
 from pdn_ops.complaints.model import RUNNING_STATES, Action
 from pdn_ops.complaints.service import ComplaintEvent, Listener
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core.db.tables import OpdRow
-from pdn_ops.notify.model import Channel, Recipient
-from pdn_ops.notify.outbox import enqueue
+from pdn_ops.notify import Channel, Recipient, enqueue
 
 # Step 5 of the procedure ("inform the OPD") and the other changes the OPD hears about; start, reopen and merge
 # are visible in the portal only (the OPD caused them, or a duplicate is folded into a complaint it already has).

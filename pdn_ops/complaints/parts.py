@@ -17,7 +17,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.model import Principal
+from pdn_ops.accounts import Principal
 from pdn_ops.complaints.intake import ComplaintsIntake
 from pdn_ops.complaints.procedure_store import LiveSettings
 from pdn_ops.complaints.queries import LinkedRuns

@@ -14,11 +14,12 @@ Form checking returns every problem at once, as ``{field: FieldError}`` whose ke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from pdn_ops.complaints.sla import SlaPolicy
+from pdn_ops.core.errors import FieldError, SettingsInvalid
 
 MAX_SLA_DAYS = 90
 MIN_AUTOCLOSE_DAYS = 0.5
@@ -45,19 +46,6 @@ class ProcedureSettings:
     def holiday_list(self) -> list[str]:
         return [d.isoformat() for d in sorted(self.holidays)]
 
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    key: str  # a catalogue key
-    params: Mapping[str, object] = field(default_factory=dict)
-
-
-class SettingsInvalid(ValueError):
-    """The proposed settings have problems; nothing was stored. ``errors`` maps each bad field to its error."""
-
-    def __init__(self, errors: Mapping[str, FieldError]) -> None:
-        self.errors = dict(errors)
-        super().__init__(", ".join(f"{k}: {v.key}" for k, v in self.errors.items()))
 
 
 def split_holidays(text: str) -> list[str]:

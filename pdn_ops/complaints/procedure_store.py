@@ -26,7 +26,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.accounts import Principal, Role
 from pdn_ops.complaints.model import RUNNING_STATES
 from pdn_ops.complaints.procedure import ProcedureSettings, changes
 from pdn_ops.complaints.service import Terms, _store_clock, clock_of

@@ -15,8 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Integer, Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.model import Principal
-from pdn_ops.accounts.tables import UserRow
+from pdn_ops.accounts import Principal, UserRow
 from pdn_ops.complaints import timeline as tl
 from pdn_ops.complaints.model import State
 from pdn_ops.complaints.service import get

@@ -11,7 +11,7 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from pdn_ops.accounts.deps import CurrentUser
+from pdn_ops.accounts import CurrentUser
 from pdn_ops.complaints import pdf
 from pdn_ops.complaints import reports as complaint_reports
 from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts

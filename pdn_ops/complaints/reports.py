@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.model import Principal
+from pdn_ops.accounts import Principal
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints import timeline as tl

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts import service as accounts
-from pdn_ops.accounts.deps import CurrentUser, OpdAdmin, OpdUser, Staff, current_principal
+from pdn_ops import accounts, health
+from pdn_ops.accounts import CurrentUser, OpdAdmin, OpdUser, Staff, current_principal
 from pdn_ops.complaints import pdf
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import reports as complaint_reports
@@ -27,11 +27,9 @@ from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts, PlaybookCho
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core import fleet, photos
 from pdn_ops.core.db.tables import utcnow
-from pdn_ops.core.errors import NotFound
+from pdn_ops.core.errors import ComplaintInvalid, NotFound, PhotoRefused
 from pdn_ops.core.parts import CoreParts
-from pdn_ops.health import queries as health_queries
-from pdn_ops.health.queries import TargetDetail
-from pdn_ops.health.routes import when_formatter
+from pdn_ops.health import TargetDetail, when_formatter
 from pdn_ops.web.deps import Ctx, DbSession, get_language, get_session, unit_of_work
 from pdn_ops.web.templating import render, translators
 
@@ -90,7 +88,7 @@ def queue(request: Request, user: Staff, session: DbSession, config: Config, cur
 
 
 def _form(request: Request, parts: ComplaintsParts, session: Session, user: accounts.Principal, *,
-          draft: complaints.Draft, errors: Mapping[str, str], photo_error: photos.PhotoRefused | None,
+          draft: complaints.Draft, errors: Mapping[str, str], photo_error: PhotoRefused | None,
           row: ComplaintRow | None, status_code: int = 200) -> HTMLResponse:
     found = complaints.assets(session, user)
     health = asset_health(parts, session, [a.ref for a in found])
@@ -117,10 +115,10 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
             else:
                 row = complaints.resubmit(session, user, complaint_id, draft, uploads, config=config)
             target = row.id
-    except (complaints.ComplaintInvalid, photos.PhotoRefused) as exc:
+    except (ComplaintInvalid, PhotoRefused) as exc:
         # Refused: say why, keep everything typed (files must be chosen again: browsers cannot refill them).
-        errors = exc.errors if isinstance(exc, complaints.ComplaintInvalid) else {}
-        photo_error = exc if isinstance(exc, photos.PhotoRefused) else None
+        errors = exc.errors if isinstance(exc, ComplaintInvalid) else {}
+        photo_error = exc if isinstance(exc, PhotoRefused) else None
         with ctx.sessions() as session:
             row_now = complaints.get(session, user, complaint_id) if complaint_id else None
             return _form(request, parts, session, user, draft=draft, errors=errors, photo_error=photo_error,
@@ -170,9 +168,9 @@ def _asset_detail(session: Session, user: accounts.Principal, row: ComplaintRow)
         return None
     try:
         if row.vm_id is not None:
-            return health_queries.vm_detail(session, row.vm_id)
+            return health.vm_detail(session, row.vm_id)
         if row.site_id is not None:
-            return health_queries.site_detail(session, row.site_id)
+            return health.site_detail(session, row.site_id)
     except NotFound:
         return None  # retired from the inventory since the complaint was filed
     return None
@@ -209,7 +207,7 @@ def add_note(ctx: Ctx, user: Staff, row: Scoped, body: Annotated[str, Form(max_l
     try:
         with unit_of_work(ctx) as session:
             complaints.add_note(session, user, row.id, body)
-    except complaints.ComplaintInvalid:
+    except ComplaintInvalid:
         pass  # an empty note is simply not added; the page shows the notes as they are
     return RedirectResponse(f"/complaints/{row.id}#notes", status_code=303)
 

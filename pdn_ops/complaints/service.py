@@ -22,13 +22,13 @@ from typing import Any, Protocol
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts.model import Principal, Role
-from pdn_ops.complaints.model import RUNNING_STATES, Action, Category, State, TransitionError, next_state
+from pdn_ops.accounts import Principal, Role
+from pdn_ops.complaints.model import RUNNING_STATES, Action, Category, State, next_state
 from pdn_ops.complaints.sla import DAY, SlaClock, SlaPolicy, SlaStatus, status_for_fraction
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
 from pdn_ops.core import photos
 from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow, utcnow
-from pdn_ops.core.errors import Conflict, NotFound, PdnOpsError, PermissionDenied
+from pdn_ops.core.errors import ComplaintInvalid, Conflict, NotFound, PermissionDenied, TransitionError
 
 MAX_DESCRIPTION = 5000
 MIN_DESCRIPTION = 10
@@ -119,13 +119,6 @@ class ComplaintConfig:
         return self.terms_in(session).policy
 
 
-class ComplaintInvalid(PdnOpsError):
-    """The form has problems; ``errors`` maps a field to a catalogue key. Nothing was stored."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
-
 
 # --- tenancy ---------------------------------------------------------------------------------------------------
 
@@ -138,7 +131,7 @@ def get(session: Session, principal: Principal, complaint_id: int, *, for_update
     stmt = scoped(select(ComplaintRow).where(ComplaintRow.id == complaint_id), principal)
     if for_update:
         stmt = stmt.with_for_update()
-    row = session.scalar(stmt)
+    row: ComplaintRow | None = session.scalar(stmt)
     if row is None:
         raise NotFound("no such complaint")
     return row

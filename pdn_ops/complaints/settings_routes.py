@@ -14,13 +14,12 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from pdn_ops.accounts.deps import Staff, Supervisor
-from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.accounts import Principal, Role, Staff, Supervisor
 from pdn_ops.complaints import procedure_store as procedure_settings
 from pdn_ops.complaints.parts import Parts
-from pdn_ops.complaints.procedure import ProcedureSettings, SettingsInvalid, check
+from pdn_ops.complaints.procedure import ProcedureSettings, check
 from pdn_ops.complaints.procedure_store import LiveSettings, Stored
-from pdn_ops.core.errors import Conflict
+from pdn_ops.core.errors import Conflict, SettingsInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work

@@ -1,9 +1,23 @@
-"""The one exception tree of pdn-ops.
+"""The one exception tree of pdn-ops: every error it raises on purpose is defined here, and nowhere else.
 
     PdnOpsError
     ├── ConfigError                 settings or inventory are wrong; a person must edit a file
-    │   └── InventoryError          carries every problem found, each as FILE:LINE: key.path: message
+    │   ├── InventoryError          carries every problem found, each as FILE:LINE: key.path: message
+    │   └── YamlSyntaxError         a YAML file does not parse (its line and the parser's message)
     ├── DatabaseNotReady            the schema is missing or behind; run `pdn-ops db upgrade`
+    ├── InvalidInput                a form or request a person can correct; nothing was stored
+    │   ├── FormInvalid             ``errors`` maps each bad field to a catalogue key
+    │   │   ├── ComplaintInvalid    the complaint form
+    │   │   ├── UserInvalid         the users screen
+    │   │   └── RuleInvalid         an automatic rule ...
+    │   │       └── WindowInvalid   ... or a maintenance window
+    │   ├── SettingsInvalid         the complaint procedure's settings (``errors``: field -> FieldError)
+    │   ├── PhotoRefused            an uploaded photo (``reason`` is a catalogue key)
+    │   ├── WeakPassword            a new password too short
+    │   └── WebhookMalformed        a provider's webhook body of the wrong shape (answered 400)
+    ├── LoginRefused                a login that does not happen
+    │   ├── LoginFailed             unknown user, wrong password or inactive account: one answer for all three
+    │   └── LoginThrottled          too many failed attempts recently
     ├── CollectorError              a collector could not observe its target
     │   ├── TargetUnreachable       transient: refused, timeout, DNS; retried on the next cycle
     │   ├── AuthFailed              permanent until a person acts: token revoked, key refused
@@ -11,9 +25,12 @@
     │   └── UnexpectedResponse      the peer answered something we cannot interpret
     ├── RemediationError            an action could not be carried out
     │   ├── PolicyRefused           refused before any side effect (bad parameter, cooldown, approval)
-    │   └── ActionFailed            the side effect was attempted and failed
+    │   │   └── Refused             the pure rules' refusal (``pdn_ops.runs.model``)
+    │   ├── CheckFailed             a playbook's check found the target where the playbook must stop
+    │   └── HostKeyRefused          a remediation's SSH peer did not present the pinned host key
     ├── NotFound / Conflict / PermissionDenied   domain outcomes that the web layer maps to 404/409/403
-    ├── DeliveryError               a notification could not be handed to a provider (issue 7)
+    │                   └── TransitionError (a Conflict): the complaint's state does not allow the action
+    ├── DeliveryError               a notification could not be handed to a provider
     │   ├── DeliveryRetryable       transient: provider down, 5xx, 429, refused; retried with backoff
     │   ├── DeliveryRejected        permanent: the provider refused this message (bad number, 4xx); failed
     │   └── DeliveryUnknown         the request may have reached the provider: outcome unknown, never blindly resent
@@ -22,10 +39,16 @@
 Library errors (requests, paramiko, aiohttp, SQLAlchemy) are translated where they are caught and chained with
 ``raise ... from exc`` so the original stays in the traceback but never in a user-facing message.
 A CollectorError also carries ``failure``, the bounded reason (a ``FailureClass`` value such as "auth" or
-"node_offline") that collectors put in their observations and metrics.
+"node_offline") that collectors put in their observations and metrics. Some errors are also ``ValueError`` (the
+pure models' refusals, a malformed webhook): callers that knew them as such still catch them.
+
+Standard library only: the pure models import it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 class PdnOpsError(Exception):
@@ -46,10 +69,91 @@ class InventoryError(ConfigError):
         super().__init__("\n".join(problems))
 
 
+class YamlSyntaxError(ConfigError):
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}")
+
+
 class DatabaseNotReady(PdnOpsError):
     """The database schema is missing or older than this version of pdn-ops."""
 
 
+# --- input a person corrects --------------------------------------------------------------------------------------
+class InvalidInput(PdnOpsError):
+    """A form or request with problems a person can correct; nothing was stored."""
+
+
+class FormInvalid(InvalidInput):
+    """The form has problems; ``errors`` maps a field to a catalogue key. Nothing was stored."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+class ComplaintInvalid(FormInvalid):
+    """The complaint form has problems."""
+
+
+class UserInvalid(FormInvalid):
+    """The users screen's form has problems."""
+
+
+class RuleInvalid(FormInvalid):
+    """The automatic rule form has problems."""
+
+
+class WindowInvalid(RuleInvalid):
+    """The maintenance window form has problems."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    key: str  # a catalogue key
+    params: Mapping[str, object] = field(default_factory=dict)
+
+
+class SettingsInvalid(InvalidInput, ValueError):
+    """The proposed settings have problems; nothing was stored. ``errors`` maps each bad field to its error."""
+
+    def __init__(self, errors: Mapping[str, FieldError]) -> None:
+        self.errors = dict(errors)
+        super().__init__(", ".join(f"{k}: {v.key}" for k, v in self.errors.items()))
+
+
+class PhotoRefused(InvalidInput):
+    """An upload is not an acceptable photo; ``reason`` is a catalogue key, ``name`` the cleaned file name."""
+
+    def __init__(self, reason: str, name: str) -> None:
+        self.reason = reason
+        self.name = name
+        super().__init__(f"{name}: {reason}")
+
+
+class WeakPassword(InvalidInput):
+    """The password is too short."""
+
+
+class WebhookMalformed(InvalidInput, ValueError):
+    """The body is not JSON of the expected shape (answered 400, nothing processed)."""
+
+
+# --- logging in ----------------------------------------------------------------------------------------------------
+class LoginRefused(PdnOpsError):
+    """A login that does not happen."""
+
+
+class LoginFailed(LoginRefused):
+    """Unknown user, wrong password or inactive account: one answer for all three."""
+
+
+class LoginThrottled(LoginRefused):
+    """Too many failed attempts recently."""
+
+
+# --- collectors ----------------------------------------------------------------------------------------------------
 class CollectorError(PdnOpsError):
     """A collector could not observe its target; ``failure`` is the bounded reason (a FailureClass value)."""
 
@@ -83,6 +187,7 @@ class UnexpectedResponse(CollectorError):
     default_failure = "protocol"
 
 
+# --- remediation ---------------------------------------------------------------------------------------------------
 class RemediationError(PdnOpsError):
     """A remediation action could not be carried out."""
 
@@ -91,10 +196,19 @@ class PolicyRefused(RemediationError):
     """Refused before any side effect: bad parameter, cooldown, missing approval, another run active."""
 
 
-class ActionFailed(RemediationError):
-    """The side effect was attempted and did not succeed."""
+class Refused(PolicyRefused, ValueError):
+    """A request the pure rules (``pdn_ops.runs.model``) refuse."""
 
 
+class CheckFailed(RemediationError):
+    """A check found the target in a state where the playbook must stop (refusal or failed verification)."""
+
+
+class HostKeyRefused(RemediationError):
+    """The server's host key is not the pinned one (or none is pinned)."""
+
+
+# --- domain outcomes -----------------------------------------------------------------------------------------------
 class NotFound(PdnOpsError):
     """The object does not exist, or the caller may not know that it exists."""
 
@@ -103,11 +217,15 @@ class Conflict(PdnOpsError):
     """The request conflicts with the current state (for example another active run)."""
 
 
+class TransitionError(Conflict, ValueError):
+    """The action does not apply to the complaint's state, or the role may not take it."""
+
+
 class PermissionDenied(PdnOpsError):
     """The caller is known but may not do this."""
 
 
-# --- notifications (issue 7) -------------------------------------------------------------------------------------
+# --- notifications -------------------------------------------------------------------------------------------------
 class DeliveryError(PdnOpsError):
     """A notification could not be handed to its provider."""
 

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from pdn_ops.core import contacts, yaml_lines
-from pdn_ops.core.errors import ConfigError, InventoryError
+from pdn_ops.core.errors import ConfigError, InventoryError, YamlSyntaxError
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"  # pydantic patterns use Rust regex: $ is the absolute end
 # systemd unit names: no shell metacharacters, no leading dash, no whitespace or newline (\Z, not $).
@@ -296,7 +296,7 @@ def parse_inventory(text: str, filename: str = "<inventory>") -> Inventory:
     """Validate inventory text; raises InventoryError listing every problem as FILE:LINE: key.path: message."""
     try:
         located = yaml_lines.load(text)
-    except yaml_lines.YamlSyntaxError as exc:
+    except YamlSyntaxError as exc:
         raise InventoryError([f"{filename}:{exc.line}: (syntax): {exc.message}"]) from None
     problems: list[tuple[int, str, str]] = []
     for path, line in located.duplicates:

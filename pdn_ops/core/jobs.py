@@ -9,9 +9,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.core.db.engine import transaction
@@ -112,3 +113,27 @@ class JobWrapper:
             status = JobStatusRow(job=spec.name, kind=spec.kind, runs_total=0, errors_total=0, last_error="")
             session.add(status)
         return status
+
+
+# A job run is evidence for "why did the collector stop?" questions; two weeks cover any such question, and at
+# about 10,000 runs a day (the automatic rules alone run every 15 s) the table would otherwise grow without end.
+JOB_RUNS_RETENTION = timedelta(days=14)
+RETENTION_INTERVAL_S = 3600.0
+
+
+def purge_job_runs(session: Session, *, keep: timedelta = JOB_RUNS_RETENTION, now: datetime | None = None) -> int:
+    """Delete finished job runs older than ``keep``; a run still marked running is kept (its process may have died,
+    and that is worth seeing). Returns how many rows went."""
+    cutoff = (now or utcnow()) - keep
+    result = session.execute(delete(JobRunRow).where(JobRunRow.finished_at.is_not(None),
+                                                     JobRunRow.started_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def retention_jobs(keep: timedelta = JOB_RUNS_RETENTION) -> list[JobSpec]:
+    """The core's own upkeep: old job runs go."""
+
+    def purge(session: Session, _: object) -> object:
+        return purge_job_runs(session, keep=keep)
+
+    return [JobSpec("core:job-runs-retention", "maintenance", RETENTION_INTERVAL_S, collect_nothing, purge)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pdn_ops.core.errors import PdnOpsError
+from pdn_ops.core.errors import PhotoRefused
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40-megapixel phone photo is fine; a 50,000 x 50,000 "bomb" is not
@@ -24,14 +24,6 @@ MAX_PHOTOS = 5
 THUMB_SIZE = (320, 320)
 FORMATS = {"JPEG": ("image/jpeg", ".jpg"), "PNG": ("image/png", ".png"), "WEBP": ("image/webp", ".webp")}
 
-
-class PhotoRefused(PdnOpsError):
-    """An upload is not an acceptable photo; ``reason`` is a catalogue key, ``name`` the cleaned file name."""
-
-    def __init__(self, reason: str, name: str) -> None:
-        self.reason = reason
-        self.name = name
-        super().__init__(f"{name}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

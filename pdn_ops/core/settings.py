@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     health_raw_retention_days: int = Field(default=14, ge=1, le=3650)
     health_stale_after_seconds: int = Field(default=900, ge=30)
 
-    # --- notifications (issue 7): WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
+    # --- notifications: WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
     # Every secret is a SecretStr and can come from a file instead (PDN_OPS_<NAME>_FILE), as container secrets do.
     public_url: str = "http://127.0.0.1:8000"  # base of the links sent in messages
     notify_worker: bool = True  # start the outbox and inbound workers inside `serve`

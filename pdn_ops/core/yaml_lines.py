@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from pdn_ops.core.errors import YamlSyntaxError
+
 Path_ = tuple[str | int, ...]
 
 
@@ -30,12 +32,6 @@ class LocatedYaml:
             probe = probe[:-1]
         return self.lines.get((), 1)
 
-
-class YamlSyntaxError(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        self.line = line
-        self.message = message
-        super().__init__(f"line {line}: {message}")
 
 
 def load(text: str) -> LocatedYaml:

@@ -1,1 +1,21 @@
-"""Health: collectors' observations become per-target states, events, history, the fleet and /metrics."""
+"""Health: collectors' observations become per-target states, events, history, the fleet and /metrics.
+
+This module is the feature's public face: other features import from here, never from its modules."""
+
+from __future__ import annotations
+
+from pdn_ops.health.model import Reason, guest_findings
+from pdn_ops.health.queries import TargetDetail, site_detail, vm_detail
+from pdn_ops.health.routes import when_formatter
+from pdn_ops.health.tables import HealthCheckRow, HealthTargetRow
+
+__all__ = [
+    "HealthCheckRow",
+    "HealthTargetRow",
+    "Reason",
+    "TargetDetail",
+    "guest_findings",
+    "site_detail",
+    "vm_detail",
+    "when_formatter",
+]

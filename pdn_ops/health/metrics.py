@@ -28,12 +28,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from pdn_ops.core.metric_names import SERIES, counter, gauge
 from pdn_ops.health.queries import HealthSnapshot
 
 SNAPSHOT_TTL_S = 5.0
@@ -114,10 +114,6 @@ class SnapshotCache:
             self._loaded_at = float("-inf")
 
 
-def _gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=labels, unit=unit)
-
-
 # --- fleet-sized families: written directly -----------------------------------------------------------------
 # prometheus_client's generic formatter costs about 10 us per sample; 2,000 sites and 2,000 VMs make ~30,000
 # samples, far over the 100 ms budget of a scrape. These families are therefore rendered by a purpose-built
@@ -125,46 +121,14 @@ def _gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetri
 # go through prometheus_client collectors and the registry. Both halves are checked by `promtool check metrics`.
 
 
-@dataclass(frozen=True, slots=True)
-class Family:
-    name: str
-    help: str
-    labels: tuple[str, ...]
-
-
-SITE = ("site_id", "opd")
-VM = ("vm_id", "cluster", "vmid", "opd")
-GUEST = ("vm_id", "opd")
-FAMILIES = (
-    Family("pdn_target_state", "Current health state of a target (1 for the current state).",
-           ("kind", "target", "opd", "state")),
-    Family("pdn_site_up", "1 when the site answers as expected (UP or DEGRADED), 0 when DOWN.", SITE),
-    Family("pdn_site_dependency_down", "1 when the site is down because its VM, node or cluster is.", SITE),
-    Family("pdn_site_response_seconds", "Total time of the latest site check.", SITE),
-    Family("pdn_site_http_status_code", "HTTP status of the latest site check.", SITE),
-    Family("pdn_tls_cert_expiry_timestamp_seconds", "Expiry of the site's TLS certificate (Unix time).", SITE),
-    # Days are what people ask for, but Prometheus names carry base units (promtool refuses "_days"):
-    # dashboards and rules divide by 86400.
-    Family("pdn_tls_cert_expiry_remaining_seconds", "Time left until the site's TLS certificate expires.", SITE),
-    Family("pdn_vm_up", "1 when Proxmox reports the VM running, 0 when not.", VM),
-    Family("pdn_vm_dependency_down", "1 when the VM is down because its node or cluster is.", VM),
-    Family("pdn_vm_cpu_ratio", "CPU use of the VM as a ratio of its allocated CPUs.", VM),
-    Family("pdn_vm_cpus", "CPUs allocated to the VM.", VM),
-    Family("pdn_vm_memory_used_bytes", "Memory used by the VM.", VM),
-    Family("pdn_vm_memory_total_bytes", "Memory allocated to the VM.", VM),
-    Family("pdn_vm_disk_used_bytes", "Disk used by the VM as Proxmox reports it.", VM),
-    Family("pdn_vm_disk_total_bytes", "Disk allocated to the VM.", VM),
-    Family("pdn_guest_up", "1 when the SSH check of the guest succeeds, 0 when it fails.", GUEST),
-    Family("pdn_guest_filesystem_used_ratio", "Used ratio of a guest filesystem (its fullest ten).",
-           (*GUEST, "mount")),
-    Family("pdn_guest_memory_available_bytes", "Memory available inside the guest.", GUEST),
-    Family("pdn_guest_memory_total_bytes", "Memory seen inside the guest.", GUEST),
-    Family("pdn_guest_load1", "One-minute load average inside the guest.", GUEST),
-    Family("pdn_guest_services_inactive", "Declared services of the guest that are not active.", GUEST),
-    Family("pdn_guest_failed_units", "systemd units in failed state inside the guest.", GUEST),
-    Family("pdn_node_up", "1 when the Proxmox node is online, 0 when offline.", ("cluster", "node")),
-    Family("pdn_cluster_up", "1 when the cluster's API answers, 0 when it is DOWN.", ("cluster",)),
-)
+# The fleet-sized families, in the order they are written (names, labels and help: pdn_ops.core.metric_names).
+FAMILIES = tuple(SERIES[name] for name in (
+    "pdn_target_state", "pdn_site_up", "pdn_site_dependency_down", "pdn_site_response_seconds",
+    "pdn_site_http_status_code", "pdn_tls_cert_expiry_timestamp_seconds", "pdn_tls_cert_expiry_remaining_seconds",
+    "pdn_vm_up", "pdn_vm_dependency_down", "pdn_vm_cpu_ratio", "pdn_vm_cpus", "pdn_vm_memory_used_bytes",
+    "pdn_vm_memory_total_bytes", "pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes", "pdn_guest_up",
+    "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
+    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_node_up", "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
 VM_VALUES = (("pdn_vm_cpu_ratio", "cpu"), ("pdn_vm_cpus", "maxcpu"), ("pdn_vm_memory_used_bytes", "mem"),
@@ -276,15 +240,10 @@ class JobCollector(Collector):
 
 
 def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
-    labels = ["collector", "kind"]
-    runs = CounterMetricFamily("pdn_collector_runs", "Runs of a scheduled job (collectors and maintenance).",
-                               labels=labels)
-    errors = CounterMetricFamily("pdn_collector_errors", "Runs of a scheduled job that ended in an error.",
-                                 labels=labels)
-    duration = _gauge("pdn_collector_last_duration_seconds", "Duration of the job's latest run.", labels)
-    success = _gauge("pdn_collector_last_run_success", "1 when the job's latest run succeeded, 0 when it failed.",
-                     labels)
-    last_ok = _gauge("pdn_collector_last_success_timestamp_seconds", "When the job last succeeded.", labels)
+    runs, errors = counter("pdn_collector_runs"), counter("pdn_collector_errors")
+    duration = gauge("pdn_collector_last_duration_seconds")
+    success = gauge("pdn_collector_last_run_success")
+    last_ok = gauge("pdn_collector_last_success_timestamp_seconds")
     for job in snap.jobs:
         values = [job.job, job.kind]
         runs.add_metric(values, job.runs_total)
@@ -295,20 +254,10 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
             success.add_metric(values, 1.0 if job.last_ok else 0.0)
         if job.last_success_at is not None:
             last_ok.add_metric(values, job.last_success_at.timestamp())
-    taken = _gauge("pdn_health_snapshot_timestamp_seconds", "When the state snapshot behind this scrape was read.",
-                   [])
+    taken = gauge("pdn_health_snapshot_timestamp_seconds")
     taken.add_metric([], snap.taken_at.timestamp())
     yield from (runs, errors, duration, success, last_ok, taken)
 
-
-# === complaints and SLA: the complaints area (issue 5) ========================================================
-# deploy/prometheus/rules and deploy/grafana use these names (pdn_ops/complaints/metrics.py defines them):
-#   pdn_complaints_open{opd,state}      gauge: open complaints per OPD code and complaint state
-#   pdn_complaints_sla{opd,level}       gauge: open complaints at SLA risk (level at_risk_50 | at_risk_80) or breached
-# === remediation: the remediation area (issue 6) ===============================================================
-#   pdn_remediation_runs_total{playbook,outcome}   counter: playbook runs by outcome (succeeded|failed|unknown)
-#   pdn_remediation_running{playbook}              gauge: runs in progress
-# ==============================================================================================================
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """The small families: jobs and other areas' collectors (the fleet-sized ones come from ``render_health``)."""

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from pdn_ops.accounts.deps import Staff
+from pdn_ops.accounts import Staff
 from pdn_ops.core.errors import NotFound
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pdn_ops.lab.lab import Lab, LabError
+    from pdn_ops.lab.errors import LabError
+    from pdn_ops.lab.lab import Lab
 
 __all__ = ["Lab", "LabError"]
 

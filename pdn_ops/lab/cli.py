@@ -68,7 +68,8 @@ def wait_for_signal() -> int:
 def up(nodes: int, vms: int, sites: int, guests: int | None, time_scale: float, directory: Path | None,
        as_json: bool) -> None:
     """Run a lab in the foreground until Ctrl-C (or SIGTERM); write its inventory file."""
-    from pdn_ops.lab.lab import Lab, LabError
+    from pdn_ops.lab.errors import LabError
+    from pdn_ops.lab.lab import Lab
 
     directory = directory or default_dir()
     quiet_access_log()

@@ -64,7 +64,7 @@ class ControlServer:
                 if name == "status":
                     answer = {"ok": True, "result": self._status()}
                 else:
-                    from pdn_ops.lab.lab import LabError
+                    from pdn_ops.lab.errors import LabError
 
                     try:
                         result = await asyncio.get_running_loop().run_in_executor(
@@ -82,7 +82,7 @@ class ControlServer:
 
 def refuse_if_running(workdir: Path) -> None:
     """Two labs in one directory would overwrite each other's keys and inventory."""
-    from pdn_ops.lab.lab import LabError
+    from pdn_ops.lab.errors import LabError
 
     path = Path(workdir) / SOCKET_NAME
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -123,7 +123,7 @@ class LabDemoPanel:
         return [("stop_vm", {"vmid": vmid})]
 
     def _apply(self, item: DemoAction) -> None:
-        from pdn_ops.lab.lab import LabError
+        from pdn_ops.lab.errors import LabError
 
         self._set(item, "running", "")
         done = []

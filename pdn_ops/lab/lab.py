@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pdn_ops.lab.errors import LabError
 from pdn_ops.lab.guests import SSHD, GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
 from pdn_ops.lab.pve import LabPve, size_bytes
@@ -55,10 +56,6 @@ OTHER_SERVICES = ["postgresql.service"]
 CALL_TIMEOUT = 30.0
 RETRY_SECS = 1.0
 SHUTDOWN_SECS, START_SECS, STOP_SECS = 8, 3, 1
-
-
-class LabError(RuntimeError):
-    """The lab could not start or a lab operation failed."""
 
 
 def _bindable(address: str, port: int) -> bool:

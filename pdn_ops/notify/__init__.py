@@ -10,4 +10,23 @@ the outbox, the inbound handlers and the worker do. Seams:
 - ``pdn_ops.notify.worker.start_notify_worker``: the worker thread inside the service;
 - ``pdn_ops.notify.routes``: GET/POST ``/webhooks/whatsapp``;
 - ``pdn_ops.notify.metrics.NotifyCollector``: registered by the central metrics module.
-"""
+
+
+This module is the feature's public face: other features import from here, never from its modules."""
+
+from __future__ import annotations
+
+from pdn_ops.notify.intake import IntakeReply, RegisteredAdmin
+from pdn_ops.notify.media import CheckedPhoto
+from pdn_ops.notify.model import Channel, Recipient
+from pdn_ops.notify.outbox import alert_engineers, enqueue
+
+__all__ = [
+    "Channel",
+    "CheckedPhoto",
+    "IntakeReply",
+    "Recipient",
+    "RegisteredAdmin",
+    "alert_engineers",
+    "enqueue",
+]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pdn_ops.core import photos
-from pdn_ops.core.errors import MediaRefused
+from pdn_ops.core.errors import MediaRefused, PhotoRefused
 
 # One set of rules for every way a photo arrives: the portal's (pdn_ops.core.photos).
 MAX_BYTES: Final = photos.MAX_BYTES
@@ -38,7 +38,7 @@ def check_photo(content: bytes) -> CheckedPhoto:
     """The photo if acceptable; otherwise MediaRefused whose ``args[0]`` is a catalogue key naming the reason."""
     try:
         image = photos.inspect(content, "media")
-    except photos.PhotoRefused as exc:
+    except PhotoRefused as exc:
         raise MediaRefused(_REASONS.get(exc.reason, "notify.media.broken")) from exc
     with image:
         return CheckedPhoto(content=content, mime_type=FORMATS[image.format or ""], width=image.width,

@@ -1,11 +1,11 @@
 """Prometheus series for notifications, read from the outbox at scrape time (nothing kept in process memory).
 
-    pdn_ops_notifications{channel, status}        messages in the outbox by channel and outcome
-    pdn_ops_notify_oldest_undelivered_seconds     age of the oldest message not yet handed to a provider
-    pdn_ops_notify_inbound_pending                inbound messages recorded and not yet acted on
+    pdn_notifications{channel, status}        messages in the outbox by channel and outcome
+    pdn_notify_oldest_undelivered_seconds     age of the oldest message not yet handed to a provider
+    pdn_notify_inbound_pending                inbound messages recorded and not yet acted on
 
-The collector is handed a ``snapshot`` callable (``services.notify_outbox.snapshot_reader(sessionmaker)``)
-and is registered in the central ``pdn_ops.health.metrics`` module. Labels are bounded: two
+The collector is handed a ``snapshot`` callable (``pdn_ops.notify.outbox.snapshot_reader(sessionmaker)``) and is
+registered with /metrics by the composition root. Labels are bounded: two
 channels times six statuses; no address or user text ever becomes a label.
 """
 
@@ -15,9 +15,10 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from pdn_ops.core.metric_names import gauge
 from pdn_ops.notify.model import Channel, Status
 
 log = logging.getLogger(__name__)
@@ -42,17 +43,16 @@ class NotifyCollector(Collector):
         except Exception:  # a scrape must not fail as a whole because the database blinked; say so in the log
             log.exception("notification metrics: cannot read the outbox")
             return
-        by_status = GaugeMetricFamily("pdn_ops_notifications", "Notifications in the outbox by channel and status",
-                                      labels=["channel", "status"])
+        by_status = gauge("pdn_notifications")
         for channel in Channel:
             for status in Status:
                 by_status.add_metric([channel.value, status.value],
                                      snap.counts.get((channel.value, status.value), 0))
         yield by_status
-        yield GaugeMetricFamily("pdn_ops_notify_oldest_undelivered_seconds",
-                                "Age of the oldest notification not yet handed to a provider (0 when none)",
-                                value=snap.oldest_undelivered_seconds)
-        yield GaugeMetricFamily("pdn_ops_notify_inbound_pending",
-                                "Inbound WhatsApp and e-mail messages recorded and not yet acted on",
-                                value=snap.inbound_pending)
+        oldest = gauge("pdn_notify_oldest_undelivered_seconds")
+        oldest.add_metric([], snap.oldest_undelivered_seconds)
+        pending = gauge("pdn_notify_inbound_pending")
+        pending.add_metric([], snap.inbound_pending)
+        yield oldest
+        yield pending
 

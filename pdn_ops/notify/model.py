@@ -53,7 +53,7 @@ EVENTS: Final[dict[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec("intake_incomplete", True, ("number", "missing")),
 )}
 
-# Events engineers receive (issue 7: "engineers get SLA-at-risk and remediation-failed alerts").
+# Events engineers receive ("engineers get SLA-at-risk and remediation-failed alerts").
 ENGINEER_EVENTS: Final = frozenset({"sla_at_risk", "remediation_failed"})
 
 

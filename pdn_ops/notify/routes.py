@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.errors import WebhookMalformed
 from pdn_ops.notify.channels import whatsapp_webhook as webhook
 from pdn_ops.notify.inbound import record_webhook
 from pdn_ops.web.deps import Ctx
@@ -65,7 +66,7 @@ async def receive(request: Request, ctx: Ctx) -> Response:
         return JSONResponse({"detail": "invalid signature"}, status_code=403)
     try:
         messages, statuses = webhook.parse(raw)
-    except webhook.WebhookMalformed as exc:
+    except WebhookMalformed as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
     def _record() -> dict[str, int]:
         with transaction(ctx.sessions) as session:

@@ -19,11 +19,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pdn_ops.complaints.notifications import engineer_recipients
+from pdn_ops.complaints import engineer_recipients
 from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.core.i18n import catalogue, translate
-from pdn_ops.notify.model import Recipient
-from pdn_ops.notify.outbox import alert_engineers
+from pdn_ops.notify import Recipient, alert_engineers
 from pdn_ops.runs import model as rem
 from pdn_ops.runs.tables import RemediationRunRow
 

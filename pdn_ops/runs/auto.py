@@ -25,14 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pdn_ops.core.db.tables import AuditRow, utcnow
-from pdn_ops.core.errors import Conflict, NotFound, PdnOpsError, PolicyRefused
+from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused, Refused, RuleInvalid, WindowInvalid
 from pdn_ops.core.inventory import Inventory
-from pdn_ops.health.model import Reason, guest_findings
-from pdn_ops.health.tables import HealthCheckRow
+from pdn_ops.health import HealthCheckRow, Reason, guest_findings
 from pdn_ops.runs import model as rem
 from pdn_ops.runs import service as svc
 from pdn_ops.runs.closure import linked_targets
 from pdn_ops.runs.tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
+from remediation import registry
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,6 @@ def evaluate_all(session: Session, inventory: Inventory, *, policy: rem.Policy, 
 
 # --- rules ---------------------------------------------------------------------------------------------------------
 
-class RuleInvalid(PdnOpsError):
-    """The rule form has problems; ``errors`` maps a field to a catalogue key. Nothing was stored."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
-
 
 @dataclass(frozen=True, slots=True)
 class RuleView:
@@ -167,7 +160,7 @@ def _retired(session: Session, rule_ids: list[int]) -> set[int]:
 
 
 def _view(row: AutoRuleRow, policy: rem.Policy, *, retired: bool = False) -> RuleView:
-    risk = svc.registry.playbook(row.playbook).risk if row.playbook in svc.registry.PLAYBOOKS else rem.Risk.HIGH
+    risk = registry.playbook(row.playbook).risk if row.playbook in registry.PLAYBOOKS else rem.Risk.HIGH
     rule = rem.AutoRule(target=row.target, playbook=row.playbook, vm_status=row.vm_status)
     return RuleView(row.id, row.target, row.playbook, row.min_failed_checks, row.vm_status, dict(row.params or {}),
                     row.enabled, rem.auto_approvals_needed(rule, risk, policy) > 0, row.created_by, row.created_at,
@@ -213,7 +206,7 @@ def create_rule(session: Session, inventory: Inventory, *, target: str, playbook
     errors: dict[str, str] = {}
     if inventory.vm(target) is None:
         errors["target"] = "remediation.auto.error.target"
-    if playbook not in svc.registry.PLAYBOOKS:
+    if playbook not in registry.PLAYBOOKS:
         errors["playbook"] = "remediation.auto.error.playbook"
     checks = _whole_number(min_failed_checks)
     if checks is None or not 1 <= checks <= MAX_CHECKS:
@@ -232,7 +225,7 @@ def create_rule(session: Session, inventory: Inventory, *, target: str, playbook
     assert checks is not None
     vm = svc.vm_target(inventory, target)
     raw = dict(params)
-    svc.registry.playbook(playbook).validate(raw, vm, policy)  # PolicyRefused: the parameters are wrong
+    registry.playbook(playbook).validate(raw, vm, policy)  # PolicyRefused: the parameters are wrong
     if existing is None:
         try:
             with session.begin_nested():
@@ -283,9 +276,6 @@ def retire_rule(session: Session, rule_id: int, *, actor: str, now: datetime | N
 
 
 # --- maintenance windows -----------------------------------------------------------------------------------------
-
-class WindowInvalid(RuleInvalid):
-    """The maintenance window form has problems (``errors``: field -> catalogue key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +329,7 @@ def create_window(session: Session, inventory: Inventory | None, *, starts_at: d
     if starts_at is not None and ends_at is not None:
         try:
             rem.validate_window(starts_at, ends_at)
-        except rem.Refused:
+        except Refused:
             errors["ends_at"] = ("remediation.window.error.order" if ends_at <= starts_at
                                  else "remediation.window.error.length")
         else:

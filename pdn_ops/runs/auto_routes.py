@@ -15,9 +15,9 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from pdn_ops.accounts.deps import Staff
+from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import utcnow
-from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
+from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused, RuleInvalid, WindowInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.runs import auto
@@ -27,6 +27,7 @@ from pdn_ops.runs.model import VM_STATUSES, Policy, symptom_of
 from pdn_ops.runs.parts import runs_of
 from pdn_ops.web.deps import Ctx, DbSession, Language, get_language, unit_of_work
 from pdn_ops.web.templating import render
+from remediation import registry
 
 router = APIRouter()
 PAGE = "/remediation/automation"
@@ -81,7 +82,7 @@ def _page(request: Request, ctx: CoreParts, *, rule_form: dict[str, str] | None 
     return render(request, "remediation_automation.html", status_code=status_code, auto=enabled, rules=rules,
                   windows=windows, when=when, zone=str(tz), symptom_of=symptom_of,
                   targets=[vm.key for vm in ctx.inventory.vms] if ctx.inventory else [],
-                  playbooks=sorted(svc.registry.PLAYBOOKS), vm_statuses=VM_STATUSES,
+                  playbooks=sorted(registry.PLAYBOOKS), vm_statuses=VM_STATUSES,
                   rule_form=rule_form or {"min_failed_checks": "3", "vm_status": "stopped"},
                   rule_errors=rule_errors or {}, window_form=window_form or {},
                   window_errors=window_errors or {}, error=error, done=done if done in DONE else "")
@@ -135,7 +136,7 @@ def create_rule_page(request: Request, ctx: Ctx, staff: Staff,
             auto.create_rule(session, ctx.inventory, target=target, playbook=playbook,
                              min_failed_checks=min_failed_checks, vm_status=vm_status or None, params=parsed,
                              created_by=staff.username, policy=_policy(ctx))
-    except auto.RuleInvalid as exc:
+    except RuleInvalid as exc:
         return _page(request, ctx, rule_form=form, rule_errors=_translated(exc.errors, lang), status_code=422)
     except (PolicyRefused, NotFound) as exc:
         return _page(request, ctx, rule_form=form, rule_errors={"params": message(exc, lang)}, status_code=422)
@@ -172,7 +173,7 @@ def create_window_page(request: Request, ctx: Ctx, staff: Staff,
         with unit_of_work(ctx) as session:
             auto.create_window(session, ctx.inventory, starts_at=_local(starts_at, ctx), ends_at=_local(ends_at, ctx),
                                target=target or None, reason=reason, created_by=staff.username)
-    except auto.WindowInvalid as exc:
+    except WindowInvalid as exc:
         return _page(request, ctx, window_form=form, window_errors=_translated(exc.errors, get_language(request)),
                      status_code=422)
     return RedirectResponse(f"{PAGE}?done=window_created#windows", status_code=303)
@@ -254,7 +255,7 @@ def create_rule_api(body: RuleRequest, ctx: Ctx, session: DbSession, staff: Staf
         view = auto.create_rule(session, ctx.inventory, target=body.target, playbook=body.playbook,
                                 min_failed_checks=body.min_failed_checks, vm_status=body.vm_status,
                                 params=body.params, created_by=staff.username, policy=_policy(ctx))
-    except auto.RuleInvalid as exc:
+    except RuleInvalid as exc:
         raise _refused(exc.errors, lang) from None
     except (PolicyRefused, NotFound) as exc:
         raise HTTPException(status_code=422, detail={"message": message(exc, lang),
@@ -305,7 +306,7 @@ def window_api(body: WindowRequest, ctx: Ctx, session: DbSession, staff: Staff, 
     try:
         view = auto.create_window(session, ctx.inventory, starts_at=body.starts_at, ends_at=body.ends_at,
                                   target=body.target, reason=body.reason, created_by=staff.username, now=utcnow())
-    except auto.WindowInvalid as exc:
+    except WindowInvalid as exc:
         raise _refused(exc.errors, lang) from None
     return window_json(view)
 

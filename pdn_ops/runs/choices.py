@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pdn_ops.complaints.parts import PlaybookChoice
-from pdn_ops.complaints.tables import ComplaintRow
+from pdn_ops.complaints import ComplaintRow, PlaybookChoice
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
 from pdn_ops.core.errors import PolicyRefused
 from pdn_ops.core.inventory import Inventory

@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from pdn_ops import complaints
 from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow, utcnow
-from pdn_ops.health.tables import HealthCheckRow, HealthTargetRow
+from pdn_ops.health import HealthCheckRow, HealthTargetRow
 from pdn_ops.runs import model as rem
 from pdn_ops.runs.tables import RemediationRunRow
 
@@ -165,9 +166,8 @@ def complaint_link(config: Any) -> ComplaintLink:
     text naming internal targets. The OPD reads "fixed" in their language; the evidence (checks before and after,
     the run log) stays on the run, and the complaint's timeline shows the run's confirmation just before the fix.
     """
-    from pdn_ops.accounts.model import Principal, Role
-    from pdn_ops.complaints import service as complaints
-    from pdn_ops.complaints.model import Action, State
+    from pdn_ops.accounts import Principal, Role
+    from pdn_ops.complaints import Action, State
 
     system = Principal(user_id=0, username="pdn-ops", role=Role.ENGINEER, opd_id=None)
 

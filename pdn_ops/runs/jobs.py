@@ -17,7 +17,7 @@ REMEDIATION_ALERTS_INTERVAL_S = 60.0
 
 def remediation_jobs(inventory: Inventory, *, policy: Any = None, base_dir: Any = None,
                      public_url: str | None = None) -> list[JobSpec]:
-    """Automatic remediation (issue 6): every enabled rule evaluated against the health model, and the engineers'
+    """Automatic remediation: every enabled rule evaluated against the health model, and the engineers'
     alerts for runs that failed, ended unknown or were ineffective (``public_url``: the links in the alerts).
 
     Only the leader schedules these, so exactly one process evaluates the rules; the idempotency key and the

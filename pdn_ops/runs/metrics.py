@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
+from pdn_ops.core.metric_names import counter, gauge, histogram
 from pdn_ops.runs.service import DURATION_BUCKETS as BUCKETS
 from pdn_ops.runs.service import metric_counts
 
@@ -29,17 +30,15 @@ class RemediationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counts = metric_counts(self._sessions)
-        runs = CounterMetricFamily("pdn_remediation_runs", "Remediation runs by playbook and outcome.",
-                                   labels=["playbook", "outcome"])
+        runs = counter("pdn_remediation_runs")
         for (playbook, outcome), value in sorted(counts.outcomes.items()):
             runs.add_metric([playbook, outcome], value)
-        running = GaugeMetricFamily("pdn_remediation_running", "Remediation runs in progress.", labels=["playbook"])
+        running = gauge("pdn_remediation_running")
         for playbook, value in sorted(counts.running.items()):
             running.add_metric([playbook], value)
-        duration = HistogramMetricFamily("pdn_remediation_run_duration_seconds",
-                                         "Time from a worker claiming a run to its outcome.", labels=["playbook"])
-        for playbook, histogram in sorted(counts.durations.items()):
-            buckets = [(str(b), float(n)) for b, n in zip(BUCKETS, histogram.buckets, strict=True)]
-            buckets.append(("+Inf", float(histogram.count)))
-            duration.add_metric([playbook], buckets, histogram.sum_seconds)
+        duration = histogram("pdn_remediation_run_duration_seconds")
+        for playbook, observed in sorted(counts.durations.items()):
+            buckets = [(str(b), float(n)) for b, n in zip(BUCKETS, observed.buckets, strict=True)]
+            buckets.append(("+Inf", float(observed.count)))
+            duration.add_metric([playbook], buckets, observed.sum_seconds)
         yield from (runs, running, duration)

@@ -23,9 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-
-class Refused(ValueError):
-    """A request the rules refuse; the layers above translate it into ``pdn_ops.core.errors.PolicyRefused``."""
+from pdn_ops.core.errors import Refused
 
 
 class State(StrEnum):

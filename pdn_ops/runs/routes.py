@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from pdn_ops.accounts.deps import Staff
+from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.core.inventory import Inventory
@@ -29,6 +29,7 @@ from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
 from pdn_ops.web.templating import render
+from remediation import registry
 
 router = APIRouter()
 
@@ -183,7 +184,7 @@ def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None
         auto = svc.auto_enabled(session)
         attention = remediation_auto.attention(session, since=utcnow() - remediation_alerts.LOOKBACK)
     return render(request, "remediation_runs.html", status_code=status_code, runs=runs, targets=targets,
-                  playbooks=sorted(svc.registry.PLAYBOOKS), auto=auto, lab_demo=runs_of(ctx).lab_demo,
+                  playbooks=sorted(registry.PLAYBOOKS), auto=auto, lab_demo=runs_of(ctx).lab_demo,
                   attention=attention, form=form or {},
                   error=message(error, get_language(request)) if error is not None else None)
 

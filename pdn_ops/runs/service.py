@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, extract, fun
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pdn_ops.complaints.tables import ComplaintRow
+from pdn_ops.complaints import ComplaintRow
 from pdn_ops.core.db.tables import AuditRow, OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import ConfigError, Conflict, NotFound, PolicyRefused
 from pdn_ops.core.inventory import Inventory, resolve_secret_path

@@ -29,11 +29,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.complaints.tables import ComplaintRow
+from pdn_ops.complaints import ComplaintRow
 from pdn_ops.core.db.tables import OpdRow, utcnow
 from pdn_ops.core.errors import NotFound, PdnOpsError, PolicyRefused, TargetUnreachable, UnexpectedResponse
 from pdn_ops.core.inventory import Inventory
-from pdn_ops.health.tables import HealthCheckRow
+from pdn_ops.health import HealthCheckRow
 from pdn_ops.runs.closure import linked_targets
 from pdn_ops.runs.model import Outcome, StepStatus, suggest_snapshot
 from pdn_ops.runs.service import vm_target

@@ -11,15 +11,15 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pdn_ops.complaints import timeline as tl
+from pdn_ops.complaints import RunFact, StepFact
 from pdn_ops.runs import model as rem
 from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
 
 
-def linked_runs(session: Session, complaint_id: int) -> list[tl.RunFact]:
+def linked_runs(session: Session, complaint_id: int) -> list[RunFact]:
     run, step = RemediationRunRow, RemediationStepRow
-    runs: dict[int, tl.RunFact] = {}
-    steps: dict[int, list[tl.StepFact]] = {}
+    runs: dict[int, RunFact] = {}
+    steps: dict[int, list[StepFact]] = {}
     for r in session.execute(
             select(run.id, run.playbook, run.params, run.requested_by, run.trigger, run.approvals_needed, run.plan,
                    run.claimed_by, run.attempt, run.created_at, run.started_at, step.position, step.name,
@@ -29,14 +29,14 @@ def linked_runs(session: Session, complaint_id: int) -> list[tl.RunFact]:
             .outerjoin(step, step.run_id == run.id).where(run.complaint_id == complaint_id)
             .order_by(run.id, step.position)):
         if r.id not in runs:
-            runs[r.id] = tl.RunFact(
+            runs[r.id] = RunFact(
                 id=r.id, playbook=r.playbook, params=r.params or {}, requested_by=r.requested_by, trigger=r.trigger,
                 approvals_needed=r.approvals_needed, plan=r.plan or [], claimed_by=r.claimed_by, attempt=r.attempt,
                 created_at=r.created_at, started_at=r.started_at)
             steps[r.id] = []
         if r.position is not None:
             intent_by, result_by = rem.step_workers(r.facts)
-            steps[r.id].append(tl.StepFact(
+            steps[r.id].append(StepFact(
                 position=r.position, name=r.name, intent=r.intent, state=r.step_state, upid=r.upid, stdout=r.stdout,
                 stderr=r.stderr, detail=r.detail, reconciled=r.reconciled, intent_at=r.intent_at,
                 finished_at=r.step_finished_at, intent_by=intent_by, result_by=result_by))

@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pdn_ops.complaints.model import TransitionError
 from pdn_ops.core.errors import Conflict, NotFound, PermissionDenied
 from pdn_ops.web.templating import render
 
@@ -44,7 +43,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return await http_error(request, StarletteHTTPException(status_code=404, detail="Not Found"))
 
     @app.exception_handler(Conflict)
-    @app.exception_handler(TransitionError)
     async def domain_conflict(request: Request, exc: Exception) -> Response:
         if wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=409)

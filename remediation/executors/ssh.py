@@ -25,6 +25,7 @@ from pathlib import Path
 
 import paramiko
 
+from pdn_ops.core.errors import HostKeyRefused
 from pdn_ops.runs.model import Outcome, StepStatus, cap_output
 
 
@@ -44,9 +45,6 @@ KEEPALIVE_SECONDS = 15
 # command first (keeping its partial output); the watchdog is for calls that block inside paramiko.
 WATCHDOG_GRACE = 1.0
 
-
-class HostKeyRefused(Exception):
-    """The server's host key is not the pinned one (or none is pinned)."""
 
 
 def pinned_connection(target: SshTarget) -> paramiko.SSHClient:

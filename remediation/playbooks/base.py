@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pdn_ops.core.errors import PolicyRefused
-from pdn_ops.runs.model import Outcome, Policy, Refused, Risk, StepStatus
+from pdn_ops.core.errors import CheckFailed, PolicyRefused, Refused
+from pdn_ops.runs.model import Outcome, Policy, Risk, StepStatus
 from remediation.executors.proxmox import ApiCall, ProxmoxExecutor
 from remediation.executors.ssh import SshExecutor, SshTarget
 
@@ -259,9 +259,6 @@ def require_ssh(target: VmTarget) -> None:
     if target.ssh is None:
         raise PolicyRefused("this VM has no SSH access declared in the inventory")
 
-
-class CheckFailed(Exception):
-    """A check found the target in a state where the playbook must stop (refusal or failed verification)."""
 
 
 def _describe(kind: str, call: ApiCall | Sequence[str], ctx: RunContext) -> str:

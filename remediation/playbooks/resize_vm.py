@@ -19,12 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pdn_ops.core.errors import PolicyRefused
+from pdn_ops.core.errors import CheckFailed, PolicyRefused, Refused
 from pdn_ops.runs.model import (
     NodeCapacity,
     Outcome,
     Policy,
-    Refused,
     ResizeRequest,
     Risk,
     StepStatus,
@@ -37,17 +36,7 @@ from pdn_ops.runs.model import (
     plan_resize,
 )
 from remediation.executors.proxmox import ApiCall
-from remediation.playbooks.base import (
-    LOCATE,
-    ApiTask,
-    Check,
-    CheckFailed,
-    RunContext,
-    Step,
-    StepRecord,
-    VmTarget,
-    refusals,
-)
+from remediation.playbooks.base import LOCATE, ApiTask, Check, RunContext, Step, StepRecord, VmTarget, refusals
 
 GIB = 1024**3
 

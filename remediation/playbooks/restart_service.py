@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pdn_ops.core.errors import CheckFailed
 from pdn_ops.runs.model import Outcome, Policy, Risk, StepStatus, validate_unit
 from remediation.playbooks.base import (
     Check,
-    CheckFailed,
     RunContext,
     SshAction,
     Step,

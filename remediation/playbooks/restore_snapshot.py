@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pdn_ops.core.errors import PolicyRefused
-from pdn_ops.runs.model import Policy, Refused, Risk, StepStatus, validate_snapshot_name
+from pdn_ops.core.errors import CheckFailed, PolicyRefused, Refused
+from pdn_ops.runs.model import Policy, Risk, StepStatus, validate_snapshot_name
 from remediation.executors.proxmox import ApiCall
 from remediation.playbooks.base import (
     LOCATE,
     ApiTask,
     Check,
-    CheckFailed,
     RunContext,
     Step,
     VmTarget,

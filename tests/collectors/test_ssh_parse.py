@@ -10,7 +10,7 @@ import pytest
 from collectors.ssh import parse
 from collectors.ssh.collector import build_batch
 from pdn_ops.core.errors import ConfigError
-from pdn_ops.health.observations import FailureClass
+from pdn_ops.health.observations import FailureClass, Mount
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 M = "@@pdn-ops:0badc0de@@"
@@ -57,7 +57,7 @@ def test_recorded_debian_output_becomes_an_observation():
 
 def test_byte_sized_df_header_is_understood():
     text = "Filesystem     1B-blocks    Used Available Capacity Mounted on\n/dev/sda1 1000 250 750 25% /\n"
-    assert parse.parse_df(text) == (parse.Mount("/", 1000, 250, 750),)
+    assert parse.parse_df(text) == (Mount("/", 1000, 250, 750),)
 
 
 def test_missing_sections_leave_fields_unknown_but_the_check_succeeds():

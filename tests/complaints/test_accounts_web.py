@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.model import Role
-from pdn_ops.accounts.tables import ApiTokenRow, UserRow
+from pdn_ops.accounts.tables import ApiTokenRow, UserRow, WebSessionRow
 from pdn_ops.app.cli import main
 from pdn_ops.core.db.engine import transaction
 from tests.complaints.world import PASSWORD, csrf_of, file_complaint, login
@@ -58,7 +58,7 @@ def test_session_cookie_is_a_fresh_random_id_httponly_lax_and_dies_at_logout(wor
     thief.cookies.set("pdn_session", second)
     assert thief.get("/account").status_code == 200
     with transaction(world.ctx.sessions) as session:
-        stored = session.scalar(select(accounts.WebSessionRow.key_hash).order_by(accounts.WebSessionRow.id.desc()))
+        stored = session.scalar(select(WebSessionRow.key_hash).order_by(WebSessionRow.id.desc()))
     assert stored == hashlib.sha256(second.encode()).hexdigest(), "only the hash of the id is stored"
     client.post("/logout", data={"csrf_token": csrf_of(client)})
     assert thief.get("/account").status_code == 303

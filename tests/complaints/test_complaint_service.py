@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.model import Role
+from pdn_ops.accounts.tables import UserRow
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import service as complaints
-from pdn_ops.complaints.model import Action, State, TransitionError
+from pdn_ops.complaints.model import Action, State
 from pdn_ops.complaints.service import ComplaintConfig, ComplaintEvent, ComplaintListeners, Draft
 from pdn_ops.complaints.sla import SlaStatus
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintVersionRow, NotificationRow
 from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow
-from pdn_ops.core.errors import NotFound, PermissionDenied
+from pdn_ops.core.errors import ComplaintInvalid, NotFound, PermissionDenied, PhotoRefused, TransitionError
 from pdn_ops.core.inventory import load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
 from pdn_ops.runs.timeline_facts import linked_runs
@@ -109,7 +110,7 @@ def test_another_opds_complaint_is_exactly_a_missing_one(session, named, config)
     assert complaint_queries.listing(session, other, opd_id=named.users["admin-dinkes"].opd_id).rows == [], \
         "an OPD user cannot widen the scope with request data"
     draft = Draft(asset=f"vm:{named.vm['web-dinkes']}", category="other", description="bukan VM milik kami")
-    with pytest.raises(complaints.ComplaintInvalid) as refused:
+    with pytest.raises(ComplaintInvalid) as refused:
         complaints.submit(session, other, draft, [("a.jpg", jpeg())], config=config)
     assert refused.value.errors == {"asset": "complaints.error.asset"}
     with pytest.raises(PermissionDenied):
@@ -137,7 +138,7 @@ def test_engineers_merge_a_duplicate_and_the_queue_is_sorted_by_time_left(sessio
 def test_nothing_is_hard_deleted_and_photos_are_all_or_nothing(session, named, config) -> None:
     before = session.scalar(select(func.count()).select_from(AttachmentRow))
     draft = Draft(asset=f"vm:{named.vm['web-dinkes']}", category="site_down", description="Portal tidak bisa dibuka")
-    with pytest.raises(complaints.photos.PhotoRefused):
+    with pytest.raises(PhotoRefused):
         complaints.submit(session, named.users["admin-dinkes"], draft, [("a.jpg", jpeg()), ("b.jpg", b"<?php")],
                           config=config)
     assert session.scalar(select(func.count()).select_from(AttachmentRow)) == before
@@ -145,7 +146,7 @@ def test_nothing_is_hard_deleted_and_photos_are_all_or_nothing(session, named, c
     head = named.users["head-dinkes"]
     made = accounts.assign_admin(session, head, username="operator2", display_name="Operator", password="x" * 12)
     accounts.revoke_admin(session, head, made.id, note="pindah tugas")
-    assert session.get(accounts.UserRow, made.id) is not None and not session.get(accounts.UserRow, made.id).active
+    assert session.get(UserRow, made.id) is not None and not session.get(UserRow, made.id).active
     actions = session.scalars(select(AuditRow.action).where(AuditRow.subject == f"user:{made.id}")).all()
     assert "disposition.assign" in actions and "disposition.revoke" in actions
     with pytest.raises(NotFound):

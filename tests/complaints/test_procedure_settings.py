@@ -14,11 +14,12 @@ from pdn_ops.app.runtime import build_runtime
 from pdn_ops.complaints import procedure_store as procedure_settings
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints.model import Action
-from pdn_ops.complaints.procedure import ProcedureSettings, SettingsInvalid, check
+from pdn_ops.complaints.procedure import ProcedureSettings, check
 from pdn_ops.complaints.procedure_store import LiveSettings
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
 from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.core.errors import SettingsInvalid
 from tests.complaints.world import World, csrf_of, jpeg, principal_named
 
 JAKARTA = ZoneInfo("Asia/Jakarta")

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdn_ops.complaints.model import Action, Role, State, TransitionError, available_actions, next_state
+from pdn_ops.accounts.model import Role
+from pdn_ops.complaints.model import Action, State, available_actions, next_state
 from pdn_ops.complaints.sla import DAY, SlaClock, SlaPolicy, SlaStatus, parse_holidays
+from pdn_ops.core.errors import TransitionError
 
 WIB = ZoneInfo("Asia/Jakarta")
 

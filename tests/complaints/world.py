@@ -13,6 +13,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from pdn_ops.accounts import service as accounts
+from pdn_ops.accounts.model import Principal
+from pdn_ops.accounts.tables import UserRow
 from pdn_ops.app.factory import create_app
 from pdn_ops.app.hooks import sync_inventory_at_start
 from pdn_ops.app.runtime import Runtime, build_runtime
@@ -63,8 +65,8 @@ class World:
         return client
 
 
-def principal_named(session, username: str) -> accounts.Principal:
-    user = session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == username))
+def principal_named(session, username: str) -> Principal:
+    user = session.scalar(select(UserRow).where(UserRow.username == username))
     assert user is not None, username
     return accounts.principal_of(user)
 

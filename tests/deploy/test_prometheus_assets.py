@@ -20,6 +20,7 @@ from pdn_ops.app.factory import create_app
 from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.metric_names import PREFIX, SERIES
 from pdn_ops.core.settings import load_settings
 from tests.health_world import Served, record_world
 from tests.support import free_port, require_binary
@@ -170,6 +171,30 @@ def test_promtool_accepts_a_real_scrape(prometheus: tuple[str, str]) -> None:
     result = subprocess.run([promtool(), "check", "metrics"], input=body, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_scraped_series_is_in_the_one_table_with_its_type(prometheus: tuple[str, str]) -> None:
+    app, _prom = prometheus
+    with urllib.request.urlopen(f"{app}/metrics", timeout=10) as response:
+        body = response.read().decode()
+    declared = dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.MULTILINE))
+    assert declared, "the scrape declares its families"
+    for exposed, kind in declared.items():
+        name = exposed.removesuffix("_total") if kind == "counter" else exposed
+        assert name.startswith(PREFIX), name
+        assert name in SERIES, f"{name} is exported but not in pdn_ops.core.metric_names"
+        assert SERIES[name].kind == kind, (name, kind)
+    assert {"pdn_site_up", "pdn_vm_up", "pdn_collector_runs_total", "pdn_complaints_open",
+            "pdn_notifications"} <= set(declared)
+
+
+def test_rules_and_dashboard_use_only_names_from_the_one_table() -> None:
+    texts = [path.read_text() for path in RULES] + [DASHBOARD.read_text()]
+    used = {name for text in texts for name in re.findall(r"\b(pdn_[a-z0-9_]+)", text)} - {"pdn_ops"}  # a path
+    # a counter is queried with the _total suffix, a histogram with _bucket/_sum/_count
+    known = set(SERIES) | {f"{n}_total" for n, s in SERIES.items() if s.kind == "counter"} | {
+        f"{n}{suffix}" for n, s in SERIES.items() if s.kind == "histogram" for suffix in ("_bucket", "_sum", "_count")}
+    assert used and used <= known, sorted(used - known)
 
 
 def test_every_dashboard_query_parses_and_returns_data_from_a_real_prometheus(prometheus: tuple[str, str]) -> None:

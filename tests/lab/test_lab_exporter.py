@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, missing, port_open
+from tests.support import free_port, machine_clock_env, missing, port_open
 
 
 def _exporter_binary() -> str:
@@ -32,7 +32,7 @@ def exporter(lab, tmp_path_factory) -> Iterator[str]:
                       f"  verify_ssl: {lab.ca_file}\n", encoding="utf-8")
     config.chmod(0o600)
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(config.parent)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(config.parent), **machine_clock_env()}
     proc = subprocess.Popen([binary, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:

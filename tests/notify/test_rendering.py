@@ -152,11 +152,11 @@ def test_metrics_collector_reports_channels_outcomes_and_oldest_age(tmp_path: Pa
     registry = CollectorRegistry()
     registry.register(NotifyCollector(lambda: snap))
     text = generate_latest(registry).decode()
-    assert 'pdn_ops_notifications{channel="whatsapp",status="sent"} 3.0' in text
-    assert 'pdn_ops_notifications{channel="email",status="failed"} 1.0' in text
-    assert 'pdn_ops_notifications{channel="email",status="queued"} 0.0' in text
-    assert "pdn_ops_notify_oldest_undelivered_seconds 42.5" in text
-    assert "pdn_ops_notify_inbound_pending 2.0" in text
+    assert 'pdn_notifications{channel="whatsapp",status="sent"} 3.0' in text
+    assert 'pdn_notifications{channel="email",status="failed"} 1.0' in text
+    assert 'pdn_notifications{channel="email",status="queued"} 0.0' in text
+    assert "pdn_notify_oldest_undelivered_seconds 42.5" in text
+    assert "pdn_notify_inbound_pending 2.0" in text
     promtool = require_binary("promtool", "/usr/bin/promtool")
     out = tmp_path / "metrics.txt"
     out.write_text(text)

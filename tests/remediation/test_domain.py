@@ -1,4 +1,4 @@
-"""Pure remediation rules: states, approvals, policy, and the bad-input list of issue 6."""
+"""Pure remediation rules: states, approvals, policy and bad input."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pdn_ops.core.errors import Refused
 from pdn_ops.runs import model as rem
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -18,7 +19,7 @@ DECLARED = ["nginx.service", "php8.2-fpm.service", "app@1.service"]
     "sshd.service",  # valid name, but not declared for this VM
 ])
 def test_bad_unit_names_are_refused(unit: str) -> None:
-    with pytest.raises(rem.Refused):
+    with pytest.raises(Refused):
         rem.validate_unit(unit, DECLARED)
 
 
@@ -29,21 +30,21 @@ def test_declared_unit_names_pass() -> None:
 
 @pytest.mark.parametrize("value", [None, 3, ["nginx.service"]])
 def test_unit_name_must_be_text(value: object) -> None:
-    with pytest.raises(rem.Refused):
+    with pytest.raises(Refused):
         rem.validate_unit(value, DECLARED)
 
 
 @pytest.mark.parametrize("name", ["1snap", "a", "snap shot", "snap;rm", "snap\n", "-snap", "x" * 41, "current",
                                   "snap.1", "$(id)", "ünï"])
 def test_bad_snapshot_names_are_refused(name: str) -> None:
-    with pytest.raises(rem.Refused):
+    with pytest.raises(Refused):
         rem.validate_snapshot_name(name)
 
 
 def test_snapshot_name_must_belong_to_the_vm() -> None:
     assert rem.validate_snapshot_name("before_update-2", ["before_update-2"]) == "before_update-2"
     assert rem.validate_snapshot_name("x" * 40) == "x" * 40
-    with pytest.raises(rem.Refused, match="no snapshot"):
+    with pytest.raises(Refused, match="no snapshot"):
         rem.validate_snapshot_name("other_vms_snap", ["before_update-2"])
 
 
@@ -54,7 +55,7 @@ def test_snapshot_name_must_belong_to_the_vm() -> None:
     {"swap": 1},
 ])
 def test_bad_sizes_are_refused(params: dict[str, object]) -> None:
-    with pytest.raises(rem.Refused):
+    with pytest.raises(Refused):
         rem.parse_resize(params, rem.Policy())
 
 
@@ -68,7 +69,7 @@ NODE = rem.NodeCapacity(cpus=8, memory_free_mib=8192, storage_free_gib=100.0)
     ({"disk_grow_gib": 5, "disk": "virtio1"}, "no disk"), ({"cores": 2}, "nothing to change"),
 ])
 def test_resize_is_checked_against_the_vm_and_the_node(params: dict[str, object], message: str) -> None:
-    with pytest.raises(rem.Refused, match=message):
+    with pytest.raises(Refused, match=message):
         rem.plan_resize(rem.parse_resize(params, rem.Policy()), SHAPE, NODE, rem.Policy())
 
 
@@ -87,7 +88,7 @@ def test_resize_counts_the_vcpus_the_guest_gets_over_sockets_and_offline_vcpus()
     two_sockets = rem.VmShape(cores=4, memory_mib=2048, sockets=2)  # cores: 2 per socket
     plan = rem.plan_resize(rem.ResizeRequest(cores=8), two_sockets, NODE, rem.Policy())
     assert plan.config == {"cores": 4} and plan.needs_reboot == ("cores",), "4 per socket: 8 vCPUs, not 16"
-    with pytest.raises(rem.Refused, match="2 sockets"):
+    with pytest.raises(Refused, match="2 sockets"):
         rem.plan_resize(rem.ResizeRequest(cores=7), two_sockets, NODE, rem.Policy())
     hot = rem.VmShape(cores=4, memory_mib=2048, vcpus=2, hotplug=frozenset({"cpu", "memory"}), numa=True)
     plan = rem.plan_resize(rem.ResizeRequest(cores=3), hot, NODE, rem.Policy())
@@ -96,14 +97,14 @@ def test_resize_counts_the_vcpus_the_guest_gets_over_sockets_and_offline_vcpus()
     assert rem.plan_resize(rem.ResizeRequest(cores=4), cold, NODE, rem.Policy()).needs_reboot == ("vcpus",)
     grown = rem.plan_resize(rem.ResizeRequest(cores=6), hot, NODE, rem.Policy())
     assert grown.config == {"cores": 6, "vcpus": 6} and grown.needs_reboot == ("cores",)
-    with pytest.raises(rem.Refused, match="shrinking cores from 2 to 1"):
+    with pytest.raises(Refused, match="shrinking cores from 2 to 1"):
         rem.plan_resize(rem.ResizeRequest(cores=1), hot, NODE, rem.Policy())
 
 
 def test_cleanup_must_be_declared() -> None:
     assert rem.validate_cleanup("journal", ["journal"]) == "journal"
     for bad in ("tmp", "journal; rm -rf /", "-x", "journal\n"):
-        with pytest.raises(rem.Refused):
+        with pytest.raises(Refused):
             rem.validate_cleanup(bad, ["journal"])
 
 
@@ -111,7 +112,7 @@ def test_life_cycle_allows_only_forward_moves() -> None:
     assert rem.check_transition("approved", "running") is rem.State.RUNNING
     assert rem.check_transition("interrupted", "unknown") is rem.State.UNKNOWN
     for current, new in [("succeeded", "running"), ("awaiting_approval", "running"), ("failed", "succeeded")]:
-        with pytest.raises(rem.Refused):
+        with pytest.raises(Refused):
             rem.check_transition(current, new)
 
 
@@ -123,7 +124,7 @@ def test_approvals_by_risk_and_second_engineer_for_rollback() -> None:
     assert rem.approvals_needed(rem.Risk.HIGH, rem.Policy()) == 1
     approvers, done = rem.add_approval([], "eng1", 2)
     assert not done
-    with pytest.raises(rem.Refused, match="another engineer"):
+    with pytest.raises(Refused, match="another engineer"):
         rem.add_approval(approvers, "eng1", 2)
     assert rem.add_approval(approvers, "eng2", 2) == (["eng1", "eng2"], True)
 
@@ -159,7 +160,7 @@ def test_window_for_another_target_or_past_does_not_hold_back() -> None:
     windows = [rem.MaintenanceWindow(NOW, NOW + timedelta(hours=1), target="pve/999"),
                rem.MaintenanceWindow(NOW - timedelta(hours=2), NOW - timedelta(hours=1))]
     assert rem.auto_decision(RULE, DOWN, rem.Policy(), now=NOW, recent_runs=[], windows=windows).allowed
-    with pytest.raises(rem.Refused):
+    with pytest.raises(Refused):
         rem.validate_window(NOW, NOW - timedelta(minutes=1))
 
 

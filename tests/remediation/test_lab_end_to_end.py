@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.accounts.tables import UserRow
 from pdn_ops.complaints.service import ComplaintConfig
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.inventory import Inventory
@@ -30,7 +31,7 @@ from pdn_ops.runs.worker import Clients, Worker, WorkerConfig, proxmox_executor_
 from tests.remediation.world import lab_with_database
 
 # The site collector's aiohttp client (collectors/http, not this area) sometimes leaves a TLS transport to the lab's
-# site for the garbage collector after an error answer; reported to the lead rather than hidden in that package.
+# site for the garbage collector after an error answer; reported upstream rather than hidden in that package.
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")]
 THRESHOLDS = Thresholds()
@@ -203,10 +204,10 @@ def _file_complaint(world: LabWorld, vmid: int) -> int:
     assert vm is not None
     cheap = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("e2e-password-1")
     with transaction(world.sessions) as session:
-        admin = session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == f"admin-{vm.opd}")) or \
+        admin = session.scalar(select(UserRow).where(UserRow.username == f"admin-{vm.opd}")) or \
             accounts.create_user(session, username=f"admin-{vm.opd}", password="", role=Role.OPD_ADMIN,
                                  opd_code=vm.opd, password_hash=cheap)
-        engineer = session.scalar(select(accounts.UserRow).where(accounts.UserRow.username == "engineer")) or \
+        engineer = session.scalar(select(UserRow).where(UserRow.username == "engineer")) or \
             accounts.create_user(session, username="engineer", password="", role=Role.ENGINEER, password_hash=cheap)
         vm_id = session.scalar(select(VmRow.id).where(VmRow.cluster == "lab", VmRow.vmid == vmid))
         draft = complaints.Draft(asset=f"vm:{vm_id}", category="site_down",

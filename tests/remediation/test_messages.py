@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pdn_ops.core.errors import PdnOpsError
+from pdn_ops.core.errors import PdnOpsError, Refused
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.inventory import Inventory
 from pdn_ops.runs import model as rem
@@ -74,7 +74,7 @@ def test_the_domains_other_refusals_have_sentences_too() -> None:
                     lambda: rem.plan_resize(rem.ResizeRequest(cores=2), rem.VmShape(cores=2, memory_mib=2048),
                                             rem.NodeCapacity(8, 4096, 100), rem.Policy()),
                     lambda: rem.validate_snapshot_name("daily", existing=["weekly"])):
-        with pytest.raises(rem.Refused) as info:
+        with pytest.raises(Refused) as info:
             attempt()
         produced.append(info.value)
     keys = [message_key(exc)[0] for exc in produced]

@@ -1,4 +1,4 @@
-"""API playbooks against fakepve: restart, resize, restore snapshot, and the faults of issue 6."""
+"""API playbooks against fakepve: restart, resize, restore snapshot and the faults the lab injects."""
 
 from __future__ import annotations
 

@@ -182,7 +182,7 @@ def test_a_scrape_reads_only_the_current_state_never_history(client: TestClient,
         event.remove(engine, "before_cursor_execute", record)
     tables = {name for statement in statements for name in re.findall(r"FROM (\w+)", statement)}
     assert {"health_targets", "job_status"} <= tables, "the refresh read the current state"
-    # Other areas' collectors count rows too: open complaints, the outbox, and (a known limit, noted on issue 6)
+    # Other areas' collectors count rows too: open complaints, the outbox, and (a known limit)
     # the remediation journal, whose run totals are aggregated per scrape instead of kept as counters.
     assert tables <= {"health_targets", "opds", "job_status", "complaints", "notify_outbox",
                       "notify_inbound", "remediation_runs"}, tables

@@ -22,6 +22,7 @@ import hmac
 import json
 from typing import Any, Final
 
+from pdn_ops.core.errors import WebhookMalformed
 from pdn_ops.notify.model import Channel, InboundMedia, InboundMessage, Status, StatusUpdate
 
 MAX_BODY_BYTES: Final = 1024 * 1024  # Meta batches at most a few KB per delivery; 1 MB is generous
@@ -29,9 +30,6 @@ SIGNATURE_PREFIX: Final = "sha256="
 _STATUSES: Final = {"sent": Status.SENT, "delivered": Status.DELIVERED, "read": Status.READ,
                     "failed": Status.FAILED}
 
-
-class WebhookMalformed(ValueError):
-    """The body is not JSON of the expected shape (answered 400, nothing processed)."""
 
 
 def sign(raw_body: bytes, app_secret: str) -> str:

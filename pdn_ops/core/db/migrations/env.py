@@ -1,18 +1,19 @@
+"""Alembic's environment: the migrations run over the connection or URL that ``pdn_ops.core.db.migrate`` passes.
+
+The migrations are written out (``op.create_table`` ...), so running them needs no model. Autogenerate needs the
+tables of every feature: the caller passes them as ``config.attributes["target_metadata"]``
+(``pdn_ops.app.schema.metadata()``); core imports no feature.
+"""
+
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-import pdn_ops.accounts.tables
-import pdn_ops.complaints.tables
-import pdn_ops.health.tables
-import pdn_ops.notify.tables
-import pdn_ops.runs.tables  # noqa: F401
 from pdn_ops.core.db.engine import make_engine
-from pdn_ops.core.db.tables import Base
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = config.attributes.get("target_metadata")
 
 
 def run_migrations_online() -> None:

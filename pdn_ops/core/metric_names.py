@@ -1,0 +1,118 @@
+"""Every Prometheus series pdn-ops exports, in one table: name, type, labels and help, all under the ``pdn_`` prefix.
+
+The features' metric modules write their series from these entries (``family(name)`` for the small families,
+``SERIES[name]`` for the fleet-sized ones written directly); the shipped rules and dashboard
+(``deploy/prometheus``, ``deploy/grafana``) may only use names from here, and a test holds every scrape to it.
+Labels are bounded: ids, codes and states, never user text. A counter is named here without ``_total``, which
+the exposition adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+Kind = Literal["gauge", "counter", "histogram"]
+PREFIX = "pdn_"
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    kind: Kind
+    labels: tuple[str, ...]
+    help: str
+
+
+SITE = ("site_id", "opd")
+VM = ("vm_id", "cluster", "vmid", "opd")
+GUEST = ("vm_id", "opd")
+JOB = ("collector", "kind")
+
+_ALL = (
+    # --- health: the fleet, from the state snapshot ------------------------------------------------------------
+    Series("pdn_target_state", "gauge", ("kind", "target", "opd", "state"),
+           "Current health state of a target (1 for the current state)."),
+    Series("pdn_site_up", "gauge", SITE, "1 when the site answers as expected (UP or DEGRADED), 0 when DOWN."),
+    Series("pdn_site_dependency_down", "gauge", SITE, "1 when the site is down because its VM, node or cluster is."),
+    Series("pdn_site_response_seconds", "gauge", SITE, "Total time of the latest site check."),
+    Series("pdn_site_http_status_code", "gauge", SITE, "HTTP status of the latest site check."),
+    Series("pdn_tls_cert_expiry_timestamp_seconds", "gauge", SITE, "Expiry of the site's TLS certificate (Unix time)."),
+    # Days are what people ask for, but Prometheus names carry base units (promtool refuses "_days"):
+    # dashboards and rules divide by 86400.
+    Series("pdn_tls_cert_expiry_remaining_seconds", "gauge", SITE,
+           "Time left until the site's TLS certificate expires."),
+    Series("pdn_vm_up", "gauge", VM, "1 when Proxmox reports the VM running, 0 when not."),
+    Series("pdn_vm_dependency_down", "gauge", VM, "1 when the VM is down because its node or cluster is."),
+    Series("pdn_vm_cpu_ratio", "gauge", VM, "CPU use of the VM as a ratio of its allocated CPUs."),
+    Series("pdn_vm_cpus", "gauge", VM, "CPUs allocated to the VM."),
+    Series("pdn_vm_memory_used_bytes", "gauge", VM, "Memory used by the VM."),
+    Series("pdn_vm_memory_total_bytes", "gauge", VM, "Memory allocated to the VM."),
+    Series("pdn_vm_disk_used_bytes", "gauge", VM, "Disk used by the VM as Proxmox reports it."),
+    Series("pdn_vm_disk_total_bytes", "gauge", VM, "Disk allocated to the VM."),
+    Series("pdn_guest_up", "gauge", GUEST, "1 when the SSH check of the guest succeeds, 0 when it fails."),
+    Series("pdn_guest_filesystem_used_ratio", "gauge", (*GUEST, "mount"),
+           "Used ratio of a guest filesystem (its fullest ten)."),
+    Series("pdn_guest_memory_available_bytes", "gauge", GUEST, "Memory available inside the guest."),
+    Series("pdn_guest_memory_total_bytes", "gauge", GUEST, "Memory seen inside the guest."),
+    Series("pdn_guest_load1", "gauge", GUEST, "One-minute load average inside the guest."),
+    Series("pdn_guest_services_inactive", "gauge", GUEST, "Declared services of the guest that are not active."),
+    Series("pdn_guest_failed_units", "gauge", GUEST, "systemd units in failed state inside the guest."),
+    Series("pdn_node_up", "gauge", ("cluster", "node"), "1 when the Proxmox node is online, 0 when offline."),
+    Series("pdn_cluster_up", "gauge", ("cluster",), "1 when the cluster's API answers, 0 when it is DOWN."),
+    # --- scheduled jobs -----------------------------------------------------------------------------------------
+    Series("pdn_collector_runs", "counter", JOB, "Runs of a scheduled job (collectors and maintenance)."),
+    Series("pdn_collector_errors", "counter", JOB, "Runs of a scheduled job that ended in an error."),
+    Series("pdn_collector_last_duration_seconds", "gauge", JOB, "Duration of the job's latest run."),
+    Series("pdn_collector_last_run_success", "gauge", JOB, "1 when the job's latest run succeeded, 0 when it failed."),
+    Series("pdn_collector_last_success_timestamp_seconds", "gauge", JOB, "When the job last succeeded."),
+    Series("pdn_health_snapshot_timestamp_seconds", "gauge", (),
+           "When the state snapshot behind this scrape was read."),
+    # --- complaints ---------------------------------------------------------------------------------------------
+    Series("pdn_complaints_open", "gauge", ("opd", "state"), "Open complaints by state and OPD."),
+    Series("pdn_complaints_sla", "gauge", ("opd", "level"),
+           "Open complaints at SLA risk (at_risk_50, at_risk_80) or breached, by OPD."),
+    # --- notifications ------------------------------------------------------------------------------------------
+    Series("pdn_notifications", "gauge", ("channel", "status"), "Notifications in the outbox by channel and status."),
+    Series("pdn_notify_oldest_undelivered_seconds", "gauge", (),
+           "Age of the oldest notification not yet handed to a provider (0 when none)."),
+    Series("pdn_notify_inbound_pending", "gauge", (),
+           "Inbound WhatsApp and e-mail messages recorded and not yet acted on."),
+    # --- remediation runs ---------------------------------------------------------------------------------------
+    Series("pdn_remediation_runs", "counter", ("playbook", "outcome"), "Remediation runs by playbook and outcome."),
+    Series("pdn_remediation_running", "gauge", ("playbook",), "Remediation runs in progress."),
+    Series("pdn_remediation_run_duration_seconds", "histogram", ("playbook",),
+           "Time from a worker claiming a run to its outcome."),
+)
+SERIES: dict[str, Series] = {s.name: s for s in _ALL}
+
+
+def family(name: str) -> GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily:
+    """An empty prometheus_client family for the table's entry ``name`` (a KeyError for a name not in it)."""
+    s = SERIES[name]
+    labels = list(s.labels)
+    if s.kind == "counter":
+        return CounterMetricFamily(s.name, s.help, labels=labels)
+    if s.kind == "histogram":
+        return HistogramMetricFamily(s.name, s.help, labels=labels)
+    return GaugeMetricFamily(s.name, s.help, labels=labels)
+
+
+def gauge(name: str) -> GaugeMetricFamily:
+    found = family(name)
+    assert isinstance(found, GaugeMetricFamily), name
+    return found
+
+
+def counter(name: str) -> CounterMetricFamily:
+    found = family(name)
+    assert isinstance(found, CounterMetricFamily), name
+    return found
+
+
+def histogram(name: str) -> HistogramMetricFamily:
+    found = family(name)
+    assert isinstance(found, HistogramMetricFamily), name
+    return found
