@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import create_engine, func, insert, select, text
@@ -46,7 +47,7 @@ OPDS = 50
 PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def app_factory():  # type: ignore[no-untyped-def]
+def app_factory() -> Any:
     """uvicorn --factory entry point: the real app on the benchmark database."""
     from pdn_ops.app.factory import create_app
     from pdn_ops.app.runtime import build_runtime
@@ -127,7 +128,7 @@ def peer_offset_vs_keyset(url: str) -> list[str]:
         deep = session.execute(select(ComplaintRow.sla_due_at, ComplaintRow.id)
                                .where(ComplaintRow.sla_due_at.is_not(None))
                                .order_by(ComplaintRow.sla_due_at, ComplaintRow.id).offset(depth).limit(1)).first()
-        assert deep is not None
+        assert deep is not None and deep[0] is not None
         cursor = f"{deep[0].isoformat()}~{deep[1]}"
 
         def keyset() -> None:

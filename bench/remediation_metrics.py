@@ -96,13 +96,8 @@ def registry_of(collector: Collector) -> CollectorRegistry:
 
 
 def sql_registry(sessions: sessionmaker[Session]) -> CollectorRegistry:
-    """The collector /metrics uses now (it only needs ``ctx.sessions``)."""
-    class _Ctx:
-        pass
-
-    ctx: Any = _Ctx()
-    ctx.sessions = sessions
-    return registry_of(RemediationCollector(ctx))
+    """The collector /metrics uses now."""
+    return registry_of(RemediationCollector(sessions))
 
 
 # --- a journal ------------------------------------------------------------------------------------------------

@@ -320,49 +320,6 @@ Confirm = Callable[[str], bool]  # target -> did its checks pass this time
 ComplaintLink = Callable[[int, dict[str, Any]], None]  # complaint id, evidence -> resolved-awaiting-confirmation
 
 
-def confirm_closure(session: Session, run_id: int, *, confirm: Confirm, needed: int, attempts: int,
-                    wait: Callable[[], None], complaint_link: ComplaintLink | None = None,
-                    alert: Callable[[RemediationRunRow], None] | None = None) -> RemediationRunRow:
-    """After a succeeded run: the target's checks must pass ``needed`` times in a row within ``attempts`` tries.
-
-    Confirmed: the linked complaint becomes resolved-awaiting-OPD-confirmation with the evidence. Otherwise the run
-    is marked ineffective and engineers are alerted.
-    """
-    row = get_run(session, run_id)
-    if row.state != rem.State.SUCCEEDED:
-        raise PolicyRefused(f"run #{run_id} is {row.state}; only a succeeded run is confirmed")
-    results: list[bool] = []
-    for attempt in range(attempts):
-        results.append(bool(confirm(row.target)))
-        if rem.confirmation_passed(results, needed) or attempts - attempt - 1 < needed - _streak(results):
-            break
-        wait()
-    evidence = {**row.evidence, "checks_after": results, "needed": needed,
-                "steps": [{"name": s.name, "state": s.state, "intent": s.intent, "detail": s.detail}
-                          for s in row.steps]}
-    row.evidence = evidence
-    if rem.confirmation_passed(results, needed):
-        row.closure = "confirmed"
-        if complaint_link is not None and row.complaint_id is not None:
-            complaint_link(row.complaint_id, evidence)
-    else:
-        row.closure = "ineffective"
-        row.state = rem.check_transition(row.state, rem.State.INEFFECTIVE).value
-        if alert is not None:
-            alert(row)
-    _audit(session, "pdn-ops", f"remediation.{row.closure}", row, f"checks {results}")
-    return row
-
-
-def _streak(results: list[bool]) -> int:
-    count = 0
-    for passed in reversed(results):
-        if not passed:
-            break
-        count += 1
-    return count
-
-
 def _audit(session: Session, actor: str, action: str, row: RemediationRunRow, detail: str) -> None:
     session.add(AuditRow(actor=actor, action=action, subject=f"remediation_run:{row.id}", detail=detail[:2000]))
 

@@ -173,7 +173,7 @@ def test_a_password_reset_ends_sessions_and_tokens_and_the_new_password_works(wo
 def test_contacts_are_validated_and_changes_audited_with_old_and_new(world: World) -> None:
     user_id, _ = _make(world, Role.ENGINEER, prefix="eng")
     sup = world.client("supervisor")
-    bad = sup.patch(f"/api/v1/users/{user_id}", json={"phone": "081234567890", "email": "x@y"})
+    bad = sup.patch(f"/api/v1/users/{user_id}", json={"phone": "+62 21 3456789", "email": "x@y"})
     assert bad.status_code == 422
     assert bad.json()["detail"]["errors"] == {"phone": "users.error.phone", "email": "users.error.email"}
     good = sup.patch(f"/api/v1/users/{user_id}", json={"phone": "+62 811 000 111", "display_name": "Insinyur"})

@@ -102,6 +102,41 @@ def test_a_site_not_checked_since_the_run_holds_the_closure_until_it_passes_too(
         assert set(evidence["checks_after"]) == {"vm:pdn1/101", "guest:pdn1/101", f"site:{SITE}"}
 
 
+def test_only_consecutive_passes_count_and_the_links_hear_the_outcome(sessions: sessionmaker[Session]) -> None:
+    linked: list[tuple[int, dict[str, Any]]] = []
+    alerts: list[int] = []
+
+    def link(complaint_id: int, evidence: dict[str, Any], _session: Session) -> None:
+        linked.append((complaint_id, evidence))
+
+    def alert(row: RemediationRunRow, _session: Session) -> None:
+        alerts.append(row.id)
+
+    def all_targets(*minutes: float, ok: bool = True) -> None:
+        for target_id in ids.values():
+            checks(session, target_id, *minutes, ok=ok)
+
+    with transaction(sessions) as session:
+        ids = targets(session, vmid=103)  # pdn1/103: no SSH, no site; its VM is its one target
+        ok = succeeded_run(session, target="pdn1/103", complaint_id=42, key="ok")
+        all_targets(1, ok=False)
+        all_targets(2, 3)
+        all_targets(4, ok=False)
+        all_targets(5)
+        assert evaluate_closures(session, policy=POLICY, now=FINISHED + timedelta(minutes=6),
+                                 complaint_link=link) == [], "two passes, a failure, one pass: no three in a row yet"
+        all_targets(6, 7)
+        assert evaluate_closures(session, policy=POLICY, now=FINISHED + timedelta(minutes=8),
+                                 complaint_link=link) == [(ok.id, "confirmed")]
+        assert linked and linked[0][0] == 42 and [c["ok"] for c in linked[0][1]["checks_after"]["vm:pdn1/103"]][-3:] == [True] * 3
+        bad = succeeded_run(session, target="pdn1/103", key="bad")
+        bad.finished_at = FINISHED + timedelta(minutes=8)
+        all_targets(9, 10, 11, ok=False)
+        assert evaluate_closures(session, policy=POLICY, now=FINISHED + timedelta(minutes=30),
+                                 alert=alert) == [(bad.id, "ineffective")]
+        assert (bad.state, alerts) == ("ineffective", [bad.id])
+
+
 def test_checks_after_the_deadline_do_not_confirm_and_a_failing_target_is_ineffective(
         sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:

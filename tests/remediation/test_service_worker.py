@@ -168,26 +168,6 @@ def test_auto_rule_enqueues_only_when_policy_allows(sessions: sessionmaker[Sessi
         assert again is None and "cooldown" in why
 
 
-def test_closure_needs_consecutive_passing_checks(sessions: sessionmaker[Session], world: Inventory) -> None:
-    linked: list[tuple[int, dict[str, Any]]] = []
-    alerts: list[int] = []
-    with transaction(sessions) as session:
-        ok = request(session, world, key="ok", target="pve/101", trigger="rule:1")
-        ok.complaint_id = 42  # the link only carries the id here (request_run's checks: test_complaint_scope.py)
-        bad = request(session, world, key="bad", target="pve/102", trigger="rule:1")
-        for run in (ok, bad):
-            run.state, run.outcome = "succeeded", "succeeded"
-        session.flush()
-        results = iter([False, True, True, True])
-        svc.confirm_closure(session, ok.id, confirm=lambda _t: next(results), needed=3, attempts=6,
-                            wait=lambda: None, complaint_link=lambda cid, ev: linked.append((cid, ev)))
-        assert ok.closure == "confirmed" and linked[0][0] == 42
-        assert linked[0][1]["checks_after"] == [False, True, True, True]
-        svc.confirm_closure(session, bad.id, confirm=lambda _t: False, needed=3, attempts=4, wait=lambda: None,
-                            alert=lambda row: alerts.append(row.id))
-        assert (bad.state, bad.closure, alerts) == ("ineffective", "ineffective", [bad.id])
-
-
 def test_changed_host_key_is_recorded_as_a_security_event(sessions: sessionmaker[Session], fakepve: Any,
                                                            fakepve_cafile: str, tmp_path: Path,
                                                            ssh_guest: Any) -> None:
