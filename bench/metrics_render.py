@@ -184,8 +184,9 @@ def run(url: str, rounds: int) -> None:
     q_med, q_p95 = timed(load, rounds)
     r_med, r_p95 = timed(lambda: render_health(snap), rounds)
     p_med, p_p95 = timed(lambda: generate_latest(peer_registry), max(3, rounds // 4))
-    with TestClient(app) as client:
-        client.get("/metrics")
+    # /metrics serves loopback clients when no metrics token is set: the client is a local Prometheus.
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        assert client.get("/metrics").status_code == 200
         cache = app.state.runtime.health.snapshot
 
         def scrape() -> None:
