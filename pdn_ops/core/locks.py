@@ -1,12 +1,16 @@
-"""Exactly one scheduler, however many web workers: a leader lock every worker tries, only one holds.
+"""Locks the operating system or the database releases when their holder dies, however it dies; one
+implementation for the scheduler's leader lock and the remediation workers' run locks.
 
-- PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a dedicated connection. The server
-  releases it when that connection ends, so a crashed leader frees it at once.
-- SQLite: an exclusive ``fcntl.flock`` on ``<database file>.scheduler.lock`` next to the database. The kernel
-  releases it when the process exits, however it exits. (All workers share one host with SQLite anyway.)
-- In-memory SQLite: one process by definition; the lock always succeeds.
+- PostgreSQL: session-level advisory locks (``pg_try_advisory_lock``) on a dedicated connection. The server
+  releases them when that connection ends, so a crashed holder frees them at once.
+- SQLite: an exclusive ``fcntl.flock`` on a file next to the database (``<database file>.scheduler.lock``, or
+  ``<database file>.runs/<run id>.lock``). The kernel releases it when the process exits. flock locks belong to
+  the open file, so two holders in one process exclude each other as two processes do. (All workers share one
+  host with SQLite anyway.)
+- In-memory SQLite: one process by definition; every lock succeeds.
 
-Workers that do not win keep trying every few seconds (``SchedulerService``), so a dead leader is replaced.
+Workers that do not win the leader lock keep trying every few seconds (``SchedulerService``), so a dead leader is
+replaced; a run whose worker died is taken over by the worker that gets its lock.
 """
 
 from __future__ import annotations
@@ -22,6 +26,33 @@ from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 ADVISORY_KEY = 0x70646E2D6F7073  # "pdn-ops": one bigint key space shared by every pdn-ops process on the database
+LOCK_CLASS = 60_606  # first key of the two-int advisory locks: "remediation run"
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The SQLite database's file, whose neighbours hold the file locks; None for PostgreSQL or in-memory."""
+    if engine.url.get_backend_name() != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    return Path(database)
+
+
+def try_flock(path: Path) -> int | None:
+    """An exclusive flock on ``path`` (created 0600): the descriptor holding it, or None if another holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release_flock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)  # closing the last descriptor of the open file releases the flock anyway
 
 
 class LeaderLock(Protocol):
@@ -40,11 +71,8 @@ class FileLeaderLock:
     def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_flock(self.path)
+        if fd is None:
             return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for people: which process schedules
@@ -56,8 +84,7 @@ class FileLeaderLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release_flock(self._fd)
             self._fd = None
 
 
@@ -130,12 +157,63 @@ class AlwaysLeader:
 
 
 def leader_lock_for(engine: Engine) -> LeaderLock:
-    url = engine.url
-    if url.get_backend_name() == "postgresql":
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
         return PgAdvisoryLeaderLock(engine)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database in ("", ":memory:") or database.startswith("file::memory:"):
+    if backend == "sqlite":
+        database = sqlite_file(engine)
+        if database is None:
             return AlwaysLeader()
-        return FileLeaderLock(Path(database).with_name(Path(database).name + ".scheduler.lock"))
-    raise ValueError(f"no leader lock for database backend {url.get_backend_name()!r}")
+        return FileLeaderLock(database.with_name(database.name + ".scheduler.lock"))
+    raise ValueError(f"no leader lock for database backend {backend!r}")
+
+
+class RunLocks:
+    """Which runs a live worker is executing. A run's lock file (SQLite) is removed once its outcome is committed:
+    a finished run is never taken over (the takeover is a conditional UPDATE of a ``running`` run), so a second
+    file made for the same run later cannot give a live run two owners."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conn: Connection | None = None
+        if engine.url.get_backend_name() == "postgresql":
+            self._conn = engine.connect()
+            self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        database = sqlite_file(engine)
+        self._dir: Path | None = None
+        if database is not None:
+            self._dir = database.with_name(database.name + ".runs")
+            self._dir.mkdir(mode=0o700, exist_ok=True)
+        self._files: dict[int, int] = {}  # run id -> the file descriptor holding its flock
+
+    def try_lock(self, run_id: int) -> bool:
+        if self._conn is not None:
+            return bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:c, :r)"),
+                                           {"c": LOCK_CLASS, "r": run_id}).scalar())
+        if self._dir is None or run_id in self._files:
+            return True
+        fd = try_flock(self._dir / f"{run_id}.lock")
+        if fd is None:
+            return False
+        self._files[run_id] = fd
+        return True
+
+    def unlock(self, run_id: int, *, finished: bool = False) -> None:
+        """Release; ``finished``: the run's outcome is committed, so its lock file can go too."""
+        if self._conn is not None:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:c, :r)"), {"c": LOCK_CLASS, "r": run_id})
+            return
+        fd = self._files.pop(run_id, None)
+        if fd is None or self._dir is None:
+            return
+        if finished:
+            (self._dir / f"{run_id}.lock").unlink(missing_ok=True)
+        release_flock(fd)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closed for real, not returned to the pool: a pooled connection would keep holding the advisory locks.
+            self._conn.invalidate()
+            self._conn.close()
+        for fd in self._files.values():
+            release_flock(fd)
+        self._files.clear()

@@ -26,7 +26,6 @@ reconciles another's run.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -37,12 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.core.errors import ConfigError
+from pdn_ops.core.locks import RunLocks
 from pdn_ops.runs import model as rem
 from pdn_ops.runs.closure import Alert, ClosurePolicy, ComplaintLink, evaluate_closures
 from pdn_ops.runs.model import Outcome, StepStatus, cap_output
@@ -54,7 +54,6 @@ from remediation.executors.ssh import SshExecutor
 from remediation.playbooks.base import RunContext, Step, StepRecord
 
 log = logging.getLogger(__name__)
-LOCK_CLASS = 60_606  # first key of the two-int advisory lock: "remediation run"
 KILL_ENV = "PDN_OPS_REMEDIATION_KILL_AT"
 KILL_SCOPE_ENV = "PDN_OPS_REMEDIATION_KILL_SCOPE"
 KILL_ON_ENV = "PDN_OPS_REMEDIATION_KILL_ON"
@@ -168,74 +167,6 @@ class DbJournal:
     def _workers(**names: str | None) -> dict[str, Any]:
         known = {k: v for k, v in names.items() if v is not None}
         return {rem.STEP_WORKERS: known} if known else {}
-
-
-class RunLocks:
-    """Which runs a live worker is executing; released by the operating system when the worker dies.
-
-    - PostgreSQL: session advisory locks on a dedicated connection (the server drops them with the connection).
-    - SQLite: an exclusive ``flock`` on ``<database file>.runs/<run id>.lock`` (the kernel drops it with the
-      process, as for the scheduler's leader lock). flock locks belong to the open file, so two workers in one
-      process exclude each other as two processes do. A run's file is removed once its outcome is committed: a
-      finished run is never taken over (the takeover is a conditional UPDATE of a ``running`` run), so a second
-      file made for the same run later cannot give a live run two owners.
-    - In-memory SQLite: one process, one worker: nothing to lock.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._pg = engine.dialect.name == "postgresql"
-        self._conn: Connection | None = engine.connect() if self._pg else None
-        if self._conn is not None:
-            self._conn.execution_options(isolation_level="AUTOCOMMIT")
-        self._dir = _sqlite_lock_dir(engine)
-        self._files: dict[int, int] = {}  # run id -> the file descriptor holding its flock
-
-    def try_lock(self, run_id: int) -> bool:
-        if self._conn is not None:
-            return bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:c, :r)"),
-                                           {"c": LOCK_CLASS, "r": run_id}).scalar())
-        if self._dir is None or run_id in self._files:
-            return True
-        fd = os.open(self._dir / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._files[run_id] = fd
-        return True
-
-    def unlock(self, run_id: int, *, finished: bool = False) -> None:
-        """Release; ``finished``: the run's outcome is committed, so its lock file can go too."""
-        if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:c, :r)"), {"c": LOCK_CLASS, "r": run_id})
-            return
-        fd = self._files.pop(run_id, None)
-        if fd is None or self._dir is None:
-            return
-        if finished:
-            (self._dir / f"{run_id}.lock").unlink(missing_ok=True)
-        os.close(fd)  # closing the last descriptor of the open file releases the flock
-
-    def close(self) -> None:
-        if self._conn is not None:
-            # Closed for real, not returned to the pool: a pooled connection would keep holding the advisory locks.
-            self._conn.invalidate()
-            self._conn.close()
-        for fd in self._files.values():
-            os.close(fd)
-        self._files.clear()
-
-
-def _sqlite_lock_dir(engine: Engine) -> Path | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database or ""
-    if database in ("", ":memory:") or database.startswith("file::memory:"):
-        return None
-    directory = Path(database).with_name(Path(database).name + ".runs")
-    directory.mkdir(mode=0o700, exist_ok=True)
-    return directory
 
 
 class Worker:

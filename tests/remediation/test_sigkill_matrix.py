@@ -147,7 +147,8 @@ def test_sigkill_while_the_task_still_runs_never_repeats_it(make_lab: Any, tmp_p
     6 s, so they still run when the next worker reconciles both runs.
     """
     from pdn_ops.core.inventory import load_inventory
-    from pdn_ops.runs.worker import Clients, RunLocks, Worker, WorkerConfig, proxmox_executor_for
+    from pdn_ops.core.locks import RunLocks
+    from pdn_ops.runs.worker import Clients, Worker, WorkerConfig, proxmox_executor_for
     from tests.lab_fixtures import lab_proxmox
 
     lab = make_lab(vms=2, sites=0, guests=0, time_scale=0.1)

@@ -28,10 +28,11 @@ from sqlalchemy import Engine, select, text
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
 from pdn_ops.core.db.tables import AuditRow
+from pdn_ops.core.locks import LOCK_CLASS
 from pdn_ops.runs import model as rem
 from pdn_ops.runs import service as svc
 from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
-from pdn_ops.runs.worker import KILL_ON_ENV, LOCK_CLASS
+from pdn_ops.runs.worker import KILL_ON_ENV
 from tests.remediation.pve_support import tasks
 from tests.remediation.world import add_vms, inventory, write_inventory
 
