@@ -1,6 +1,6 @@
 """Rendering notifications from the one catalogue: plain text for WhatsApp, text + HTML for e-mail.
 
-Message text comes from ``pdn_ops/core/i18n/catalogue.yaml`` (``notify.<event>.subject`` and ``.text``) formatted with
+Message text comes from ``pdn_ops/core/i18n/catalogue/*.yaml`` (``notify.<event>.subject`` and ``.text``) formatted with
 ``str.format``: parameter *values* are never parsed as format fields, so a description reading ``{0.__class__}``
 stays those characters. The HTML part is rendered by a sandboxed, autoescaping Jinja2 environment whose only
 template source is the package's own file; user text enters it as data (escaped), never as template source.

@@ -1,7 +1,9 @@
 """The one message catalogue: Bahasa Indonesia first, English second.
 
-Templates, the API and notifications all take their user-facing text from ``catalogue.yaml`` by key. A key that
-is missing, or lacks a language, is a programming error caught by the tests, not a blank on a page.
+Templates, the API and notifications all take their user-facing text from the catalogue by key. The catalogue is
+one namespace kept in several files (``catalogue/*.yaml``, one per feature) so that features add their texts
+without editing each other's; a key defined in two files is an error naming both. A key that is missing, or lacks
+a language, is a programming error caught by the tests, not a blank on a page.
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ import yaml
 
 LANGUAGES: Final = ("id", "en")
 DEFAULT_LANGUAGE: Final = "id"
-CATALOGUE = Path(__file__).with_name("catalogue.yaml")
+CATALOGUE_DIR = Path(__file__).with_name("catalogue")
 
 
 @cache
 def catalogue() -> dict[str, dict[str, str]]:
-    data = yaml.safe_load(CATALOGUE.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{CATALOGUE}: must be a mapping of keys to {{id, en}}")
-    return data
+    merged: dict[str, dict[str, str]] = {}
+    origin: dict[str, str] = {}
+    for path in sorted(CATALOGUE_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: must be a mapping of keys to {{id, en}}")
+        for key, entry in data.items():
+            if key in merged:
+                raise ValueError(f"message key {key!r} is defined in both {origin[key]} and {path.name}")
+            merged[key] = entry
+            origin[key] = path.name
+    return merged
 
 
 def translate(key: str, language: str = DEFAULT_LANGUAGE, /, **params: object) -> str:
