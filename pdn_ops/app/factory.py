@@ -20,6 +20,7 @@ from pdn_ops.complaints import api as complaints_api
 from pdn_ops.complaints import report_routes as reports
 from pdn_ops.complaints import routes as complaints
 from pdn_ops.complaints import settings_routes as procedure_settings
+from pdn_ops.core.db.faults import OutageLog
 from pdn_ops.health import metrics_routes as metrics
 from pdn_ops.health import routes as fleet
 from pdn_ops.notify import routes as whatsapp_webhook
@@ -29,7 +30,7 @@ from pdn_ops.web import home
 from pdn_ops.web import probes as health
 from pdn_ops.web.errors import install_error_handlers
 from pdn_ops.web.middleware import BodyLimit, SecurityHeaders
-from pdn_ops.web.overload import Admission, OutageLog
+from pdn_ops.web.overload import Admission
 from pdn_ops.web.templating import PageIdentity, make_environment
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
                    remediation, remediation_auto, procedure_settings, users):
         app.include_router(module.router)
 
-    outages = OutageLog()
+    outages = OutageLog(logging.getLogger("pdn_ops.web.overload"))
     app.state.outages = outages
     app.add_middleware(BodyLimit)
     # Outside the body limit and inside the security headers, so that its 503 carries them too.

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     password_checks: int = Field(default=2, ge=1, le=64)
     password_queue: int = Field(default=32, ge=0, le=10000)
     password_wait_seconds: float = Field(default=10.0, ge=0, le=120)
+    # /readyz says "not ready" below this much free space in data_dir (photos would fail to store).
+    min_free_disk_mb: int = Field(default=16, ge=0, le=1_000_000)
 
     # --- notifications: WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
     # Every secret is a SecretStr and can come from a file instead (PDN_OPS_<NAME>_FILE), as container secrets do.

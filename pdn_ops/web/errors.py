@@ -20,8 +20,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pdn_ops.core.db.faults import OutageLog
 from pdn_ops.core.errors import Conflict, NotFound, Overloaded, PermissionDenied
-from pdn_ops.web.overload import OutageLog, classify, fault_response, wants_json
+from pdn_ops.web.overload import classify, fault_response, wants_json
 from pdn_ops.web.templating import render
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
         found = classify(exc)
         if found is None:
             raise exc  # a bug: the catch-all below logs it and answers 500
-        outages.failed(found, exc)
+        outages.failed(found.kind, exc)
         return fault_response(request, found)
 
     @app.exception_handler(Exception)

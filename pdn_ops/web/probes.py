@@ -23,17 +23,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# Below this much free space in the data directory the service says it is not ready: photos would fail.
-MIN_FREE_BYTES = 16 * 1024 * 1024
-
-
-def disk_problem(data_dir: Path) -> str | None:
+def disk_problem(data_dir: Path, min_free_bytes: int) -> str | None:
     """Why the data directory cannot take a filing now, or None. A small write (synced) finds what free-space
     figures miss (a quota, a read-only remount)."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(data_dir).free
-        if free < MIN_FREE_BYTES:
+        if free < min_free_bytes:
             return f"disk almost full ({free // 1024} KiB free)"
         with tempfile.TemporaryFile(dir=data_dir) as probe:
             probe.write(b"\0" * 4096)
@@ -47,7 +43,7 @@ def disk_problem(data_dir: Path) -> str | None:
 @router.get("/readyz")
 def readyz(ctx: Ctx) -> JSONResponse:
     headers = {"Retry-After": "5"}
-    problem = disk_problem(ctx.settings.data_dir)
+    problem = disk_problem(ctx.settings.data_dir, ctx.settings.min_free_disk_mb * 1024 * 1024)
     if problem is not None:
         return JSONResponse({"status": "not ready", "reason": problem}, status_code=503, headers=headers)
     try:
