@@ -78,6 +78,8 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
                    remediation, remediation_auto, procedure_settings, users):
         app.include_router(module.router)
+    if runtime.settings.office_logo is not None:
+        app.include_router(home.logo_router)
 
     outages = OutageLog(logging.getLogger("pdn_ops.web.overload"))
     app.state.outages = outages

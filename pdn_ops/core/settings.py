@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     imap_mailbox: str = "INBOX"
     imap_ca_file: Path | None = None
     imap_poll_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # --- the office (letterhead, header, signature block) --------------------------------------------------------
+    office_government: str = ""  # e.g. "PEMERINTAH KABUPATEN CONTOH"
+    office_name: str = ""  # e.g. "DINAS KOMUNIKASI DAN INFORMATIKA"
+    office_address: str = ""
+    office_logo: Path | None = None  # PNG or JPEG shown in the header and on the letterhead
+    # {year}, {month} (two digits), {seq} (the complaint's number) and {number} (its public number) may be used
+    report_number_pattern: str = "{seq:03d}/PDN/{month}/{year}"
+    signatory_name: str = ""  # the approving official
+    signatory_nip: str = ""
+    signatory_title: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -152,6 +162,24 @@ class Settings(BaseSettings):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("office_logo")
+    @classmethod
+    def _readable_logo(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise ValueError("office_logo must be a .png or .jpg file")
+        if value is not None and not value.is_file():
+            raise ValueError(f"office_logo: no file at {value}")
+        return value
+
+    @field_validator("report_number_pattern")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            value.format(year=2026, month="01", seq=1, number="X")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"report_number_pattern may use {{year}}, {{month}}, {{seq}}, {{number}}: {exc}") from exc
         return value
 
     @field_validator("language")

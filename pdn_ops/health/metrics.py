@@ -10,14 +10,17 @@ Health series (this module):
 
     pdn_target_state{kind,target,opd,state}             1 for the target's current state
     pdn_site_up / pdn_vm_up / pdn_guest_up / pdn_node_up / pdn_cluster_up   1 UP or DEGRADED, 0 DOWN (UNKNOWN: absent)
-    pdn_site_dependency_down / pdn_vm_dependency_down   1 when the target is down because a dependency is
+    pdn_site_dependency_down / pdn_vm_dependency_down{cause}   1 when an upstream is observed down (cause: it)
+    pdn_target_cause_unknown{kind,target,opd}          1 when a failing target's upstream cannot be seen
+    pdn_site_failure{failure}                          1 while the site is DOWN, with its failure class
     pdn_site_response_seconds, pdn_site_http_status_code
     pdn_tls_cert_expiry_timestamp_seconds, pdn_tls_cert_expiry_remaining_seconds (days: / 86400)
     pdn_vm_cpu_ratio, pdn_vm_cpus, pdn_vm_memory_{used,total}_bytes, pdn_vm_disk_{used,total}_bytes
     pdn_guest_filesystem_used_ratio{mount}, pdn_guest_memory_{available,total}_bytes, pdn_guest_load1,
     pdn_guest_services_inactive, pdn_guest_failed_units
     pdn_collector_runs_total, pdn_collector_errors_total, pdn_collector_last_duration_seconds,
-    pdn_collector_last_run_success, pdn_collector_last_success_timestamp_seconds
+    pdn_collector_last_run_success, pdn_collector_last_success_timestamp_seconds,
+    pdn_collector_failing{failure}, pdn_collector_interval_seconds
     pdn_health_snapshot_timestamp_seconds
 """
 
@@ -123,7 +126,8 @@ class SnapshotCache:
 
 # The fleet-sized families, in the order they are written (names, labels and help: pdn_ops.core.metric_names).
 FAMILIES = tuple(SERIES[name] for name in (
-    "pdn_target_state", "pdn_site_up", "pdn_site_dependency_down", "pdn_site_response_seconds",
+    "pdn_target_state", "pdn_target_cause_unknown", "pdn_site_up", "pdn_site_dependency_down", "pdn_site_failure",
+    "pdn_site_response_seconds",
     "pdn_site_http_status_code", "pdn_tls_cert_expiry_timestamp_seconds", "pdn_tls_cert_expiry_remaining_seconds",
     "pdn_vm_up", "pdn_vm_dependency_down", "pdn_vm_cpu_ratio", "pdn_vm_cpus", "pdn_vm_memory_used_bytes",
     "pdn_vm_memory_total_bytes", "pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes", "pdn_guest_up",
@@ -167,14 +171,20 @@ def render_health(snap: HealthSnapshot) -> str:
     for t in snap.targets:
         opd = _esc(t.opd or "")
         up = UP_VALUE.get(t.state)
-        dep = "1" if t.caused_by else "0"
+        dep = f'cause="{_esc(t.caused_by)}"}} 1' if t.caused_by else 'cause=""} 0'
         values = t.values
+        if t.cause_unknown and t.state != "up":
+            target = t.site_id if t.kind == "site" else t.vm_id if t.kind in ("vm", "guest") else _esc(t.ref)
+            lines["pdn_target_cause_unknown"].append(
+                f'pdn_target_cause_unknown{{kind="{t.kind}",target="{target}",opd="{opd}"}} 1')
         if t.kind == "site":
             lbl = f'site_id="{t.site_id}",opd="{opd}"'
             state.append(f'pdn_target_state{{kind="site",target="{t.site_id}",opd="{opd}",state="{t.state}"}} 1')
             if up is not None:
                 site_up.append(f"pdn_site_up{{{lbl}}} {up}")
-                site_dep.append(f"pdn_site_dependency_down{{{lbl}}} {dep}")
+                site_dep.append(f"pdn_site_dependency_down{{{lbl},{dep}")
+                if t.state == "down" and t.failure:
+                    lines["pdn_site_failure"].append(f'pdn_site_failure{{{lbl},failure="{_esc(t.failure)}"}} 1')
             for name, key in SITE_VALUES:
                 value = _num(values.get(key))
                 if value is not None:
@@ -188,7 +198,7 @@ def render_health(snap: HealthSnapshot) -> str:
             state.append(f'pdn_target_state{{kind="vm",target="{t.vm_id}",opd="{opd}",state="{t.state}"}} 1')
             if up is not None:
                 vm_up.append(f"pdn_vm_up{{{lbl}}} {up}")
-                vm_dep.append(f"pdn_vm_dependency_down{{{lbl}}} {dep}")
+                vm_dep.append(f"pdn_vm_dependency_down{{{lbl},{dep}")
             for name, key in VM_VALUES:
                 value = _num(values.get(key))
                 # Proxmox reports disk 0 for a QEMU guest it cannot look into: not a measurement, left out.
@@ -244,6 +254,8 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
     duration = gauge("pdn_collector_last_duration_seconds")
     success = gauge("pdn_collector_last_run_success")
     last_ok = gauge("pdn_collector_last_success_timestamp_seconds")
+    failing = gauge("pdn_collector_failing")
+    interval = gauge("pdn_collector_interval_seconds")
     for job in snap.jobs:
         values = [job.job, job.kind]
         runs.add_metric(values, job.runs_total)
@@ -254,9 +266,13 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
             success.add_metric(values, 1.0 if job.last_ok else 0.0)
         if job.last_success_at is not None:
             last_ok.add_metric(values, job.last_success_at.timestamp())
+        if job.last_ok is False:
+            failing.add_metric([*values, job.last_failure or "error"], 1.0)
+        if job.interval_s is not None:
+            interval.add_metric(values, job.interval_s)
     taken = gauge("pdn_health_snapshot_timestamp_seconds")
     taken.add_metric([], snap.taken_at.timestamp())
-    yield from (runs, errors, duration, success, last_ok, taken)
+    yield from (runs, errors, duration, success, last_ok, failing, interval, taken)
 
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:

@@ -13,8 +13,12 @@ only source of evidence is itself failing). Flapping is damped by thresholds: a 
 ``down_after`` consecutive failures and comes back from DOWN after ``up_after`` consecutive successes. A
 *definitive* failure (Proxmox itself says the guest is stopped or the node is offline) needs no second opinion.
 
-Dependencies (site -> vm -> node -> cluster, guest -> vm) decide the root cause: a target that is not UP while
-an ancestor is DOWN carries that ancestor as its cause and is not a separate root problem.
+Dependencies (site -> vm -> node -> cluster, guest -> vm) decide the root cause, from evidence only
+(``attribute``): a target's failure is blamed on an upstream only when a *working* witness observed that upstream
+failing (a stopped VM reported by an answering API, a node reported offline by a quorate cluster) and the target
+has no independent evidence of its own (an answer with a bad certificate or a 500 is the target's own failure; a
+guest that answers over SSH shows its VM runs). An upstream we cannot see (its witness is failing) never hides
+an observed failure: the target stays its own incident, marked "cause unknown".
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class Verdict:
     detail: str = ""
     degraded: tuple[Reason, ...] = ()
     definitive: bool = False  # the authority on this target says so; skip the down_after damping
+    unknown: bool = False  # the authority says it cannot know (a VM on an offline node): UNKNOWN with ``reason``
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,8 @@ class StateChange:
 
 def step(previous: TargetState, verdict: Verdict, at: datetime, thresholds: Thresholds) -> TargetState:
     """Fold one verdict into a target's state, applying the down/up thresholds."""
+    if verdict.unknown:
+        return replace(unknown(previous, at, verdict.reason, verdict.detail), last_check_at=at)
     if verdict.ok:
         successes, failures = previous.successes + 1, 0
         recovering = previous.state is State.DOWN and successes < thresholds.up_after
@@ -225,10 +232,13 @@ def assess_site(check: SiteCheck, thresholds: Thresholds, *, tls_warning_days: f
     return Verdict(ok=True, degraded=tuple(degraded), detail=check.detail)
 
 
-def assess_vm(guest: GuestObservation | None, thresholds: Thresholds) -> Verdict:
+def assess_vm(guest: GuestObservation | None, thresholds: Thresholds, *, node_online: bool = True) -> Verdict:
     if guest is None:
         return Verdict(ok=False, reason=Reason.VM_MISSING, failure=FailureClass.EMPTY, definitive=True,
                        detail="not in the cluster's resource list")
+    if not node_online or guest.status == "unknown":
+        # Proxmox cannot reach the node: it does not know whether the guest runs, and neither do we.
+        return Verdict(ok=False, reason=Reason.NODE_OFFLINE, unknown=True, detail=guest.node)
     if guest.status != "running":
         return Verdict(ok=False, reason=Reason.VM_STOPPED, detail=guest.status, definitive=True)
     degraded: list[Reason] = []
@@ -295,27 +305,100 @@ def assess_ssh(observation: SshObservation, declared_services: Iterable[str], th
 # --- dependencies ------------------------------------------------------------------------------------------------
 
 
-def root_causes(states: Mapping[str, TargetState], parents: Mapping[str, str | None]) -> dict[str, Cause | None]:
-    """For every target that is not UP: the furthest DOWN ancestor, or None when the target is its own root.
+# Failure classes that show the target itself answered (a bad certificate, a 500, a wrong keyword, a refused
+# key): whatever its upstream does, this failure is the target's own.
+OWN_FAILURES = frozenset({FailureClass.TLS, FailureClass.STATUS, FailureClass.KEYWORD, FailureClass.PROTOCOL,
+                          FailureClass.HOST_KEY, FailureClass.AUTH})
+# How an upstream is observed failing by its witness (the Proxmox API of its cluster, answering).
+OBSERVED_DOWN: dict[Kind, frozenset[Reason]] = {
+    Kind.VM: frozenset({Reason.VM_STOPPED, Reason.VM_MISSING}),
+    Kind.NODE: frozenset({Reason.NODE_OFFLINE}),
+}
+CAUSE_UNKNOWN = Reason.SOURCE_FAILING  # stored as the reason of an attribution without a cause
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Why a target that is not UP is not: an observed upstream ``cause``, or its own problem; ``blind`` names
+    an upstream whose witness is failing (so the cause may lie there, unknown): then the target stays its own
+    incident, annotated "Proxmox API unreachable: cause unknown"."""
+
+    cause: Cause | None = None
+    blind: str | None = None
+
+
+def _kind_of(key: str) -> Kind | None:
+    kind = key.partition(":")[0]
+    return Kind(kind) if kind in Kind._value2member_map_ else None
+
+
+def _witness_works(cluster: TargetState | None, kind: Kind) -> bool:
+    """Whether the cluster's API, as last seen, is a working witness for a VM or node state it reports."""
+    if cluster is None:
+        return True  # absent means healthy (only targets that are not UP are passed in)
+    if cluster.state in (State.DOWN, State.UNKNOWN):
+        return False
+    # A cluster without quorum may see its own partition as the whole: its "node offline" is not evidence.
+    return not (kind is Kind.NODE and Reason.NOT_QUORATE in (cluster.reason, *cluster.degraded))
+
+
+def attribute(states: Mapping[str, TargetState], parents: Mapping[str, str | None], *,
+              alive: frozenset[str] = frozenset()) -> dict[str, Attribution]:
+    """The one root-cause rule: for every target that is not UP, its observed upstream cause, if any.
 
     ``states`` needs to hold only targets that are not UP (an absent ancestor counts as healthy). ``parents``
-    maps a key to its dependency (site -> vm, guest -> vm, vm -> node, node -> cluster). Cycles are cut.
+    maps a key to its dependency (site -> vm, guest -> vm, vm -> node, node -> cluster). ``alive`` holds upstream
+    keys another witness shows running (a VM whose guest answers over SSH). Cycles are cut.
     """
-    result: dict[str, Cause | None] = {}
+    result: dict[str, Attribution] = {}
     for key, state in states.items():
         if not state.state.is_problem:
             continue
-        root: TargetState | None = None
+        if state.state is State.DOWN and state.failure in OWN_FAILURES:
+            result[key] = Attribution()  # it answered: its failure is its own, whatever lies upstream
+            continue
+        chain: list[str] = []
         seen = {key}
         parent = parents.get(key)
         while parent is not None and parent not in seen:
             seen.add(parent)
-            ancestor = states.get(parent)
-            if ancestor is not None and ancestor.state is State.DOWN:
-                root = ancestor
+            chain.append(parent)
             parent = parents.get(parent)
-        result[key] = Cause(key=root.key, reason=root.reason) if root is not None else None
+        cluster_key = next((k for k in reversed(chain) if k.startswith(Kind.CLUSTER.value + ":")), None)
+        cluster = states.get(cluster_key) if cluster_key is not None else None
+        root: TargetState | None = None
+        blind: str | None = None
+        for ancestor_key in chain:
+            if ancestor_key in alive:
+                break  # independent evidence that this upstream runs: nothing above it explains the failure
+            ancestor = states.get(ancestor_key)
+            if ancestor is None:
+                continue
+            kind = _kind_of(ancestor_key)
+            if kind is Kind.CLUSTER:
+                if ancestor.state in (State.DOWN, State.UNKNOWN):
+                    blind = blind or ancestor_key
+                continue  # an API that fails takes nothing down with it: it only stops seeing
+            evidence = OBSERVED_DOWN.get(kind, frozenset()) if kind is not None else frozenset()
+            reported_down = ancestor.state is State.DOWN and bool(evidence)
+            if (reported_down and kind is not None and _witness_works(cluster, kind)
+                    and ancestor.reason in evidence):
+                root = ancestor
+            elif reported_down or (ancestor.state is State.UNKNOWN
+                                   and ancestor.reason in (Reason.SOURCE_FAILING, Reason.STALE)):
+                # Reported by a witness that no longer works, or not seen at all: the cause may be here, unknown.
+                blind = blind or cluster_key or ancestor_key
+        if root is not None:
+            result[key] = Attribution(cause=Cause(key=root.key, reason=root.reason))
+        else:
+            result[key] = Attribution(blind=blind)
     return result
+
+
+def root_causes(states: Mapping[str, TargetState], parents: Mapping[str, str | None], *,
+                alive: frozenset[str] = frozenset()) -> dict[str, Cause | None]:
+    """For every target that is not UP: its observed root cause, or None when it is its own root (``attribute``)."""
+    return {key: a.cause for key, a in attribute(states, parents, alive=alive).items()}
 
 
 def uptime_ratio(up_seconds: float, observed_seconds: float) -> float | None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pdn_ops.core.db.tables import JobStatusRow, OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import NotFound
 from pdn_ops.health import service as health_service
+from pdn_ops.health.model import CAUSE_UNKNOWN
 from pdn_ops.health.tables import HealthCheckRow, HealthEventRow, HealthTargetRow
 
 RECENT = 20
@@ -35,6 +36,8 @@ class TargetSnapshot:
     site_id: int | None
     caused_by: str | None
     values: dict[str, Any]
+    cause_unknown: bool = False
+    failure: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class JobSnapshot:
     last_duration_s: float | None
     last_ok: bool | None
     last_success_at: datetime | None
+    last_failure: str | None = None
+    interval_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +62,16 @@ class HealthSnapshot:
 
 def health_snapshot(session: Session) -> HealthSnapshot:
     t = HealthTargetRow
-    stmt = select(t.kind, t.ref, t.state, t.reason, OpdRow.code, t.vm_id, t.site_id, t.cause_key, t.values).outerjoin(
-        OpdRow, OpdRow.id == t.opd_id)
-    targets = tuple(TargetSnapshot(kind, ref, state, reason, opd, vm_id, site_id, cause, values or {})
-                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values in session.execute(stmt))
+    stmt = select(t.kind, t.ref, t.state, t.reason, OpdRow.code, t.vm_id, t.site_id, t.cause_key, t.values,
+                  t.cause_reason, t.failure).outerjoin(OpdRow, OpdRow.id == t.opd_id)
+    targets = tuple(TargetSnapshot(kind, ref, state, reason, opd, vm_id, site_id, cause, values or {},
+                                   cause is None and cause_reason == CAUSE_UNKNOWN.value, failure)
+                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values, cause_reason, failure
+                    in session.execute(stmt))
     j = JobStatusRow
     jobs = tuple(JobSnapshot(*row) for row in session.execute(
-        select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at)))
+        select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at,
+               j.last_failure, j.interval_s)))
     return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=jobs)
 
 

@@ -255,6 +255,7 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         row.values = {"cpu": node.cpu, "mem": node.mem, "maxmem": node.maxmem}
         batch.fold(row, model.assess_node(node), observation.at, thresholds)
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
+    online = {n.node: n.online for n in observation.nodes}
     for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
         row.vm_id, row.opd_id = vm_id, opd_id
@@ -264,7 +265,8 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
             row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
                           "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
                           "uptime": guest.uptime}
-        batch.fold(row, model.assess_vm(guest, thresholds), observation.at, thresholds)
+        node_online = guest is None or online.get(guest.node, True)
+        batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
     return batch.finish()
 
 
@@ -322,11 +324,22 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
         for key in missing - set(new_parents):
             parents[key] = None
         missing = {p for p in new_parents.values() if p and p not in parents}
-    causes = model.root_causes(states, parents)
+    # Another witness of a VM: its guest answering over SSH shows it runs, whatever the API last said.
+    vm_refs = [model.split_key(key)[1] for key in states if key.startswith(Kind.VM.value + ":")]
+    alive = frozenset(f"{Kind.VM.value}:{ref}" for ref in session.scalars(
+        select(HealthTargetRow.ref).where(HealthTargetRow.kind == Kind.GUEST.value, HealthTargetRow.ref.in_(vm_refs),
+                                          HealthTargetRow.state.in_((State.UP.value, State.DEGRADED.value))))
+    ) if vm_refs else frozenset()
+    attributions = model.attribute(states, parents, alive=alive)
     changed: list[Target] = []
     for key, row in rows.items():
-        cause = causes.get(key)
-        cause_key, cause_reason = (cause.key, cause.reason.value) if cause else (None, None)
+        attribution = attributions.get(key)
+        cause_key: str | None = None
+        cause_reason: str | None = None
+        if attribution is not None and attribution.cause is not None:
+            cause_key, cause_reason = attribution.cause.key, attribution.cause.reason.value
+        elif attribution is not None and attribution.blind is not None:
+            cause_reason = model.CAUSE_UNKNOWN.value  # no cause key: the target stays its own incident
         if (row.cause_key, row.cause_reason) != (cause_key, cause_reason):
             row.cause_key, row.cause_reason = cause_key, cause_reason
             changed.append(row)

@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pdn_ops.core.i18n import LANGUAGES, catalogue, translate
+from pdn_ops.core.i18n.formatting import Formatter
 from pdn_ops.web.deps import LANG_COOKIE, get_language, runtime_of
+from pdn_ops.web.menu import menu_for
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -62,6 +64,35 @@ def translators(lang: str) -> tuple[Callable[..., str], Callable[..., str]]:
     return t, tk
 
 
+@dataclass(frozen=True, slots=True)
+class Office:
+    """The office named in the header and on letterheads (settings ``PDN_OPS_OFFICE_*``)."""
+
+    government: str
+    name: str
+    address: str
+    logo: bool
+
+
+def flash_text(request: Request, lang: str) -> str | None:
+    """The confirmation after an action: a route redirects with ``?ok=CODE`` and ``flash.CODE`` is shown.
+
+    Only catalogue keys travel in the address, so nothing a user typed is echoed back.
+    """
+    code = request.query_params.get("ok", "")
+    key = f"flash.{code}"
+    return translate(key, lang) if code and key in catalogue() else None
+
+
+def _has_lab(request: Request) -> bool:
+    # The lab panel is mounted only beside the demo's lab; the answer never changes for an app, so keep it.
+    known = getattr(request.app.state, "has_lab_panel", None)
+    if known is None:
+        known = any(getattr(route, "path", None) == "/lab" for route in request.app.routes)
+        request.app.state.has_lab_panel = known
+    return bool(known)
+
+
 def render(request: Request, template: str, status_code: int = 200, *, lookup: bool = True,
            headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
     """A page in the reader's language. ``lookup=False`` is for error pages, which may run on the event loop
@@ -71,13 +102,20 @@ def render(request: Request, template: str, status_code: int = 200, *, lookup: b
     lang = get_language(request)
     t, tk = translators(lang)
     identity: PageIdentity = getattr(request.app.state, "page_identity", ANONYMOUS)
+    settings = runtime_of(request).settings
     if lookup:
         context.setdefault("user", identity.user(request))
         context.setdefault("csrf_token", identity.csrf_token(request))
     else:
         context.setdefault("user", identity.known_user(request))
         context.setdefault("csrf_token", identity.known_csrf_token(request))
-    context.setdefault("tz", runtime_of(request).settings.tz)
+    context.setdefault("tz", settings.tz)
+    context.setdefault("fmt", Formatter(lang, settings.tz))
+    context.setdefault("flash", flash_text(request, lang))
+    context.setdefault("office", Office(settings.office_government, settings.office_name, settings.office_address,
+                                        settings.office_logo is not None))
+    user = context["user"]
+    context.setdefault("menu", menu_for(getattr(user, "role", None), request.url.path, demo=_has_lab(request)))
     body = env.get_template(template).render(
         request=request, lang=lang, languages=LANGUAGES, t=t, tk=tk, **context
     )

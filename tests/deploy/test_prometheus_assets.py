@@ -59,7 +59,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
 def test_every_required_alert_exists() -> None:
     names = {rule["alert"] for path in RULES for group in yaml.safe_load(path.read_text())["groups"]
              for rule in group["rules"]}
-    assert {"PdnSiteDown", "PdnVmDown", "PdnTlsCertExpiring", "PdnGuestDiskAlmostFull", "PdnCollectorFailing",
+    assert {"PdnSiteDown", "PdnVmDown", "PdnTlsCertificate", "PdnGuestDiskAlmostFull", "PdnCollectorFailing",
             "PdnComplaintSlaAtRisk"} <= names
 
 

@@ -117,7 +117,7 @@ def test_a_site_whose_vm_is_stopped_carries_the_vm_as_its_cause(world: Session) 
     assert site.state == "up" and site.cause_key is None
 
 
-def test_a_vm_on_an_offline_node_points_at_the_node(world: Session) -> None:
+def test_a_vm_on_an_offline_node_is_unknown_and_points_at_the_node(world: Session) -> None:
     health.record_cluster(world, cycle(T0), thresholds=TH)
     health.record_cluster(world, cycle(T0 + timedelta(minutes=1), stopped=(101, 102, 103), node_online=False),
                           thresholds=TH)
@@ -125,7 +125,8 @@ def test_a_vm_on_an_offline_node_points_at_the_node(world: Session) -> None:
     assert node.state == "down" and node.reason == "node_offline" and node.cause_key is None
     for vmid in (101, 102, 103):
         vm = target(world, "vm", f"pdn1/{vmid}")
-        assert vm.state == "down" and vm.cause_key == "node:pdn1/pve1"
+        assert vm.state == "unknown" and vm.reason == "node_offline", "not stopped: nobody can see it"
+        assert vm.cause_key == "node:pdn1/pve1"
     view = health_queries.fleet(world)
     assert [i.label for i in view.incidents if i.is_root] == ["pdn1/pve1"]
 
@@ -140,7 +141,22 @@ def test_a_failing_proxmox_api_makes_its_vms_unknown_not_down(world: Session) ->
     cluster = target(world, "cluster", "pdn1")
     assert cluster.state == "down" and cluster.failure == "auth"
     vm = target(world, "vm", "pdn1/102")
-    assert vm.state == "unknown" and vm.reason == "source_failing" and vm.cause_key == "cluster:pdn1"
+    assert vm.state == "unknown" and vm.reason == "source_failing"
+    assert (vm.cause_key, vm.cause_reason) == (None, "source_failing"), "a blind API is no cause: cause unknown"
+
+
+def test_a_site_failing_while_the_api_is_blind_stays_its_own_incident(world: Session) -> None:
+    health.record_cluster(world, cycle(T0), thresholds=TH)
+    for minute in (1, 2):
+        health.record_site_checks(world, [site_down(SITE_A, T0 + timedelta(minutes=minute))], thresholds=TH)
+    assert target(world, "site", SITE_A).cause_key is None
+    revoked = ClusterObservation(cluster="pdn1", at=T0 + timedelta(minutes=3), ok=False,
+                                 failure=FailureClass.AUTH, detail="401 token revoked")
+    health.record_cluster(world, revoked, thresholds=TH)
+    health.record_cluster(world, revoked, thresholds=TH)
+    site = target(world, "site", SITE_A)
+    assert site.state == "down" and (site.cause_key, site.cause_reason) == (None, "source_failing")
+    assert SITE_A in [i.health.ref for i in health_queries.fleet(world).incidents if i.is_root]
 
 
 def test_a_vm_missing_from_a_non_empty_answer_is_down(world: Session) -> None:

@@ -124,9 +124,11 @@ def test_metrics_expose_states_values_and_collectors_with_bounded_labels(client:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     site_b = (("opd", "disdik"), ("site_id", str(known[SITE_B])))
-    assert samples[("pdn_site_up", site_b)] == 0 and samples[("pdn_site_dependency_down", site_b)] == 1
+    site_b_cause = tuple(sorted((*site_b, ("cause", "vm:pdn1/102"))))
+    assert samples[("pdn_site_up", site_b)] == 0 and samples[("pdn_site_dependency_down", site_b_cause)] == 1
     vm102 = (("cluster", "pdn1"), ("opd", "disdik"), ("vm_id", str(known["vm102"])), ("vmid", "102"))
-    assert samples[("pdn_vm_up", vm102)] == 0 and samples[("pdn_vm_dependency_down", vm102)] == 0
+    vm102_cause = tuple(sorted((*vm102, ("cause", ""))))
+    assert samples[("pdn_vm_up", vm102)] == 0 and samples[("pdn_vm_dependency_down", vm102_cause)] == 0
     assert samples[("pdn_vm_memory_total_bytes", vm102)] == 2**31
     guest = (("mount", "/"), ("opd", "dinkes"), ("vm_id", str(known["vm101"])))
     assert samples[("pdn_guest_filesystem_used_ratio", guest)] == 0.95
@@ -137,7 +139,9 @@ def test_metrics_expose_states_values_and_collectors_with_bounded_labels(client:
     assert samples[("pdn_node_up", (("cluster", "pdn1"), ("node", "pve1")))] == 1
     label_names = {name for (_metric, labels) in samples for name, _ in labels}
     assert label_names <= {"kind", "target", "opd", "state", "site_id", "vm_id", "cluster", "vmid", "node",
-                           "mount", "collector", "level", "channel", "status"}, (
+                           "mount", "collector", "level", "channel", "status",
+                           # a failure class, and a cause that is a target key (vm:cluster/vmid, node:cluster/node)
+                           "failure", "cause"}, (
         "bounded labels only: no URLs, names or user text")
     assert not any("127.0.10" in value for (_m, labels) in samples for _n, value in labels)
 
