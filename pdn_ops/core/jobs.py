@@ -36,6 +36,16 @@ class JobSpec:
         return max(1, int(self.misfire_grace_s or self.interval_s / 2))
 
 
+@dataclass(frozen=True, slots=True)
+class RunFailure:
+    """What a ``record`` step returns when the run's data is not usable (the API refused our token, the answer was
+    empty): what it did record is kept, and the run counts as failed with this bounded class (e.g. "auth"), for
+    ``job_status`` and ``pdn_collector_failing``."""
+
+    failure: str
+    detail: str = ""
+
+
 def collect_nothing() -> None:
     """The collect step of a maintenance job: everything it does happens in ``record``."""
     return None
@@ -71,28 +81,38 @@ class JobWrapper:
             status = self._status(session, spec)
             status.last_started_at = started
         error: BaseException | None = None
+        refused: RunFailure | None = None
         try:
             result = spec.collect()
             with self._writing() as session:
                 session.execute(update(JobStatusRow).where(JobStatusRow.job == spec.name)
                                 .values(last_started_at=started))
-                spec.record(session, result)
+                recorded = spec.record(session, result)
+            refused = recorded if isinstance(recorded, RunFailure) else None
         except Exception as exc:
             error = exc
         duration = time.perf_counter() - t0
         finished = utcnow()
-        message = "" if error is None else f"{type(error).__name__}: {error}"[:ERROR_MAX]
+        failed = error is not None or refused is not None
+        if error is not None:
+            message, failure = f"{type(error).__name__}: {error}"[:ERROR_MAX], "error"
+        elif refused is not None:
+            message, failure = f"{refused.failure}: {refused.detail}"[:ERROR_MAX], refused.failure[:32]
+        else:
+            message, failure = "", None
         with self._writing() as session:
             session.execute(update(JobRunRow).where(JobRunRow.id == run_id).values(
-                finished_at=finished, duration_s=duration, outcome="failed" if error else "succeeded",
+                finished_at=finished, duration_s=duration, outcome="failed" if failed else "succeeded",
                 error=message))
             status = self._status(session, spec)
             status.runs_total += 1
+            status.interval_s = spec.interval_s
             status.last_finished_at = finished
             status.last_duration_s = duration
-            status.last_ok = error is None
+            status.last_ok = not failed
             status.last_error = message
-            if error is None:
+            status.last_failure = failure
+            if not failed:
                 status.last_success_at = finished
             else:
                 status.errors_total += 1
@@ -102,6 +122,8 @@ class JobWrapper:
             except Exception:
                 # A stale metrics snapshot must not turn a successful run into a failed one; it is logged.
                 log.exception("after-run hook of job %s failed", spec.name)
+        if refused is not None:
+            log.warning("job %s failed after %.3f s: %s", spec.name, duration, message)
         if error is not None:
             log.error("job %s failed after %.3f s: %s", spec.name, duration, message, exc_info=error)
             raise error

@@ -76,6 +76,9 @@ _ALL = (
     Series("pdn_collector_last_duration_seconds", "gauge", JOB, "Duration of the job's latest run."),
     Series("pdn_collector_last_run_success", "gauge", JOB, "1 when the job's latest run succeeded, 0 when it failed."),
     Series("pdn_collector_last_success_timestamp_seconds", "gauge", JOB, "When the job last succeeded."),
+    Series("pdn_collector_failing", "gauge", (*JOB, "failure"),
+           "1 while the job's latest run failed, with why (auth: credentials refused, empty, timeout, error...)."),
+    Series("pdn_collector_interval_seconds", "gauge", JOB, "How often the job runs (stall thresholds are relative)."),
     Series("pdn_health_snapshot_timestamp_seconds", "gauge", (),
            "When the state snapshot behind this scrape was read."),
     # --- complaints ---------------------------------------------------------------------------------------------

@@ -11,11 +11,37 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from pdn_ops.core.inventory import Cluster, Inventory, Site, Vm
-from pdn_ops.core.jobs import JobSpec, collect_nothing
+from pdn_ops.core.jobs import JobSpec, RunFailure, collect_nothing
 from pdn_ops.core.settings import Settings
 from pdn_ops.health import service as health_service
 from pdn_ops.health.model import Thresholds
-from pdn_ops.health.observations import ClusterObservation, SiteCheck, SshObservation
+from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
+
+# SSH failures that say our access is refused, not that the guest is down: when every guest refuses us, the run
+# produced no usable data and the collector itself is failing.
+REFUSED = frozenset({FailureClass.AUTH, FailureClass.HOST_KEY})
+
+
+def run_failure_of_cluster(observation: ClusterObservation) -> RunFailure | None:
+    """A Proxmox cycle that failed (401/403, timeout, empty answer...) is a failed run, with its class."""
+    if observation.ok:
+        return None
+    return RunFailure((observation.failure or FailureClass.ERROR).value, observation.detail)
+
+
+def run_failure_of_ssh(observations: Sequence[SshObservation]) -> RunFailure | None:
+    """An SSH round in which every guest refused our access produced nothing usable: a failed run."""
+    if not observations or any(o.ok or o.failure not in REFUSED for o in observations):
+        return None
+    failure = observations[0].failure or FailureClass.ERROR
+    return RunFailure(failure.value, f"{len(observations)} guest(s) refused access")
+
+
+def run_failure_of_sites(checks: Sequence[SiteCheck], expected: int) -> RunFailure | None:
+    """A site round that returned no result at all for sites it should check is a failed run."""
+    if expected and not checks:
+        return RunFailure(FailureClass.EMPTY.value, f"no result for {expected} site(s)")
+    return None
 
 
 class CollectorFactory(Protocol):
@@ -80,13 +106,19 @@ def build_jobs(inventory: Inventory, factory: CollectorFactory | None, config: H
     jobs: list[JobSpec] = []
 
     def record_cluster(session: Session, observation: ClusterObservation) -> object:
-        return health_service.record_cluster(session, observation, thresholds=thresholds)
+        recorded = health_service.record_cluster(session, observation, thresholds=thresholds)
+        return run_failure_of_cluster(observation) or recorded
 
-    def record_sites(session: Session, checks: Sequence[SiteCheck]) -> object:
-        return health_service.record_site_checks(session, checks, thresholds=thresholds)
+    def record_sites_of(expected: int) -> Callable[[Session, Sequence[SiteCheck]], object]:
+        def record_sites(session: Session, checks: Sequence[SiteCheck]) -> object:
+            recorded = health_service.record_site_checks(session, checks, thresholds=thresholds)
+            return run_failure_of_sites(checks, expected) or recorded
+
+        return record_sites
 
     def record_ssh(session: Session, observations: Sequence[SshObservation]) -> object:
-        return health_service.record_ssh(session, observations, thresholds=thresholds)
+        recorded = health_service.record_ssh(session, observations, thresholds=thresholds)
+        return run_failure_of_ssh(observations) or recorded
 
     for cluster in inventory.clusters:
         jobs.append(JobSpec(f"proxmox:{cluster.name}", "proxmox", cluster.interval, factory.proxmox(cluster),
@@ -95,7 +127,8 @@ def build_jobs(inventory: Inventory, factory: CollectorFactory | None, config: H
     for site in inventory.sites:
         by_interval.setdefault(site.interval, []).append(site)
     for interval, sites in sorted(by_interval.items()):
-        jobs.append(JobSpec(f"sites:{interval}s", "sites", interval, factory.sites(sites), record_sites))
+        jobs.append(JobSpec(f"sites:{interval}s", "sites", interval, factory.sites(sites),
+                            record_sites_of(len(sites))))
     ssh_by_interval: dict[int, list[Vm]] = {}
     for vm in inventory.vms:
         if vm.ssh is not None:

@@ -19,7 +19,8 @@ Health series (this module):
     pdn_guest_filesystem_used_ratio{mount}, pdn_guest_memory_{available,total}_bytes, pdn_guest_load1,
     pdn_guest_services_inactive, pdn_guest_failed_units
     pdn_collector_runs_total, pdn_collector_errors_total, pdn_collector_last_duration_seconds,
-    pdn_collector_last_run_success, pdn_collector_last_success_timestamp_seconds
+    pdn_collector_last_run_success, pdn_collector_last_success_timestamp_seconds,
+    pdn_collector_failing{failure}, pdn_collector_interval_seconds
     pdn_health_snapshot_timestamp_seconds
 """
 
@@ -253,6 +254,8 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
     duration = gauge("pdn_collector_last_duration_seconds")
     success = gauge("pdn_collector_last_run_success")
     last_ok = gauge("pdn_collector_last_success_timestamp_seconds")
+    failing = gauge("pdn_collector_failing")
+    interval = gauge("pdn_collector_interval_seconds")
     for job in snap.jobs:
         values = [job.job, job.kind]
         runs.add_metric(values, job.runs_total)
@@ -263,9 +266,13 @@ def _collector_metrics(snap: HealthSnapshot) -> Iterator[Metric]:
             success.add_metric(values, 1.0 if job.last_ok else 0.0)
         if job.last_success_at is not None:
             last_ok.add_metric(values, job.last_success_at.timestamp())
+        if job.last_ok is False:
+            failing.add_metric([*values, job.last_failure or "error"], 1.0)
+        if job.interval_s is not None:
+            interval.add_metric(values, job.interval_s)
     taken = gauge("pdn_health_snapshot_timestamp_seconds")
     taken.add_metric([], snap.taken_at.timestamp())
-    yield from (runs, errors, duration, success, last_ok, taken)
+    yield from (runs, errors, duration, success, last_ok, failing, interval, taken)
 
 
 def build_registry(snapshot: Callable[[], HealthSnapshot], extra: Iterable[Collector] = ()) -> CollectorRegistry:

@@ -49,6 +49,8 @@ class JobSnapshot:
     last_duration_s: float | None
     last_ok: bool | None
     last_success_at: datetime | None
+    last_failure: str | None = None
+    interval_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,8 @@ def health_snapshot(session: Session) -> HealthSnapshot:
                     in session.execute(stmt))
     j = JobStatusRow
     jobs = tuple(JobSnapshot(*row) for row in session.execute(
-        select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at)))
+        select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at,
+               j.last_failure, j.interval_s)))
     return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=jobs)
 
 

@@ -85,3 +85,30 @@ class HealthRollupRow(Base):
     checks: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     up_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class HealthAlertRow(Base):
+    """One alert episode as Alertmanager reported it (fingerprint + start), and the target it is about.
+
+    Written by the Alertmanager receiver (``pdn_ops.alerts``); shown on the fleet and incident pages.
+    ``notified_status`` is the last status (firing, resolved) engineers were told about: once per state change.
+    """
+
+    __tablename__ = "health_alerts"
+    __table_args__ = (UniqueConstraint("fingerprint", "starts_at", name="uq_health_alerts_fingerprint_start"),
+                      Index("ix_health_alerts_status", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column(default=None)
+    alertname: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    severity: Mapped[str] = mapped_column(String(16), default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    target_key: Mapped[str | None] = mapped_column(String(2100), default=None)
+    opd_id: Mapped[int | None] = mapped_column(ForeignKey("opds.id"), default=None, index=True)
+    notified_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -145,6 +145,50 @@ def test_a_failing_job_is_recorded_reported_and_does_not_stop_the_others(db) -> 
     assert healthy_row is not None and healthy_row.errors_total == 0
 
 
+def test_a_run_whose_calls_were_refused_is_a_failed_run_with_its_class_and_its_data_kept(db) -> None:
+    _url, _engine, sessions = db
+    inventory = load_inventory(ROOT / "inventory.example.yaml")
+    with transaction(sessions) as session:
+        sync_inventory(session, inventory)
+    from pdn_ops.core.db.tables import utcnow
+    from pdn_ops.health.observations import FailureClass
+
+    class Revoked(RecordedFactory):
+        def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
+            return lambda: ClusterObservation(cluster=cluster.name, at=utcnow(), ok=False, failure=FailureClass.AUTH,
+                                              detail="401 authentication failure")
+
+    spec = next(s for s in build_jobs(inventory, Revoked(), HealthConfig()) if s.kind == "proxmox")
+    wrapper = JobWrapper(sessions)
+    wrapper.run(spec)
+    wrapper.run(spec)
+    row = status(sessions, spec.name)
+    assert row is not None and (row.runs_total, row.errors_total, row.last_ok) == (2, 2, False)
+    assert (row.last_failure, row.interval_s) == ("auth", spec.interval_s)
+    assert row.last_error == "auth: 401 authentication failure" and row.last_success_at is None
+    with sessions() as session:
+        assert [r.outcome for r in session.scalars(select(JobRunRow))] == ["failed", "failed"]
+        cluster = session.scalar(select(HealthTargetRow).where(HealthTargetRow.kind == "cluster"))
+        assert cluster is not None and (cluster.state, cluster.failure) == ("down", "auth"), "what it saw is kept"
+
+
+def test_run_failure_classes_of_each_collector() -> None:
+    from pdn_ops.core.db.tables import utcnow
+    from pdn_ops.health.jobs import run_failure_of_sites, run_failure_of_ssh
+    from pdn_ops.health.observations import FailureClass
+
+    def ssh(ok: bool, failure: FailureClass | None = None) -> SshObservation:
+        return SshObservation(cluster="c", vmid=1, at=utcnow(), ok=ok, failure=failure)
+
+    refused = run_failure_of_ssh([ssh(False, FailureClass.AUTH), ssh(False, FailureClass.AUTH)])
+    assert refused is not None and refused.failure == "auth"
+    assert run_failure_of_ssh([ssh(False, FailureClass.AUTH), ssh(True)]) is None, "one answer is usable data"
+    assert run_failure_of_ssh([ssh(False, FailureClass.REFUSED)]) is None, "a guest that is down is data, not us"
+    empty = run_failure_of_sites([], expected=3)
+    assert empty is not None and empty.failure == "empty"
+    assert run_failure_of_sites([], expected=0) is None
+
+
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 def test_a_slow_collector_never_delays_another(db) -> None:
     _url, _engine, sessions = db

@@ -116,6 +116,10 @@ class JobStatusRow(Base):
     last_duration_s: Mapped[float | None] = mapped_column(Float, default=None)
     last_ok: Mapped[bool | None] = mapped_column(Boolean, default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Why the last run failed, bounded (a collector failure class such as "auth", or "error" for an exception).
+    last_failure: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The job's interval, so a stall threshold can be relative to it (pdn_collector_interval_seconds).
+    interval_s: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class JobRunRow(Base):
