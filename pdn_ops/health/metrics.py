@@ -136,8 +136,24 @@ FAMILIES = tuple(SERIES[name] for name in (
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
 VM_VALUES = (("pdn_vm_cpu_ratio", "cpu"), ("pdn_vm_cpus", "maxcpu"), ("pdn_vm_memory_used_bytes", "mem"),
-             ("pdn_vm_memory_total_bytes", "maxmem"), ("pdn_vm_disk_used_bytes", "disk"),
-             ("pdn_vm_disk_total_bytes", "maxdisk"))
+             ("pdn_vm_memory_total_bytes", "maxmem"))
+
+
+def vm_disk(values: dict[str, object], guest_mounts: object) -> tuple[object, object]:
+    """A VM's disk (used, total): the guest agent's filesystems where the VM has one, Proxmox's figure where it
+    has one (containers), else the SSH collector's df over the guest's filesystems; (None, total) when unknown.
+
+    Proxmox reports disk 0 for a QEMU guest it cannot look into: that is not a measurement."""
+    if isinstance(values.get("fs_total"), int) and values.get("fs_total") and isinstance(values.get("fs_used"), int):
+        return values["fs_used"], values["fs_total"]
+    if isinstance(values.get("disk"), int) and values.get("disk"):
+        return values["disk"], values.get("maxdisk")
+    if isinstance(guest_mounts, list) and guest_mounts:
+        used = sum(int(m.get("used") or 0) for m in guest_mounts if isinstance(m, dict))
+        size = sum(int(m.get("size") or 0) for m in guest_mounts if isinstance(m, dict))
+        if size:
+            return used, size
+    return None, values.get("maxdisk")
 GUEST_VALUES = (("pdn_guest_memory_available_bytes", "mem_available"), ("pdn_guest_memory_total_bytes",
                                                                         "mem_total"),
                 ("pdn_guest_load1", "load1"), ("pdn_guest_services_inactive", "services_inactive"),
@@ -168,6 +184,8 @@ def render_health(snap: HealthSnapshot) -> str:
     fs_used = lines["pdn_guest_filesystem_used_ratio"]
     tls_left = lines["pdn_tls_cert_expiry_remaining_seconds"]
     now = snap.taken_at.timestamp()
+    mounts_of: dict[int | None, object] = {t.vm_id: t.values.get("mounts") for t in snap.targets
+                                           if t.kind == "guest" and t.vm_id is not None}
     for t in snap.targets:
         opd = _esc(t.opd or "")
         up = UP_VALUE.get(t.state)
@@ -201,8 +219,12 @@ def render_health(snap: HealthSnapshot) -> str:
                 vm_dep.append(f"pdn_vm_dependency_down{{{lbl},{dep}")
             for name, key in VM_VALUES:
                 value = _num(values.get(key))
-                # Proxmox reports disk 0 for a QEMU guest it cannot look into: not a measurement, left out.
-                if value is not None and not (key == "disk" and value == "0"):
+                if value is not None:
+                    lines[name].append(f"{name}{{{lbl}}} {value}")
+            for name, disk_value in zip(("pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes"),
+                                        vm_disk(values, mounts_of.get(t.vm_id)), strict=True):
+                value = _num(disk_value)
+                if value is not None:
                     lines[name].append(f"{name}{{{lbl}}} {value}")
         elif t.kind == "guest":
             lbl = f'vm_id="{t.vm_id}",opd="{opd}"'
