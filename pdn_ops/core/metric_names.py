@@ -69,6 +69,8 @@ _ALL = (
     Series("pdn_guest_load1", "gauge", GUEST, "One-minute load average inside the guest."),
     Series("pdn_guest_services_inactive", "gauge", GUEST, "Declared services of the guest that are not active."),
     Series("pdn_guest_failed_units", "gauge", GUEST, "systemd units in failed state inside the guest."),
+    Series("pdn_open_incidents", "gauge", ("opd",),
+           "Open incidents (root problems) per OPD, as the fleet page counts them; opd \"\" for clusters and nodes."),
     Series("pdn_node_up", "gauge", ("cluster", "node"), "1 when the Proxmox node is online, 0 when offline."),
     Series("pdn_cluster_up", "gauge", ("cluster",), "1 when the cluster's API answers, 0 when it is DOWN."),
     # --- scheduled jobs -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Health series (this module):
     pdn_target_state{kind,target,opd,state}             1 for the target's current state
     pdn_site_up / pdn_vm_up / pdn_guest_up / pdn_node_up / pdn_cluster_up   1 UP or DEGRADED, 0 DOWN (UNKNOWN: absent)
     pdn_site_dependency_down / pdn_vm_dependency_down{cause}   1 when an upstream is observed down (cause: it)
+    pdn_open_incidents{opd}                            root incidents, as the fleet page counts them
     pdn_target_cause_unknown{kind,target,opd}          1 when a failing target's upstream cannot be seen
     pdn_site_failure{failure}                          1 while the site is DOWN, with its failure class
     pdn_site_response_seconds, pdn_site_http_status_code
@@ -132,7 +133,8 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_vm_up", "pdn_vm_dependency_down", "pdn_vm_cpu_ratio", "pdn_vm_cpus", "pdn_vm_memory_used_bytes",
     "pdn_vm_memory_total_bytes", "pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes", "pdn_guest_up",
     "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
-    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_node_up", "pdn_cluster_up"))
+    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents", "pdn_node_up",
+    "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
 VM_VALUES = (("pdn_vm_cpu_ratio", "cpu"), ("pdn_vm_cpus", "maxcpu"), ("pdn_vm_memory_used_bytes", "mem"),
@@ -249,6 +251,8 @@ def render_health(snap: HealthSnapshot) -> str:
             state.append(f'pdn_target_state{{kind="cluster",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
             if up is not None:
                 lines["pdn_cluster_up"].append(f'pdn_cluster_up{{cluster="{_esc(t.ref)}"}} {up}')
+    for code, count in sorted(snap.incidents.items()):
+        lines["pdn_open_incidents"].append(f'pdn_open_incidents{{opd="{_esc(code)}"}} {count}')
     out: list[str] = []
     for family in FAMILIES:
         samples = lines[family.name]
