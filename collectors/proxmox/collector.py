@@ -4,6 +4,12 @@ The cost of a cycle does not grow with the number of guests: ``/cluster/resource
 cover the whole cluster; ``status/current`` is asked only for guests whose status changed since the previous
 good cycle, and at most ``max_targeted`` of them.
 
+Disk usage of QEMU guests (Proxmox reports 0 without the guest agent) comes from ``agent/get-fsinfo``, for running
+guests of the inventory only, at most ``max_agent`` calls per cycle (the least recently asked first: a small
+fleet is asked every cycle, a large one in turns), an answer kept at least ``agent_ttl_s``; a guest without an
+agent (PVE's 500 "No QEMU guest agent configured" / "not running") is asked again only after ``agent_retry_s``.
+Guests without an agent get their disk from the SSH collector's df.
+
 The collector remembers the guests of its last good cycle, so an empty answer after guests were seen stays an
 EMPTY anomaly (ok=False) on every cycle until guests reappear or the collector is rebuilt from an inventory that
 no longer declares VMs on the cluster (decommissioning a whole cluster is a deliberate inventory change).
@@ -37,6 +43,9 @@ class ProxmoxCollector:
         *,
         expected_vmids: Iterable[int] = (),
         max_targeted: int = 10,
+        max_agent: int = 20,
+        agent_ttl_s: float = 0.0,
+        agent_retry_s: float = 900.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.client = client
@@ -45,6 +54,11 @@ class ProxmoxCollector:
         self.max_targeted = max_targeted
         self._clock = clock
         self._previous: dict[int, str] = {}  # vmid -> status of the last good cycle
+        self.max_agent = max_agent
+        self.agent_ttl_s = agent_ttl_s
+        self.agent_retry_s = agent_retry_s
+        # vmid -> (monotonic time asked, (used, total) or None when the guest has no answering agent)
+        self._agent: dict[int, tuple[float, tuple[int, int] | None]] = {}
 
     @classmethod
     def from_inventory(cls, cluster: Cluster, vms: Iterable[Vm], *, base_dir: Path | None = None) -> ProxmoxCollector:
@@ -65,6 +79,7 @@ class ProxmoxCollector:
             )
             if observation.ok:
                 observation = self._refine_changed(observation)
+                observation = self._with_agent_disks(observation)
         except CollectorError as exc:
             observation = ClusterObservation(
                 cluster=self.cluster, at=now, ok=False, failure=FailureClass(exc.failure), detail=str(exc),
@@ -87,6 +102,36 @@ class ProxmoxCollector:
                 # The fleet-wide answer already holds this guest; a failed refinement loses only detail.
                 continue
         return replace(observation, guests=tuple(refined.get(g.vmid, g) for g in observation.guests))
+
+    def _with_agent_disks(self, observation: ClusterObservation) -> ClusterObservation:
+        online = {n.node for n in observation.nodes if n.online}
+        running = [g for g in observation.guests if g.type == "qemu" and g.status == "running" and g.node in online
+                   and (not self.expected_vmids or g.vmid in self.expected_vmids)]
+        now = time.monotonic()
+
+        def due(guest: GuestObservation) -> bool:
+            asked = self._agent.get(guest.vmid)
+            if asked is None:
+                return True
+            return now - asked[0] >= (self.agent_ttl_s if asked[1] is not None else self.agent_retry_s)
+
+        for guest in sorted((g for g in running if due(g)), key=lambda g: self._agent.get(g.vmid, (0.0, None))[0])[
+                : self.max_agent]:
+            try:
+                data = self.client.get("nodes", guest.node, "qemu", guest.vmid, "agent", "get-fsinfo")
+                self._agent[guest.vmid] = (now, parse.filesystems(data))
+            except CollectorError as exc:
+                if exc.failure in (FailureClass.AUTH.value, FailureClass.SERVER_ERROR.value,
+                                   FailureClass.PROTOCOL.value):
+                    self._agent[guest.vmid] = (now, None)  # no agent, not allowed, or nonsense: ask again later
+                # a timeout or a dropped connection says nothing about the agent: asked again next cycle
+        running_ids = {g.vmid for g in running}
+        guests = []
+        for guest in observation.guests:
+            known = self._agent.get(guest.vmid)
+            disks = known[1] if known is not None and guest.vmid in running_ids else None
+            guests.append(replace(guest, fs_used=disks[0], fs_total=disks[1]) if disks is not None else guest)
+        return replace(observation, guests=tuple(guests))
 
     def close(self) -> None:
         self.client.close()

@@ -141,6 +141,25 @@ def with_current_status(guest: GuestObservation, data: Any) -> GuestObservation:
     return replace(guest, status=str(data["status"]), qmpstatus=_opt_str(data, "qmpstatus"))
 
 
+def filesystems(data: Any) -> tuple[int, int]:
+    """agent/get-fsinfo (``{"result": [GuestFilesystemInfo...]}``) -> (used, total) bytes over its filesystems.
+
+    Each filesystem counts once (a device mounted twice, e.g. a bind mount, is one); entries without byte counts
+    (pseudo or read-only filesystems the agent cannot measure) are left out."""
+    if not isinstance(data, dict) or not isinstance(data.get("result"), list):
+        raise UnexpectedResponse("agent/get-fsinfo: expected an object with a 'result' list")
+    used = total = 0
+    seen: set[str] = set()
+    for entry in _list_of_dicts(data["result"], "agent/get-fsinfo"):
+        name = str(entry.get("name") or entry.get("mountpoint") or "")
+        if name in seen or entry.get("total-bytes") is None or entry.get("used-bytes") is None:
+            continue
+        seen.add(name)
+        used += _num(entry, "used-bytes", int, "agent/get-fsinfo")
+        total += _num(entry, "total-bytes", int, "agent/get-fsinfo")
+    return used, total
+
+
 def changed_guests(guests: Iterable[GuestObservation], previous: Mapping[int, str]) -> list[GuestObservation]:
     """Guests seen before whose status differs now (new guests are not "changed": nothing to compare)."""
     return [g for g in guests if g.vmid in previous and previous[g.vmid] != g.status]

@@ -94,7 +94,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
             area_collectors=(ComplaintCollector(complaint_stats.reader(sessions)),
                              NotifyCollector(notify_outbox.snapshot_reader(sessions)),
                              RemediationCollector(sessions))),
-        runs=RunsParts(policy=policy or Policy()),
+        runs=RunsParts(policy=policy or Policy(approval_playbooks=settings.approval_playbook_set,
+                                                    approvals=settings.approval_approvals,
+                                                    approvers=settings.approver_set)),
         notify=NotifyParts(),
     )
     _wire_inventory_seams(runtime)

@@ -58,7 +58,8 @@ _ALL = (
     Series("pdn_vm_cpus", "gauge", VM, "CPUs allocated to the VM."),
     Series("pdn_vm_memory_used_bytes", "gauge", VM, "Memory used by the VM."),
     Series("pdn_vm_memory_total_bytes", "gauge", VM, "Memory allocated to the VM."),
-    Series("pdn_vm_disk_used_bytes", "gauge", VM, "Disk used by the VM as Proxmox reports it."),
+    Series("pdn_vm_disk_used_bytes", "gauge", VM,
+           "Disk used by the VM: its guest agent's filesystems, else Proxmox's figure, else the guest's df."),
     Series("pdn_vm_disk_total_bytes", "gauge", VM, "Disk allocated to the VM."),
     Series("pdn_guest_up", "gauge", GUEST, "1 when the SSH check of the guest succeeds, 0 when it fails."),
     Series("pdn_guest_filesystem_used_ratio", "gauge", (*GUEST, "mount"),
@@ -68,6 +69,8 @@ _ALL = (
     Series("pdn_guest_load1", "gauge", GUEST, "One-minute load average inside the guest."),
     Series("pdn_guest_services_inactive", "gauge", GUEST, "Declared services of the guest that are not active."),
     Series("pdn_guest_failed_units", "gauge", GUEST, "systemd units in failed state inside the guest."),
+    Series("pdn_open_incidents", "gauge", ("opd",),
+           "Open incidents (root problems) per OPD, as the fleet page counts them; opd \"\" for clusters and nodes."),
     Series("pdn_node_up", "gauge", ("cluster", "node"), "1 when the Proxmox node is online, 0 when offline."),
     Series("pdn_cluster_up", "gauge", ("cluster",), "1 when the cluster's API answers, 0 when it is DOWN."),
     # --- scheduled jobs -----------------------------------------------------------------------------------------

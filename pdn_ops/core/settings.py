@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     imap_mailbox: str = "INBOX"
     imap_ca_file: Path | None = None
     imap_poll_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # --- four eyes: which playbooks wait for approval, by how many, from whom (comma-separated lists) ---------------
+    approval_playbooks: str = ""  # e.g. "restart_vm,restore_snapshot": always approved, whatever their risk
+    approval_approvals: int = Field(default=1, ge=1, le=5)
+    approval_approvers: str = ""  # usernames; empty: any engineer or supervisor other than the requester
     # --- the office (letterhead, header, signature block) --------------------------------------------------------
     office_government: str = ""  # e.g. "PEMERINTAH KABUPATEN CONTOH"
     office_name: str = ""  # e.g. "DINAS KOMUNIKASI DAN INFORMATIKA"
@@ -198,6 +202,14 @@ class Settings(BaseSettings):
                 "(the placeholder is accepted only with PDN_OPS_DEMO=1)"
             )
         return self
+
+    @property
+    def approval_playbook_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.approval_playbooks.split(",") if p.strip())
+
+    @property
+    def approver_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.approval_approvers.split(",") if p.strip())
 
     @property
     def effective_database_url(self) -> str:

@@ -11,6 +11,7 @@ Health series (this module):
     pdn_target_state{kind,target,opd,state}             1 for the target's current state
     pdn_site_up / pdn_vm_up / pdn_guest_up / pdn_node_up / pdn_cluster_up   1 UP or DEGRADED, 0 DOWN (UNKNOWN: absent)
     pdn_site_dependency_down / pdn_vm_dependency_down{cause}   1 when an upstream is observed down (cause: it)
+    pdn_open_incidents{opd}                            root incidents, as the fleet page counts them
     pdn_target_cause_unknown{kind,target,opd}          1 when a failing target's upstream cannot be seen
     pdn_site_failure{failure}                          1 while the site is DOWN, with its failure class
     pdn_site_response_seconds, pdn_site_http_status_code
@@ -132,12 +133,29 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_vm_up", "pdn_vm_dependency_down", "pdn_vm_cpu_ratio", "pdn_vm_cpus", "pdn_vm_memory_used_bytes",
     "pdn_vm_memory_total_bytes", "pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes", "pdn_guest_up",
     "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
-    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_node_up", "pdn_cluster_up"))
+    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents", "pdn_node_up",
+    "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
 VM_VALUES = (("pdn_vm_cpu_ratio", "cpu"), ("pdn_vm_cpus", "maxcpu"), ("pdn_vm_memory_used_bytes", "mem"),
-             ("pdn_vm_memory_total_bytes", "maxmem"), ("pdn_vm_disk_used_bytes", "disk"),
-             ("pdn_vm_disk_total_bytes", "maxdisk"))
+             ("pdn_vm_memory_total_bytes", "maxmem"))
+
+
+def vm_disk(values: dict[str, object], guest_mounts: object) -> tuple[object, object]:
+    """A VM's disk (used, total): the guest agent's filesystems where the VM has one, Proxmox's figure where it
+    has one (containers), else the SSH collector's df over the guest's filesystems; (None, total) when unknown.
+
+    Proxmox reports disk 0 for a QEMU guest it cannot look into: that is not a measurement."""
+    if isinstance(values.get("fs_total"), int) and values.get("fs_total") and isinstance(values.get("fs_used"), int):
+        return values["fs_used"], values["fs_total"]
+    if isinstance(values.get("disk"), int) and values.get("disk"):
+        return values["disk"], values.get("maxdisk")
+    if isinstance(guest_mounts, list) and guest_mounts:
+        used = sum(int(m.get("used") or 0) for m in guest_mounts if isinstance(m, dict))
+        size = sum(int(m.get("size") or 0) for m in guest_mounts if isinstance(m, dict))
+        if size:
+            return used, size
+    return None, values.get("maxdisk")
 GUEST_VALUES = (("pdn_guest_memory_available_bytes", "mem_available"), ("pdn_guest_memory_total_bytes",
                                                                         "mem_total"),
                 ("pdn_guest_load1", "load1"), ("pdn_guest_services_inactive", "services_inactive"),
@@ -168,6 +186,8 @@ def render_health(snap: HealthSnapshot) -> str:
     fs_used = lines["pdn_guest_filesystem_used_ratio"]
     tls_left = lines["pdn_tls_cert_expiry_remaining_seconds"]
     now = snap.taken_at.timestamp()
+    mounts_of: dict[int | None, object] = {t.vm_id: t.values.get("mounts") for t in snap.targets
+                                           if t.kind == "guest" and t.vm_id is not None}
     for t in snap.targets:
         opd = _esc(t.opd or "")
         up = UP_VALUE.get(t.state)
@@ -201,8 +221,12 @@ def render_health(snap: HealthSnapshot) -> str:
                 vm_dep.append(f"pdn_vm_dependency_down{{{lbl},{dep}")
             for name, key in VM_VALUES:
                 value = _num(values.get(key))
-                # Proxmox reports disk 0 for a QEMU guest it cannot look into: not a measurement, left out.
-                if value is not None and not (key == "disk" and value == "0"):
+                if value is not None:
+                    lines[name].append(f"{name}{{{lbl}}} {value}")
+            for name, disk_value in zip(("pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes"),
+                                        vm_disk(values, mounts_of.get(t.vm_id)), strict=True):
+                value = _num(disk_value)
+                if value is not None:
                     lines[name].append(f"{name}{{{lbl}}} {value}")
         elif t.kind == "guest":
             lbl = f'vm_id="{t.vm_id}",opd="{opd}"'
@@ -227,6 +251,8 @@ def render_health(snap: HealthSnapshot) -> str:
             state.append(f'pdn_target_state{{kind="cluster",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
             if up is not None:
                 lines["pdn_cluster_up"].append(f'pdn_cluster_up{{cluster="{_esc(t.ref)}"}} {up}')
+    for code, count in sorted(snap.incidents.items()):
+        lines["pdn_open_incidents"].append(f'pdn_open_incidents{{opd="{_esc(code)}"}} {count}')
     out: list[str] = []
     for family in FAMILIES:
         samples = lines[family.name]

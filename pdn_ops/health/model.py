@@ -242,7 +242,10 @@ def assess_vm(guest: GuestObservation | None, thresholds: Thresholds, *, node_on
     if guest.status != "running":
         return Verdict(ok=False, reason=Reason.VM_STOPPED, detail=guest.status, definitive=True)
     degraded: list[Reason] = []
-    if guest.maxdisk and guest.disk / guest.maxdisk > thresholds.disk_used_ratio:
+    # The guest agent's filesystems when it answers; Proxmox's own figure otherwise (0 for QEMU without agent).
+    used, total = (guest.fs_used, guest.fs_total) if guest.fs_total and guest.fs_used is not None else (
+        guest.disk, guest.maxdisk)
+    if total and used / total > thresholds.disk_used_ratio:
         degraded.append(Reason.DISK_FULL)
     return Verdict(ok=True, degraded=tuple(degraded))
 

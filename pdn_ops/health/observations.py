@@ -65,6 +65,10 @@ class GuestObservation:
     template: bool = False
     hastate: str | None = None  # HA resource state when HA-managed (started, stopped, error, ...)
     qmpstatus: str | None = None  # from a targeted status/current call, only for guests whose state changed
+    # Filesystems as the QEMU guest agent reports them (agent/get-fsinfo): Proxmox's ``disk`` is 0 for a QEMU
+    # guest, so this is the only disk usage the API can give. None: no agent (or it did not answer).
+    fs_used: int | None = None
+    fs_total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,6 +264,7 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
             row.parent_key = model.target_key(Kind.NODE, f"{cluster_ref}/{guest.node}")
             row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
                           "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
+                          "fs_used": guest.fs_used, "fs_total": guest.fs_total,
                           "uptime": guest.uptime}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pdn_ops.lab import guest_state
 from pdn_ops.lab.errors import LabError
 from pdn_ops.lab.guests import SSHD, GuestSpec, LabGuest, SiteSpec, abort_connections, ensure_privsep_dir
 from pdn_ops.lab.pki import LabCa, fingerprint_of, make_ssh_key, write_private
@@ -242,7 +243,9 @@ class Lab:
             code, _name = OPDS[index % len(OPDS)]
             disk = 32 * GiB if index < self.guest_count else 16 * GiB
             config = {
-                "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26", "onboot": 1, "agent": "0",
+                "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26", "onboot": 1,
+                # Every other guest runs the QEMU guest agent (disk usage through get-fsinfo); the rest has none.
+                "agent": "1" if index < self.guest_count and index % 2 == 1 else "0",
                 "scsihw": "virtio-scsi-single", "boot": "order=scsi0;net0", "hotplug": "network,disk,usb",
                 "scsi0": f"local-lvm:vm-{vmid}-disk-0,iothread=1,size={disk // GiB}G",
                 "net0": f"virtio=BC:24:11:{index >> 16 & 255:02X}:{index >> 8 & 255:02X}:{index & 255:02X},"
@@ -251,6 +254,8 @@ class Lab:
             }
             vm = pve.add_vm(vmid, self._vm_name(index), node=self.nodes[index % len(self.nodes)],
                             status="running", config=config)
+            if config["agent"] == "1":
+                vm.agent = {}  # fakepve's agent answers (get-fsinfo from the guest's disk: LabPve._agent_call)
             # Proxmox seconds each task takes, so clients see tasks `running` and must poll, as on a real node.
             vm.shutdown_secs, vm.start_secs, vm.stop_secs = SHUTDOWN_SECS, START_SECS, STOP_SECS
             volumes[f"vm-{vmid}-disk-0"] = {"content": "images", "format": "raw", "size": disk, "vmid": vmid,
@@ -262,7 +267,23 @@ class Lab:
         pve.on_snapshot.append(self._snapshot_taken)
         pve.on_rollback.append(self._rolled_back)
         pve.ssl_fingerprint = self.fingerprint
+        pve.agent_fsinfo = self._agent_fsinfo
         return pve
+
+    def _agent_fsinfo(self, vmid: int) -> list[dict[str, Any]] | None:
+        """What the guest agent of a booted guest reports: its root filesystem (QEMU GA GuestFilesystemInfo)."""
+        guest = self.guests.get(vmid)
+        if guest is None or not guest.powered or guest.frozen:
+            return None
+        state = guest.state()
+        if state.get("power") != "running":
+            return None
+        disk = state["disk"]
+        return [{"name": str(disk["device"]).rsplit("/", 1)[-1], "mountpoint": disk["mount"], "type": "ext4",
+                 "total-bytes": int(disk["size"]), "used-bytes": guest_state.disk_used(state),
+                 "disk": [{"dev": disk["device"], "bus-type": "scsi", "bus": 0, "target": 0, "unit": 0,
+                           "serial": "drive-scsi0",
+                           "pci-controller": {"domain": 0, "bus": 0, "slot": 5, "function": 0}}]}]
 
     @staticmethod
     def _vm_name(index: int) -> str:

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from fakepve import FakePve, PveError, TaskError
+from fakepve import agent as guest_agent
 from fakepve.lxc import SIZE_UNITS, format_size
 from fakepve.model import DRIVE_PREFIXES
 from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
@@ -75,6 +76,9 @@ class LabPve(FakePve):
         # rollback did: the lab keeps each guest's state with the snapshot and puts it back on rollback.
         self.on_snapshot: list[Callable[[int, str], None]] = []
         self.on_rollback: list[Callable[[int, str, bool], None]] = []
+        # The guest agent's answer to get-fsinfo for a VM (QEMU GA GuestFilesystemInfo list), or None while the
+        # agent does not answer (the guest is not booted): set by the lab, which owns the guests' disks.
+        self.agent_fsinfo: Callable[[int], list[dict[str, Any]] | None] = lambda vmid: None
 
     # ------------------------------------------------------------ routes
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
@@ -87,6 +91,23 @@ class LabPve(FakePve):
             ("POST", "/nodes/{node}/qemu/{vmid}/snapshot", self._lab_snapshot),
             ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback", self._lab_rollback),
         ]
+
+    async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
+        """fakepve's guest agent, with get-fsinfo answered from the guest's real disk state (the lab's
+        ``agent_fsinfo``) and PVE's messages for a VM that is not running or has no agent in its config."""
+        command = match.template.rsplit("/", 1)[1]
+        if command != "get-fsinfo":
+            return await super()._agent_call(match, values)
+        vm = self.find(values["node"], values["vmid"])
+        if vm.status != "running":
+            raise PveError(500, f"VM {vm.vmid} is not running")
+        if not _truthy(str(vm.config.get("agent", "0")).split(",")[0].removeprefix("enabled=")):
+            raise PveError(500, "No QEMU guest agent configured")
+        filesystems = self.agent_fsinfo(int(vm.vmid))
+        if filesystems is None or vm.agent is None:
+            raise PveError(500, "QEMU guest agent is not running")
+        guest_agent.record(vm, command, values)
+        return {"result": filesystems}
 
     async def _lab_snapshot(self, values: dict[str, Any], user: str) -> Any:
         """fakepve's snapshot, and the guest's state (disk, and RAM with vmstate) kept with it by the lab."""

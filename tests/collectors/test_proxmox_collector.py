@@ -67,8 +67,10 @@ def test_one_cycle_reads_guests_nodes_and_quorum(fakepve, collector):
     assert obs.guests[0].maxmem == 1024 * 1024 * 1024
     assert obs.guests[0].maxcpu == 2
     assert {n.node: n.online for n in obs.nodes} == {"pve1": True, "pve2": True}
-    assert obs.api_calls == 2
+    assert obs.api_calls == 2 + 3, "and agent/get-fsinfo once for each running QEMU guest"
+    assert all(g.fs_used is None for g in obs.guests), "none of them has an agent"
     assert obs.duration_s > 0
+    assert collector.collect().api_calls == 2, "a guest without an agent is asked again only much later"
 
 
 @pytest.mark.parametrize("guests", [5, 400])
@@ -76,19 +78,22 @@ def test_api_calls_per_cycle_do_not_grow_with_the_number_of_guests(fakepve, coll
     add_guests(fakepve, guests)
     fakepve.requests.clear()
 
-    first, second = collector.collect(), collector.collect()
+    cycles = [collector.collect() for _ in range(3)]
 
-    assert first.ok and second.ok
-    assert len(second.guests) == guests
-    assert (first.api_calls, second.api_calls) == (2, 2)
-    assert sorted(path for _, path, _ in fakepve.requests) == [
-        "/api2/json/cluster/resources", "/api2/json/cluster/resources",
-        "/api2/json/cluster/status", "/api2/json/cluster/status",
-    ]
+    assert all(c.ok for c in cycles)
+    assert len(cycles[-1].guests) == guests
+    # Two fleet-wide calls, plus at most max_agent (20) agent/get-fsinfo calls while guests without an agent are
+    # found out (each is then left alone for agent_retry_s): bounded, whatever the number of guests.
+    agent_calls = [c.api_calls - 2 for c in cycles]
+    assert all(0 <= n <= collector.max_agent for n in agent_calls)
+    assert sum(agent_calls) == min(guests, 3 * collector.max_agent)
+    fleet_wide = sorted(path for _, path, _ in fakepve.requests if "/agent/" not in path)
+    assert fleet_wide == sorted(["/api2/json/cluster/resources", "/api2/json/cluster/status"] * 3)
 
 
 def test_only_guests_whose_state_changed_get_a_targeted_status_call(fakepve, collector):
     add_guests(fakepve, 50)
+    collector.max_agent = 0  # agent calls are counted in their own test
     assert collector.collect().ok
     fakepve.vm(107).status = "stopped"
     fakepve.vm(107).qmpstatus = "stopped"
@@ -106,7 +111,7 @@ def test_only_guests_whose_state_changed_get_a_targeted_status_call(fakepve, col
 def test_targeted_calls_are_capped_when_many_guests_change_at_once(fakepve, fakepve_cafile, token):
     add_guests(fakepve, 30)
     made = ProxmoxCollector(ProxmoxClient.for_cluster(cluster_for(fakepve.url, token, ca_file=fakepve_cafile)),
-                            max_targeted=4)
+                            max_targeted=4, max_agent=0)
     assert made.collect().ok
     for vm in fakepve.vms:
         vm.status = "stopped"
@@ -116,6 +121,25 @@ def test_targeted_calls_are_capped_when_many_guests_change_at_once(fakepve, fake
 
     assert obs.ok and obs.api_calls == 2 + 4
     assert all(g.status == "stopped" for g in obs.guests)
+
+
+def test_disk_usage_of_qemu_guests_comes_from_their_guest_agent(fakepve, collector):
+    add_guests(fakepve, 3)
+    fakepve.vm(101).agent = {"get-fsinfo": [
+        {"name": "sda1", "mountpoint": "/", "type": "ext4", "used-bytes": 900, "total-bytes": 1000, "disk": []},
+        {"name": "sda1", "mountpoint": "/srv/bind", "type": "ext4", "used-bytes": 900, "total-bytes": 1000,
+         "disk": []},
+        {"name": "sr0", "mountpoint": "/media/cdrom", "type": "iso9660", "disk": []},
+        {"name": "sdb1", "mountpoint": "/var", "type": "xfs", "used-bytes": 50, "total-bytes": 1000, "disk": []}]}
+    obs = collector.collect()
+    by_id = {g.vmid: g for g in obs.guests}
+    assert (by_id[101].fs_used, by_id[101].fs_total) == (950, 2000), "each filesystem once; unmeasured ones out"
+    assert by_id[100].fs_used is None and by_id[100].disk == 0
+    fakepve.vm(101).agent["get-fsinfo"][0]["used-bytes"] = 990
+    fakepve.requests.clear()
+    obs = collector.collect()
+    assert next(g for g in obs.guests if g.vmid == 101).fs_used == 1040, "asked again every cycle"
+    assert [p for _, p, _ in fakepve.requests if "/agent/" in p] == ["/api2/json/nodes/pve1/qemu/101/agent/get-fsinfo"]
 
 
 def test_pinned_fingerprint_is_accepted(fakepve, fakepve_cafile, token):

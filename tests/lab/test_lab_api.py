@@ -348,3 +348,26 @@ def test_a_full_storage_makes_resize_fail_and_shows_in_resources(make_lab):
     assert _resources(prox, 101)["maxdisk"] == 16 * 1024**3  # unchanged
     lab.faults.storage_full("local-lvm", on=False)
     assert _wait_task(prox, prox.nodes("pve1").qemu(101).resize.put(disk="scsi0", size="+1G"))["exitstatus"] == "OK"
+
+
+def test_guest_agent_get_fsinfo_as_pve_answers_it(make_lab):
+    lab = make_lab(vms=2, sites=0)
+    prox = lab_proxmox(lab)
+    # VM 102 runs the QEMU guest agent; VM 101 has none in its config (agent: 0).
+    assert prox.nodes("pve1").qemu(102).config.get()["agent"] == "1"
+    node = next(r["node"] for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 102)
+    result = prox.nodes(node).qemu(102).agent("get-fsinfo").get()["result"]
+    assert [(fs["mountpoint"], fs["type"]) for fs in result] == [("/", "ext4")]
+    before = result[0]["used-bytes"] / result[0]["total-bytes"]
+    assert 0.2 < before < 0.5
+    lab.faults.fill_disk(102, percent=97)
+    after = prox.nodes(node).qemu(102).agent("get-fsinfo").get()["result"][0]
+    assert after["used-bytes"] / after["total-bytes"] == pytest.approx(0.97, abs=0.01)
+    node101 = next(r["node"] for r in prox.cluster.resources.get(type="vm") if r["vmid"] == 101)
+    with pytest.raises(ResourceException) as exc:
+        prox.nodes(node101).qemu(101).agent("get-fsinfo").get()
+    assert exc.value.status_code == 500 and "No QEMU guest agent configured" in str(exc.value)
+    lab.faults.stop_vm(102)
+    with pytest.raises(ResourceException) as exc:
+        prox.nodes(node).qemu(102).agent("get-fsinfo").get()
+    assert exc.value.status_code == 500 and "not running" in str(exc.value)

@@ -80,3 +80,48 @@ def test_lab_faults_show_up_with_their_root_cause_within_two_intervals(make_lab:
             HealthEventRow.target_id == vm.id).order_by(HealthEventRow.at)).all()
     assert changes == ["up", "down"]
     engine.dispose()
+
+
+def test_qemu_disk_usage_comes_from_the_guest_agent_or_from_df(make_lab: Any, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pdn_ops.health.metrics import render_health
+    from pdn_ops.health.queries import health_snapshot
+
+    lab = make_lab(vms=2, sites=0)  # VM 102 runs the guest agent, VM 101 has none (SSH only)
+    inventory = load_inventory(lab.inventory_path)
+    url = f"sqlite:///{tmp_path / 'lab.sqlite3'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session, session.begin():
+        sync_inventory(session, inventory)
+    factory = InventoryCollectorFactory(inventory, base_dir=lab.inventory_path.parent, site_ca_file=str(lab.ca_file))
+    jobs = [job for job in build_jobs(inventory, factory, HealthConfig()) if job.kind != "maintenance"]
+    wrapper = JobWrapper(sessions)
+
+    def disks() -> dict[str, float]:
+        for job in jobs:
+            wrapper.run(job)
+        with sessions() as session:
+            text = render_health(health_snapshot(session))
+        values: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in ("pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes"):
+                    values.setdefault(sample.labels["vmid"], {})[sample.name] = sample.value
+        return {vmid: v["pdn_vm_disk_used_bytes"] / v["pdn_vm_disk_total_bytes"] for vmid, v in values.items()}
+
+    before = disks()
+    assert set(before) == {"101", "102"} and all(0.2 < ratio < 0.5 for ratio in before.values())
+    lab.faults.fill_disk(101, percent=97)
+    lab.faults.fill_disk(102, percent=97)
+    after = disks()
+    assert after["102"] > 0.95, "from agent/get-fsinfo"
+    assert after["101"] > 0.9, "from df over SSH"
+    with sessions() as session:
+        vm102 = session.scalar(select(HealthTargetRow).where(HealthTargetRow.kind == "vm",
+                                                             HealthTargetRow.ref == "lab/102"))
+        assert vm102 is not None and vm102.state == "degraded" and vm102.degraded == ["disk_full"]
+        assert vm102.values["fs_total"] == 32 * 1024**3
+    engine.dispose()

@@ -218,3 +218,17 @@ def test_metrics_token_is_required_when_configured(tmp_path) -> None:
             assert ok.status_code == 200 and "s3cret" not in ok.text
     finally:
         app.state.runtime.engine.dispose()
+
+
+def test_the_dashboards_open_incident_count_is_the_fleet_pages(client: TestClient) -> None:
+    incidents = client.get("/api/v1/fleet").json()["incidents"]
+    roots = [i for i in incidents if i["root"]]
+    page = client.get("/fleet").text
+    shown = int(page.split('data-open-incidents="', 1)[1].split('"', 1)[0])
+    per_opd = {}
+    for family in text_string_to_metric_families(scrape(client)):
+        for sample in family.samples:
+            if sample.name == "pdn_open_incidents":
+                per_opd[sample.labels["opd"]] = sample.value
+    assert roots and shown == len(roots) == sum(per_opd.values())
+    assert set(per_opd) <= {"", "bpkad", "dinkes", "disdik"}
