@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import Principal, Role
@@ -27,6 +27,7 @@ from pdn_ops.complaints.model import RUNNING_STATES, Action, Category, State, ne
 from pdn_ops.complaints.sla import DAY, SlaClock, SlaPolicy, SlaStatus, status_for_fraction
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
 from pdn_ops.core import photos
+from pdn_ops.core.db.engine import after_commit, after_rollback
 from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import ComplaintInvalid, Conflict, NotFound, PermissionDenied, TransitionError
 
@@ -301,8 +302,14 @@ def prepare_uploads(uploads: Sequence[Upload]) -> list[photos.PreparedPhoto]:
 
 def _store_photos(session: Session, principal: Principal, row: ComplaintRow, uploads: Sequence[Upload],
                   config: ComplaintConfig, now: datetime) -> None:
+    staged: list[str] = []
+    data_dir = config.data_dir
+    # Published into the store only once the rows are committed; removed if the transaction fails.
+    after_commit(session, lambda: photos.publish(data_dir, staged))
+    after_rollback(session, lambda: photos.discard(data_dir, staged))
     for prepared in prepare_uploads(uploads):  # every file is checked before any is written
-        stored = photos.write(prepared, config.data_dir)
+        stored = photos.stage(prepared, data_dir)
+        staged += [stored.stored_name, stored.thumb_name]
         session.add(AttachmentRow(complaint_id=row.id, version=row.version, stored_name=stored.stored_name,
                                   thumb_name=stored.thumb_name, media_type=stored.media_type,
                                   original_name=stored.original_name, size=stored.size, width=stored.width,
@@ -463,3 +470,20 @@ def sla_view(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) 
         return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True)
     status = status_for_fraction(row.sla_elapsed / row.sla_budget)
     return SlaView(status, row.sla_budget - row.sla_elapsed, None, False)
+
+
+def photo_names_known(session: Session, names: set[str]) -> set[str]:
+    """Which of ``names`` an attachment row names (as its photo or its thumbnail): the photo janitor's question."""
+    known: set[str] = set()
+    ordered = sorted(names)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start:start + 500]
+        for stored, thumb in session.execute(select(AttachmentRow.stored_name, AttachmentRow.thumb_name).where(
+                or_(AttachmentRow.stored_name.in_(chunk), AttachmentRow.thumb_name.in_(chunk)))):
+            known.update({stored, thumb})
+    return known & names
+
+
+def sweep_photos(session: Session, data_dir: Path, *, min_age_s: float = 600.0) -> photos.Swept:
+    """The photo janitor: finish or undo what a crash left in the staging folder; remove unnamed files."""
+    return photos.sweep(data_dir, lambda names: photo_names_known(session, names), min_age_s=min_age_s)
