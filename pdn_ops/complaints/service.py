@@ -322,9 +322,31 @@ def _version(session: Session, principal: Principal, row: ComplaintRow, now: dat
                                     author_id=principal.user_id, created_at=now))
 
 
+IDEMPOTENCY_KEY_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
+
+
+def clean_idempotency_key(value: str | None) -> str | None:
+    """A key as the form or the API sends it (8-64 of [A-Za-z0-9_-]); anything else counts as no key."""
+    value = (value or "").strip()
+    if 8 <= len(value) <= 64 and set(value) <= IDEMPOTENCY_KEY_CHARS:
+        return value
+    return None
+
+
+def already_filed(session: Session, principal: Principal, key: str | None) -> ComplaintRow | None:
+    """The complaint this author already filed with this key, if any (a retry, a double click)."""
+    if key is None:
+        return None
+    return session.scalar(select(ComplaintRow).where(ComplaintRow.created_by == principal.user_id,
+                                                     ComplaintRow.idempotency_key == key))
+
+
 def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequence[Upload], *,
-           config: ComplaintConfig, now: datetime | None = None) -> ComplaintRow:
-    """File a complete complaint (asset, category, description, 1..5 photos); the SLA clock starts now."""
+           config: ComplaintConfig, now: datetime | None = None, idempotency_key: str | None = None) -> ComplaintRow:
+    """File a complete complaint (asset, category, description, 1..5 photos); the SLA clock starts now.
+
+    With ``idempotency_key``, the caller checks ``already_filed`` first in the same transaction; the unique index
+    refuses a second row with the same key if two requests race."""
     if principal.role is not Role.OPD_ADMIN:
         raise PermissionDenied("only an OPD admin files complaints")
     now = now or utcnow()
@@ -332,7 +354,7 @@ def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequen
     row = ComplaintRow(opd_id=asset.opd_id, vm_id=asset.id if asset.kind == "vm" else None,
                        site_id=asset.id if asset.kind == "site" else None, category=str(category),
                        description=description, state="", version=1, created_by=principal.user_id,
-                       created_at=now, updated_at=now)
+                       idempotency_key=idempotency_key, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     _store_photos(session, principal, row, uploads, config, now)
