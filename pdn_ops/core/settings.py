@@ -43,6 +43,22 @@ class Settings(BaseSettings):
     health_raw_retention_days: int = Field(default=14, ge=1, le=3650)
     health_stale_after_seconds: int = Field(default=900, ge=30)
 
+    # --- capacity: bounded everywhere, so that overload answers 503 with Retry-After instead of a queue that grows
+    # without end (README "Capacity and overload"). A request waits at most db_pool_timeout for a connection.
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    db_pool_timeout: float = Field(default=5.0, gt=0, le=120)
+    # Requests being served at once (probes and static files not counted); beyond it: 503 at once.
+    max_requests_in_flight: int = Field(default=120, ge=1, le=10000)
+    # Threads that run sync routes (AnyIO's default is 40); more threads than connections only queue on the pool.
+    worker_threads: int = Field(default=40, ge=2, le=1000)
+    # Password checks (argon2) at once, and how many may wait (each wait at most password_wait_seconds).
+    password_checks: int = Field(default=2, ge=1, le=64)
+    password_queue: int = Field(default=32, ge=0, le=10000)
+    password_wait_seconds: float = Field(default=10.0, ge=0, le=120)
+    # /readyz says "not ready" below this much free space in data_dir (photos would fail to store).
+    min_free_disk_mb: int = Field(default=16, ge=0, le=1_000_000)
+
     # --- notifications: WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
     # Every secret is a SecretStr and can come from a file instead (PDN_OPS_<NAME>_FILE), as container secrets do.
     public_url: str = "http://127.0.0.1:8000"  # base of the links sent in messages
@@ -87,6 +103,10 @@ class Settings(BaseSettings):
     imap_mailbox: str = "INBOX"
     imap_ca_file: Path | None = None
     imap_poll_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # --- four eyes: which playbooks wait for approval, by how many, from whom (comma-separated lists) ---------------
+    approval_playbooks: str = ""  # e.g. "restart_vm,restore_snapshot": always approved, whatever their risk
+    approval_approvals: int = Field(default=1, ge=1, le=5)
+    approval_approvers: str = ""  # usernames; empty: any engineer or supervisor other than the requester
     # --- the office (letterhead, header, signature block) --------------------------------------------------------
     office_government: str = ""  # e.g. "PEMERINTAH KABUPATEN CONTOH"
     office_name: str = ""  # e.g. "DINAS KOMUNIKASI DAN INFORMATIKA"
@@ -184,6 +204,14 @@ class Settings(BaseSettings):
                 "(the placeholder is accepted only with PDN_OPS_DEMO=1)"
             )
         return self
+
+    @property
+    def approval_playbook_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.approval_playbooks.split(",") if p.strip())
+
+    @property
+    def approver_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.approval_approvers.split(",") if p.strip())
 
     @property
     def effective_database_url(self) -> str:

@@ -49,6 +49,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) fo
     (r"idempotency key of 1 to 200 characters", "remediation.error.key_required"),
     (r"^idempotency key .* was already used for run #[0-9]+, which differs", "remediation.error.key_reused"),
     (r"has already approved this run", "remediation.error.already_approved"),
+    (r"requested this run; another engineer must approve it", "remediation.error.own_request"),
+    (r"is not one of the approvers named in the settings", "remediation.error.not_an_approver"),
     (r"this run needs no approval", "remediation.error.no_approval_needed"),
     (r"^run #(?P<run>[0-9]+) is \w+, not awaiting approval", "remediation.error.not_awaiting"),
     (r"only a run not yet started can be cancelled", "remediation.error.not_cancellable"),

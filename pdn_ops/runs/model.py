@@ -86,24 +86,45 @@ class Policy:
     max_memory_mib: int = 131_072
     max_disk_growth_gib: int = 512
     max_disk_total_gib: int = 4096
+    # Four eyes: these playbooks always wait for approval, whatever their risk ...
+    approval_playbooks: frozenset[str] = frozenset()
+    # ... by this many people (never the requester) ...
+    approvals: int = 1
+    # ... chosen among these usernames (empty: any engineer or supervisor).
+    approvers: frozenset[str] = frozenset()
 
 
-def approvals_needed(risk: Risk, policy: Policy) -> int:
+def approvals_needed(risk: Risk, policy: Policy, playbook: str | None = None) -> int:
     order = [Risk.LOW, Risk.MEDIUM, Risk.HIGH]
+    by_playbook = policy.approvals if playbook is not None and playbook in policy.approval_playbooks else 0
     if order.index(risk) < order.index(policy.approval_from):
-        return 0
-    return 2 if risk is Risk.HIGH and policy.rollback_second_engineer else 1
+        return by_playbook
+    by_risk = 2 if risk is Risk.HIGH and policy.rollback_second_engineer else 1
+    return max(by_risk, policy.approvals, by_playbook)
 
 
-def add_approval(approvers: Sequence[str], engineer: str, needed: int) -> tuple[list[str], bool]:
+def may_approve(engineer: str, *, requested_by: str, approvers: Sequence[str], policy: Policy) -> bool:
+    """Whether ``engineer`` may add an approval: never the requester, never twice, only a listed approver."""
+    if engineer == requested_by or engineer in approvers:
+        return False
+    return not policy.approvers or engineer in policy.approvers
+
+
+def add_approval(approvers: Sequence[str], engineer: str, needed: int, *, requested_by: str | None = None,
+                 policy: Policy | None = None) -> tuple[list[str], bool]:
     """Record ``engineer``'s approval; returns the approvers and whether the run is now approved.
 
-    A second approval must come from a different engineer: approving twice adds nothing.
+    Four eyes: the engineer who requested the run cannot approve it, and a second approval must come from a
+    different engineer: approving twice adds nothing. With ``policy.approvers`` set, only they may approve.
     """
     if needed == 0:
         raise Refused("this run needs no approval")
+    if requested_by is not None and engineer == requested_by:
+        raise Refused(f"{engineer} requested this run; another engineer must approve it")
     if engineer in approvers:
         raise Refused(f"{engineer} has already approved this run; another engineer must approve")
+    if policy is not None and policy.approvers and engineer not in policy.approvers:
+        raise Refused(f"{engineer} is not one of the approvers named in the settings")
     result = [*approvers, engineer]
     return result, len(result) >= needed
 

@@ -24,7 +24,8 @@ from pdn_ops.runs import auto as remediation_auto
 from pdn_ops.runs import service as svc
 from pdn_ops.runs import snapshots
 from pdn_ops.runs.messages import message, message_key
-from pdn_ops.runs.model import Policy
+from pdn_ops.runs.model import ACTIVE_STATES, Policy
+from pdn_ops.runs.model import may_approve as rem_may_approve
 from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
@@ -147,9 +148,9 @@ def get_api(run_id: int, session: DbSession, _staff: Staff) -> dict[str, Any]:
 
 
 @router.post("/api/v1/remediation/runs/{run_id}/approve", tags=["remediation"])
-def approve_api(run_id: int, session: DbSession, staff: Staff) -> dict[str, Any]:
+def approve_api(run_id: int, ctx: Ctx, session: DbSession, staff: Staff) -> dict[str, Any]:
     try:
-        return run_view(svc.approve(session, run_id, engineer=staff.username))
+        return run_view(svc.approve(session, run_id, engineer=staff.username, policy=_policy(ctx)))
     except (PolicyRefused, NotFound) as exc:
         raise _http(exc) from None
 
@@ -261,31 +262,57 @@ def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
     return RedirectResponse(f"/remediation/runs/{row.id}", status_code=303)
 
 
-def _run_page(request: Request, session: Any, staff: Staff, run_id: int, *, error: Exception | None = None,
-              status_code: int = 200) -> HTMLResponse:
+TERMINAL_CLOSURE = frozenset({"confirmed", "ineffective"})
+
+
+def _run_context(request: Request, ctx: Ctx, session: Any, staff: Staff, run_id: int) -> dict[str, Any]:
     try:
         row = svc.get_run(session, run_id)
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
-    approved_by_me = any(a.get("by") == staff.username for a in row.approvals)
-    return render(request, "remediation_run.html", status_code=status_code, run=row,
-                  can_approve=row.state == "awaiting_approval" and not approved_by_me,
-                  error=message(error, get_language(request)) if error is not None else None)
+    policy = _policy(ctx)
+    approvers = [a.get("by", "") for a in row.approvals]
+    waiting = row.state == "awaiting_approval"
+    # The page keeps polling while the worker or the closure check may still change it.
+    live = row.state in {s.value for s in ACTIVE_STATES} or (row.state == "succeeded" and row.closure == "confirming")
+    started = row.started_at
+    end = row.finished_at or utcnow()
+    return {"run": row, "live": live, "steps_done": sum(1 for s in row.steps if s.state != "running"),
+            "steps_total": max(len(row.plan), len(row.steps)),
+            "current_step": next((s for s in row.steps if s.state == "running"), None),
+            "elapsed": (end - started).total_seconds() if started is not None else None,
+            "can_approve": waiting and rem_may_approve(staff.username, requested_by=row.requested_by,
+                                                       approvers=approvers, policy=policy),
+            "i_requested": waiting and staff.username == row.requested_by,
+            "named_approvers": sorted(policy.approvers)}
+
+
+def _run_page(request: Request, ctx: Ctx, session: Any, staff: Staff, run_id: int, *,
+              error: Exception | None = None, status_code: int = 200) -> HTMLResponse:
+    return render(request, "remediation_run.html", status_code=status_code,
+                  error=message(error, get_language(request)) if error is not None else None,
+                  **_run_context(request, ctx, session, staff, run_id))
 
 
 @router.get("/remediation/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-def run_page(run_id: int, request: Request, session: DbSession, staff: Staff) -> HTMLResponse:
-    return _run_page(request, session, staff, run_id)
+def run_page(run_id: int, request: Request, ctx: Ctx, session: DbSession, staff: Staff) -> HTMLResponse:
+    return _run_page(request, ctx, session, staff, run_id)
+
+
+@router.get("/remediation/runs/{run_id}/live", response_class=HTMLResponse, include_in_schema=False)
+def run_live(run_id: int, request: Request, ctx: Ctx, session: DbSession, staff: Staff) -> HTMLResponse:
+    """The part of the run page that changes, polled by htmx every 2 s until the run and its closure settle."""
+    return render(request, "_run_live.html", **_run_context(request, ctx, session, staff, run_id))
 
 
 @router.post("/remediation/runs/{run_id}/approve", include_in_schema=False)
 def approve_page(run_id: int, request: Request, ctx: Ctx, staff: Staff) -> Response:
     try:
         with unit_of_work(ctx) as session:
-            svc.approve(session, run_id, engineer=staff.username)
+            svc.approve(session, run_id, engineer=staff.username, policy=_policy(ctx))
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
     except PolicyRefused as exc:  # approved already, by this engineer, or no longer waiting: the page says why
         with ctx.sessions() as session:
-            return _run_page(request, session, staff, run_id, error=exc, status_code=409)
-    return RedirectResponse(f"/remediation/runs/{run_id}", status_code=303)
+            return _run_page(request, ctx, session, staff, run_id, error=exc, status_code=409)
+    return RedirectResponse(f"/remediation/runs/{run_id}?ok=run_approved", status_code=303)

@@ -134,7 +134,7 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
     if approvals_needed is not None:
         needed = approvals_needed
     else:
-        needed = rem.approvals_needed(book.risk, policy) if trigger == "manual" else 0
+        needed = rem.approvals_needed(book.risk, policy, playbook) if trigger == "manual" else 0
     row = RemediationRunRow(
         playbook=playbook, target=target, opd_code=vm_target(inventory, target, base_dir).opd, params=clean,
         risk=book.risk.value, requested_by=requester.name, trigger=trigger, approvals_needed=needed, approvals=[],
@@ -192,13 +192,15 @@ def list_runs(session: Session, *, target: str | None = None, limit: int = 100) 
     return list(session.scalars(stmt))
 
 
-def approve(session: Session, run_id: int, *, engineer: str, now: datetime | None = None) -> RemediationRunRow:
+def approve(session: Session, run_id: int, *, engineer: str, now: datetime | None = None,
+            policy: rem.Policy | None = None) -> RemediationRunRow:
     row = get_run(session, run_id)
     if row.state != rem.State.AWAITING_APPROVAL:
         raise PolicyRefused(f"run #{run_id} is {row.state}, not awaiting approval")
     approvers = [a["by"] for a in row.approvals]
     with refusals():
-        approvers, done = rem.add_approval(approvers, engineer, row.approvals_needed)
+        approvers, done = rem.add_approval(approvers, engineer, row.approvals_needed,
+                                           requested_by=row.requested_by, policy=policy)
     when = now or utcnow()
     row.approvals = [*row.approvals, {"by": engineer, "at": when.isoformat()}]
     if done:

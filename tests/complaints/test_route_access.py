@@ -88,6 +88,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /remediation": STAFF,
     "POST /remediation/dry-run": STAFF,
     "POST /remediation/runs": STAFF,
+    "GET /remediation/runs/{run_id}/live": STAFF,
     "GET /remediation/runs/{run_id}": STAFF,
     "POST /remediation/runs/{run_id}/approve": STAFF,
     "POST /api/v1/remediation/dry-run": STAFF,

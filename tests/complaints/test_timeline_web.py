@@ -42,7 +42,7 @@ def add_run(world: World, complaint_id: int, steps: int, outcome: str = "succeed
         run = svc.request_run(session, ctx.inventory, playbook="restart_vm", target="pdn1/101",
                               params={"shutdown_timeout": 77}, requester=svc.Requester("engineer", opd="dinkes"),
                               idempotency_key=uuid.uuid4().hex, policy=rem.Policy(), complaint_id=complaint_id)
-        svc.approve(session, run.id, engineer="engineer")
+        svc.approve(session, run.id, engineer="supervisor")
         run_id = run.id
     worker = Worker(ctx.engine, ctx.sessions, ctx.inventory, Clients(proxmox=no_proxmox), WorkerConfig(worker_id=WORKER))
     try:

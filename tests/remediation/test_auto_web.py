@@ -195,14 +195,17 @@ def test_a_refused_run_form_is_the_page_again_in_the_readers_language(client: Te
     assert "Nama layanan tidak sah" in refused.text
 
 
-def test_a_second_approval_by_the_same_engineer_is_explained_on_the_run_page(client: TestClient) -> None:
+def test_the_requester_cannot_approve_their_own_run_and_the_page_says_why(client: TestClient) -> None:
     created = client.post("/api/v1/remediation/runs", json={"playbook": "restart_vm", "target": "pve/102"},
                           headers={"Idempotency-Key": "approve-twice"})
     run_id = created.json()["id"]
-    client.post(f"/remediation/runs/{run_id}/approve", follow_redirects=False)
+    page = client.get(f"/remediation/runs/{run_id}")
+    assert "Setujui" not in page.text  # no approve button for the requester
+    assert "selain" in page.text.split('id="approvers"', 1)[1].split("</span>", 1)[0]  # who may approve instead
     again = client.post(f"/remediation/runs/{run_id}/approve")
     assert again.status_code == 409 and again.headers["content-type"].startswith("text/html")
-    assert f"Perbaikan #{run_id} tidak sedang menunggu persetujuan." in again.text
+    assert "Anda yang meminta pemulihan ini; teknisi lain harus menyetujuinya." in again.text
+    assert client.get(f"/api/v1/remediation/runs/{run_id}").json()["state"] == "awaiting_approval"
     assert client.post("/remediation/runs/999999/approve").status_code == 404
 
 

@@ -94,7 +94,7 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
         first = svc.request_run(session, world, playbook="restore_snapshot", target="pve/101",
                                 params={"snapshot": "before_update"}, idempotency_key="t1", policy=policy,
                                 requester=svc.Requester("engineer", opd="dinkes"), complaint_id=complaint_id)
-        svc.approve(session, first.id, engineer="engineer")
+        svc.approve(session, first.id, engineer="eng3")
     with transaction(sessions) as session:
         svc.approve(session, first.id, engineer="eng2")
     alpha = worker(sessions, world, fakepve, fakepve_cafile, "worker-alpha")
@@ -164,7 +164,7 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
                                 "remediation.approved", "remediation.started"]
     assert one[0].actor == "engineer" and one[0].params == {"snapshot": "before_update"} and not one[0].automatic
     assert list(one[1].plan) == runs[first.id].plan and any("/rollback" in line for line in one[1].plan)
-    assert [(e.actor, e.approval, e.approvals_needed) for e in one[2:4]] == [("engineer", 1, 2), ("eng2", 2, 2)]
+    assert [(e.actor, e.approval, e.approvals_needed) for e in one[2:4]] == [("eng3", 1, 2), ("eng2", 2, 2)]
     assert one[4].actor == "worker-alpha" and actions(one)[-2:] == ["remediation.succeeded", "remediation.ineffective"]
     results = [e for e in one if e.action == "remediation.step_result"]
     assert [(e.step, e.state, e.upid) for e in results] == [
@@ -188,7 +188,7 @@ def check_timeline(sessions: sessionmaker[Session], world: Inventory, fakepve: A
                             "remediation.started", "remediation.succeeded", "remediation.ineffective",
                             "remediation.requested", "remediation.started", "remediation.interrupted",
                             "remediation.succeeded", "remediation.confirmed", "complaint.fix"]
-    assert [e.actor for e in opd[2:5]] == ["engineer", "engineer", "eng2"], "engineers' names, as on every entry"
+    assert [e.actor for e in opd[2:5]] == ["engineer", "eng3", "eng2"], "engineers' names, as on every entry"
     assert {e.actor for e in opd[5:13]} - {"engineer"} == {"pdn-ops"}
     for entry in opd:
         assert entry.run_id is None and entry.upid is None and entry.intent is None and entry.output is None

@@ -66,6 +66,8 @@ def test_each_bad_request_reads_as_its_own_sentence(world: Inventory, playbook: 
 def test_the_domains_other_refusals_have_sentences_too() -> None:
     produced: list[Exception] = []
     for attempt in (lambda: rem.add_approval(["eng1"], "eng1", 1), lambda: rem.add_approval([], "eng1", 0),
+                    lambda: rem.add_approval([], "eng1", 1, requested_by="eng1"),
+                    lambda: rem.add_approval([], "eng2", 1, policy=rem.Policy(approvers=frozenset({"boss"}))),
                     lambda: rem.check_transition("failed", "running"),
                     lambda: rem.plan_resize(rem.ResizeRequest(cores=1), rem.VmShape(cores=2, memory_mib=2048),
                                             rem.NodeCapacity(8, 4096, 100), rem.Policy()),
@@ -79,7 +81,7 @@ def test_the_domains_other_refusals_have_sentences_too() -> None:
         produced.append(info.value)
     keys = [message_key(exc)[0] for exc in produced]
     assert keys == ["remediation.error.already_approved", "remediation.error.no_approval_needed",
-                    "remediation.error.transition", "remediation.error.shrink", "remediation.error.capacity",
+                    "remediation.error.own_request", "remediation.error.not_an_approver", "remediation.error.transition", "remediation.error.shrink", "remediation.error.capacity",
                     "remediation.error.same_size", "remediation.error.snapshot_unknown"]
 
 

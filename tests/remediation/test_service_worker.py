@@ -96,14 +96,30 @@ def test_worker_runs_only_approved_runs_and_journals_every_step(sessions: sessio
     assert tasks(fakepve, 101) == ["qmstart"]
 
 
+def test_the_requester_never_approves_their_own_run_and_settings_name_playbooks_and_approvers(
+        sessions: sessionmaker[Session], world: Inventory) -> None:
+    policy = rem.Policy(approval_from=rem.Risk.HIGH, approval_playbooks=frozenset({"restart_vm"}), approvals=2,
+                        approvers=frozenset({"eng2", "eng3"}))
+    with transaction(sessions) as session:
+        # restart_vm is below the risk that needs approval here, but the settings make it wait for two approvers.
+        run = request(session, world, playbook="restart_vm", policy=policy)
+        assert run.state == "awaiting_approval" and run.approvals_needed == 2
+        with pytest.raises(PolicyRefused, match="requested this run"):
+            svc.approve(session, run.id, engineer=run.requested_by, policy=policy)
+        with pytest.raises(PolicyRefused, match="not one of the approvers"):
+            svc.approve(session, run.id, engineer="eng9", policy=policy)
+        assert svc.approve(session, run.id, engineer="eng2", policy=policy).state == "awaiting_approval"
+        assert svc.approve(session, run.id, engineer="eng3", policy=policy).state == "approved"
+
+
 def test_rollback_can_require_a_second_engineer(sessions: sessionmaker[Session], world: Inventory) -> None:
     policy = rem.Policy(rollback_second_engineer=True)
     with transaction(sessions) as session:
         run = request(session, world, playbook="restore_snapshot", params={"snapshot": "daily1"}, policy=policy)
         assert run.approvals_needed == 2
-        assert svc.approve(session, run.id, engineer="eng1").state == "awaiting_approval"
+        assert svc.approve(session, run.id, engineer="eng3").state == "awaiting_approval"
         with pytest.raises(PolicyRefused, match="another engineer"):
-            svc.approve(session, run.id, engineer="eng1")
+            svc.approve(session, run.id, engineer="eng3")
         assert svc.approve(session, run.id, engineer="eng2").state == "approved"
 
 
