@@ -16,6 +16,7 @@ import secrets
 
 from fastapi import HTTPException, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.model import Principal
@@ -88,6 +89,17 @@ def principal_or_none(request: Request) -> Principal | None:
     return accounts_parts(request).authenticate(request)
 
 
+def known_principal(request: Request) -> Principal | None:
+    """The reader if this request already looked them up, else None: never a database call (error pages)."""
+    auth: accounts.Authenticated | None = getattr(request.state, "auth", None)
+    return auth.principal if auth is not None else None
+
+
+def known_csrf_token(request: Request) -> str:
+    auth: accounts.Authenticated | None = getattr(request.state, "auth", None)
+    return (auth.csrf_token or "") if auth is not None else ""
+
+
 def csrf_token(request: Request) -> str:
     """The token a form on this page must send back."""
     principal_or_none(request)
@@ -120,7 +132,9 @@ async def csrf_guard(request: Request) -> None:
         return
     if request.url.path.startswith(CSRF_EXEMPT_PREFIXES):
         return
-    principal_or_none(request)
+    # The lookup is a database call: in a worker thread, never on the event loop (a loop waiting for a pool
+    # connection cannot let the requests holding the connections finish).
+    await run_in_threadpool(principal_or_none, request)
     auth: accounts.Authenticated | None = getattr(request.state, "auth", None)
     expected = auth.csrf_token if auth is not None else request.cookies.get(PRE_CSRF_COOKIE)
     sent = request.headers.get("x-csrf-token")

@@ -11,6 +11,8 @@ from pdn_ops.accounts import auth
 from pdn_ops.accounts import service as accounts
 from pdn_ops.accounts.deps import CurrentUser, OpdHead
 from pdn_ops.accounts.model import Principal
+from pdn_ops.accounts.parts import accounts_parts
+from pdn_ops.core.db.engine import read_only
 from pdn_ops.core.errors import Conflict, LoginFailed, LoginThrottled, WeakPassword
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
 from pdn_ops.web.templating import render
@@ -36,15 +38,36 @@ def login(request: Request, ctx: Ctx, username: Annotated[str, Form(max_length=2
           ) -> Response:
     client = request.client.host if request.client else "unknown"
     failure: Exception | None = None
-    with unit_of_work(ctx) as session:
-        # Caught inside the unit of work so the failed attempt is committed: it is what throttling counts.
+    key = ""
+    gate = accounts_parts(request).password_gate
+    # Read, check the password outside any transaction (behind the gate), then write briefly: argon2 inside the
+    # write transaction held SQLite's lock for every login. A login that raced a password change or a re-hash
+    # checks again against the new hash.
+    for _attempt in range(3):
         try:
-            key, _, _ = accounts.login(session, username=username, password=password, client=client)
-            old = request.cookies.get(auth.SESSION_COOKIE)
-            if old:
-                accounts.logout(session, old)
-        except (LoginThrottled, LoginFailed) as exc:
+            with read_only(ctx.sessions) as session:
+                candidate = accounts.login_candidate(session, username=username, client=client)
+        except LoginThrottled as exc:
             failure = exc
+            break
+        with gate.slot():
+            verdict = accounts.check_password(candidate, password)
+        try:
+            with unit_of_work(ctx) as session:
+                if not verdict.ok:
+                    # Committed: a failed attempt is what throttling counts.
+                    accounts.login_failed(session, candidate)
+                    failure = LoginFailed("unknown user or wrong password")
+                    break
+                key, _, _ = accounts.start_session(session, candidate, verdict)
+                old = request.cookies.get(auth.SESSION_COOKIE)
+                if old:
+                    accounts.logout(session, old)
+            break
+        except accounts.CredentialsChanged:
+            continue
+    else:
+        failure = LoginFailed("the account kept changing")
     if isinstance(failure, LoginThrottled):
         return render(request, "login.html", status_code=429, next=_safe_next(next), error="auth.throttled",
                       username=username)
@@ -77,9 +100,13 @@ def account(request: Request, user: CurrentUser, session: DbSession) -> HTMLResp
 def change_password(request: Request, ctx: Ctx, user: CurrentUser, current: Annotated[str, Form()] = "",
                     new: Annotated[str, Form()] = "") -> Response:
     try:
+        with read_only(ctx.sessions) as session:
+            old_hash = accounts.stored_hash(session, user.user_id)
+        with accounts_parts(request).password_gate.slot():  # argon2 twice, outside any transaction
+            new_hash = accounts.prepare_password_change(old_hash, current=current, new=new)
         with unit_of_work(ctx) as session:
-            accounts.change_password(session, user, current=current, new=new)
-    except (LoginFailed, WeakPassword) as exc:
+            accounts.apply_password_change(session, user, old_hash=old_hash, new_hash=new_hash)
+    except (LoginFailed, WeakPassword, accounts.CredentialsChanged) as exc:
         key = "auth.password_weak" if isinstance(exc, WeakPassword) else "auth.password_wrong"
         with ctx.sessions() as session:
             tokens = accounts.list_tokens(session, user)

@@ -38,7 +38,10 @@ MAX_FAILURES_PER_CLIENT = 20
 MIN_PASSWORD = 10
 TOKEN_PREFIX = "pdn_"  # noqa: S105  (marks our tokens in logs and secret scanners; not a secret)
 
-_hasher = PasswordHasher()
+# Chosen on the production machine's 2 cores (README "Capacity and overload"): RFC 9106's second recommended
+# profile as OWASP states it (19 MiB, 2 passes, 1 lane) costs ~25 ms of one core here, where argon2-cffi's
+# default (64 MiB, 3 passes, 4 lanes) cost ~130 ms of both. Older hashes are upgraded at the next login.
+_hasher = PasswordHasher(memory_cost=19 * 1024, time_cost=2, parallelism=1)
 # Verified against when the user does not exist, so both failures cost the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
 
@@ -99,26 +102,70 @@ def _recent_failures(session: Session, column: InstrumentedAttribute[str], value
     return int(session.scalar(stmt) or 0)
 
 
-def login(session: Session, *, username: str, password: str, client: str,
-          now: datetime | None = None) -> tuple[str, WebSessionRow, UserRow]:
-    """Check the credentials; on success return (cookie value, session row, user). A fresh id every time."""
+@dataclass(frozen=True, slots=True)
+class LoginCandidate:
+    """What a login checks the password against, read in a short transaction of its own: argon2 then runs outside
+    any transaction (it held SQLite's write lock for half a second a login, and 200 logins queued past the busy
+    timeout)."""
+
+    name: str
+    client: str
+    user_id: int | None
+    password_hash: str  # the dummy hash for an unknown or inactive user: both failures cost the same time
+    active: bool
+
+
+def login_candidate(session: Session, *, username: str, client: str, now: datetime | None = None) -> LoginCandidate:
+    """Step 1 of a login (reads only); raises LoginThrottled after too many recent failures."""
     now = now or utcnow()
     name = username.strip().lower()[:64]
     client = client[:64]
     if (_recent_failures(session, LoginAttemptRow.username, name, now) >= MAX_FAILURES_PER_USER
             or _recent_failures(session, LoginAttemptRow.client, client, now) >= MAX_FAILURES_PER_CLIENT):
         raise LoginThrottled("too many failed attempts")
-    user = session.scalar(select(UserRow).where(UserRow.username == name))
-    ok = False
+    row = session.execute(select(UserRow.id, UserRow.password_hash, UserRow.active)
+                          .where(UserRow.username == name)).first()
+    if row is None:
+        return LoginCandidate(name, client, None, _DUMMY_HASH, False)
+    return LoginCandidate(name, client, row.id, row.password_hash, bool(row.active))
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordVerdict:
+    ok: bool
+    new_hash: str | None = None  # the same password under the current parameters, when the stored hash is older
+
+
+def check_password(candidate: LoginCandidate, password: str) -> PasswordVerdict:
+    """Step 2 (CPU only, no database): the caller runs it behind the password gate, outside any transaction."""
     try:
-        ok = _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
+        ok: bool = _hasher.verify(candidate.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    if not ok or user is None or not user.active:
-        session.add(LoginAttemptRow(username=name, client=client, at=now))
-        raise LoginFailed("unknown user or wrong password")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if not ok or candidate.user_id is None or not candidate.active:
+        return PasswordVerdict(False)
+    return PasswordVerdict(True, _hasher.hash(password) if _hasher.check_needs_rehash(candidate.password_hash)
+                           else None)
+
+
+class CredentialsChanged(Exception):
+    """The password or the account changed between the check and the session's start: check again."""
+
+
+def login_failed(session: Session, candidate: LoginCandidate, now: datetime | None = None) -> None:
+    session.add(LoginAttemptRow(username=candidate.name, client=candidate.client, at=now or utcnow()))
+
+
+def start_session(session: Session, candidate: LoginCandidate, verdict: PasswordVerdict,
+                  now: datetime | None = None) -> tuple[str, WebSessionRow, UserRow]:
+    """Step 3, in a short write transaction: the session, if the hash checked is still the stored one (a login
+    racing a password change or a re-hash raises CredentialsChanged, and the caller checks again)."""
+    now = now or utcnow()
+    user = session.get(UserRow, candidate.user_id) if candidate.user_id is not None else None
+    if user is None or user.password_hash != candidate.password_hash or not user.active:
+        raise CredentialsChanged(candidate.name)
+    if verdict.new_hash is not None:
+        user.password_hash = verdict.new_hash
     key = secrets.token_urlsafe(32)
     row = WebSessionRow(key_hash=_digest(key), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
                         created_at=now, expires_at=now + SESSION_LIFETIME)
@@ -126,6 +173,17 @@ def login(session: Session, *, username: str, password: str, client: str,
     audit(session, user.username, "user.login", f"user:{user.id}", at=now)
     session.flush()
     return key, row, user
+
+
+def login(session: Session, *, username: str, password: str, client: str,
+          now: datetime | None = None) -> tuple[str, WebSessionRow, UserRow]:
+    """All three steps in the caller's one transaction (the CLI and tests); the web login splits them."""
+    candidate = login_candidate(session, username=username, client=client, now=now)
+    verdict = check_password(candidate, password)
+    if not verdict.ok:
+        login_failed(session, candidate, now)
+        raise LoginFailed("unknown user or wrong password")
+    return start_session(session, candidate, verdict, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,18 +277,44 @@ def revoke_sessions(session: Session, user_id: int, now: datetime | None = None)
                                                 WebSessionRow.revoked_at.is_(None)).values(revoked_at=now or utcnow()))
 
 
-def change_password(session: Session, principal: Principal, *, current: str, new: str) -> None:
+def stored_hash(session: Session, user_id: int) -> str:
+    found = session.scalar(select(UserRow.password_hash).where(UserRow.id == user_id))
+    if found is None:
+        raise NotFound("no such user")
+    return found
+
+
+def prepare_password_change(old_hash: str, *, current: str, new: str) -> str:
+    """CPU only (run behind the password gate, outside any transaction): check ``current``, hash ``new``."""
+    try:
+        _hasher.verify(old_hash, current)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        raise LoginFailed("wrong password") from None
+    return hash_password(new)
+
+
+def apply_password_change(session: Session, principal: Principal, *, old_hash: str, new_hash: str) -> Revoked:
+    """Store the new hash if the old one is still in place, and end every session AND API token of the user: a
+    token issued under the old password must not outlive it (whoever changes a password after a leak expects
+    every credential of the old one to stop)."""
     user = session.get(UserRow, principal.user_id)
     if user is None:
         raise NotFound("no such user")
-    try:
-        _hasher.verify(user.password_hash, current)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        raise LoginFailed("wrong password") from None
-    user.password_hash = hash_password(new)
-    user.updated_at = utcnow()
-    revoke_sessions(session, user.id)
-    audit(session, principal.username, "user.password", f"user:{user.id}")
+    if user.password_hash != old_hash:
+        raise CredentialsChanged(principal.username)
+    now = utcnow()
+    user.password_hash = new_hash
+    user.updated_at = now
+    revoked = revoke_credentials(session, user.id, now)
+    audit(session, principal.username, "user.password", f"user:{user.id}", str(revoked), at=now)
+    return revoked
+
+
+def change_password(session: Session, principal: Principal, *, current: str, new: str) -> Revoked:
+    """The whole change in one transaction (the CLI and tests); the web route keeps argon2 out of it."""
+    old_hash = stored_hash(session, principal.user_id)
+    return apply_password_change(session, principal, old_hash=old_hash,
+                                 new_hash=prepare_password_change(old_hash, current=current, new=new))
 
 
 def set_role(session: Session, actor: Principal, user_id: int, role: Role) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -19,6 +20,7 @@ from pdn_ops.complaints import api as complaints_api
 from pdn_ops.complaints import report_routes as reports
 from pdn_ops.complaints import routes as complaints
 from pdn_ops.complaints import settings_routes as procedure_settings
+from pdn_ops.core.db.faults import OutageLog
 from pdn_ops.health import metrics_routes as metrics
 from pdn_ops.health import routes as fleet
 from pdn_ops.notify import routes as whatsapp_webhook
@@ -28,6 +30,7 @@ from pdn_ops.web import home
 from pdn_ops.web import probes as health
 from pdn_ops.web.errors import install_error_handlers
 from pdn_ops.web.middleware import BodyLimit, SecurityHeaders
+from pdn_ops.web.overload import Admission
 from pdn_ops.web.templating import PageIdentity, make_environment
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in AnyIO's worker threads: bounded, and sized with the database pool in mind.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.worker_threads
         stoppers: list[Callable[[], None]] = []
         for hook in start_hooks:
             stop = hook(runtime)
@@ -65,7 +70,8 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
                   dependencies=[Depends(auth.csrf_guard)])
     app.state.runtime = runtime
     app.state.page_identity = PageIdentity(user=auth.principal_or_none, csrf_token=auth.csrf_token,
-                                           finish=auth.finish_response)
+                                           finish=auth.finish_response, known_user=auth.known_principal,
+                                           known_csrf_token=auth.known_csrf_token)
     app.state.jinja = make_environment(TEMPLATE_DIRS)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
@@ -75,9 +81,12 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     if runtime.settings.office_logo is not None:
         app.include_router(home.logo_router)
 
+    outages = OutageLog(logging.getLogger("pdn_ops.web.overload"))
+    app.state.outages = outages
     app.add_middleware(BodyLimit)
-
+    # Outside the body limit and inside the security headers, so that its 503 carries them too.
+    app.add_middleware(Admission, limit=runtime.settings.max_requests_in_flight, outages=outages)
     app.add_middleware(SecurityHeaders)
 
-    install_error_handlers(app)
+    install_error_handlers(app, outages)
     return app

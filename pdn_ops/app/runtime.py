@@ -28,7 +28,8 @@ from pdn_ops.complaints.parts import ComplaintsParts, PlaybookChoice
 from pdn_ops.complaints.procedure_store import LiveSettings
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core.db import migrate
-from pdn_ops.core.db.engine import make_engine, make_sessionmaker
+from pdn_ops.core.db.engine import make_engine, make_sessionmaker, pool_arguments
+from pdn_ops.core.gates import Gate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.core.settings import Settings
 from pdn_ops.health import assets as asset_health
@@ -69,7 +70,8 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
                   complaint_settings: ComplaintSettings | None = None,
                   policy: Policy | None = None) -> Runtime:
     """Everything the processes share, from the settings; the database must be at the newest revision."""
-    engine = engine or make_engine(settings.effective_database_url)
+    engine = engine or make_engine(settings.effective_database_url, **pool_arguments(
+        pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout))
     if check_database:
         migrate.require_current(engine)  # raises DatabaseNotReady naming the command to run
     sessions = make_sessionmaker(engine)
@@ -81,7 +83,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
     config.listeners.add(complaint_notifications.make_listener(settings.public_url))
     runtime = Runtime(
         settings=settings, engine=engine, sessions=sessions,
-        accounts=AccountsParts(authenticate=Authenticator(sessions)),
+        accounts=AccountsParts(authenticate=Authenticator(sessions), password_gate=Gate(
+            "password checks", limit=settings.password_checks, queue=settings.password_queue,
+            wait_seconds=settings.password_wait_seconds)),
         complaints=ComplaintsParts(config=config, terms=terms, intake=ComplaintsIntake(config, settings.public_url),
                                    asset_states=asset_health.states, asset_uptime=asset_health.uptime,
                                    linked_runs=linked_runs),

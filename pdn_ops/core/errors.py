@@ -5,6 +5,7 @@
     │   ├── InventoryError          carries every problem found, each as FILE:LINE: key.path: message
     │   └── YamlSyntaxError         a YAML file does not parse (its line and the parser's message)
     ├── DatabaseNotReady            the schema is missing or behind; run `pdn-ops db upgrade`
+    ├── Overloaded                  a bounded queue is full or its wait ran out: answered 503 with Retry-After
     ├── InvalidInput                a form or request a person can correct; nothing was stored
     │   ├── FormInvalid             ``errors`` maps each bad field to a catalogue key
     │   │   ├── ComplaintInvalid    the complaint form
@@ -81,6 +82,18 @@ class DatabaseNotReady(PdnOpsError):
 
 
 # --- input a person corrects --------------------------------------------------------------------------------------
+class Overloaded(PdnOpsError):
+    """An expensive part (password hashing, photo processing, PDF rendering) is at its limit and its queue is
+    full or the wait ran out; nothing was done. ``retry_after`` is the advice given to the client, in seconds."""
+
+    transient = True
+
+    def __init__(self, what: str, retry_after: int = 5) -> None:
+        self.what = what
+        self.retry_after = retry_after
+        super().__init__(f"{what}: too busy, retry in {retry_after} s")
+
+
 class InvalidInput(PdnOpsError):
     """A form or request with problems a person can correct; nothing was stored."""
 

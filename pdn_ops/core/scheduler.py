@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
+from pdn_ops.core.db.faults import OutageLog, database_fault
 from pdn_ops.core.jobs import JobSpec, JobWrapper
 from pdn_ops.core.locks import LeaderLock
 
@@ -48,6 +49,7 @@ class SchedulerService:
         self._lock = lock
         self._make = make_scheduler
         self._retry_s = retry_s
+        self._outages = OutageLog(log, "scheduler leader election waits")
         self._stop = threading.Event()
         self.became_leader = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
@@ -69,9 +71,14 @@ class SchedulerService:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception:
-                # The election must survive a database hiccup; the error is logged with its traceback.
-                log.exception("scheduler leader election failed; retrying in %.0f s", self._retry_s)
+            except Exception as exc:
+                # The election must survive a database hiccup (logged once per outage); a bug's traceback is logged.
+                if (kind := database_fault(exc)) is not None:
+                    self._outages.failed(kind, exc)
+                else:
+                    log.exception("scheduler leader election failed; retrying in %.0f s", self._retry_s)
+            else:
+                self._outages.succeeded()
             self._stop.wait(self._retry_s)
 
     def _tick(self) -> None:

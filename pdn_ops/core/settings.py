@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     health_raw_retention_days: int = Field(default=14, ge=1, le=3650)
     health_stale_after_seconds: int = Field(default=900, ge=30)
 
+    # --- capacity: bounded everywhere, so that overload answers 503 with Retry-After instead of a queue that grows
+    # without end (README "Capacity and overload"). A request waits at most db_pool_timeout for a connection.
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    db_pool_timeout: float = Field(default=5.0, gt=0, le=120)
+    # Requests being served at once (probes and static files not counted); beyond it: 503 at once.
+    max_requests_in_flight: int = Field(default=120, ge=1, le=10000)
+    # Threads that run sync routes (AnyIO's default is 40); more threads than connections only queue on the pool.
+    worker_threads: int = Field(default=40, ge=2, le=1000)
+    # Password checks (argon2) at once, and how many may wait (each wait at most password_wait_seconds).
+    password_checks: int = Field(default=2, ge=1, le=64)
+    password_queue: int = Field(default=32, ge=0, le=10000)
+    password_wait_seconds: float = Field(default=10.0, ge=0, le=120)
+    # /readyz says "not ready" below this much free space in data_dir (photos would fail to store).
+    min_free_disk_mb: int = Field(default=16, ge=0, le=1_000_000)
+
     # --- notifications: WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
     # Every secret is a SecretStr and can come from a file instead (PDN_OPS_<NAME>_FILE), as container secrets do.
     public_url: str = "http://127.0.0.1:8000"  # base of the links sent in messages

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pdn_ops.core.db.faults import OutageLog, database_fault
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import DeliveryError, DeliveryRejected, DeliveryUnknown
 from pdn_ops.core.settings import Settings
@@ -195,6 +196,7 @@ class NotifyWorker(threading.Thread):
         super().__init__(name="pdn-ops-notify", daemon=True)
         self.rt, self.poll_seconds, self.mailbox_seconds = rt, poll_seconds, mailbox_seconds
         self.stopping = threading.Event()
+        self.outages = OutageLog(log, "notification worker waits")
 
     def run(self) -> None:
         next_mail = time.monotonic()
@@ -209,8 +211,13 @@ class NotifyWorker(threading.Thread):
     def _guarded(self, step: Callable[[NotifyRuntime], Any]) -> None:
         try:
             step(self.rt)
-        except Exception:  # the loop must outlive a database hiccup; the traceback is logged, never swallowed
-            log.exception("notification worker step %s failed", step.__name__)
+        except Exception as exc:  # the loop must outlive a database hiccup; a bug's traceback is logged
+            if (kind := database_fault(exc)) is not None:
+                self.outages.failed(kind, exc)  # one line per outage, not a traceback every poll
+            else:
+                log.exception("notification worker step %s failed", step.__name__)
+        else:
+            self.outages.succeeded()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()

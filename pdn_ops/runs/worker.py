@@ -40,6 +40,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.faults import OutageLog, database_fault
 from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.core.errors import ConfigError
 from pdn_ops.core.locks import RunLocks
@@ -326,16 +327,28 @@ class Worker:
         """Until ``stop()``: execute, then close. An unexpected error (a database hiccup, a bug) is logged and the
         loop goes on after a pause: in the app this thread is the only worker. A run's own failures are recorded
         on it (``execute``: unknown; a closure that breaks: ``error``), so no run is retried blindly."""
+        outages = OutageLog(log, f"remediation worker {self.config.worker_id} waits")
         while not stop():
             executed = 0
+            ok = True
             try:
                 executed = self.run_pending()
-            except Exception:
-                log.exception("remediation worker %s: executing runs failed; going on", self.config.worker_id)
+            except Exception as exc:
+                ok = False
+                if (kind := database_fault(exc)) is not None:
+                    outages.failed(kind, exc)  # one line per outage, not a traceback a second
+                else:
+                    log.exception("remediation worker %s: executing runs failed; going on", self.config.worker_id)
             try:
                 self.close_runs()
-            except Exception:
-                log.exception("remediation worker %s: closing runs failed; going on", self.config.worker_id)
+            except Exception as exc:
+                ok = False
+                if (kind := database_fault(exc)) is not None:
+                    outages.failed(kind, exc)
+                else:
+                    log.exception("remediation worker %s: closing runs failed; going on", self.config.worker_id)
+            if ok:
+                outages.succeeded()
             if executed == 0:
                 time.sleep(idle)
 

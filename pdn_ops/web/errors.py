@@ -2,7 +2,12 @@
 
 A domain outcome a user may not see (NotFound, PermissionDenied) answers exactly like a page that does not exist;
 a conflict with the current state answers 409; anything else is logged with its traceback and answers a plain
-500 that shows no internals (no secrets, no SQL, no paths).
+500 that shows no internals (no secrets, no SQL, no paths). Faults that are not bugs (the pool exhausted, the
+database down or locked, the disk full, a full gate) answer 503/507 with Retry-After (``pdn_ops.web.overload``).
+
+Every handler here is ``async`` and so runs on the event loop: pages render with ``lookup=False`` (only what the
+request already knows of its reader), never with a database call. A loop waiting for a pool connection inside
+a 500 page is what froze the service under load for good.
 """
 
 from __future__ import annotations
@@ -12,19 +17,18 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pdn_ops.core.errors import Conflict, NotFound, PermissionDenied
+from pdn_ops.core.db.faults import OutageLog
+from pdn_ops.core.errors import Conflict, NotFound, Overloaded, PermissionDenied
+from pdn_ops.web.overload import classify, fault_response, wants_json
 from pdn_ops.web.templating import render
 
 log = logging.getLogger(__name__)
 
 
-def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
-
-
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if wants_json(request):
@@ -32,9 +36,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 401:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         if exc.status_code == 403:
-            return render(request, "error.html", status_code=403, message_key="error.forbidden")
+            return render(request, "error.html", status_code=403, lookup=False, message_key="error.forbidden")
         key = {404: "error.not_found", 413: "error.too_large"}.get(exc.status_code, "error.server")
-        return render(request, "error.html", status_code=exc.status_code, message_key=key)
+        return render(request, "error.html", status_code=exc.status_code, lookup=False, message_key=key,
+                      headers=exc.headers)
 
     # Domain outcomes: what a user may not see answers exactly like what does not exist.
     @app.exception_handler(NotFound)
@@ -46,7 +51,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def domain_conflict(request: Request, exc: Exception) -> Response:
         if wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=409)
-        return render(request, "error.html", status_code=409, message_key="error.conflict")
+        return render(request, "error.html", status_code=409, lookup=False, message_key="error.conflict")
+
+    # Registered per class so they run inside the app (Starlette re-raises what reaches the catch-all handler,
+    # and the server then logs a traceback for each request).
+    @app.exception_handler(Overloaded)
+    @app.exception_handler(sa_exc.TimeoutError)
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(OSError)
+    async def fault(request: Request, exc: Exception) -> Response:
+        found = classify(exc)
+        if found is None:
+            raise exc  # a bug: the catch-all below logs it and answers 500
+        outages.failed(found.kind, exc)
+        return fault_response(request, found)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
@@ -54,5 +72,5 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         if wants_json(request):
             return JSONResponse({"detail": "internal server error"}, status_code=500)
-        return render(request, "error.html", status_code=500, message_key="error.server")
+        return render(request, "error.html", status_code=500, lookup=False, message_key="error.server")
 

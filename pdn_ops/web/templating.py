@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ class PageIdentity:
     user: Callable[[Request], object | None]
     csrf_token: Callable[[Request], str]
     finish: Callable[[Request, Response], None]  # e.g. set the cookie a fresh form token needs
+    # Who reads the page if the request already knows it, without any lookup (error pages, see ``render``).
+    known_user: Callable[[Request], object | None] = lambda request: None
+    known_csrf_token: Callable[[Request], str] = lambda request: ""
 
 
 ANONYMOUS = PageIdentity(user=lambda request: None, csrf_token=lambda request: "",
@@ -90,14 +93,22 @@ def _has_lab(request: Request) -> bool:
     return bool(known)
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, *, lookup: bool = True,
+           headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
+    """A page in the reader's language. ``lookup=False`` is for error pages, which may run on the event loop
+    while the database is slow, locked or gone: they show only what the request already knows of its reader and
+    touch neither the database nor a file (the templates are compiled once and cached by Jinja)."""
     env: Environment = request.app.state.jinja
     lang = get_language(request)
     t, tk = translators(lang)
     identity: PageIdentity = getattr(request.app.state, "page_identity", ANONYMOUS)
     settings = runtime_of(request).settings
-    context.setdefault("user", identity.user(request))
-    context.setdefault("csrf_token", identity.csrf_token(request))
+    if lookup:
+        context.setdefault("user", identity.user(request))
+        context.setdefault("csrf_token", identity.csrf_token(request))
+    else:
+        context.setdefault("user", identity.known_user(request))
+        context.setdefault("csrf_token", identity.known_csrf_token(request))
     context.setdefault("tz", settings.tz)
     context.setdefault("fmt", Formatter(lang, settings.tz))
     context.setdefault("flash", flash_text(request, lang))
@@ -108,8 +119,9 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     body = env.get_template(template).render(
         request=request, lang=lang, languages=LANGUAGES, t=t, tk=tk, **context
     )
-    response = HTMLResponse(body, status_code=status_code)
-    identity.finish(request, response)
+    response = HTMLResponse(body, status_code=status_code, headers=dict(headers or {}))
+    if lookup:
+        identity.finish(request, response)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax")
     return response

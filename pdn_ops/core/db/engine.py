@@ -32,8 +32,18 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
+def pool_arguments(*, pool_size: int, max_overflow: int, pool_timeout: float) -> dict[str, Any]:
+    """The bounded pool of a serving process: a request waits at most ``pool_timeout`` for a connection, then
+    SQLAlchemy raises its ``TimeoutError``, which the web shell answers 503 with Retry-After."""
+    return {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
+            # An in-memory database lives in one connection (SingletonThreadPool): no pool to size.
+            for name in ("pool_size", "max_overflow", "pool_timeout"):
+                kwargs.pop(name, None)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
