@@ -20,9 +20,10 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from pdn_ops.complaints.reports import MonthlyReport, ResolutionReport
+from pdn_ops.complaints.reports import MonthlyReport, Office, ResolutionReport
 from pdn_ops.complaints.timeline_text import Line
 from pdn_ops.core import photos
+from pdn_ops.core.i18n.formatting import Formatter
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,85 @@ def _when(value: datetime | None, tz: ZoneInfo) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
 
 
+def letterhead(doc: _Document, office: Office, *, t: Translate) -> None:
+    """The office's letterhead: logo, government, office, address, a double rule (as the printable page)."""
+    top = doc.get_y()
+    x = doc.l_margin
+    if office.logo is not None and office.logo.is_file():
+        doc.image(str(office.logo), x=x, y=top, w=20, h=20)
+        x += 24
+    doc.set_xy(x, top)
+    width = doc.w - doc.r_margin - x
+    if office.government:
+        doc.set_font(doc.body_font, "B", 11)
+        doc.multi_cell(width, 5, doc.text_of(office.government), new_x=XPos.LEFT, new_y=YPos.NEXT)
+    doc.set_font(doc.body_font, "B", 14)
+    doc.multi_cell(width, 6.5, doc.text_of(office.name or t("app.name")), new_x=XPos.LEFT, new_y=YPos.NEXT)
+    if office.address:
+        doc.set_font(doc.body_font, "", 9)
+        doc.multi_cell(width, 4.5, doc.text_of(office.address), new_x=XPos.LEFT, new_y=YPos.NEXT)
+    y = max(doc.get_y(), top + (22 if office.logo is not None else 0)) + 1
+    doc.line(doc.l_margin, y, doc.w - doc.r_margin, y)
+    doc.line(doc.l_margin, y + 0.8, doc.w - doc.r_margin, y + 0.8)
+    doc.set_xy(doc.l_margin, y + 3)
+
+
+def signatures(doc: _Document, office: Office, engineer: str, *, t: Translate) -> None:
+    """Two columns: the engineer in charge and the approving official (name and NIP), room to sign above."""
+    if doc.get_y() + 45 > doc.page_break_trigger:
+        doc.add_page()
+    doc.ln(6)
+    half = (doc.w - doc.l_margin - doc.r_margin) / 2
+    top = doc.get_y()
+    blank = "........................"
+    for column, (role, name, nip) in enumerate((
+            (t("report.sign.engineer"), engineer or blank, None),
+            (office.signatory_title or t("report.sign.official"), office.signatory_name or blank,
+             f"{t('report.sign.nip')} {office.signatory_nip or blank}"))):
+        x = doc.l_margin + column * half
+        doc.set_xy(x, top)
+        doc.set_font(doc.body_font, "", 10)
+        doc.cell(half, 5, doc.text_of(role))
+        doc.set_xy(x, top + 25)
+        doc.set_font(doc.body_font, "B", 10)
+        doc.cell(half, 5, doc.text_of(name))
+        if nip:
+            doc.set_xy(x, top + 30)
+            doc.set_font(doc.body_font, "", 10)
+            doc.cell(half, 5, doc.text_of(nip))
+    doc.set_xy(doc.l_margin, top + 38)
+
+
+def work_lines(report: ResolutionReport, fmt: Formatter, *, t: Translate, tk: Translate) -> list[tuple[str, list[str]]]:
+    """What was done, as (heading, lines) per run: the same words the printable page shows."""
+    blocks = []
+    for w in report.work:
+        head = t("report.work.run", id=w.run_id, playbook=tk("remediation.playbook", w.playbook))
+        outcome = f"{t('report.work.outcome')}: {tk('remediation.state', w.state)}"
+        if w.closure:
+            outcome += f" · {tk('remediation.closure', w.closure)}"
+        outcome += f" · {fmt.short(w.started_at)} – {fmt.short(w.finished_at)}"
+        lines = [outcome, t("report.work.by", requester=w.requested_by, approvers=", ".join(w.approvers) or "–")]
+        lines += [f"{s.position + 1}. {tk('remediation.step_name', s.name)} · {tk('remediation.step_state', s.state)}"
+                  for s in w.steps]
+        lines += [t("report.work.evidence", target=e.target, passed=e.passed, total=e.total, at=fmt.short(e.last_at))
+                  for e in w.evidence]
+        blocks.append((head, lines))
+    return blocks
+
+
 def resolution_pdf(report: ResolutionReport, lines: Sequence[Line], *, t: Translate, tk: Translate, tz: ZoneInfo,
-                   printed_at: datetime, data_dir: Path, with_photos: bool) -> bytes:
+                   printed_at: datetime, data_dir: Path, with_photos: bool, lang: str = "id") -> bytes:
     """``lines``: the report's timeline worded in the reader's language (``pdn_ops.complaints.timeline_text.lines``)."""
     row = report.row
+    fmt = Formatter(lang, tz)
     title = t("complaints.report.title", id=row.id)
     doc = _Document(title, t("reports.pdf.page"))
+    letterhead(doc, report.office, t=t)
+    doc.set_font(doc.body_font, "", 10)
+    doc.cell(0, 5, doc.text_of(f"{t('report.number')}: {report.number}"))
+    doc.set_x(doc.l_margin)
+    doc.cell(0, 5, doc.text_of(fmt.date(printed_at)), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     doc.heading(title, 15)
     state = tk("complaints.state", row.state) + (f" ({t('complaints.auto_closed')})" if row.auto_closed else "")
     doc.facts([
@@ -174,9 +248,9 @@ def resolution_pdf(report: ResolutionReport, lines: Sequence[Line], *, t: Transl
         (t("complaints.field.asset"), report.label),
         (t("complaints.field.category"), tk("complaints.category", row.category)),
         (t("complaints.field.state"), state),
-        (t("complaints.report.submitted"), _when(row.submitted_at, tz)),
-        (t("complaints.report.fixed"), _when(row.fixed_at, tz)),
-        (t("complaints.report.closed"), _when(row.closed_at, tz)),
+        (t("complaints.report.submitted"), fmt.datetime(row.submitted_at)),
+        (t("complaints.report.fixed"), fmt.datetime(row.fixed_at)),
+        (t("complaints.report.closed"), fmt.datetime(row.closed_at)),
         ("SLA", tk("complaints.report.sla", report.sla)),
     ])
     doc.heading(t("complaints.report.reported"))
@@ -185,12 +259,20 @@ def resolution_pdf(report: ResolutionReport, lines: Sequence[Line], *, t: Transl
     if with_photos and report.photos:
         _thumbnails(doc, report, data_dir)
     doc.heading(t("complaints.report.done"))
-    doc.bullets([f"{name}: {note.body}" for note, name in report.notes] or ["-"])
+    for head, block in work_lines(report, fmt, t=t, tk=tk):
+        doc.heading(head, 11)
+        doc.bullets(block)
+    if report.notes:
+        doc.heading(t("report.work.notes"), 11)
+        doc.bullets([f"{fmt.short(note.created_at)} · {name}: {note.body}" for note, name in report.notes])
+    if not report.work and not report.notes:
+        doc.paragraph(t("report.work.none"))
     doc.heading(t("complaints.report.evidence"))
     doc.bullets([" · ".join(part for part in (
-        _when(line.entry.at, tz), line.entry.actor, line.text, line.entry.detail) if part) for line in lines])
+        fmt.short(line.entry.at), line.entry.actor, line.text, line.entry.detail) if part) for line in lines])
+    signatures(doc, report.office, report.engineer, t=t)
     doc.ln(3)
-    doc.paragraph(t("complaints.report.printed", at=printed_at.strftime("%Y-%m-%d %H:%M")), size=8)
+    doc.paragraph(t("complaints.report.printed", at=fmt.datetime(printed_at)), size=8)
     return doc.output_bytes()
 
 

@@ -13,6 +13,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
@@ -142,6 +143,66 @@ def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
 
 # --- the resolution report of one complaint -------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class Office:
+    """The letterhead and the approving official (settings ``PDN_OPS_OFFICE_*``, ``PDN_OPS_SIGNATORY_*``)."""
+
+    government: str = ""
+    name: str = ""
+    address: str = ""
+    logo: Path | None = None
+    signatory_name: str = ""
+    signatory_nip: str = ""
+    signatory_title: str = ""
+    number_pattern: str = "{seq:03d}/PDN/{month}/{year}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckEvidence:
+    """The health checks of one target after a run: how many passed, of how many, the last one's time."""
+
+    target: str
+    passed: int
+    total: int
+    last_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkDone:
+    """One remediation run of the complaint as the report tells it: what ran, each step, how it ended."""
+
+    run_id: int
+    playbook: str
+    state: str
+    closure: str | None
+    requested_by: str
+    approvers: tuple[str, ...]
+    started_at: datetime | None
+    finished_at: datetime | None
+    steps: tuple[tl.StepFact, ...]
+    evidence: tuple[CheckEvidence, ...]
+
+
+def work_done(facts: list[tl.RunFact]) -> list[WorkDone]:
+    done = []
+    for fact in facts:
+        evidence = []
+        for target, checks in sorted((fact.evidence.get("checks_after") or {}).items()):
+            times = [datetime.fromisoformat(c["at"]) for c in checks if c.get("at")]
+            evidence.append(CheckEvidence(target, sum(1 for c in checks if c.get("ok")), len(checks),
+                                          max(times) if times else None))
+        done.append(WorkDone(fact.id, fact.playbook, fact.state, fact.closure, fact.requested_by,
+                             tuple(fact.approvers), fact.started_at, fact.finished_at, tuple(fact.steps),
+                             tuple(evidence)))
+    return done
+
+
+def report_number(office: Office, row: ComplaintRow, tz: ZoneInfo, now: datetime) -> str:
+    """The report's number from the office's pattern, dated by the closure (else the fix, else today)."""
+    when = (row.closed_at or row.fixed_at or now).astimezone(tz)
+    return office.number_pattern.format(seq=row.id, number=row.id, month=f"{when.month:02d}", year=when.year)
+
+
 @dataclass
 class ResolutionReport:
     row: ComplaintRow
@@ -152,18 +213,38 @@ class ResolutionReport:
     photos: list[AttachmentRow]
     notes: list[tuple[WorkNoteRow, str]]  # empty for OPD users: work notes are Diskominfo's working papers
     sla: str = "none"  # complaints.sla_verdict at print time
+    work: list[WorkDone] = field(default_factory=list)
+    number: str = ""
+    engineer: str = ""  # the engineer in charge, who signs beside the official
+    office: Office = field(default_factory=Office)
+
+
+def _engineer_in_charge(timeline: list[tl.Entry], work: list[WorkDone]) -> str:
+    # Who marked the complaint fixed; else who requested the last run; else who verified it.
+    for action in ("complaint.fix", "complaint.start", "complaint.verify"):
+        actors = [e.actor for e in timeline if e.action == action and e.actor != tl.SYSTEM_ACTOR]
+        if actors:
+            return actors[-1]
+    return work[-1].requested_by if work else ""
 
 
 def resolution(session: Session, principal: Principal, complaint_id: int, *, runs: LinkedRuns,
-               policy: SlaPolicy | None = None, now: datetime | None = None) -> ResolutionReport:
+               policy: SlaPolicy | None = None, now: datetime | None = None, office: Office | None = None,
+               tz: ZoneInfo | None = None) -> ResolutionReport:
     """What was reported, what was done, the evidence; another OPD's complaint raises NotFound."""
     row = complaints.get(session, principal, complaint_id)
-    return ResolutionReport(sla=complaints.sla_verdict(row, now or utcnow(), policy),
+    moment = now or utcnow()
+    office = office or Office()
+    facts = runs(session, row.id)
+    work = work_done(facts)
+    entries = complaint_queries.timeline(session, principal, row, runs=lambda _s, _id: facts)
+    return ResolutionReport(sla=complaints.sla_verdict(row, moment, policy),
         row=row, label=complaints.asset_label(session, row),
         opd_name=fleet.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
-        timeline=complaint_queries.timeline(session, principal, row, runs=runs),
-        versions=complaint_queries.versions(session, row),
-        photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(session, principal, row))
+        timeline=entries, versions=complaint_queries.versions(session, row),
+        photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(session, principal, row),
+        work=work, number=report_number(office, row, tz or ZoneInfo("Asia/Jakarta"), moment),
+        engineer=_engineer_in_charge(entries, work), office=office)
 
 
 def chosen_opd(session: Session, principal: Principal, code: str) -> OpdRow | None:

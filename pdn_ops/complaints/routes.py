@@ -268,12 +268,22 @@ def photo_thumb(ctx: Ctx, user: CurrentUser, row: Scoped, attachment_id: int) ->
     return _photo_response(ctx, user, row.id, attachment_id, thumb=True)
 
 
+def office_of(ctx: Ctx) -> complaint_reports.Office:
+    s = ctx.settings
+    return complaint_reports.Office(
+        government=s.office_government, name=s.office_name, address=s.office_address, logo=s.office_logo,
+        signatory_name=s.signatory_name, signatory_nip=s.signatory_nip, signatory_title=s.signatory_title,
+        number_pattern=s.report_number_pattern)
+
+
 @router.get("/complaints/{complaint_id}/report", response_class=HTMLResponse)
-def resolution_report(request: Request, user: CurrentUser, row: Scoped, session: DbSession,
+def resolution_report(request: Request, ctx: Ctx, user: CurrentUser, row: Scoped, session: DbSession,
                       parts: Parts) -> HTMLResponse:
     config = parts.config
-    report = complaint_reports.resolution(session, user, row.id, runs=parts.linked_runs, policy=config.policy)
-    return render(request, "complaints/report.html", row=report.row, label=report.label, verdict=report.sla,
+    report = complaint_reports.resolution(session, user, row.id, runs=parts.linked_runs, policy=config.policy,
+                                          office=office_of(ctx), tz=config.policy.tz)
+    return render(request, "complaints/report.html", report=report, row=report.row, label=report.label,
+                  verdict=report.sla,
                   sla=complaints.sla_view(row, utcnow(), config.policy),
                   timeline=timeline.lines(report.timeline, get_language(request)),
                   versions=report.versions, photos=report.photos, notes=report.notes, opd_name=report.opd_name,
@@ -285,12 +295,13 @@ def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Sc
                           parts: Parts, with_photos: Annotated[bool, Query(alias="photos")] = True) -> Response:
     """The same report as a PDF download; ``photos=0`` leaves out the thumbnails."""
     config = parts.config
-    report = complaint_reports.resolution(session, user, row.id, runs=parts.linked_runs, policy=config.policy)
+    report = complaint_reports.resolution(session, user, row.id, runs=parts.linked_runs, policy=config.policy,
+                                          office=office_of(ctx), tz=config.policy.tz)
     lang = get_language(request)
     t, tk = translators(lang)
     body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
                               printed_at=datetime.now(config.policy.tz), data_dir=ctx.settings.data_dir,
-                              with_photos=with_photos)
+                              with_photos=with_photos, lang=lang)
     return Response(body, media_type="application/pdf",
                     headers=pdf.attachment_headers(f"complaint-{row.id}-report.pdf"))
 

@@ -96,6 +96,12 @@ class RunFact:
     created_at: datetime
     started_at: datetime | None
     steps: Sequence[StepFact] = ()
+    # For the resolution report: how the run ended and the health evidence that closed it.
+    state: str = ""
+    closure: str | None = None
+    finished_at: datetime | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    approvers: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

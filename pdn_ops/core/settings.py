@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # /metrics: with a token, Prometheus must send it as a bearer credential; without one, only loopback clients
     # are served (every OPD's asset states are in there, so no OPD user may read it through the portal).
     metrics_token: SecretStr | None = None
+    # POST /webhooks/alertmanager: Alertmanager sends it as a bearer credential; without one, posts are refused.
+    alertmanager_token: SecretStr | None = None
     # Health model (see README "Health and scheduling").
     health_down_after: int = Field(default=2, ge=1, le=100)
     health_up_after: int = Field(default=2, ge=1, le=100)

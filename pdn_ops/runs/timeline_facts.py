@@ -22,7 +22,8 @@ def linked_runs(session: Session, complaint_id: int) -> list[RunFact]:
     steps: dict[int, list[StepFact]] = {}
     for r in session.execute(
             select(run.id, run.playbook, run.params, run.requested_by, run.trigger, run.approvals_needed, run.plan,
-                   run.claimed_by, run.attempt, run.created_at, run.started_at, step.position, step.name,
+                   run.claimed_by, run.attempt, run.created_at, run.started_at, run.state.label("run_state"),
+                   run.closure, run.finished_at, run.evidence, run.approvals, step.position, step.name,
                    step.intent, step.state.label("step_state"), step.upid, step.stdout, step.stderr, step.detail,
                    step.reconciled, step.intent_at, step.finished_at.label("step_finished_at"),
                    step.facts)
@@ -32,7 +33,9 @@ def linked_runs(session: Session, complaint_id: int) -> list[RunFact]:
             runs[r.id] = RunFact(
                 id=r.id, playbook=r.playbook, params=r.params or {}, requested_by=r.requested_by, trigger=r.trigger,
                 approvals_needed=r.approvals_needed, plan=r.plan or [], claimed_by=r.claimed_by, attempt=r.attempt,
-                created_at=r.created_at, started_at=r.started_at)
+                created_at=r.created_at, started_at=r.started_at, state=r.run_state, closure=r.closure,
+                finished_at=r.finished_at, evidence=r.evidence or {},
+                approvers=tuple(a.get("by", "") for a in (r.approvals or [])))
             steps[r.id] = []
         if r.position is not None:
             intent_by, result_by = rem.step_workers(r.facts)

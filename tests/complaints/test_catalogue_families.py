@@ -10,6 +10,9 @@ from pdn_ops.complaints.model import Action, Category, State
 from pdn_ops.complaints.service import NOTIFY_OPD
 from pdn_ops.complaints.sla import SlaStatus
 from pdn_ops.core.i18n import catalogue
+from pdn_ops.runs.model import Risk, StepStatus
+from pdn_ops.runs.model import State as RunState
+from remediation import registry
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pdn_ops"
 FAMILIES: dict[str, set[str]] = {
@@ -24,6 +27,12 @@ FAMILIES: dict[str, set[str]] = {
     "admins.action": {"assign", "revoke"},
     "users.status": {"active", "inactive", "all"},
     "users.done": {"created", "contact", "role", "deactivated", "reactivated", "password"},
+    "remediation.state": {str(s) for s in RunState},
+    "remediation.step_state": {str(s) for s in StepStatus},
+    "remediation.risk": {str(r) for r in Risk},
+    "remediation.playbook": set(registry.PLAYBOOKS),
+    "remediation.closure": {"confirming", "confirmed", "ineffective"},
+    "remediation.step_name": set(),  # tests/console/test_resolution_report.py reads every playbook's steps
 }
 
 
