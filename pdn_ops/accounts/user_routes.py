@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import admin as user_admin
@@ -196,6 +196,9 @@ class UserOut(BaseModel):
 
 
 class UserIn(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     username: str = Field(max_length=200)
     display_name: str = Field(default="", max_length=400)
     role: str = Field(max_length=20, description="engineer, supervisor or opd_head (OPD heads assign OPD admins)")
@@ -207,6 +210,9 @@ class UserIn(BaseModel):
 
 
 class UserPatch(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     display_name: str | None = Field(default=None, max_length=400)
     phone: str | None = Field(default=None, max_length=40, description="E.164; empty string removes it")
     email: str | None = Field(default=None, max_length=400)
@@ -216,6 +222,9 @@ class UserPatch(BaseModel):
 
 
 class PasswordIn(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     password: str = Field(max_length=1000)
 
 

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pdn_ops.accounts import Staff
-from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.db.tables import MAX_ID, utcnow
 from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.core.inventory import Inventory
 from pdn_ops.runs import alerts as remediation_alerts
@@ -36,10 +36,13 @@ router = APIRouter()
 
 
 class RunRequest(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     playbook: str = Field(max_length=63)
     target: str = Field(max_length=200, description="cluster/vmid")
     params: dict[str, Any] = {}
-    complaint_id: int | None = None
+    complaint_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 def _inventory(ctx: Ctx) -> tuple[Inventory, FilePath]:
@@ -67,7 +70,7 @@ def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
 
 Cluster = Annotated[str, Path(max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Vmid = Annotated[int, Path(ge=100, le=999_999_999)]
-ComplaintRef = Annotated[int | None, Query(ge=1)]
+ComplaintRef = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def _suggest(ctx: Ctx, session: Any, cluster: str, vmid: int, complaint_id: int | None,
