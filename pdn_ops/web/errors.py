@@ -16,6 +16,7 @@ import logging
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import exc as sa_exc
@@ -23,8 +24,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pdn_ops.core.db.faults import OutageLog
 from pdn_ops.core.errors import Conflict, NotFound, Overloaded, PermissionDenied, TextRefused
-from pdn_ops.core.i18n import translate
-from pdn_ops.web.deps import get_language
 from pdn_ops.web.input_guard import invalid_body
 from pdn_ops.web.overload import classify, fault_response, wants_json
 from pdn_ops.web.templating import render
@@ -37,9 +36,9 @@ def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if wants_json(request):
             if exc.status_code == 422 and isinstance(exc.detail, dict) and "errors" in exc.detail:
-                # One shape for every 422 of the API: {errors: {field: reason}, message} (and any extra keys).
-                body = {**exc.detail, "message": translate("error.invalid", get_language(request))}
-                return JSONResponse(body, status_code=422, headers=exc.headers)
+                # One shape for every 422 of the API: {errors: {field: reason}, message, detail} (``detail`` as
+                # before, for clients that read it).
+                return invalid_body(request, exc.detail["errors"], detail=exc.detail)
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         if exc.status_code == 401:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
@@ -62,7 +61,7 @@ def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
         errors = {".".join(str(p) for p in error.get("loc", ())) or "request": str(error.get("type", "invalid"))
                   for error in exc.errors()}
         if wants_json(request):
-            return invalid_body(request, errors)
+            return invalid_body(request, errors, detail=jsonable_encoder(exc.errors()))
         return render(request, "error.html", status_code=422, lookup=False, message_key="error.invalid")
 
     @app.exception_handler(TextRefused)

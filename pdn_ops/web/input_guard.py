@@ -63,9 +63,12 @@ def refused_parameter(path: str, query_string: bytes) -> tuple[int, str] | None:
     return None
 
 
-def invalid_body(request: Request, errors: dict[str, str], status_code: int = 422) -> JSONResponse:
+def invalid_body(request: Request, errors: dict[str, str], *, detail: object = None) -> JSONResponse:
+    """The API's one 422 shape: ``{errors: {field: reason}, message, detail}`` (the message in the reader's
+    language; ``detail`` what FastAPI would have said, for clients written against it)."""
     lang = get_language(request)
-    return JSONResponse({"errors": errors, "message": translate("error.invalid", lang)}, status_code=status_code)
+    return JSONResponse({"errors": errors, "message": translate("error.invalid", lang),
+                         "detail": detail if detail is not None else {"errors": errors}}, status_code=422)
 
 
 class InputGuard:

@@ -38,7 +38,7 @@ def test_ids_beyond_the_integer_range_are_refused_in_any_query(world, number: st
         assert answer.status_code in (404, 422), (path, answer.status_code)
     refused = admin.get(f"/api/v1/complaints?cursor={number}")
     if refused.status_code == 422:
-        assert set(refused.json()) == {"errors", "message"} and "cursor" in refused.json()["errors"]
+        assert {"errors", "message"} <= set(refused.json()) and "cursor" in refused.json()["errors"]
 
 
 CONTROL = ["\x00", "a\x00b", "\x07bel", "esc\x1b[31m", "\x7f"]
@@ -76,7 +76,7 @@ def test_a_nul_in_a_json_text_is_refused_on_both_engines(world) -> None:
     engineer = world.client("engineer")
     answer = engineer.post(f"/api/v1/complaints/{complaint}/actions/return", json={"reason": "alasan\x00"})
     assert answer.status_code == 422
-    assert set(answer.json()) == {"errors", "message"}
+    assert {"errors", "message"} <= set(answer.json())
     assert engineer.get(f"/api/v1/complaints/{complaint}").json()["state"] == "submitted"
 
 
