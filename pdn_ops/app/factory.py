@@ -15,6 +15,7 @@ import pdn_ops
 from pdn_ops.accounts import auth
 from pdn_ops.accounts import routes as accounts
 from pdn_ops.accounts import user_routes as users
+from pdn_ops.alerts import routes as alertmanager_webhook
 from pdn_ops.app.runtime import Runtime
 from pdn_ops.complaints import api as complaints_api
 from pdn_ops.complaints import report_routes as reports
@@ -76,7 +77,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
-                   remediation, remediation_auto, procedure_settings, users):
+                   alertmanager_webhook, remediation, remediation_auto, procedure_settings, users):
         app.include_router(module.router)
     if runtime.settings.office_logo is not None:
         app.include_router(home.logo_router)

@@ -7,12 +7,14 @@ VM, more actions for staff) comes through the seams of ``ComplaintsParts`` (``pd
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pdn_ops import accounts, health
@@ -26,6 +28,7 @@ from pdn_ops.complaints.model import Action, Category, State, available_actions
 from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts, PlaybookChoice
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core import fleet, photos
+from pdn_ops.core.db.engine import read_only
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import ComplaintInvalid, NotFound, PhotoRefused
 from pdn_ops.core.parts import CoreParts
@@ -91,12 +94,13 @@ def queue(request: Request, user: Staff, session: DbSession, config: Config, cur
 
 def _form(request: Request, parts: ComplaintsParts, session: Session, user: accounts.Principal, *,
           draft: complaints.Draft, errors: Mapping[str, str], photo_error: PhotoRefused | None,
-          row: ComplaintRow | None, status_code: int = 200) -> HTMLResponse:
+          row: ComplaintRow | None, status_code: int = 200, idempotency_key: str | None = None) -> HTMLResponse:
     found = complaints.assets(session, user)
     health = asset_health(parts, session, [a.ref for a in found])
+    # A fresh key per form shown; a form shown again after a refusal keeps its key (nothing was filed with it).
     return render(request, "complaints/form.html", status_code=status_code, assets=found, health=health,
                   categories=list(Category), draft=draft, errors=errors, photo_error=photo_error, row=row,
-                  max_photos=photos.MAX_PHOTOS)
+                  max_photos=photos.MAX_PHOTOS, idempotency_key=idempotency_key or uuid.uuid4().hex)
 
 
 @router.get("/complaints/new", response_class=HTMLResponse)
@@ -105,19 +109,41 @@ def new(request: Request, parts: Parts, user: OpdAdmin, session: DbSession, asse
                  row=None)
 
 
+def _already_filed(row: ComplaintRow) -> Response:
+    # The answer to a retry or a double click: the complaint filed the first time, named on its own page.
+    return RedirectResponse(f"/complaints/{row.id}?ok=already_filed", status_code=303)
+
+
 def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accounts.Principal,
-          draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None) -> Response:
+          draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None,
+          idempotency_key: str | None = None) -> Response:
     config = parts.config
+    if idempotency_key is not None:
+        with read_only(ctx.sessions) as session:  # before the photos' work: a retry costs one lookup
+            earlier = complaints.already_filed(session, user, idempotency_key)
+        if earlier is not None:
+            return _already_filed(earlier)
     try:
         # Decoding and re-encoding happen before the transaction: SQLite's write lock is never held meanwhile.
         uploads = complaints.prepare_uploads(read_uploads(files))
         with unit_of_work(ctx) as session:
             if complaint_id is None:
-                row = complaints.submit(session, user, draft, uploads, config=config)
+                earlier = complaints.already_filed(session, user, idempotency_key)
+                if earlier is not None:
+                    return _already_filed(earlier)
+                row = complaints.submit(session, user, draft, uploads, config=config,
+                                        idempotency_key=idempotency_key)
             else:
                 row = complaints.resubmit(session, user, complaint_id, draft, uploads, config=config)
             target = row.id
             done = "submitted" if complaint_id is None else "resubmitted"
+    except IntegrityError:
+        # Two requests with one key raced (PostgreSQL lets both look before either inserts): the first one won.
+        with read_only(ctx.sessions) as session:
+            earlier = complaints.already_filed(session, user, idempotency_key)
+        if earlier is None:
+            raise
+        return _already_filed(earlier)
     except (ComplaintInvalid, PhotoRefused) as exc:
         # Refused: say why, keep everything typed (files must be chosen again: browsers cannot refill them).
         errors = exc.errors if isinstance(exc, ComplaintInvalid) else {}
@@ -125,7 +151,7 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
         with ctx.sessions() as session:
             row_now = complaints.get(session, user, complaint_id) if complaint_id else None
             return _form(request, parts, session, user, draft=draft, errors=errors, photo_error=photo_error,
-                         row=row_now, status_code=400)
+                         row=row_now, status_code=400, idempotency_key=idempotency_key)
     return flash_redirect(f"/complaints/{target}", done)
 
 
@@ -133,9 +159,11 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
 def submit(request: Request, ctx: Ctx, user: OpdAdmin, parts: Parts,
            asset: Annotated[str, Form(max_length=40)] = "", category: Annotated[str, Form(max_length=40)] = "",
            description: Annotated[str, Form(max_length=20000)] = "",
+           idempotency_key: Annotated[str, Form(max_length=64)] = "",
            photo: Annotated[list[UploadFile] | None, File()] = None) -> Response:
     draft = complaints.Draft(asset=asset, category=category, description=description)
-    return _save(request, ctx, parts, user, draft, photo or [], None)
+    return _save(request, ctx, parts, user, draft, photo or [], None,
+                 idempotency_key=complaints.clean_idempotency_key(idempotency_key))
 
 
 @router.get("/complaints/{complaint_id}", response_class=HTMLResponse)

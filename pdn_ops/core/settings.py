@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # /metrics: with a token, Prometheus must send it as a bearer credential; without one, only loopback clients
     # are served (every OPD's asset states are in there, so no OPD user may read it through the portal).
     metrics_token: SecretStr | None = None
+    # POST /webhooks/alertmanager: Alertmanager sends it as a bearer credential; without one, posts are refused.
+    alertmanager_token: SecretStr | None = None
     # Health model (see README "Health and scheduling").
     health_down_after: int = Field(default=2, ge=1, le=100)
     health_up_after: int = Field(default=2, ge=1, le=100)
@@ -56,6 +58,8 @@ class Settings(BaseSettings):
     password_wait_seconds: float = Field(default=10.0, ge=0, le=120)
     # /readyz says "not ready" below this much free space in data_dir (photos would fail to store).
     min_free_disk_mb: int = Field(default=16, ge=0, le=1_000_000)
+    # The photo janitor leaves staged files younger than this alone (a filing may be in progress).
+    photo_janitor_min_age_s: float = Field(default=600.0, ge=0, le=86400)
 
     # --- notifications: WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
     # Every secret is a SecretStr and can come from a file instead (PDN_OPS_<NAME>_FILE), as container secrets do.

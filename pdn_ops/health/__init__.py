@@ -7,9 +7,10 @@ from __future__ import annotations
 from pdn_ops.health.model import Reason, guest_findings
 from pdn_ops.health.queries import TargetDetail, site_detail, vm_detail
 from pdn_ops.health.routes import when_formatter
-from pdn_ops.health.tables import HealthCheckRow, HealthTargetRow
+from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthTargetRow
 
 __all__ = [
+    "HealthAlertRow",
     "HealthCheckRow",
     "HealthTargetRow",
     "Reason",

@@ -17,7 +17,7 @@ from pdn_ops.core.db.tables import JobStatusRow, OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import NotFound
 from pdn_ops.health import service as health_service
 from pdn_ops.health.model import CAUSE_UNKNOWN
-from pdn_ops.health.tables import HealthCheckRow, HealthEventRow, HealthTargetRow
+from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthEventRow, HealthTargetRow
 
 RECENT = 20
 
@@ -91,6 +91,38 @@ def health_snapshot(session: Session) -> HealthSnapshot:
         select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at,
                j.last_failure, j.interval_s)))
     return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=jobs, incidents=open_incidents(session))
+
+
+# --- alerts received from Alertmanager ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    alertname: str
+    severity: str
+    status: str
+    starts_at: datetime
+    ends_at: datetime | None
+    target_key: str | None
+    summary: str
+
+
+ALERTS_SHOWN = 50
+
+
+def alert_views(session: Session, *, opd_id: int | None = None, target_keys: list[str] | None = None,
+                firing_only: bool = True) -> tuple[AlertView, ...]:
+    """Alerts Alertmanager reported (pdn_ops.alerts), newest first: what the fleet and incident pages show."""
+    a = HealthAlertRow
+    stmt = select(a).order_by(a.starts_at.desc(), a.id.desc()).limit(ALERTS_SHOWN)
+    if firing_only:
+        stmt = stmt.where(a.status == "firing")
+    if opd_id is not None:
+        stmt = stmt.where(a.opd_id == opd_id)
+    if target_keys is not None:
+        stmt = stmt.where(a.target_key.in_(target_keys))
+    return tuple(AlertView(r.alertname, r.severity, r.status, r.starts_at, r.ends_at, r.target_key,
+                           str((r.annotations or {}).get("summary", ""))) for r in session.scalars(stmt))
 
 
 # --- fleet view --------------------------------------------------------------------------------------------------
@@ -169,6 +201,7 @@ class FleetView:
     infrastructure: tuple[Incident, ...]  # clusters and nodes not UP (staff only)
     counts: dict[str, int]
     open_incidents: int = 0  # root incidents, from open_incidents(): the dashboard's figure
+    alerts: tuple[AlertView, ...] = ()  # firing alerts Alertmanager reported
 
     @property
     def incidents(self) -> tuple[Incident, ...]:
@@ -239,7 +272,8 @@ def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
                                for (kind, _ref), row in sorted(rows.items())
                                if kind in ("cluster", "node") and row.state != "up")
     return FleetView(opds=tuple(opds), infrastructure=infrastructure, counts=counts,
-                     open_incidents=sum(open_incidents(session, opd_id=opd_id).values()))
+                     open_incidents=sum(open_incidents(session, opd_id=opd_id).values()),
+                     alerts=alert_views(session, opd_id=opd_id))
 
 
 # --- per-target detail -------------------------------------------------------------------------------------------
@@ -277,6 +311,7 @@ class TargetDetail:
     events: tuple[EventView, ...]
     uptime_7d: float | None
     related: tuple[tuple[str, str], ...] = ()  # (label, href): the site's VM, or the VM's sites
+    alerts: tuple[AlertView, ...] = ()  # alerts Alertmanager reported about these targets, firing or not
 
 
 def _history(session: Session, kinds: dict[int, str]) -> tuple[tuple[CheckView, ...], tuple[EventView, ...]]:
@@ -320,7 +355,8 @@ def vm_detail(session: Session, vm_id: int, *, opd_id: int | None = None) -> Tar
     return TargetDetail(kind="vm", id=vm.id, label=vm.name, opd_id=vm.opd_id, opd_name=vm.opd.name,
                         targets=tuple(_view(rows.get(p), *p) for p in pairs), checks=checks, events=events,
                         uptime_7d=_uptime(session, [r for p, r in rows.items() if p[0] == "vm"]),
-                        related=tuple((s.name or s.url, f"/fleet/site/{s.id}") for s in sites))
+                        related=tuple((s.name or s.url, f"/fleet/site/{s.id}") for s in sites),
+                        alerts=alert_views(session, target_keys=[f"vm:{ref}"], firing_only=False))
 
 
 def site_detail(session: Session, site_id: int, *, opd_id: int | None = None) -> TargetDetail:
@@ -334,7 +370,8 @@ def site_detail(session: Session, site_id: int, *, opd_id: int | None = None) ->
     return TargetDetail(kind="site", id=site.id, label=site.name or site.url, opd_id=site.opd_id,
                         opd_name=site.opd.name, targets=(_view(rows.get(("site", site.url)), "site", site.url),),
                         checks=checks, events=events, uptime_7d=_uptime(session, list(rows.values())),
-                        related=related)
+                        related=related,
+                        alerts=alert_views(session, target_keys=[f"site:{site.url}"], firing_only=False))
 
 
 def load_snapshot(sessions: sessionmaker[Session]) -> HealthSnapshot:

@@ -45,6 +45,8 @@ EVENTS: Final[dict[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec("complaint_closed", False, ("number", "link")),
     EventSpec("sla_at_risk", True, ("number", "percent", "link")),
     EventSpec("remediation_failed", True, ("number", "playbook", "link")),
+    # An alert from Alertmanager (pdn_ops.alerts): firing or resolved, with the playbooks that fit its target.
+    EventSpec("health_alert", True, ("alert", "state", "link", "playbooks")),
     # Replies to a message the person just sent: always immediate, never held for quiet hours.
     EventSpec("intake_reply", True, ("number", "link")),
     EventSpec("intake_refused", True, ()),
@@ -54,7 +56,7 @@ EVENTS: Final[dict[str, EventSpec]] = {spec.name: spec for spec in (
 )}
 
 # Events engineers receive ("engineers get SLA-at-risk and remediation-failed alerts").
-ENGINEER_EVENTS: Final = frozenset({"sla_at_risk", "remediation_failed"})
+ENGINEER_EVENTS: Final = frozenset({"sla_at_risk", "remediation_failed", "health_alert"})
 
 
 @dataclass(frozen=True, slots=True)

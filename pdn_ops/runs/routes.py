@@ -191,8 +191,11 @@ def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None
 
 
 @router.get("/remediation", response_class=HTMLResponse, include_in_schema=False)
-def runs_page(request: Request, ctx: Ctx, _staff: Staff) -> HTMLResponse:
-    return _runs_page(request, ctx)
+def runs_page(request: Request, ctx: Ctx, _staff: Staff, target: str | None = None,
+              playbook: str | None = None) -> HTMLResponse:
+    # An alert's link names the VM and the playbook that fits it: the request form starts with them chosen.
+    form = {key: value for key, value in (("target", target), ("playbook", playbook)) if value}
+    return _runs_page(request, ctx, form=form or None)
 
 
 @router.get("/remediation/snapshots/{cluster}/{vmid}", response_class=HTMLResponse, include_in_schema=False)

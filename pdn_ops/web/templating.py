@@ -89,7 +89,8 @@ def flash_redirect(url: str, code: str) -> RedirectResponse:
 
 
 def flash_text(request: Request, lang: str) -> str | None:
-    code = request.cookies.get(FLASH_COOKIE, "")
+    """``flash.CODE`` for a code from the one-time cookie or from ``?ok=CODE`` (a link that must say it itself)."""
+    code = request.query_params.get("ok", "") or request.cookies.get(FLASH_COOKIE, "")
     key = f"flash.{code}"
     return translate(key, lang) if code and key in catalogue() else None
 

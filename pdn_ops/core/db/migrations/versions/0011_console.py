@@ -1,7 +1,7 @@
 """the console: a complaint's owner at Diskominfo (assignee_id) and its priority from its impact
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011_console
+Revises: 0010_busy_morning
 Create Date: 2026-12-07 14:30:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011_console"
+down_revision = "0010_busy_morning"
 branch_labels = None
 depends_on = None
 
