@@ -155,6 +155,8 @@ async def opd_admin(client: Client, username: str, assets: list[str], deadline: 
             try:
                 status, _, location = await client.request("file", "POST", "/complaints", data=data)
             except Refused as refused:
+                if refused.status == 507:
+                    break  # storage full: a person gives up for now (nothing was filed)
                 client.stats.retried_filings += attempt == 0
                 await asyncio.sleep(min(refused.retry_after, 5) * random.uniform(0.5, 1.5))
                 continue

@@ -90,15 +90,29 @@ def after_rollback(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_ROLLBACK, []).append(action)
 
 
+_COMMITTING = "pdn_committing"
+
+
 def _run(session: Session, which: str) -> None:
+    committing = session.info.pop(_COMMITTING, False)
     actions = session.info.pop(which, [])
     session.info.pop(_AFTER_ROLLBACK if which == _AFTER_COMMIT else _AFTER_COMMIT, None)
+    if which == _AFTER_ROLLBACK and committing:
+        # The COMMIT itself failed (the connection dropped): the rows may or may not be stored. Leave the files
+        # to the janitor, which publishes them if a committed row names them and removes them otherwise.
+        return
     for action in actions:
         try:
             action()
         except OSError:
             # The rows are committed (or gone) whatever a file operation does now; the janitor finishes the job.
             log.warning("after-transaction file step failed; the photo janitor will finish it", exc_info=True)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if session.info.get(_AFTER_COMMIT):
+        session.info[_COMMITTING] = True
 
 
 @event.listens_for(Session, "after_commit")
