@@ -19,11 +19,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts import Principal, Role
-from pdn_ops.complaints.model import RUNNING_STATES, Action, Category, State, next_state
+from pdn_ops.accounts import Principal, Role, staff_name
+from pdn_ops.complaints.model import (
+    RUNNING_STATES,
+    Action,
+    Category,
+    Priority,
+    State,
+    next_state,
+    priority_from_impact,
+)
 from pdn_ops.complaints.sla import DAY, SlaClock, SlaPolicy, SlaStatus, status_for_fraction
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
 from pdn_ops.core import photos
@@ -355,6 +363,7 @@ def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequen
                        site_id=asset.id if asset.kind == "site" else None, category=str(category),
                        description=description, state="", version=1, created_by=principal.user_id,
                        idempotency_key=idempotency_key, created_at=now, updated_at=now)
+    row.priority = str(_impact(session, row))
     session.add(row)
     session.flush()
     _store_photos(session, principal, row, uploads, config, now)
@@ -410,6 +419,54 @@ def act(session: Session, principal: Principal, complaint_id: int, action: Actio
     return row
 
 
+def _impact(session: Session, row: ComplaintRow) -> Priority:
+    """Other open complaints about the same asset raise the priority (pdn_ops.complaints.model)."""
+    same_asset = (ComplaintRow.vm_id == row.vm_id) if row.vm_id is not None else (ComplaintRow.site_id == row.site_id)
+    others = session.scalar(select(func.count()).select_from(ComplaintRow).where(
+        same_asset, ComplaintRow.state.in_([str(s) for s in RUNNING_STATES]), ComplaintRow.id != (row.id or 0)))
+    return priority_from_impact(row.category, other_reports=int(others or 0))
+
+
+def assign(session: Session, principal: Principal, complaint_id: int, *, assignee_id: int | None,
+           now: datetime | None = None) -> ComplaintRow:
+    """Give the complaint an owner at Diskominfo: an engineer takes it (or lets it go); a supervisor gives it to
+    any engineer or supervisor. ``assignee_id`` None leaves it unassigned."""
+    if not principal.is_staff:
+        raise NotFound("no such complaint")
+    row = get(session, principal, complaint_id, for_update=True)
+    if principal.role is not Role.SUPERVISOR and assignee_id not in (principal.user_id, None):
+        raise PermissionDenied("an engineer assigns complaints to themselves only")
+    if principal.role is not Role.SUPERVISOR and assignee_id is None and row.assignee_id not in (principal.user_id,
+                                                                                                 None):
+        raise PermissionDenied("only the supervisor takes a complaint away from another engineer")
+    name = ""
+    if assignee_id is not None:
+        name = staff_name(session, assignee_id) or ""
+        if not name:
+            raise Conflict("the assignee must be an active engineer or supervisor")
+    row.assignee_id = assignee_id
+    row.updated_at = now or utcnow()
+    session.add(AuditRow(at=row.updated_at, actor=principal.username, action="complaint.assigned",
+                         subject=f"complaint:{row.id}", detail=name))
+    return row
+
+
+def set_priority(session: Session, principal: Principal, complaint_id: int, priority: str,
+                 now: datetime | None = None) -> ComplaintRow:
+    if not principal.is_staff:
+        raise NotFound("no such complaint")
+    try:
+        chosen = Priority(priority)
+    except ValueError:
+        raise Conflict("the priority must be high, medium or low") from None
+    row = get(session, principal, complaint_id, for_update=True)
+    row.priority = str(chosen)
+    row.updated_at = now or utcnow()
+    session.add(AuditRow(at=row.updated_at, actor=principal.username, action=f"complaint.priority_{chosen}",
+                         subject=f"complaint:{row.id}", detail=""))
+    return row
+
+
 def add_note(session: Session, principal: Principal, complaint_id: int, body: str,
              now: datetime | None = None) -> WorkNoteRow:
     if not principal.is_staff:
@@ -461,6 +518,7 @@ class SlaView:
     remaining: float | None  # counted seconds; None before the clock starts
     due_at: datetime | None
     running: bool
+    used: float | None = None  # the share of the SLA budget already counted, for the SLA bar (0..1, may exceed 1)
 
 
 def sla_verdict(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) -> str:
@@ -489,9 +547,9 @@ def sla_view(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) 
         counting = policy if policy is not None and policy.working_days == (row.sla_mode == "working") \
             else terms_of(row, policy or SlaPolicy())
         elapsed = row.sla_elapsed + counting.counted_seconds(row.sla_running_since, now)
-        return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True)
+        return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True, elapsed / row.sla_budget)
     status = status_for_fraction(row.sla_elapsed / row.sla_budget)
-    return SlaView(status, row.sla_budget - row.sla_elapsed, None, False)
+    return SlaView(status, row.sla_budget - row.sla_elapsed, None, False, row.sla_elapsed / row.sla_budget)
 
 
 def photo_names_known(session: Session, names: set[str]) -> set[str]:

@@ -48,6 +48,9 @@ class ComplaintRow(Base):
     sla_risk50_at: Mapped[datetime | None] = mapped_column(default=None)
     sla_risk80_at: Mapped[datetime | None] = mapped_column(default=None)
     sla_breached: Mapped[bool] = mapped_column(default=False)
+    # Who at Diskominfo owns it (self-assigned or by the supervisor), and its priority from its impact.
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
+    priority: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
 
 
 class ComplaintVersionRow(Base):
