@@ -155,6 +155,8 @@ async def opd_admin(client: Client, username: str, assets: list[str], deadline: 
             try:
                 status, _, location = await client.request("file", "POST", "/complaints", data=data)
             except Refused as refused:
+                if refused.status == 507:
+                    break  # storage full: a person gives up for now (nothing was filed)
                 client.stats.retried_filings += attempt == 0
                 await asyncio.sleep(min(refused.retry_after, 5) * random.uniform(0.5, 1.5))
                 continue
@@ -282,11 +284,13 @@ def audit(database_url: str, data_dir: Path, acknowledged: dict[str, int]) -> Au
     duplicated = [token for token, ids in by_token.items() if len(ids) > 1]
     without_photo = [cid for cid in acknowledged.values() if photos_of.get(cid, 0) < 1]
     store = data_dir / "attachments"
-    on_disk = {p.name for p in store.iterdir()} if store.exists() else set()
+    on_disk = {p.name for p in store.iterdir() if p.is_file()} if store.exists() else set()
+    # A file still in staging after the server stopped is an orphan too (a filing neither published nor undone).
+    staged = {f".staging/{p.name}" for p in (store / ".staging").iterdir()} if (store / ".staging").exists() else set()
     named = {a.stored_name for a in attachments} | {a.thumb_name for a in attachments}
     return Audit(acknowledged=len(acknowledged), missing=missing, duplicated=duplicated,
                  without_photo=without_photo, missing_files=sorted(named - on_disk),
-                 orphans=sorted(on_disk - named), stored_total=len(rows))
+                 orphans=sorted((on_disk - named) | staged), stored_total=len(rows))
 
 
 def percentile(values: list[float], q: float) -> float:

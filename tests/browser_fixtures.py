@@ -58,3 +58,11 @@ def browser() -> Iterator[Any]:
     finally:
         chromium.close()
         driver.stop()
+
+
+def menu_link(page: Any, name: str) -> Any:
+    """The menu's link called `name`, with the menu opened first where it is collapsed (a phone)."""
+    toggle = page.locator("#menu-toggle")
+    if toggle.count() and toggle.is_visible() and toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+    return page.locator("#menu").get_by_role("link", name=name, exact=True)

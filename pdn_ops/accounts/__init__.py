@@ -15,7 +15,7 @@ from pdn_ops.accounts.deps import (
     require_staff,
 )
 from pdn_ops.accounts.model import Principal, Role
-from pdn_ops.accounts.service import principal_of, usernames
+from pdn_ops.accounts.service import principal_of, staff_members, staff_name, usernames
 from pdn_ops.accounts.tables import UserRow
 
 __all__ = [
@@ -31,5 +31,7 @@ __all__ = [
     "current_principal_in",
     "principal_of",
     "require_staff",
+    "staff_members",
+    "staff_name",
     "usernames",
 ]

@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from pdn_ops.accounts.model import OPD_ROLES, Principal, Role
+from pdn_ops.accounts.model import OPD_ROLES, STAFF_ROLES, Principal, Role
 from pdn_ops.accounts.tables import ApiTokenRow, DispositionRow, LoginAttemptRow, UserRow, WebSessionRow
 from pdn_ops.core.db.tables import AuditRow, OpdRow, utcnow
 from pdn_ops.core.errors import (
@@ -425,6 +425,19 @@ def usernames(session: Session, ids: set[int]) -> dict[int, str]:
         return {}
     rows = session.execute(select(UserRow.id, UserRow.display_name).where(UserRow.id.in_(ids)))
     return {row.id: row.display_name for row in rows}
+
+
+def staff_members(session: Session) -> list[tuple[int, str]]:
+    """Active engineers and supervisors as (id, name), for assigning complaints."""
+    rows = session.execute(select(UserRow.id, UserRow.username, UserRow.display_name)
+                           .where(UserRow.active.is_(True), UserRow.role.in_([str(r) for r in STAFF_ROLES]))
+                           .order_by(UserRow.username))
+    return [(row.id, row.display_name or row.username) for row in rows]
+
+
+def staff_name(session: Session, user_id: int) -> str | None:
+    """The name of an active engineer or supervisor, None for anyone else."""
+    return dict(staff_members(session)).get(user_id)
 
 
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105  (printed by `make run`; demo mode only)

@@ -153,12 +153,14 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
         real_collectors,
         remediation_worker,
         scheduler_hook,
+        sweep_photos_at_start,
         sync_inventory_at_start,
     )
 
     settings = settings_from(database_url=database_url, inventory=inventory_path, listen=listen)
     app = create_app(runtime_from(settings), start_hooks=[
-        sync_inventory_at_start, scheduler_hook(build_factory=real_collectors), notify_worker, remediation_worker])
+        sync_inventory_at_start, sweep_photos_at_start, scheduler_hook(build_factory=real_collectors), notify_worker,
+        remediation_worker])
     _serve(app, settings.host, settings.port)
 
 
@@ -187,6 +189,7 @@ def demo(listen: str, with_lab: bool) -> None:
         real_collectors,
         remediation_worker,
         scheduler_hook,
+        sweep_photos_at_start,
         sync_inventory_at_start,
     )
     from pdn_ops.core.db import migrate
@@ -204,7 +207,7 @@ def demo(listen: str, with_lab: bool) -> None:
         settings = settings_from(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
         runtime = runtime_from(settings)
-        app = create_app(runtime, start_hooks=[sync_inventory_at_start, _demo_accounts,
+        app = create_app(runtime, start_hooks=[sync_inventory_at_start, sweep_photos_at_start, _demo_accounts,
                                                scheduler_hook(build_factory=real_collectors), notify_worker,
                                                remediation_worker])
         if running_lab is not None:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from pdn_ops.accounts.jobs import account_jobs
 from pdn_ops.app.runtime import Runtime
-from pdn_ops.complaints.jobs import complaint_jobs
+from pdn_ops.complaints import service as complaint_service
+from pdn_ops.complaints.jobs import complaint_jobs, photo_jobs
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.inventory import Inventory, load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
@@ -28,6 +29,15 @@ from pdn_ops.runs.worker import Worker, WorkerConfig, inventory_clients, run_in_
 log = logging.getLogger(__name__)
 Stop = Callable[[], None]
 StartHook = Callable[[Runtime], Stop | None]
+
+
+def sweep_photos_at_start(runtime: Runtime) -> None:
+    """What a crash left between a filing's commit and its photos' move (or before the commit) is settled first."""
+    with transaction(runtime.sessions) as session:
+        swept = complaint_service.sweep_photos(session, runtime.settings.data_dir,
+                                               min_age_s=runtime.settings.photo_janitor_min_age_s)
+    if swept.published or swept.removed_staged or swept.removed_orphans:
+        log.warning("photo janitor at start: %s", swept)
 
 
 def sync_inventory_at_start(runtime: Runtime) -> None:
@@ -61,6 +71,7 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
         specs = retention_jobs() + account_jobs()
         specs += build_jobs(inventory, chosen, HealthConfig.from_settings(runtime.settings))
         specs += complaint_jobs(runtime.complaints.config, runtime.settings.public_url)
+        specs += photo_jobs(runtime.settings.data_dir, min_age_s=runtime.settings.photo_janitor_min_age_s)
         if runtime.inventory is not None:
             specs += remediation_jobs(runtime.inventory, policy=runtime.runs.policy, base_dir=runtime.inventory_dir,
                                       public_url=runtime.settings.public_url)

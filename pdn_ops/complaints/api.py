@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
@@ -171,12 +171,25 @@ def _page_response(page: complaint_queries.Page, policy: SlaPolicy) -> Response:
 @router.post("/complaints", status_code=201)
 def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[str, Form(max_length=40)],
                    category: Annotated[str, Form(max_length=40)], description: Annotated[str, Form(max_length=20000)],
-                   photo: Annotated[list[UploadFile], File()]) -> ComplaintDetail:
+                   photo: Annotated[list[UploadFile], File()], response: Response,
+                   idempotency_key: Annotated[str | None, Header(max_length=64)] = None) -> ComplaintDetail:
+    """With an ``Idempotency-Key`` header (8-64 of A-Z a-z 0-9 _ -), a retry answers 200 with the complaint the
+    first request filed instead of filing a second one."""
     draft = complaints.Draft(asset=asset, category=category, description=description)
+    key = complaints.clean_idempotency_key(idempotency_key)
     try:
+        with read_only(ctx.sessions) as session:
+            earlier = complaints.already_filed(session, user, key)
+            if earlier is not None:
+                response.status_code = 200
+                return _detail(session, earlier, config.policy)
         uploads = complaints.prepare_uploads(read_uploads(photo))  # outside the transaction, as the page does
         with unit_of_work(ctx) as session:
-            row = complaints.submit(session, user, draft, uploads, config=config)
+            earlier = complaints.already_filed(session, user, key)
+            if earlier is not None:
+                response.status_code = 200
+                return _detail(session, earlier, config.policy)
+            row = complaints.submit(session, user, draft, uploads, config=config, idempotency_key=key)
             return _detail(session, row, config.policy)
     except ComplaintInvalid as exc:
         raise HTTPException(status_code=422, detail={"errors": exc.errors}) from None

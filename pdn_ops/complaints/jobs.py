@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 from pdn_ops.core.jobs import JobSpec, collect_nothing
 
 COMPLAINT_SWEEP_INTERVAL_S = 900.0
+PHOTO_JANITOR_INTERVAL_S = 900.0
 # At-risk marks sit at 50 % and 80 % of a days-long SLA: five minutes late is still early enough to act.
 SLA_AT_RISK_INTERVAL_S = 300.0
 
@@ -38,3 +40,14 @@ def complaint_jobs(config: Any, public_url: str | None = None) -> list[JobSpec]:
         jobs.append(JobSpec("complaints:sla-at-risk", "maintenance", SLA_AT_RISK_INTERVAL_S, collect_nothing,
                             sla_at_risk))
     return jobs
+
+
+def photo_jobs(data_dir: Path, *, min_age_s: float = 600.0) -> list[JobSpec]:
+    """The photo janitor (``complaints.sweep_photos``): what a crash left in the staging folder is published or
+    removed, and files no attachment names are removed."""
+    from pdn_ops.complaints import service as complaints
+
+    def sweep(session: Session, _: object) -> object:
+        return complaints.sweep_photos(session, data_dir, min_age_s=min_age_s)
+
+    return [JobSpec("complaints:photo-janitor", "maintenance", PHOTO_JANITOR_INTERVAL_S, collect_nothing, sweep)]

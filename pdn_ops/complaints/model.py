@@ -40,6 +40,30 @@ class Category(StrEnum):
     OTHER = "other"
 
 
+class Priority(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+# A service that is down outranks one that is slow, which outranks a request for more.
+_BY_CATEGORY = {Category.SITE_DOWN: Priority.HIGH, Category.VM_UNREACHABLE: Priority.HIGH,
+                Category.SLOW: Priority.MEDIUM, Category.DISK_FULL: Priority.MEDIUM,
+                Category.DATA_RESTORE: Priority.MEDIUM, Category.MORE_RESOURCES: Priority.LOW,
+                Category.OTHER: Priority.LOW}
+_ORDER = (Priority.LOW, Priority.MEDIUM, Priority.HIGH)
+
+
+def priority_from_impact(category: Category | str, *, other_reports: int = 0, opds_affected: int = 1) -> Priority:
+    """The priority a complaint starts with: its kind of failure, raised one level when it is not alone
+    (other open complaints about the same asset, or the asset serves several OPDs). Staff may change it."""
+    base = _BY_CATEGORY.get(Category(category), Priority.LOW)
+    if other_reports > 0 or opds_affected > 1:
+        return _ORDER[min(_ORDER.index(base) + 1, len(_ORDER) - 1)]
+    return base
+
+
+
 class Action(StrEnum):
     SUBMIT = "submit"
     RETURN = "return"

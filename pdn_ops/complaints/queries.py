@@ -40,7 +40,8 @@ LIST_COLUMNS = (ComplaintRow.id, ComplaintRow.opd_id, ComplaintRow.vm_id, Compla
                 ComplaintRow.submitted_at, ComplaintRow.fixed_at, ComplaintRow.closed_at, ComplaintRow.auto_closed,
                 ComplaintRow.merged_into_id, ComplaintRow.sla_mode, ComplaintRow.sla_budget, ComplaintRow.sla_elapsed,
                 ComplaintRow.sla_running_since, ComplaintRow.sla_due_at, ComplaintRow.sla_risk50_at,
-                ComplaintRow.sla_risk80_at, ComplaintRow.sla_breached)
+                ComplaintRow.sla_risk80_at, ComplaintRow.sla_breached, ComplaintRow.assignee_id,
+                ComplaintRow.priority)
 
 
 def _limit(limit: int) -> int:
@@ -60,9 +61,11 @@ def _base(light: bool) -> Select[Any]:
 
 
 @cache
-def _queue_statement(after: bool, light: bool) -> Select[Any]:
+def _queue_statement(after: bool, light: bool, mine: bool = False) -> Select[Any]:
     stmt = _base(light)
     stmt = stmt.where(ComplaintRow.sla_due_at.is_not(None))
+    if mine:
+        stmt = stmt.where(ComplaintRow.assignee_id == bindparam("assignee_id", type_=Integer))
     if after:
         # A row-value comparison: both engines turn it into one range scan of ix_complaints_sla_due_at_id.
         key = tuple_(bindparam("after_due", type_=ComplaintRow.sla_due_at.type), bindparam("after_id", type_=Integer))
@@ -90,8 +93,9 @@ def _fetch(session: Session, stmt: Select[Any], params: dict[str, Any], light: b
 
 
 def queue(session: Session, principal: Principal, *, cursor: str | None = None, limit: int = PAGE,
-          light: bool = False) -> Page:
-    """Running complaints (submitted, verified, in progress), the least SLA time left first."""
+          light: bool = False, assignee_id: int | None = None) -> Page:
+    """Running complaints (submitted, verified, in progress), the least SLA time left first; with
+    ``assignee_id`` only those assigned to that person ("my complaints")."""
     if not principal.is_staff:
         raise NotFound("no such page")
     limit = _limit(limit)
@@ -104,7 +108,9 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
             raise NotFound("bad cursor") from None
         if params["after_due"].tzinfo is None:
             raise NotFound("bad cursor")
-    rows = _fetch(session, _queue_statement(bool(cursor), light), params, light)
+    if assignee_id is not None:
+        params["assignee_id"] = assignee_id
+    rows = _fetch(session, _queue_statement(bool(cursor), light, assignee_id is not None), params, light)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None

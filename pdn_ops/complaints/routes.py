@@ -7,12 +7,14 @@ VM, more actions for staff) comes through the seams of ``ComplaintsParts`` (``pd
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pdn_ops import accounts, health
@@ -26,12 +28,13 @@ from pdn_ops.complaints.model import Action, Category, State, available_actions
 from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts, PlaybookChoice
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core import fleet, photos
+from pdn_ops.core.db.engine import read_only
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import ComplaintInvalid, NotFound, PhotoRefused
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.health import TargetDetail, when_formatter
 from pdn_ops.web.deps import Ctx, DbSession, get_language, get_session, unit_of_work
-from pdn_ops.web.templating import render, translators
+from pdn_ops.web.templating import flash_redirect, render, translators
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +65,8 @@ def read_uploads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
 
 def _list_context(session: Session, rows: list[ComplaintRow]) -> dict[str, Any]:
     return {"opd_names": fleet.opd_names(session, {r.opd_id for r in rows}),
-            "labels": {r.id: complaints.asset_label(session, r) for r in rows}}
+            "labels": {r.id: complaints.asset_label(session, r) for r in rows},
+            "owners": accounts.usernames(session, {r.assignee_id for r in rows if r.assignee_id is not None})}
 
 
 @router.get("/complaints", response_class=HTMLResponse)
@@ -79,22 +83,24 @@ def listing(request: Request, user: CurrentUser, session: DbSession, config: Con
 
 
 @router.get("/complaints/queue", response_class=HTMLResponse)
-def queue(request: Request, user: Staff, session: DbSession, config: Config, cursor: str = "") -> HTMLResponse:
-    page = complaint_queries.queue(session, user, cursor=cursor or None)
+def queue(request: Request, user: Staff, session: DbSession, config: Config, cursor: str = "",
+          mine: bool = False) -> HTMLResponse:
+    page = complaint_queries.queue(session, user, cursor=cursor or None, assignee_id=user.user_id if mine else None)
     now = utcnow()
-    return render(request, "complaints/queue.html", page=page,
+    return render(request, "complaints/queue.html", page=page, mine=mine,
                   sla={r.id: complaints.sla_view(r, now, config.policy) for r in page.rows},
                   **_list_context(session, page.rows))
 
 
 def _form(request: Request, parts: ComplaintsParts, session: Session, user: accounts.Principal, *,
           draft: complaints.Draft, errors: Mapping[str, str], photo_error: PhotoRefused | None,
-          row: ComplaintRow | None, status_code: int = 200) -> HTMLResponse:
+          row: ComplaintRow | None, status_code: int = 200, idempotency_key: str | None = None) -> HTMLResponse:
     found = complaints.assets(session, user)
     health = asset_health(parts, session, [a.ref for a in found])
+    # A fresh key per form shown; a form shown again after a refusal keeps its key (nothing was filed with it).
     return render(request, "complaints/form.html", status_code=status_code, assets=found, health=health,
                   categories=list(Category), draft=draft, errors=errors, photo_error=photo_error, row=row,
-                  max_photos=photos.MAX_PHOTOS)
+                  max_photos=photos.MAX_PHOTOS, idempotency_key=idempotency_key or uuid.uuid4().hex)
 
 
 @router.get("/complaints/new", response_class=HTMLResponse)
@@ -103,18 +109,41 @@ def new(request: Request, parts: Parts, user: OpdAdmin, session: DbSession, asse
                  row=None)
 
 
+def _already_filed(row: ComplaintRow) -> Response:
+    # The answer to a retry or a double click: the complaint filed the first time, named on its own page.
+    return RedirectResponse(f"/complaints/{row.id}?ok=already_filed", status_code=303)
+
+
 def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accounts.Principal,
-          draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None) -> Response:
+          draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None,
+          idempotency_key: str | None = None) -> Response:
     config = parts.config
+    if idempotency_key is not None:
+        with read_only(ctx.sessions) as session:  # before the photos' work: a retry costs one lookup
+            earlier = complaints.already_filed(session, user, idempotency_key)
+        if earlier is not None:
+            return _already_filed(earlier)
     try:
         # Decoding and re-encoding happen before the transaction: SQLite's write lock is never held meanwhile.
         uploads = complaints.prepare_uploads(read_uploads(files))
         with unit_of_work(ctx) as session:
             if complaint_id is None:
-                row = complaints.submit(session, user, draft, uploads, config=config)
+                earlier = complaints.already_filed(session, user, idempotency_key)
+                if earlier is not None:
+                    return _already_filed(earlier)
+                row = complaints.submit(session, user, draft, uploads, config=config,
+                                        idempotency_key=idempotency_key)
             else:
                 row = complaints.resubmit(session, user, complaint_id, draft, uploads, config=config)
             target = row.id
+            done = "submitted" if complaint_id is None else "resubmitted"
+    except IntegrityError:
+        # Two requests with one key raced (PostgreSQL lets both look before either inserts): the first one won.
+        with read_only(ctx.sessions) as session:
+            earlier = complaints.already_filed(session, user, idempotency_key)
+        if earlier is None:
+            raise
+        return _already_filed(earlier)
     except (ComplaintInvalid, PhotoRefused) as exc:
         # Refused: say why, keep everything typed (files must be chosen again: browsers cannot refill them).
         errors = exc.errors if isinstance(exc, ComplaintInvalid) else {}
@@ -122,17 +151,19 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
         with ctx.sessions() as session:
             row_now = complaints.get(session, user, complaint_id) if complaint_id else None
             return _form(request, parts, session, user, draft=draft, errors=errors, photo_error=photo_error,
-                         row=row_now, status_code=400)
-    return RedirectResponse(f"/complaints/{target}", status_code=303)
+                         row=row_now, status_code=400, idempotency_key=idempotency_key)
+    return flash_redirect(f"/complaints/{target}", done)
 
 
 @router.post("/complaints")
 def submit(request: Request, ctx: Ctx, user: OpdAdmin, parts: Parts,
            asset: Annotated[str, Form(max_length=40)] = "", category: Annotated[str, Form(max_length=40)] = "",
            description: Annotated[str, Form(max_length=20000)] = "",
+           idempotency_key: Annotated[str, Form(max_length=64)] = "",
            photo: Annotated[list[UploadFile] | None, File()] = None) -> Response:
     draft = complaints.Draft(asset=asset, category=category, description=description)
-    return _save(request, ctx, parts, user, draft, photo or [], None)
+    return _save(request, ctx, parts, user, draft, photo or [], None,
+                 idempotency_key=complaints.clean_idempotency_key(idempotency_key))
 
 
 @router.get("/complaints/{complaint_id}", response_class=HTMLResponse)
@@ -142,21 +173,41 @@ def detail(request: Request, ctx: Ctx, parts: Parts, user: CurrentUser, row: Sco
     fleet_url = f"/fleet/vm/{row.vm_id}" if row.vm_id is not None else f"/fleet/site/{row.site_id}"
     playbooks: Sequence[PlaybookChoice] = []
     links: list[Mapping[str, str]] = []
-    if user.is_staff:
+    # Playbooks are offered once the complaint is verified: before that nobody has confirmed there is a problem.
+    if user.is_staff and row.state in (State.VERIFIED, State.IN_PROGRESS):
         playbooks = parts.playbooks(session, row)
         links = [link for extra in parts.extra_actions for link in extra(session, row, user)]
-    names = accounts.usernames(session, {row.created_by})
-    entries = complaint_queries.timeline(session, user, row, runs=parts.linked_runs)
+    names = accounts.usernames(session, {row.created_by} | ({row.assignee_id} if row.assignee_id else set()))
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
                   health=asset_health(parts, session, [ref]).get(ref), fleet_url=fleet_url,
                   asset_detail=_asset_detail(session, user, row), when=when_formatter(ctx),
-                  sla=complaints.sla_view(row, utcnow(), parts.config.policy),
                   actions=available_actions(State(row.state), user.role),
-                  timeline=timeline.lines(entries, get_language(request)),
                   versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(
                       session, user, row), playbooks=playbooks, links=links, author=names.get(row.created_by, "-"),
-                  opd_name=fleet.opd_names(session, {row.opd_id}).get(row.opd_id, "-"))
+                  owner=names.get(row.assignee_id) if row.assignee_id else None,
+                  staff=accounts.staff_members(session) if user.role == accounts.Role.SUPERVISOR else [],
+                  opd_name=fleet.opd_names(session, {row.opd_id}).get(row.opd_id, "-"),
+                  **_live_context(request, parts, session, user, row))
+
+
+LIVE_STATES = frozenset({State.SUBMITTED, State.VERIFIED, State.IN_PROGRESS, State.FIXED})
+
+
+def _live_context(request: Request, parts: ComplaintsParts, session: Session, user: accounts.Principal,
+                  row: ComplaintRow) -> dict[str, Any]:
+    entries = complaint_queries.timeline(session, user, row, runs=parts.linked_runs)
+    returns = [e for e in entries if e.action == "complaint.return"]
+    return {"timeline": timeline.lines(entries, get_language(request)),
+            "sla": complaints.sla_view(row, utcnow(), parts.config.policy),
+            "return_reason": returns[-1].detail if returns and row.state == State.RETURNED else None,
+            "live": row.state in LIVE_STATES}
+
+
+@router.get("/complaints/{complaint_id}/live", response_class=HTMLResponse)
+def detail_live(request: Request, parts: Parts, user: CurrentUser, row: Scoped, session: DbSession) -> HTMLResponse:
+    """The state, SLA and timeline of a complaint, polled by htmx while it may still move (runs, the closure)."""
+    return render(request, "complaints/_live.html", row=row, **_live_context(request, parts, session, user, row))
 
 
 def _asset_detail(session: Session, user: accounts.Principal, row: ComplaintRow) -> TargetDetail | None:
@@ -199,7 +250,23 @@ def act(ctx: Ctx, user: CurrentUser, row: Scoped, config: Config, action: Action
     target = int(merge_into) if merge_into.strip().isdigit() else None
     with unit_of_work(ctx) as session:
         complaints.act(session, user, row.id, action, reason=reason, merge_into=target, config=config)
-    return RedirectResponse(f"/complaints/{row.id}", status_code=303)
+    return flash_redirect(f"/complaints/{row.id}", str(action))
+
+
+@router.post("/complaints/{complaint_id}/assign")
+def assign(ctx: Ctx, user: Staff, row: Scoped, assignee: Annotated[str, Form(max_length=20)] = "") -> Response:
+    """``assignee``: "me", a user id (the supervisor), or empty to leave it unassigned."""
+    chosen = user.user_id if assignee == "me" else (int(assignee) if assignee.isdigit() else None)
+    with unit_of_work(ctx) as session:
+        complaints.assign(session, user, row.id, assignee_id=chosen)
+    return flash_redirect(f"/complaints/{row.id}", "assigned")
+
+
+@router.post("/complaints/{complaint_id}/priority")
+def prioritize(ctx: Ctx, user: Staff, row: Scoped, priority: Annotated[str, Form(max_length=8)] = "") -> Response:
+    with unit_of_work(ctx) as session:
+        complaints.set_priority(session, user, row.id, priority)
+    return flash_redirect(f"/complaints/{row.id}", "prioritized")
 
 
 @router.post("/complaints/{complaint_id}/notes")

@@ -19,14 +19,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts import Principal, Role
-from pdn_ops.complaints.model import RUNNING_STATES, Action, Category, State, next_state
+from pdn_ops.accounts import Principal, Role, staff_name
+from pdn_ops.complaints.model import (
+    RUNNING_STATES,
+    Action,
+    Category,
+    Priority,
+    State,
+    next_state,
+    priority_from_impact,
+)
 from pdn_ops.complaints.sla import DAY, SlaClock, SlaPolicy, SlaStatus, status_for_fraction
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
 from pdn_ops.core import photos
+from pdn_ops.core.db.engine import after_commit, after_rollback
 from pdn_ops.core.db.tables import AuditRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import ComplaintInvalid, Conflict, NotFound, PermissionDenied, TransitionError
 
@@ -301,8 +310,14 @@ def prepare_uploads(uploads: Sequence[Upload]) -> list[photos.PreparedPhoto]:
 
 def _store_photos(session: Session, principal: Principal, row: ComplaintRow, uploads: Sequence[Upload],
                   config: ComplaintConfig, now: datetime) -> None:
+    staged: list[str] = []
+    data_dir = config.data_dir
+    # Published into the store only once the rows are committed; removed if the transaction fails.
+    after_commit(session, lambda: photos.publish(data_dir, staged))
+    after_rollback(session, lambda: photos.discard(data_dir, staged))
     for prepared in prepare_uploads(uploads):  # every file is checked before any is written
-        stored = photos.write(prepared, config.data_dir)
+        stored = photos.stage(prepared, data_dir)
+        staged += [stored.stored_name, stored.thumb_name]
         session.add(AttachmentRow(complaint_id=row.id, version=row.version, stored_name=stored.stored_name,
                                   thumb_name=stored.thumb_name, media_type=stored.media_type,
                                   original_name=stored.original_name, size=stored.size, width=stored.width,
@@ -315,9 +330,31 @@ def _version(session: Session, principal: Principal, row: ComplaintRow, now: dat
                                     author_id=principal.user_id, created_at=now))
 
 
+IDEMPOTENCY_KEY_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
+
+
+def clean_idempotency_key(value: str | None) -> str | None:
+    """A key as the form or the API sends it (8-64 of [A-Za-z0-9_-]); anything else counts as no key."""
+    value = (value or "").strip()
+    if 8 <= len(value) <= 64 and set(value) <= IDEMPOTENCY_KEY_CHARS:
+        return value
+    return None
+
+
+def already_filed(session: Session, principal: Principal, key: str | None) -> ComplaintRow | None:
+    """The complaint this author already filed with this key, if any (a retry, a double click)."""
+    if key is None:
+        return None
+    return session.scalar(select(ComplaintRow).where(ComplaintRow.created_by == principal.user_id,
+                                                     ComplaintRow.idempotency_key == key))
+
+
 def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequence[Upload], *,
-           config: ComplaintConfig, now: datetime | None = None) -> ComplaintRow:
-    """File a complete complaint (asset, category, description, 1..5 photos); the SLA clock starts now."""
+           config: ComplaintConfig, now: datetime | None = None, idempotency_key: str | None = None) -> ComplaintRow:
+    """File a complete complaint (asset, category, description, 1..5 photos); the SLA clock starts now.
+
+    With ``idempotency_key``, the caller checks ``already_filed`` first in the same transaction; the unique index
+    refuses a second row with the same key if two requests race."""
     if principal.role is not Role.OPD_ADMIN:
         raise PermissionDenied("only an OPD admin files complaints")
     now = now or utcnow()
@@ -325,7 +362,8 @@ def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequen
     row = ComplaintRow(opd_id=asset.opd_id, vm_id=asset.id if asset.kind == "vm" else None,
                        site_id=asset.id if asset.kind == "site" else None, category=str(category),
                        description=description, state="", version=1, created_by=principal.user_id,
-                       created_at=now, updated_at=now)
+                       idempotency_key=idempotency_key, created_at=now, updated_at=now)
+    row.priority = str(_impact(session, row))
     session.add(row)
     session.flush()
     _store_photos(session, principal, row, uploads, config, now)
@@ -381,6 +419,54 @@ def act(session: Session, principal: Principal, complaint_id: int, action: Actio
     return row
 
 
+def _impact(session: Session, row: ComplaintRow) -> Priority:
+    """Other open complaints about the same asset raise the priority (pdn_ops.complaints.model)."""
+    same_asset = (ComplaintRow.vm_id == row.vm_id) if row.vm_id is not None else (ComplaintRow.site_id == row.site_id)
+    others = session.scalar(select(func.count()).select_from(ComplaintRow).where(
+        same_asset, ComplaintRow.state.in_([str(s) for s in RUNNING_STATES]), ComplaintRow.id != (row.id or 0)))
+    return priority_from_impact(row.category, other_reports=int(others or 0))
+
+
+def assign(session: Session, principal: Principal, complaint_id: int, *, assignee_id: int | None,
+           now: datetime | None = None) -> ComplaintRow:
+    """Give the complaint an owner at Diskominfo: an engineer takes it (or lets it go); a supervisor gives it to
+    any engineer or supervisor. ``assignee_id`` None leaves it unassigned."""
+    if not principal.is_staff:
+        raise NotFound("no such complaint")
+    row = get(session, principal, complaint_id, for_update=True)
+    if principal.role is not Role.SUPERVISOR and assignee_id not in (principal.user_id, None):
+        raise PermissionDenied("an engineer assigns complaints to themselves only")
+    if principal.role is not Role.SUPERVISOR and assignee_id is None and row.assignee_id not in (principal.user_id,
+                                                                                                 None):
+        raise PermissionDenied("only the supervisor takes a complaint away from another engineer")
+    name = ""
+    if assignee_id is not None:
+        name = staff_name(session, assignee_id) or ""
+        if not name:
+            raise Conflict("the assignee must be an active engineer or supervisor")
+    row.assignee_id = assignee_id
+    row.updated_at = now or utcnow()
+    session.add(AuditRow(at=row.updated_at, actor=principal.username, action="complaint.assigned",
+                         subject=f"complaint:{row.id}", detail=name))
+    return row
+
+
+def set_priority(session: Session, principal: Principal, complaint_id: int, priority: str,
+                 now: datetime | None = None) -> ComplaintRow:
+    if not principal.is_staff:
+        raise NotFound("no such complaint")
+    try:
+        chosen = Priority(priority)
+    except ValueError:
+        raise Conflict("the priority must be high, medium or low") from None
+    row = get(session, principal, complaint_id, for_update=True)
+    row.priority = str(chosen)
+    row.updated_at = now or utcnow()
+    session.add(AuditRow(at=row.updated_at, actor=principal.username, action=f"complaint.priority_{chosen}",
+                         subject=f"complaint:{row.id}", detail=""))
+    return row
+
+
 def add_note(session: Session, principal: Principal, complaint_id: int, body: str,
              now: datetime | None = None) -> WorkNoteRow:
     if not principal.is_staff:
@@ -432,6 +518,7 @@ class SlaView:
     remaining: float | None  # counted seconds; None before the clock starts
     due_at: datetime | None
     running: bool
+    used: float | None = None  # the share of the SLA budget already counted, for the SLA bar (0..1, may exceed 1)
 
 
 def sla_verdict(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) -> str:
@@ -460,6 +547,23 @@ def sla_view(row: ComplaintRow, now: datetime, policy: SlaPolicy | None = None) 
         counting = policy if policy is not None and policy.working_days == (row.sla_mode == "working") \
             else terms_of(row, policy or SlaPolicy())
         elapsed = row.sla_elapsed + counting.counted_seconds(row.sla_running_since, now)
-        return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True)
+        return SlaView(status, row.sla_budget - elapsed, row.sla_due_at, True, elapsed / row.sla_budget)
     status = status_for_fraction(row.sla_elapsed / row.sla_budget)
-    return SlaView(status, row.sla_budget - row.sla_elapsed, None, False)
+    return SlaView(status, row.sla_budget - row.sla_elapsed, None, False, row.sla_elapsed / row.sla_budget)
+
+
+def photo_names_known(session: Session, names: set[str]) -> set[str]:
+    """Which of ``names`` an attachment row names (as its photo or its thumbnail): the photo janitor's question."""
+    known: set[str] = set()
+    ordered = sorted(names)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start:start + 500]
+        for stored, thumb in session.execute(select(AttachmentRow.stored_name, AttachmentRow.thumb_name).where(
+                or_(AttachmentRow.stored_name.in_(chunk), AttachmentRow.thumb_name.in_(chunk)))):
+            known.update({stored, thumb})
+    return known & names
+
+
+def sweep_photos(session: Session, data_dir: Path, *, min_age_s: float = 600.0) -> photos.Swept:
+    """The photo janitor: finish or undo what a crash left in the staging folder; remove unnamed files."""
+    return photos.sweep(data_dir, lambda names: photo_names_known(session, names), min_age_s=min_age_s)

@@ -18,6 +18,8 @@ class ComplaintRow(Base):
         # The engineers' queue: only running complaints have a due instant, so this index is the queue.
         Index("ix_complaints_sla_due_at_id", "sla_due_at", "id"),
         Index("ix_complaints_state_fixed_at", "state", "fixed_at"),
+        # The intake form's key: a retry or a double click finds the complaint already filed (NULLs are distinct).
+        Index("ux_complaints_created_by_idempotency_key", "created_by", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -29,6 +31,7 @@ class ComplaintRow(Base):
     state: Mapped[str] = mapped_column(String(20))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -45,6 +48,9 @@ class ComplaintRow(Base):
     sla_risk50_at: Mapped[datetime | None] = mapped_column(default=None)
     sla_risk80_at: Mapped[datetime | None] = mapped_column(default=None)
     sla_breached: Mapped[bool] = mapped_column(default=False)
+    # Who at Diskominfo owns it (self-assigned or by the supervisor), and its priority from its impact.
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
+    priority: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
 
 
 class ComplaintVersionRow(Base):

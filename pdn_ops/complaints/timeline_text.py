@@ -45,7 +45,8 @@ def sentence(entry: Entry, lang: str) -> str:
         return translate("remediation.timeline.approved", lang, n=entry.approval, needed=entry.approvals_needed)
     if action in ("remediation.step_intent", "remediation.step_result"):
         state = _known(f"remediation.step_state.{entry.state}", entry.state or "", lang)
-        return translate(f"remediation.timeline.{event}", lang, n=entry.step, name=entry.step_name, state=state)
+        name = _known(f"remediation.step_name.{entry.step_name}", entry.step_name or "", lang)
+        return translate(f"remediation.timeline.{event}", lang, n=entry.step, name=name, state=state)
     if action == "security.ssh_host_key":
         return translate("remediation.timeline.security", lang)
     if event in _RUN_EVENTS:

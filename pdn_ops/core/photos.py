@@ -3,14 +3,23 @@
 Re-encoding from decoded pixels drops EXIF (GPS included), ICC tricks and anything appended after the image
 data, so what we store and serve is only pixels we produced ourselves. Files live under
 ``DATA_DIR/attachments`` with random names; the web layer serves them only through an access-checked route.
+
+Storing is atomic with the database: ``stage`` writes into ``attachments/.staging`` (the same file system), the
+caller's transaction commits the rows, then ``publish`` renames the files into the store (``discard`` removes
+them if it rolls back). A crash in between leaves staged files only; ``sweep`` (the janitor) publishes those a
+committed row names and removes the rest, and removes files of the store no row names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import secrets
+import time
 import unicodedata
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,19 +134,96 @@ def prepare(data: bytes, original_name: str | None) -> PreparedPhoto:
                          width=clean.width, height=clean.height)
 
 
-def write(prepared: PreparedPhoto, data_dir: Path) -> StoredPhoto:
-    folder = attachment_dir(data_dir)
+STAGING = ".staging"
+
+
+def staging_dir(data_dir: Path) -> Path:
+    path = attachment_dir(data_dir) / STAGING
+    path.mkdir(exist_ok=True, mode=0o700)
+    return path
+
+
+def _write_whole(path: Path, body: bytes) -> None:
+    """All of ``body`` or no file: a full disk must not leave a zero-byte or truncated photo behind."""
+    try:
+        with path.open("xb") as out:
+            out.write(body)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def stage(prepared: PreparedPhoto, data_dir: Path) -> StoredPhoto:
+    """Write the photo and its thumbnail into the staging folder (not yet served); raises OSError (ENOSPC...)."""
+    folder = staging_dir(data_dir)
     stem = secrets.token_hex(16)
     stored, thumb_name = f"{stem}{prepared.ext}", f"{stem}.thumb.jpg"
-    (folder / stored).write_bytes(prepared.body)
-    (folder / thumb_name).write_bytes(prepared.thumb)
+    _write_whole(folder / stored, prepared.body)
+    try:
+        _write_whole(folder / thumb_name, prepared.thumb)
+    except OSError:
+        (folder / stored).unlink(missing_ok=True)
+        raise
     return StoredPhoto(stored_name=stored, thumb_name=thumb_name, media_type=prepared.media_type,
                        original_name=prepared.original_name, size=len(prepared.body), width=prepared.width,
                        height=prepared.height)
 
 
 def store(data: bytes, original_name: str | None, data_dir: Path) -> StoredPhoto:
-    return write(prepare(data, original_name), data_dir)
+    """Check, re-encode and store at once, outside any transaction (benchmarks, fixtures)."""
+    stored = stage(prepare(data, original_name), data_dir)
+    publish(data_dir, [stored.stored_name, stored.thumb_name])
+    return stored
+
+
+def publish(data_dir: Path, names: Iterable[str]) -> None:
+    """Move staged files into the store (a rename on the same file system: atomic, needs no free space)."""
+    folder = attachment_dir(data_dir)
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):  # published already (the janitor was first)
+            (folder / STAGING / name).replace(folder / name)
+
+
+def discard(data_dir: Path, names: Iterable[str]) -> None:
+    folder = attachment_dir(data_dir) / STAGING
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    published: int
+    removed_staged: int
+    removed_orphans: int
+
+
+def sweep(data_dir: Path, referenced: Callable[[set[str]], set[str]], *, min_age_s: float = 600.0,
+          now: float | None = None) -> Swept:
+    """The janitor: staged files older than ``min_age_s`` are published if a committed row names them (a crash
+    between commit and publish) and removed otherwise (a crash before the commit); files in the store that no
+    row names are removed. ``referenced(names)`` returns the names the database knows. The age keeps it away
+    from filings in progress."""
+    now = time.time() if now is None else now
+    folder = attachment_dir(data_dir)
+    staged = _old_files(folder / STAGING, now - min_age_s)
+    known = referenced(set(staged)) if staged else set()
+    publish(data_dir, sorted(known))
+    discard(data_dir, sorted(set(staged) - known))
+    stored = _old_files(folder, now - min_age_s)
+    orphans = set(stored) - (referenced(set(stored)) if stored else set())
+    for name in orphans:
+        (folder / name).unlink(missing_ok=True)
+    return Swept(published=len(known), removed_staged=len(set(staged) - known), removed_orphans=len(orphans))
+
+
+def _old_files(folder: Path, before: float) -> list[str]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < before:
+            found.append(entry.name)
+    return found
 
 
 def path_of(data_dir: Path, stored_name: str) -> Path:

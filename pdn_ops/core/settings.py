@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     password_wait_seconds: float = Field(default=10.0, ge=0, le=120)
     # /readyz says "not ready" below this much free space in data_dir (photos would fail to store).
     min_free_disk_mb: int = Field(default=16, ge=0, le=1_000_000)
+    # The photo janitor leaves staged files younger than this alone (a filing may be in progress).
+    photo_janitor_min_age_s: float = Field(default=600.0, ge=0, le=86400)
 
     # --- notifications: WhatsApp, SMTP, IMAP, outbox worker ------------------------------------------
     # Every secret is a SecretStr and can come from a file instead (PDN_OPS_<NAME>_FILE), as container secrets do.

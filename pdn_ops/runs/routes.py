@@ -29,7 +29,7 @@ from pdn_ops.runs.model import may_approve as rem_may_approve
 from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
-from pdn_ops.web.templating import render
+from pdn_ops.web.templating import flash_redirect, render
 from remediation import registry
 
 router = APIRouter()
@@ -315,4 +315,4 @@ def approve_page(run_id: int, request: Request, ctx: Ctx, staff: Staff) -> Respo
     except PolicyRefused as exc:  # approved already, by this engineer, or no longer waiting: the page says why
         with ctx.sessions() as session:
             return _run_page(request, ctx, session, staff, run_id, error=exc, status_code=409)
-    return RedirectResponse(f"/remediation/runs/{run_id}?ok=run_approved", status_code=303)
+    return flash_redirect(f"/remediation/runs/{run_id}", "run_approved")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pdn_ops.core.i18n import LANGUAGES, catalogue, translate
@@ -74,12 +74,23 @@ class Office:
     logo: bool
 
 
-def flash_text(request: Request, lang: str) -> str | None:
-    """The confirmation after an action: a route redirects with ``?ok=CODE`` and ``flash.CODE`` is shown.
+FLASH_COOKIE = "pdn_flash"
 
-    Only catalogue keys travel in the address, so nothing a user typed is echoed back.
+
+def flash_redirect(url: str, code: str) -> RedirectResponse:
+    """Redirect after an action with a confirmation: the next page shows ``flash.CODE`` once.
+
+    The code travels in a short-lived cookie, not in the address (which stays the page's own), and only catalogue
+    keys are shown, so nothing a user typed is echoed back.
     """
-    code = request.query_params.get("ok", "")
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(FLASH_COOKIE, code, max_age=60, httponly=True, samesite="lax")
+    return response
+
+
+def flash_text(request: Request, lang: str) -> str | None:
+    """``flash.CODE`` for a code from the one-time cookie or from ``?ok=CODE`` (a link that must say it itself)."""
+    code = request.query_params.get("ok", "") or request.cookies.get(FLASH_COOKIE, "")
     key = f"flash.{code}"
     return translate(key, lang) if code and key in catalogue() else None
 
@@ -122,6 +133,8 @@ def render(request: Request, template: str, status_code: int = 200, *, lookup: b
     response = HTMLResponse(body, status_code=status_code, headers=dict(headers or {}))
     if lookup:
         identity.finish(request, response)
+    if FLASH_COOKIE in request.cookies and not template.rsplit("/", 1)[-1].startswith("_"):
+        response.delete_cookie(FLASH_COOKIE)  # shown once, on the full page (not on a polled fragment)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax")
     return response

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser_fixtures import VIEWPORTS
+from tests.browser_fixtures import VIEWPORTS, menu_link
 from tests.complaints.world import PASSWORD, World, jpeg
 from tests.support import serve_in_thread
 
@@ -54,7 +54,7 @@ def test_the_six_steps_in_a_real_browser(browser, server: str, world: World, vie
     try:
         # Step 1: the head assigns an admin (a disposition).
         _login(head, base, "head-dinkes")
-        head.get_by_role("link", name="Admin OPD").click()
+        menu_link(head, "Admin OPD").click()
         head.get_by_label("Nama pengguna").fill(admin_name)
         head.get_by_label("Nama lengkap").fill("Petugas Dinkes")
         head.get_by_label("Kata sandi awal (minimal 10 karakter)").fill("petugas-password-1")
@@ -66,7 +66,7 @@ def test_the_six_steps_in_a_real_browser(browser, server: str, world: World, vie
 
         # Step 2: the new admin files a complaint with a photo, seeing each asset's health first.
         _login(admin, base, admin_name, "petugas-password-1")
-        admin.get_by_role("link", name="Buat pengaduan").first.click()
+        menu_link(admin, "Buat pengaduan").click()
         assert "Kondisi: Tidak diketahui" in admin.locator("fieldset").inner_text()
         admin.get_by_label(re.compile(r"VM web-dinkes")).check()
         admin.get_by_label("Kategori").select_option("site_down")

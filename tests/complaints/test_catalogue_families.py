@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pdn_ops.accounts.model import Role
-from pdn_ops.complaints.model import Action, Category, State
+from pdn_ops.complaints.model import Action, Category, Priority, State
 from pdn_ops.complaints.service import NOTIFY_OPD
 from pdn_ops.complaints.sla import SlaStatus
 from pdn_ops.core.i18n import catalogue
@@ -27,6 +27,7 @@ FAMILIES: dict[str, set[str]] = {
     "admins.action": {"assign", "revoke"},
     "users.status": {"active", "inactive", "all"},
     "users.done": {"created", "contact", "role", "deactivated", "reactivated", "password"},
+    "complaints.priority": {str(p) for p in Priority},
     "remediation.state": {str(s) for s in RunState},
     "remediation.step_state": {str(s) for s in StepStatus},
     "remediation.risk": {str(r) for r in Risk},

@@ -45,9 +45,12 @@ class Choices(HTMLParser):
 
 
 def complaint_url(world: World, asset: str, admin: str = "admin-dinkes") -> str:
+    """A filed complaint, verified: playbooks are offered only from then on."""
     response = file_complaint(world.client(admin), asset)
     assert response.status_code == 303, response.text
-    return str(response.headers["location"])
+    url = str(response.headers["location"])
+    assert world.client("engineer").post(f"{url}/actions/verify").status_code == 303
+    return url
 
 
 def choices(world: World, username: str, url: str) -> list[dict[str, Any]]:

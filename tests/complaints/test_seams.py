@@ -33,6 +33,8 @@ def test_the_picker_shows_live_health_and_staff_see_fitting_actions(world: World
     response = file_complaint(admin, f"vm:{world.vm['web-dinkes']}")
     url = response.headers["location"]
     assert [e.action for e in seams] == ["submit"], "listeners hear every state change"
+    assert "Restart nginx" not in world.client("engineer").get(url).text, "offered after verification only"
+    assert world.client("engineer").post(f"{url}/actions/verify").status_code == 303
     assert "Restart nginx" in world.client("engineer").get(url).text
     assert "Restart nginx" not in admin.get(url).text, "playbooks are for Diskominfo"
     assert admin.get("/api/v1/assets").json()[0]["health"] in ("down", "unknown")

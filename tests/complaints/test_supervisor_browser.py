@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser_fixtures import VIEWPORTS
+from tests.browser_fixtures import VIEWPORTS, menu_link
 from tests.complaints.world import PASSWORD, World
 from tests.support import serve_in_thread
 
@@ -35,7 +35,7 @@ def test_a_supervisor_uses_settings_and_users_on_a_phone(browser, server: str) -
         page.wait_for_url(re.compile(r"/complaints"))
 
         # Settings: a bad value is refused with its reason, what was typed stays, then a good save.
-        page.get_by_role("link", name="Pengaturan").click()
+        menu_link(page, "Pengaturan").click()
         page.wait_for_url(re.compile(r"/settings/complaints$"))
         _fits(page)
         page.get_by_label("Batas waktu penyelesaian (hari)").fill("0")
@@ -57,7 +57,7 @@ def test_a_supervisor_uses_settings_and_users_on_a_phone(browser, server: str) -
 
         # Users: create an engineer with a WhatsApp number, then deactivate the account.
         name = f"insinyur-{uuid.uuid4().hex[:4]}"
-        page.get_by_role("link", name="Pengguna").click()
+        menu_link(page, "Pengguna").click()
         page.wait_for_url(re.compile(r"/users$"))
         _fits(page)
         form = page.locator("form[method='post'][action='/users']")

@@ -299,7 +299,8 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
         assert service.became_leader.wait(WAIT_S) and service.scheduler is not None
         assert {job.id for job in service.scheduler.get_jobs()} == {
             "health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s", "ssh:60s",
-            "complaints:close-stale", "complaints:sla-at-risk", "remediation:auto-rules", "remediation:alerts",
+            "complaints:close-stale", "complaints:sla-at-risk", "complaints:photo-janitor", "remediation:auto-rules",
+            "remediation:alerts",
             "core:job-runs-retention", "accounts:retention"}
         wait_for(lambda: (s := status(sessions, "sites:60s")) is not None and s.runs_total >= 1,
                  "the site job ran at start")

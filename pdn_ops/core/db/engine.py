@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -70,3 +73,60 @@ def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
+
+
+# --- side effects that must follow the transaction's outcome (files staged for it) ------------------------------
+_AFTER_COMMIT = "pdn_after_commit"
+_AFTER_ROLLBACK = "pdn_after_rollback"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction has committed (e.g. publish the files staged for it)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def after_rollback(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` if the session's transaction rolls back instead (e.g. remove the staged files)."""
+    session.info.setdefault(_AFTER_ROLLBACK, []).append(action)
+
+
+_COMMITTING = "pdn_committing"
+
+
+def _run(session: Session, which: str) -> None:
+    committing = session.info.pop(_COMMITTING, False)
+    actions = session.info.pop(which, [])
+    session.info.pop(_AFTER_ROLLBACK if which == _AFTER_COMMIT else _AFTER_COMMIT, None)
+    if which == _AFTER_ROLLBACK and committing:
+        # The COMMIT itself failed (the connection dropped): the rows may or may not be stored. Leave the files
+        # to the janitor, which publishes them if a committed row names them and removes them otherwise.
+        return
+    for action in actions:
+        try:
+            action()
+        except OSError:
+            # The rows are committed (or gone) whatever a file operation does now; the janitor finishes the job.
+            log.warning("after-transaction file step failed; the photo janitor will finish it", exc_info=True)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if session.info.get(_AFTER_COMMIT):
+        session.info[_COMMITTING] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    _run(session, _AFTER_COMMIT)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    _run(session, _AFTER_ROLLBACK)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
+    # A rollback that never reached the database (no statement had run yet) fires only this one.
+    if previous.parent is None and session.info.get(_AFTER_ROLLBACK):
+        _run(session, _AFTER_ROLLBACK)
