@@ -371,9 +371,9 @@ def attribute(states: Mapping[str, TargetState], parents: Mapping[str, str | Non
         cluster = states.get(cluster_key) if cluster_key is not None else None
         root: TargetState | None = None
         blind: str | None = None
+        confirmed = False  # another witness shows an upstream runs: nothing from there up explains the failure
         for ancestor_key in chain:
-            if ancestor_key in alive:
-                break  # independent evidence that this upstream runs: nothing above it explains the failure
+            confirmed = confirmed or ancestor_key in alive
             ancestor = states.get(ancestor_key)
             if ancestor is None:
                 continue
@@ -386,7 +386,8 @@ def attribute(states: Mapping[str, TargetState], parents: Mapping[str, str | Non
             reported_down = ancestor.state is State.DOWN and bool(evidence)
             if (reported_down and kind is not None and _witness_works(cluster, kind)
                     and ancestor.reason in evidence):
-                root = ancestor
+                if not confirmed:
+                    root = ancestor
             elif reported_down or (ancestor.state is State.UNKNOWN
                                    and ancestor.reason in (Reason.SOURCE_FAILING, Reason.STALE)):
                 # Reported by a witness that no longer works, or not seen at all: the cause may be here, unknown.

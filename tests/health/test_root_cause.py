@@ -44,6 +44,11 @@ def test_a_revoked_token_never_takes_the_blame_for_a_site_that_fails() -> None:
     assert found[CLUSTER] == Attribution()
 
 
+def test_a_site_failing_on_a_vm_whose_guest_answers_is_still_marked_cause_unknown_while_the_api_is_blind() -> None:
+    found = attribute(API_DOWN, NODE_BLIND, VM_BLIND, SITE_REFUSED, alive=frozenset({VM}))
+    assert found[SITE] == Attribution(cause=None, blind=CLUSTER)
+
+
 def test_a_stopped_vm_seen_by_an_answering_api_is_the_cause() -> None:
     found = attribute(ts(VM, State.DOWN, Reason.VM_STOPPED), SITE_REFUSED)
     assert found[SITE].cause == Cause(VM, Reason.VM_STOPPED)
