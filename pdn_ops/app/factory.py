@@ -18,14 +18,17 @@ from pdn_ops.accounts import user_routes as users
 from pdn_ops.alerts import routes as alertmanager_webhook
 from pdn_ops.app.runtime import Runtime
 from pdn_ops.complaints import api as complaints_api
+from pdn_ops.complaints import home_panel as complaints_home
 from pdn_ops.complaints import report_routes as reports
 from pdn_ops.complaints import routes as complaints
 from pdn_ops.complaints import settings_routes as procedure_settings
 from pdn_ops.core.db.faults import OutageLog
+from pdn_ops.health import home_panel as health_home
 from pdn_ops.health import metrics_routes as metrics
 from pdn_ops.health import routes as fleet
 from pdn_ops.notify import routes as whatsapp_webhook
 from pdn_ops.runs import auto_routes as remediation_auto
+from pdn_ops.runs import home_panel as runs_home
 from pdn_ops.runs import routes as remediation
 from pdn_ops.web import home
 from pdn_ops.web import probes as health
@@ -75,6 +78,8 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
                                            finish=auth.finish_response, known_user=auth.known_principal,
                                            known_csrf_token=auth.known_csrf_token)
     app.state.jinja = make_environment(TEMPLATE_DIRS)
+    # Each feature's part of the homes, in the order a reader scans them (pdn_ops.web.home).
+    app.state.home_panels = (complaints_home.panel, health_home.panel, runs_home.panel)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,

@@ -14,9 +14,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from pdn_ops.accounts import Staff
+from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import NotFound
+from pdn_ops.health import history
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView
+from pdn_ops.web import charts
 from pdn_ops.web.deps import Ctx, DbSession
 from pdn_ops.web.templating import render
 
@@ -38,8 +41,22 @@ def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) ->
     return render(request, "fleet.html", view=health_queries.fleet(session), when=when_formatter(ctx))
 
 
-def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail) -> HTMLResponse:
-    return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx))
+def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
+    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times."""
+    now = utcnow()
+    keys = [(v.kind, v.ref) for v in detail.targets if v.kind in ("vm", "site")]
+    ids = history.target_ids(session, keys)
+    main = ids.get(keys[0]) if keys else None
+    bars = history.uptime(session, [main], now, tz).get(main) if main is not None else None
+    response = history.response_times(session, main, now) if main is not None and detail.kind == "site" else []
+    return {"uptime": bars, "response": response}
+
+
+def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail, session: Any = None) -> HTMLResponse:
+    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {"uptime": None,
+                                                                                          "response": []}
+    return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx), charts=charts,
+                  **pictures)
 
 
 @router.get("/fleet/vm/{vm_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -48,7 +65,7 @@ def vm_page(vm_id: int, request: Request, ctx: Ctx, session: DbSession, _staff: 
         detail = health_queries.vm_detail(session, vm_id)
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
-    return _detail_page(request, ctx, detail)
+    return _detail_page(request, ctx, detail, session)
 
 
 @router.get("/fleet/site/{site_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -57,7 +74,7 @@ def site_page(site_id: int, request: Request, ctx: Ctx, session: DbSession, _sta
         detail = health_queries.site_detail(session, site_id)
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
-    return _detail_page(request, ctx, detail)
+    return _detail_page(request, ctx, detail, session)
 
 
 def _target(view: TargetView | None) -> dict[str, Any] | None:

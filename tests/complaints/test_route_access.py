@@ -37,6 +37,7 @@ SIGNED = frozenset({"<signature>"})
 ACCESS: dict[str, frozenset[str]] = {
     "GET /": PUBLIC,
     "GET /healthz": PUBLIC,
+    "GET /home/panels": PUBLIC,
     "GET /readyz": PUBLIC,
     "GET /api/docs": PUBLIC,
     "GET /docs/oauth2-redirect": PUBLIC,
