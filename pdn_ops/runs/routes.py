@@ -7,6 +7,7 @@ naming it, unknown 404). Nothing remote runs in a request: the worker executes t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -68,6 +69,22 @@ def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
     return cache
 
 
+def _known_snapshots(ctx: Ctx) -> Callable[[str], Sequence[str] | None]:
+    """The target's snapshot names as the cache last read them; a first read is awaited a few seconds (a rare,
+    deliberate request, in a worker thread). None when still unknown: the worker checks again before acting."""
+    cache = runs_of(ctx).snapshots
+
+    def names(target: str) -> Sequence[str] | None:
+        if cache is None:
+            return None
+        entry = cache.get(target)
+        if entry.fetched_at is None:
+            entry = cache.wait(target, 5.0)
+        return [s.name for s in entry.snapshots] if entry.fetched_at is not None else None
+
+    return names
+
+
 Cluster = Annotated[str, Path(max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Vmid = Annotated[int, Path(ge=100, le=999_999_999)]
 ComplaintRef = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -117,7 +134,8 @@ def dry_run_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff) ->
     try:
         params, plan = svc.dry_run(inventory, playbook=body.playbook, target=body.target, params=body.params,
                                    policy=_policy(ctx), requester=_requester(staff), base_dir=base_dir,
-                                   session=session, complaint_id=body.complaint_id)
+                                   session=session, complaint_id=body.complaint_id,
+                                   known_snapshots=_known_snapshots(ctx))
     except (PolicyRefused, NotFound, Conflict) as exc:
         raise _http(exc) from None
     return {"params": params, "plan": plan}
@@ -131,7 +149,8 @@ def request_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff,
     try:
         row = svc.request_run(session, inventory, playbook=body.playbook, target=body.target, params=body.params,
                               requester=_requester(staff), idempotency_key=idempotency_key,
-                              policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir)
+                              policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir,
+                              known_snapshots=_known_snapshots(ctx))
     except (PolicyRefused, NotFound, Conflict) as exc:
         raise _http(exc) from None
     return run_view(row)
@@ -233,7 +252,7 @@ def dry_run_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
     try:
         clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
                                   requester=_requester(staff), base_dir=base_dir, session=session,
-                                  complaint_id=complaint_id)
+                                  complaint_id=complaint_id, known_snapshots=_known_snapshots(ctx))
     except (PolicyRefused, NotFound, Conflict) as exc:
         return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
                           form={"playbook": playbook, "target": target, "param_name": param_name,
@@ -255,7 +274,8 @@ def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
         row = svc.request_run(session, inventory, playbook=playbook, target=target,
                               params={param_name: param_value} if param_name else {},
                               requester=_requester(staff), idempotency_key=key,
-                              policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir)
+                              policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir,
+                              known_snapshots=_known_snapshots(ctx))
     except svc.ActiveRunConflict as exc:
         return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
     except (PolicyRefused, NotFound, Conflict) as exc:
