@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from pdn_ops.core.errors import UserInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
+from pdn_ops.web.paging import Paging, next_link
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -240,13 +241,19 @@ def _invalid(user: Principal, errors: dict[str, str], status_code: int = 422) ->
 
 
 @router.get("/api/v1/users", tags=["users"])
-def api_list_users(user: Supervisor, session: DbSession, role: str | None = None, opd: str | None = None,
+def api_list_users(request: Request, response: Response, user: Supervisor, session: DbSession, paging: Paging,
+                   role: Annotated[str | None, Query(max_length=40)] = None,
+                   opd: Annotated[str | None, Query(max_length=63)] = None,
                    active: bool | None = None) -> list[UserOut]:
+    """Users by id, ``limit`` at a time; the next page is in the ``Link`` header (``cursor``)."""
     opd_row = fleet.opd_by_code(session, opd) if opd else None
     if opd and opd_row is None:
         return []
-    return [_out(r) for r in user_admin.list_users(session, user, role=role, active=active,
-                                                   opd_id=opd_row.id if opd_row else None)]
+    rows, more = paging.cut(user_admin.list_users(session, user, role=role, active=active,
+                                                  opd_id=opd_row.id if opd_row else None,
+                                                  after_id=paging.after, limit=paging.limit + 1))
+    next_link(request, response, rows[-1].id if more and rows else None)
+    return [_out(r) for r in rows]
 
 
 @router.post("/api/v1/users", status_code=201, tags=["users"])

@@ -30,6 +30,7 @@ from pdn_ops.runs.model import may_approve as rem_may_approve
 from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
+from pdn_ops.web.paging import Paging, next_link
 from pdn_ops.web.templating import flash_redirect, render
 from remediation import registry
 
@@ -157,8 +158,12 @@ def request_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff,
 
 
 @router.get("/api/v1/remediation/runs", tags=["remediation"])
-def list_api(session: DbSession, _staff: Staff, target: str | None = None) -> list[dict[str, Any]]:
-    return [run_view(r) for r in svc.list_runs(session, target=target)]
+def list_api(request: Request, response: Response, session: DbSession, _staff: Staff, paging: Paging,
+             target: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
+    """The newest runs first, ``limit`` at a time; the next page is in the ``Link`` header (``cursor``)."""
+    rows, more = paging.cut(svc.list_runs(session, target=target, limit=paging.limit + 1, before=paging.after))
+    next_link(request, response, rows[-1].id if more and rows else None)
+    return [run_view(r) for r in rows]
 
 
 @router.get("/api/v1/remediation/runs/{run_id}", tags=["remediation"])

@@ -196,10 +196,14 @@ def get_run(session: Session, run_id: int) -> RemediationRunRow:
     return row
 
 
-def list_runs(session: Session, *, target: str | None = None, limit: int = 100) -> list[RemediationRunRow]:
+def list_runs(session: Session, *, target: str | None = None, limit: int = 100,
+              before: int | None = None) -> list[RemediationRunRow]:
+    """The newest runs first; ``before`` (a run id) continues a list where its previous page ended."""
     stmt = select(RemediationRunRow).order_by(RemediationRunRow.id.desc()).limit(limit)
     if target is not None:
         stmt = stmt.where(RemediationRunRow.target == target)
+    if before is not None:
+        stmt = stmt.where(RemediationRunRow.id < before)
     return list(session.scalars(stmt))
 
 
