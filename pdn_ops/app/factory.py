@@ -36,6 +36,7 @@ from pdn_ops.web import probes as health
 from pdn_ops.web.errors import install_error_handlers
 from pdn_ops.web.input_guard import InputGuard, JsonGuard, refuse_control_characters
 from pdn_ops.web.middleware import BodyLimit, SecurityHeaders
+from pdn_ops.web.openapi import install_openapi
 from pdn_ops.web.overload import Admission
 from pdn_ops.web.templating import PageIdentity, make_environment
 
@@ -99,4 +100,5 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     app.add_middleware(SecurityHeaders)
 
     install_error_handlers(app, outages)
+    install_openapi(app)
     return app

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 503 and not (exc.headers or {}).get("Retry-After"):
+            # Every 503 says when to come back (e.g. the inventory not loaded yet, just after a start).
+            exc = StarletteHTTPException(503, exc.detail, headers={**(exc.headers or {}), "Retry-After": "5"})
         if wants_json(request):
             if exc.status_code == 422 and isinstance(exc.detail, dict) and "errors" in exc.detail:
                 # One shape for every 422 of the API: {errors: {field: reason}, message, detail} (``detail`` as
