@@ -30,6 +30,7 @@ from pdn_ops.notify import routes as whatsapp_webhook
 from pdn_ops.runs import auto_routes as remediation_auto
 from pdn_ops.runs import home_panel as runs_home
 from pdn_ops.runs import routes as remediation
+from pdn_ops.survey import home_panel as survey_home
 from pdn_ops.survey import routes as survey
 from pdn_ops.web import home
 from pdn_ops.web import probes as health
@@ -81,7 +82,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
                                            known_csrf_token=auth.known_csrf_token)
     app.state.jinja = make_environment(TEMPLATE_DIRS)
     # Each feature's part of the homes, in the order a reader scans them (pdn_ops.web.home).
-    app.state.home_panels = (complaints_home.panel, health_home.panel, runs_home.panel)
+    app.state.home_panels = (survey_home.panel, complaints_home.panel, health_home.panel, runs_home.panel)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
