@@ -137,9 +137,12 @@ def test_approval_by_an_engineer_through_the_pages(client: TestClient, app: Fast
                           follow_redirects=False)
     assert created.status_code == 303
     run_url = created.headers["location"]
-    assert "Setujui perbaikan ini" in client.get(run_url).text
+    assert "Setujui pemulihan ini" not in client.get(run_url).text, "four eyes: not by the requester"
+    app.state.runtime.accounts.authenticate = lambda request: SECOND
+    assert "Setujui pemulihan ini" in client.get(run_url).text
     assert client.post(f"{run_url}/approve", follow_redirects=False).status_code == 303
     assert "disetujui" in client.get(run_url).text
+    app.state.runtime.accounts.authenticate = lambda request: ENGINEER
     refused = client.post("/remediation/dry-run", data={"playbook": "resize_vm", "target": "pve/103",
                                                         "param_name": "cores", "param_value": "-4"})
     assert refused.status_code == 422 and "Ditolak" in refused.text
