@@ -33,7 +33,9 @@ from pdn_ops.runs import routes as remediation
 from pdn_ops.web import home
 from pdn_ops.web import probes as health
 from pdn_ops.web.errors import install_error_handlers
+from pdn_ops.web.input_guard import InputGuard, JsonGuard, refuse_control_characters
 from pdn_ops.web.middleware import BodyLimit, SecurityHeaders
+from pdn_ops.web.openapi import install_openapi
 from pdn_ops.web.overload import Admission
 from pdn_ops.web.templating import PageIdentity, make_environment
 
@@ -71,7 +73,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
 
     app = FastAPI(title="pdn-ops", version=pdn_ops.__version__, lifespan=lifespan,
                   docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None,
-                  dependencies=[Depends(auth.csrf_guard)])
+                  dependencies=[Depends(refuse_control_characters), Depends(auth.csrf_guard)])
     app.state.runtime = runtime
     app.state.page_identity = PageIdentity(user=auth.principal_or_none, csrf_token=auth.csrf_token,
                                            finish=auth.finish_response, known_user=auth.known_principal,
@@ -90,9 +92,12 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     outages = OutageLog(logging.getLogger("pdn_ops.web.overload"))
     app.state.outages = outages
     app.add_middleware(BodyLimit)
+    app.add_middleware(JsonGuard)
+    app.add_middleware(InputGuard)
     # Outside the body limit and inside the security headers, so that its 503 carries them too.
     app.add_middleware(Admission, limit=runtime.settings.max_requests_in_flight, outages=outages)
     app.add_middleware(SecurityHeaders)
 
     install_error_handlers(app, outages)
+    install_openapi(app)
     return app

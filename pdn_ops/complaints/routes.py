@@ -29,7 +29,7 @@ from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts, PlaybookCho
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core import fleet, photos
 from pdn_ops.core.db.engine import read_only
-from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.db.tables import MAX_ID, utcnow
 from pdn_ops.core.errors import ComplaintInvalid, NotFound, PhotoRefused
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.health import TargetDetail, when_formatter
@@ -247,7 +247,8 @@ def resubmit(request: Request, ctx: Ctx, user: OpdAdmin, row: Scoped, parts: Par
 def act(ctx: Ctx, user: CurrentUser, row: Scoped, config: Config, action: Action,
         reason: Annotated[str, Form(max_length=2000)] = "", merge_into: Annotated[str, Form(max_length=20)] = "",
         ) -> Response:
-    target = int(merge_into) if merge_into.strip().isdigit() else None
+    target = int(merge_into) if merge_into.strip().isdigit() and len(merge_into.strip()) <= 10 else None
+    target = target if target is not None and target <= MAX_ID else None
     with unit_of_work(ctx) as session:
         complaints.act(session, user, row.id, action, reason=reason, merge_into=target, config=config)
     return flash_redirect(f"/complaints/{row.id}", str(action))

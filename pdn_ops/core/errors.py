@@ -15,6 +15,7 @@
     │   ├── SettingsInvalid         the complaint procedure's settings (``errors``: field -> FieldError)
     │   ├── PhotoRefused            an uploaded photo (``reason`` is a catalogue key)
     │   ├── WeakPassword            a new password too short
+    │   ├── TextRefused             a text with a NUL byte, refused before the database (answered 422)
     │   └── WebhookMalformed        a provider's webhook body of the wrong shape (answered 400)
     ├── LoginRefused                a login that does not happen
     │   ├── LoginFailed             unknown user, wrong password or inactive account: one answer for all three
@@ -147,6 +148,11 @@ class PhotoRefused(InvalidInput):
 
 class WeakPassword(InvalidInput):
     """The password is too short."""
+
+
+class TextRefused(InvalidInput, ValueError):
+    """A text parameter of a statement holds a NUL byte (PostgreSQL cannot store one; SQLite would keep a text no
+    other part expects). Refused before the statement runs, on both engines."""
 
 
 class WebhookMalformed(InvalidInput, ValueError):

@@ -6,12 +6,13 @@ OPD pages call ``pdn_ops.health.queries.fleet(session, opd_id=...)`` themselves.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import utcnow
@@ -21,6 +22,7 @@ from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView
 from pdn_ops.web import charts
 from pdn_ops.web.deps import Ctx, DbSession
+from pdn_ops.web.paging import PageRequest, Paging, next_link, next_url
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -37,8 +39,20 @@ def when_formatter(ctx: Ctx) -> Any:
 
 
 @router.get("/fleet", response_class=HTMLResponse, include_in_schema=False)
-def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
-    return render(request, "fleet.html", view=health_queries.fleet(session), when=when_formatter(ctx))
+def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff, paging: Paging) -> HTMLResponse:
+    view, more_from = _fleet_page(session, paging)
+    return render(request, "fleet.html", view=view, when=when_formatter(ctx),
+                  next_page=next_url(request, more_from))
+
+
+def _fleet_page(session: Any, paging: PageRequest) -> tuple[Any, int | None]:
+    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name); the counts stay the whole fleet's. The
+    view is built whole from the snapshot the health model keeps, then cut: the page bounds the answer."""
+    view = health_queries.fleet(session)
+    start = paging.after or 0
+    shown = view.opds[start:start + paging.limit]
+    more = start + paging.limit if start + paging.limit < len(view.opds) else None
+    return dataclasses.replace(view, opds=tuple(shown)), more
 
 
 def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
@@ -88,9 +102,12 @@ def _target(view: TargetView | None) -> dict[str, Any] | None:
 
 
 @router.get("/api/v1/fleet", tags=["fleet"])
-def fleet_api(session: DbSession, _staff: Staff) -> dict[str, Any]:
-    """Every OPD with its VMs and sites, their state and cause; incidents are the targets that are not UP."""
-    view = health_queries.fleet(session)
+def fleet_api(request: Request, response: Response, session: DbSession, _staff: Staff,
+              paging: Paging) -> dict[str, Any]:
+    """Every OPD with its VMs and sites, their state and cause; incidents are the targets that are not UP.
+    ``limit`` OPDs at a time (by name); the next page is in the ``Link`` header (``cursor``)."""
+    view, more_from = _fleet_page(session, paging)
+    next_link(request, response, more_from)
     return {
         "counts": view.counts,
         "opds": [
