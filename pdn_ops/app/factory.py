@@ -30,6 +30,8 @@ from pdn_ops.notify import routes as whatsapp_webhook
 from pdn_ops.runs import auto_routes as remediation_auto
 from pdn_ops.runs import home_panel as runs_home
 from pdn_ops.runs import routes as remediation
+from pdn_ops.survey import home_panel as survey_home
+from pdn_ops.survey import routes as survey
 from pdn_ops.web import home
 from pdn_ops.web import probes as health
 from pdn_ops.web.errors import install_error_handlers
@@ -46,7 +48,7 @@ PACKAGE = Path(pdn_ops.__file__).parent
 STATIC = PACKAGE / "web" / "static"
 # Each feature keeps its pages beside its routes; the names stay unique across features.
 TEMPLATE_DIRS = tuple(PACKAGE / feature / "templates"
-                      for feature in ("accounts", "complaints", "health", "runs", "app"))
+                      for feature in ("accounts", "complaints", "health", "runs", "survey", "app"))
 
 
 # Runs when the app starts (workers, the scheduler, the inventory sync); returns how to stop what it started.
@@ -80,11 +82,11 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
                                            known_csrf_token=auth.known_csrf_token)
     app.state.jinja = make_environment(TEMPLATE_DIRS)
     # Each feature's part of the homes, in the order a reader scans them (pdn_ops.web.home).
-    app.state.home_panels = (complaints_home.panel, health_home.panel, runs_home.panel)
+    app.state.home_panels = (survey_home.panel, complaints_home.panel, health_home.panel, runs_home.panel)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
-                   alertmanager_webhook, remediation, remediation_auto, procedure_settings, users):
+                   alertmanager_webhook, remediation, remediation_auto, procedure_settings, users, survey):
         app.include_router(module.router)
     if runtime.settings.office_logo is not None:
         app.include_router(home.logo_router)

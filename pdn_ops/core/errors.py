@@ -16,6 +16,7 @@
     │   ├── PhotoRefused            an uploaded photo (``reason`` is a catalogue key)
     │   ├── WeakPassword            a new password too short
     │   ├── TextRefused             a text with a NUL byte, refused before the database (answered 422)
+    │   ├── SurveyInvalid           a survey response that is not nine scores of 1-4, or an unknown period
     │   └── WebhookMalformed        a provider's webhook body of the wrong shape (answered 400)
     ├── LoginRefused                a login that does not happen
     │   ├── LoginFailed             unknown user, wrong password or inactive account: one answer for all three
@@ -153,6 +154,10 @@ class WeakPassword(InvalidInput):
 class TextRefused(InvalidInput, ValueError):
     """A text parameter of a statement holds a NUL byte (PostgreSQL cannot store one; SQLite would keep a text no
     other part expects). Refused before the statement runs, on both engines."""
+
+
+class SurveyInvalid(InvalidInput, ValueError):
+    """A survey response that is not nine scores of 1-4, a period that does not exist, an IKM off the scale."""
 
 
 class WebhookMalformed(InvalidInput, ValueError):

@@ -24,6 +24,8 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Final
 
+from pdn_ops.core.errors import SurveyInvalid
+
 # The nine elements in the regulation's order; the catalogue holds their questions (survey.element.<code>).
 ELEMENTS: Final = ("requirements", "procedure", "time", "cost", "product", "competence", "conduct",
                    "complaints", "facilities")
@@ -45,10 +47,6 @@ MUTU_FLOORS: Final = ((Decimal("88.31"), Mutu.A), (Decimal("76.61"), Mutu.B), (D
                       (Decimal("25.00"), Mutu.D))
 
 
-class SurveyError(ValueError):
-    """A response that is not nine scores of 1-4, or a period that does not exist."""
-
-
 def to_two_places(value: Fraction) -> Decimal:
     """Half-up to two decimals, exactly (no binary floating point on the way)."""
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(TWO_PLACES, rounding=ROUND_HALF_UP)
@@ -57,7 +55,7 @@ def to_two_places(value: Fraction) -> Decimal:
 def mutu_of(converted: Decimal) -> Mutu:
     """The category of a converted value (already rounded to two decimals), 25.00-100.00."""
     if not Decimal("25.00") <= converted <= Decimal("100.00"):
-        raise SurveyError(f"an IKM value is between 25.00 and 100.00, not {converted}")
+        raise SurveyInvalid(f"an IKM value is between 25.00 and 100.00, not {converted}")
     for floor, mutu in MUTU_FLOORS:
         if converted >= floor:
             return mutu
@@ -66,10 +64,10 @@ def mutu_of(converted: Decimal) -> Mutu:
 
 def validate_scores(scores: Sequence[int]) -> tuple[int, ...]:
     if len(scores) != len(ELEMENTS):
-        raise SurveyError(f"a response scores all {len(ELEMENTS)} elements, not {len(scores)}")
+        raise SurveyInvalid(f"a response scores all {len(ELEMENTS)} elements, not {len(scores)}")
     for score in scores:
         if type(score) is not int or score not in SCORES:
-            raise SurveyError(f"every score is 1, 2, 3 or 4, not {score!r}")
+            raise SurveyInvalid(f"every score is 1, 2, 3 or 4, not {score!r}")
     return tuple(scores)
 
 
@@ -169,13 +167,13 @@ class Period:
 def parse_period(code: str) -> Period:
     year_text, _, rest = code.strip().upper().partition("-")
     if not (year_text.isdigit() and len(year_text) == 4) or not 2000 <= int(year_text) <= 2999:
-        raise SurveyError(f"a period is 2026, 2026-S1 or 2026-Q3, not {code!r}")
+        raise SurveyInvalid(f"a period is 2026, 2026-S1 or 2026-Q3, not {code!r}")
     year = int(year_text)
     if not rest:
         return Period(year, PeriodKind.YEAR, 1)
     kind = {"Q": PeriodKind.QUARTER, "S": PeriodKind.SEMESTER}.get(rest[:1])
     if kind is None or not rest[1:].isdigit() or not 1 <= int(rest[1:]) <= 12 // MONTHS_OF[kind]:
-        raise SurveyError(f"a period is 2026, 2026-S1 or 2026-Q3, not {code!r}")
+        raise SurveyInvalid(f"a period is 2026, 2026-S1 or 2026-Q3, not {code!r}")
     return Period(year, kind, int(rest[1:]))
 
 

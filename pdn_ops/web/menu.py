@@ -33,6 +33,8 @@ MENU: Final[tuple[MenuItem, ...]] = (
     MenuItem("/remediation/automation", "nav.automation", STAFF),
     MenuItem("/reports/monthly", "complaints.nav.reports", EVERYONE),
     MenuItem("/inbox", "complaints.nav.inbox", OPD),
+    MenuItem("/survey", "survey.nav", OPD),
+    MenuItem("/survey-report", "survey.nav.report", STAFF),
     MenuItem("/opd/admins", "complaints.nav.admins", frozenset({"opd_head"})),
     MenuItem("/users", "users.nav", frozenset({"supervisor"})),
     MenuItem("/settings/complaints", "settings.nav", frozenset({"supervisor"})),

@@ -16,6 +16,7 @@ from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.runs.tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
+from pdn_ops.survey.tables import SurveyInvitationRow, SurveyResponseRow
 from tests.complaints.world import file_complaint, principal_named
 
 ANON = "anonymous"
@@ -141,6 +142,16 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
     "PATCH /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
     "POST /api/v1/users/{user_id}/password": frozenset({SUPERVISOR}),
+    # The satisfaction survey: the invited OPD people answer or skip; staff read the IKM report (aggregates);
+    # only a supervisor records the follow-up of a suggestion.
+    "GET /survey": OPD_USERS,
+    "GET /survey/{complaint_id}": frozenset({HEAD, ADMIN}),
+    "POST /survey/{complaint_id}": frozenset({HEAD, ADMIN}),
+    "POST /survey/{complaint_id}/skip": frozenset({HEAD, ADMIN}),
+    "GET /survey-report": STAFF,
+    "GET /survey-report.pdf": STAFF,
+    "GET /survey-report.xlsx": STAFF,
+    "POST /survey-report/suggestions/{response_id}": frozenset({SUPERVISOR}),
 }
 # Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.app.lab_demo.mount), never by create_app:
 # walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.
@@ -197,11 +208,16 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         window = MaintenanceWindowRow(starts_at=utcnow(), ends_at=utcnow() + timedelta(hours=1), target=None,
                                       created_by="engineer")
         session.add_all([rule, window])
+        # The complaint's OPD people are invited to its survey (as at Selesai); one response has a suggestion.
+        session.add_all([SurveyInvitationRow(complaint_id=complaint_id, user_id=p.user_id) for p in (head, admin)])
+        response = SurveyResponseRow(answered_on=utcnow().date(), suggestion="route table",
+                                     **{f"u{i}": 4 for i in range(1, 10)})
+        session.add(response)
         session.flush()
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
                   "run_id": run.id, "cluster": "pdn1", "vmid": 101, "rule_id": rule.id, "change": "disable",
-                  "window_id": window.id}
+                  "window_id": window.id, "response_id": response.id}
     wrong, checked = _walk(world.app, clients, params, ACCESS)
     assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
     assert not wrong, wrong

@@ -8,12 +8,12 @@ from fractions import Fraction
 
 import pytest
 
+from pdn_ops.core.errors import SurveyInvalid
 from pdn_ops.survey.model import (
     ELEMENTS,
     Mutu,
     Period,
     PeriodKind,
-    SurveyError,
     compute,
     mutu_of,
     parse_period,
@@ -82,7 +82,7 @@ def test_the_regulation_table(value: str, mutu: Mutu) -> None:
 
 @pytest.mark.parametrize("value", ["24.99", "100.01"])
 def test_values_outside_the_scale_are_refused(value: str) -> None:
-    with pytest.raises(SurveyError):
+    with pytest.raises(SurveyInvalid):
         mutu_of(Decimal(value))
 
 
@@ -93,7 +93,7 @@ def test_rounding_is_half_up_before_classifying() -> None:
 
 @pytest.mark.parametrize("bad", [[4] * 8, [4] * 10, [4] * 8 + [5], [4] * 8 + [0], [4] * 8 + [True]])
 def test_a_response_is_nine_scores_of_one_to_four(bad: list[int]) -> None:
-    with pytest.raises(SurveyError):
+    with pytest.raises(SurveyInvalid):
         compute([bad])
 
 
@@ -109,5 +109,5 @@ def test_periods() -> None:
     assert [p.code for p in q4.previous(5)] == ["2025-Q4", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
     assert period_of(date(2026, 7, 1), PeriodKind.SEMESTER).code == "2026-S2"
     for bad in ("2026-Q5", "2026-S3", "26", "2026-X1", "2026-Q", ""):
-        with pytest.raises(SurveyError):
+        with pytest.raises(SurveyInvalid):
             parse_period(bad)
