@@ -82,6 +82,8 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
                                            finish=auth.finish_response, known_user=auth.known_principal,
                                            known_csrf_token=auth.known_csrf_token)
     app.state.jinja = make_environment(TEMPLATE_DIRS)
+    for page in ("base.html", "error.html"):  # compiled now: error pages render on the loop without file I/O
+        app.state.jinja.get_template(page)
     # Each feature's part of the homes, in the order a reader scans them (pdn_ops.web.home).
     app.state.home_panels = (survey_home.panel, complaints_home.panel, health_home.panel, runs_home.panel)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

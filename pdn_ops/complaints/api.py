@@ -172,7 +172,7 @@ def _page_response(page: complaint_queries.Page, policy: SlaPolicy) -> Response:
 
 
 @router.post("/complaints", status_code=201)
-def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[str, Form(max_length=40)],
+def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, parts: Parts, asset: Annotated[str, Form(max_length=40)],
                    category: Annotated[str, Form(max_length=40)], description: Annotated[str, Form(max_length=20000)],
                    photo: Annotated[list[UploadFile], File()], response: Response,
                    idempotency_key: Annotated[str | None, Header(max_length=64)] = None) -> ComplaintDetail:
@@ -186,7 +186,8 @@ def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[st
             if earlier is not None:
                 response.status_code = 200
                 return _detail(session, earlier, config.policy)
-        uploads = complaints.prepare_uploads(read_uploads(photo))  # outside the transaction, as the page does
+        with parts.photo_gate.slot():  # outside the transaction, as the page does
+            uploads = complaints.prepare_uploads(read_uploads(photo))
         with unit_of_work(ctx) as session:
             earlier = complaints.already_filed(session, user, key)
             if earlier is not None:

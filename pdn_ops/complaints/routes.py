@@ -125,7 +125,8 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
             return _already_filed(earlier)
     try:
         # Decoding and re-encoding happen before the transaction: SQLite's write lock is never held meanwhile.
-        uploads = complaints.prepare_uploads(read_uploads(files))
+        with parts.photo_gate.slot():
+            uploads = complaints.prepare_uploads(read_uploads(files))
         with unit_of_work(ctx) as session:
             if complaint_id is None:
                 earlier = complaints.already_filed(session, user, idempotency_key)
@@ -339,9 +340,10 @@ def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Sc
                                           office=office_of(ctx), tz=config.policy.tz)
     lang = get_language(request)
     t, tk = translators(lang)
-    body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
-                              printed_at=datetime.now(config.policy.tz), data_dir=ctx.settings.data_dir,
-                              with_photos=with_photos, lang=lang)
+    with parts.pdf_gate.slot():
+        body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
+                                  printed_at=datetime.now(config.policy.tz), data_dir=ctx.settings.data_dir,
+                                  with_photos=with_photos, lang=lang)
     return Response(body, media_type="application/pdf",
                     headers=pdf.attachment_headers(f"complaint-{row.id}-report.pdf"))
 

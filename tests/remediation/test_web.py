@@ -138,9 +138,9 @@ def test_approval_by_an_engineer_through_the_pages(client: TestClient, app: Fast
     assert created.status_code == 303
     run_url = created.headers["location"]
     # Four eyes: the requester is told someone else approves; a second engineer does.
-    assert "Setujui perbaikan ini" not in client.get(run_url).text
+    assert "Setujui pemulihan ini" not in client.get(run_url).text
     as_user(app, SECOND)
-    assert "Setujui perbaikan ini" in client.get(run_url).text
+    assert "Setujui pemulihan ini" in client.get(run_url).text
     assert client.post(f"{run_url}/approve", follow_redirects=False).status_code == 303
     as_user(app, ENGINEER)
     assert "disetujui" in client.get(run_url).text
