@@ -35,6 +35,8 @@ MENU: Final[tuple[MenuItem, ...]] = (
     MenuItem("/inbox", "complaints.nav.inbox", OPD),
     MenuItem("/survey", "survey.nav", OPD),
     MenuItem("/survey-report", "survey.nav.report", STAFF),
+    MenuItem("/service-complaints", "feedback.nav", frozenset({"supervisor"})),
+    MenuItem("/standard", "standard.nav", EVERYONE),
     MenuItem("/opd/admins", "complaints.nav.admins", frozenset({"opd_head"})),
     MenuItem("/users", "users.nav", frozenset({"supervisor"})),
     MenuItem("/settings/complaints", "settings.nav", frozenset({"supervisor"})),
