@@ -16,6 +16,7 @@ Form problems raise ``UserInvalid`` with ``{field: catalogue key}``, every probl
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -84,17 +85,27 @@ def _keep_a_supervisor(session: Session, user: UserRow) -> None:
 # --- reading ---------------------------------------------------------------------------------------------------
 
 def list_users(session: Session, actor: Principal, *, role: str | None = None, opd_id: int | None = None,
-               active: bool | None = None) -> list[UserRow]:
+               active: bool | None = None, after_id: int | None = None, limit: int | None = None) -> list[UserRow]:
+    """Diskominfo first, then by OPD and name; with ``after_id``/``limit`` (the API's pages) by id instead."""
     _need_supervisor(actor)
     stmt = select(UserRow)
+    if after_id is not None or limit is not None:
+        if after_id is not None:
+            stmt = stmt.where(UserRow.id > after_id)
+        stmt = _filtered(stmt, role, opd_id, active)
+        return list(session.scalars(stmt.order_by(UserRow.id).limit(min(limit or MAX_LISTED, MAX_LISTED))))
+    return list(session.scalars(_filtered(stmt, role, opd_id, active).order_by(
+        UserRow.opd_id.is_not(None), UserRow.opd_id, UserRow.username).limit(MAX_LISTED)))
+
+
+def _filtered(stmt: Any, role: str | None, opd_id: int | None, active: bool | None) -> Any:
     if role:
         stmt = stmt.where(UserRow.role == role)
     if opd_id is not None:
         stmt = stmt.where(UserRow.opd_id == opd_id)
     if active is not None:
         stmt = stmt.where(UserRow.active.is_(active))
-    return list(session.scalars(stmt.order_by(UserRow.opd_id.is_not(None), UserRow.opd_id, UserRow.username)
-                                .limit(MAX_LISTED)))
+    return stmt
 
 
 def count_users(session: Session) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import admin as user_admin
@@ -24,6 +24,7 @@ from pdn_ops.core.errors import UserInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
+from pdn_ops.web.paging import Paging, next_link
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -196,6 +197,9 @@ class UserOut(BaseModel):
 
 
 class UserIn(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     username: str = Field(max_length=200)
     display_name: str = Field(default="", max_length=400)
     role: str = Field(max_length=20, description="engineer, supervisor or opd_head (OPD heads assign OPD admins)")
@@ -207,6 +211,9 @@ class UserIn(BaseModel):
 
 
 class UserPatch(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     display_name: str | None = Field(default=None, max_length=400)
     phone: str | None = Field(default=None, max_length=40, description="E.164; empty string removes it")
     email: str | None = Field(default=None, max_length=400)
@@ -216,6 +223,9 @@ class UserPatch(BaseModel):
 
 
 class PasswordIn(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     password: str = Field(max_length=1000)
 
 
@@ -231,13 +241,19 @@ def _invalid(user: Principal, errors: dict[str, str], status_code: int = 422) ->
 
 
 @router.get("/api/v1/users", tags=["users"])
-def api_list_users(user: Supervisor, session: DbSession, role: str | None = None, opd: str | None = None,
+def api_list_users(request: Request, response: Response, user: Supervisor, session: DbSession, paging: Paging,
+                   role: Annotated[str | None, Query(max_length=40)] = None,
+                   opd: Annotated[str | None, Query(max_length=63)] = None,
                    active: bool | None = None) -> list[UserOut]:
+    """Users by id, ``limit`` at a time; the next page is in the ``Link`` header (``cursor``)."""
     opd_row = fleet.opd_by_code(session, opd) if opd else None
     if opd and opd_row is None:
         return []
-    return [_out(r) for r in user_admin.list_users(session, user, role=role, active=active,
-                                                   opd_id=opd_row.id if opd_row else None)]
+    rows, more = paging.cut(user_admin.list_users(session, user, role=role, active=active,
+                                                  opd_id=opd_row.id if opd_row else None,
+                                                  after_id=paging.after, limit=paging.limit + 1))
+    next_link(request, response, rows[-1].id if more and rows else None)
+    return [_out(r) for r in rows]
 
 
 @router.post("/api/v1/users", status_code=201, tags=["users"])

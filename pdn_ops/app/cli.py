@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,7 +45,13 @@ class _Commands(click.Group):
 @click.version_option(pdn_ops.__version__, prog_name="pdn-ops")
 def main() -> None:
     """pdn-ops keeps a regency data centre's hosted VMs and websites running."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries' INFO lines (apscheduler, paramiko, uvicorn, alembic) stay out of the console; pdn-ops's own
+    # notices stay in. PDN_OPS_LOG_LEVEL=DEBUG|INFO shows everything from that level.
+    chosen = os.environ.get("PDN_OPS_LOG_LEVEL", "").upper()
+    logging.basicConfig(level=getattr(logging, chosen, logging.WARNING) if chosen else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not chosen:
+        logging.getLogger("pdn_ops").setLevel(logging.INFO)
 
 
 @main.group()
@@ -164,23 +175,23 @@ def serve(database_url: str | None, inventory_path: Path | None, listen: str | N
     _serve(app, settings.host, settings.port)
 
 
-def _serve(app: Any, host: str, port: int) -> None:
+def _serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
     import uvicorn
 
     from pdn_ops.web import access_log
 
     # A bounded graceful stop: SIGTERM under load lets requests in flight finish for at most 5 s, then closes.
-    config = uvicorn.Config(app, host=host, port=port, log_level="info",  # configures uvicorn's loggers
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,  # configures uvicorn's loggers
                             timeout_graceful_shutdown=5)
     access_log.install()  # after that configuration, which would otherwise drop the filter
     uvicorn.Server(config).run()
 
 
 @main.command()
-@click.option("--listen", default="127.0.0.1:8000", show_default=True)
+@click.option("--listen", default=None, envvar="PDN_OPS_LISTEN", help="HOST:PORT (default 127.0.0.1:8000).")
 @click.option("--lab/--no-lab", "with_lab", default=True, show_default=True,
               help="Start the lab (a Proxmox cluster on loopback with live VMs) and use its inventory.")
-def demo(listen: str, with_lab: bool) -> None:
+def demo(listen: str | None, with_lab: bool) -> None:
     """`make run`: migrate the default SQLite database, start the lab and serve the demo on embedded defaults."""
 
     from pdn_ops.app.factory import create_app
@@ -207,19 +218,23 @@ def demo(listen: str, with_lab: bool) -> None:
         settings = settings_from(demo=True, listen=listen, inventory=running_lab.inventory_path)
     try:
         runtime = runtime_from(settings)
-        app = create_app(runtime, start_hooks=[sync_inventory_at_start, sweep_photos_at_start, _demo_accounts,
-                                               scheduler_hook(build_factory=real_collectors), notify_worker,
-                                               remediation_worker])
+        banner: list[str] = []
+        app = create_app(runtime, start_hooks=[sync_inventory_at_start, sweep_photos_at_start,
+                                               _demo_accounts(banner), scheduler_hook(build_factory=real_collectors),
+                                               notify_worker, remediation_worker])
+        base = f"http://{settings.host}:{settings.port}"
+        banner[:0] = [f"pdn-ops demo: {base}/  (database {settings.effective_database_url})"]
         if running_lab is not None:
             from pdn_ops.app import lab_demo
 
             runtime.health.site_ca_file = str(running_lab.ca_file)  # the lab's sites use its own CA
             # Only here, beside a lab in this process: a page for staff to break the lab's VMs from the browser.
             panel = lab_demo.mount(app, running_lab)
-            click.echo(f"lab: break things from the browser (as engineer): http://{settings.host}:{settings.port}/lab")
-        click.echo(f"pdn-ops demo: http://{settings.host}:{settings.port}/  "
-                   f"(database {settings.effective_database_url})")
-        _serve(app, settings.host, settings.port)
+            banner.insert(1, f"lab: break things from the browser (as engineer): {base}/lab")
+        # The address and the accounts are the last lines printed, once the server answers.
+        threading.Thread(target=_print_when_ready, args=(settings.host, settings.port, banner), daemon=True,
+                         name="demo-banner").start()
+        _serve(app, settings.host, settings.port, log_level="warning")
     finally:
         if panel is not None:
             panel.close()
@@ -227,16 +242,32 @@ def demo(listen: str, with_lab: bool) -> None:
             running_lab.stop()
 
 
-def _demo_accounts(runtime: Runtime) -> None:
-    """Demo mode: create and print the demo accounts (after the inventory sync made the OPDs)."""
-    from pdn_ops.accounts import service as accounts
-    from pdn_ops.core.db.engine import transaction
+def _demo_accounts(banner: list[str]) -> Callable[[Runtime], None]:
+    """Demo mode: create the demo accounts (after the inventory sync made the OPDs); the banner lists them."""
 
-    with transaction(runtime.sessions) as session:
-        made = accounts.ensure_demo_accounts(session)
-    click.echo(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
-    for username, role, opd in made:
-        click.echo(f"  {username:<16} {role:<11} {opd}")
+    def hook(runtime: Runtime) -> None:
+        from pdn_ops.accounts import service as accounts
+        from pdn_ops.core.db.engine import transaction
+
+        with transaction(runtime.sessions) as session:
+            made = accounts.ensure_demo_accounts(session)
+        banner.append(f"demo accounts (password {accounts.DEMO_PASSWORD!r}):")
+        banner.extend(f"  {username:<16} {role:<11} {opd}" for username, role, opd in made)
+
+    return hook
+
+
+def _print_when_ready(host: str, port: int, lines: list[str], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        return  # the server never came up; its own error says why
+    click.echo("\n".join(lines))
 
 
 main.add_command(user)

@@ -45,6 +45,7 @@ from pdn_ops.runs.metrics import RemediationCollector
 from pdn_ops.runs.model import Policy
 from pdn_ops.runs.parts import RunsParts
 from pdn_ops.runs.timeline_facts import linked_runs
+from pdn_ops.survey import service as survey_invitations
 
 if TYPE_CHECKING:
     from pdn_ops.core.scheduler import SchedulerService
@@ -81,6 +82,8 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
     config = complaint_config(settings.data_dir, chosen, terms=terms)
     # WhatsApp/e-mail messages to the OPD for each state change, in the same transaction (the outbox).
     config.listeners.add(complaint_notifications.make_listener(settings.public_url))
+    # Selesai invites the OPD to the satisfaction survey, in the same transaction (pdn_ops.survey).
+    config.listeners.add(survey_invitations.make_listener(settings.public_url))
     runtime = Runtime(
         settings=settings, engine=engine, sessions=sessions,
         accounts=AccountsParts(authenticate=Authenticator(sessions), password_gate=Gate(

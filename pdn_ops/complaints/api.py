@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from pdn_ops.complaints.routes import read_uploads, scoped_complaint
 from pdn_ops.complaints.sla import SlaPolicy
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core.db.engine import read_only
-from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.db.tables import MAX_ID, utcnow
 from pdn_ops.core.errors import ComplaintInvalid, PhotoRefused
 from pdn_ops.web.deps import Ctx, DbSession, Language, unit_of_work
 
@@ -74,8 +74,11 @@ class ComplaintPage(BaseModel):
 
 
 class ActionIn(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     reason: str = Field(default="", max_length=2000)
-    merge_into: int | None = None
+    merge_into: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class TimelineEntry(BaseModel):
@@ -169,7 +172,7 @@ def _page_response(page: complaint_queries.Page, policy: SlaPolicy) -> Response:
 
 
 @router.post("/complaints", status_code=201)
-def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[str, Form(max_length=40)],
+def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, parts: Parts, asset: Annotated[str, Form(max_length=40)],
                    category: Annotated[str, Form(max_length=40)], description: Annotated[str, Form(max_length=20000)],
                    photo: Annotated[list[UploadFile], File()], response: Response,
                    idempotency_key: Annotated[str | None, Header(max_length=64)] = None) -> ComplaintDetail:
@@ -183,7 +186,8 @@ def file_complaint(ctx: Ctx, user: OpdAdmin, config: Config, asset: Annotated[st
             if earlier is not None:
                 response.status_code = 200
                 return _detail(session, earlier, config.policy)
-        uploads = complaints.prepare_uploads(read_uploads(photo))  # outside the transaction, as the page does
+        with parts.photo_gate.slot():  # outside the transaction, as the page does
+            uploads = complaints.prepare_uploads(read_uploads(photo))
         with unit_of_work(ctx) as session:
             earlier = complaints.already_filed(session, user, key)
             if earlier is not None:

@@ -24,6 +24,7 @@ from pdn_ops.complaints.queries import LinkedRuns
 from pdn_ops.complaints.service import ComplaintConfig
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.complaints.timeline import RunFact
+from pdn_ops.core.gates import Gate
 
 
 class AssetStates(Protocol):
@@ -86,6 +87,12 @@ class ComplaintsParts:
     linked_runs: LinkedRuns = no_runs
     playbooks: PlaybookChoices = no_playbooks
     extra_actions: Sequence[ExtraActions] = field(default_factory=tuple)
+    # The CPU-heavy parts, each with a bounded queue (beyond it 503 + Retry-After): decoding and re-encoding
+    # uploaded photos (~50-300 ms each), rendering a PDF report (up to a few seconds with photos). Sized for 2 cores.
+    photo_gate: Gate = field(default_factory=lambda: Gate("photo processing", limit=2, queue=40,
+                                                          wait_seconds=15.0))
+    pdf_gate: Gate = field(default_factory=lambda: Gate("PDF rendering", limit=1, queue=8, wait_seconds=20.0,
+                                                        retry_after=10))
 
 
 # Async on purpose: FastAPI runs a sync dependency in the thread pool, a hop that costs more than this lookup.

@@ -157,6 +157,10 @@ class _Document(FPDF):
         return bytes(self.output())
 
 
+# The document the reports draw on, for other features' PDF files (the survey's IKM report): same fonts, footer.
+Document = _Document
+
+
 def _when(value: datetime | None, tz: ZoneInfo) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
 

@@ -20,7 +20,7 @@ from pdn_ops.complaints import timeline as tl
 from pdn_ops.complaints.model import State
 from pdn_ops.complaints.service import get
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVersionRow, NotificationRow, WorkNoteRow
-from pdn_ops.core.db.tables import AuditRow, utcnow
+from pdn_ops.core.db.tables import MAX_ID, AuditRow, utcnow
 from pdn_ops.core.errors import NotFound
 
 PAGE = 50
@@ -106,6 +106,8 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
             params["after_due"], params["after_id"] = datetime.fromisoformat(raw_due), int(raw_id)
         except ValueError:
             raise NotFound("bad cursor") from None
+        if not 0 <= params["after_id"] <= MAX_ID:
+            raise NotFound("bad cursor")
         if params["after_due"].tzinfo is None:
             raise NotFound("bad cursor")
     if assignee_id is not None:
@@ -137,7 +139,7 @@ def listing(session: Session, principal: Principal, *, state: str | None = None,
         except ValueError:
             raise NotFound("no such state") from None
     if cursor:
-        if not cursor.isdigit():
+        if not cursor.isdigit() or len(cursor) > 10 or int(cursor) > MAX_ID:
             raise NotFound("bad cursor")
         params["before_id"] = int(cursor)
     stmt = _listing_statement("opd_id" in params, "state" in params, "before_id" in params, light)

@@ -69,8 +69,10 @@ def monthly_pdf(request: Request, ctx: Ctx, user: CurrentUser, session: DbSessio
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
     t, tk = translators(get_language(request))
-    body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=_uptime(parts, session, report),
-                           printed_at=datetime.now(config.policy.tz))
+    uptime = _uptime(parts, session, report)
+    with parts.pdf_gate.slot():
+        body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=uptime,
+                               printed_at=datetime.now(config.policy.tz))
     scope = opd if opd and report.opd_name else ("opd" if report.opd_name else "all")
     name = f"complaints-{pdf.safe_part(month)}-{pdf.safe_part(scope)}.pdf"
     return Response(body, media_type="application/pdf", headers=pdf.attachment_headers(name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -34,9 +35,18 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(value: object) -> str:
-    """Spreadsheets run a cell starting with = + - @ TAB CR as a formula; a leading quote makes it text."""
+    """Spreadsheets run a cell starting with = + - @ TAB CR as a formula; a leading quote makes it text.
+
+    What a spreadsheet reads first is looked at after NFKC folding (the full-width ＝ ＋ － ＠ become = + - @, and
+    some spreadsheets fold them too) and after any control or invisible format characters it skips (a NUL, a
+    zero-width space, then "="). Such leading characters are dropped; the rest is kept as typed."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    stripped = text.lstrip("".join(ch for ch in set(text[:64]) if unicodedata.category(ch) in ("Cc", "Cf")
+                                   and ch not in "\t\r"))
+    first = unicodedata.normalize("NFKC", stripped[:1]) if stripped else ""
+    if first.startswith(FORMULA_PREFIXES) or stripped.startswith(FORMULA_PREFIXES):
+        return "'" + stripped
+    return stripped if stripped != text else text
 
 
 def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -29,7 +29,7 @@ from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts, PlaybookCho
 from pdn_ops.complaints.tables import ComplaintRow
 from pdn_ops.core import fleet, photos
 from pdn_ops.core.db.engine import read_only
-from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.db.tables import MAX_ID, utcnow
 from pdn_ops.core.errors import ComplaintInvalid, NotFound, PhotoRefused
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.health import TargetDetail, when_formatter
@@ -125,7 +125,8 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
             return _already_filed(earlier)
     try:
         # Decoding and re-encoding happen before the transaction: SQLite's write lock is never held meanwhile.
-        uploads = complaints.prepare_uploads(read_uploads(files))
+        with parts.photo_gate.slot():
+            uploads = complaints.prepare_uploads(read_uploads(files))
         with unit_of_work(ctx) as session:
             if complaint_id is None:
                 earlier = complaints.already_filed(session, user, idempotency_key)
@@ -247,7 +248,8 @@ def resubmit(request: Request, ctx: Ctx, user: OpdAdmin, row: Scoped, parts: Par
 def act(ctx: Ctx, user: CurrentUser, row: Scoped, config: Config, action: Action,
         reason: Annotated[str, Form(max_length=2000)] = "", merge_into: Annotated[str, Form(max_length=20)] = "",
         ) -> Response:
-    target = int(merge_into) if merge_into.strip().isdigit() else None
+    target = int(merge_into) if merge_into.strip().isdigit() and len(merge_into.strip()) <= 10 else None
+    target = target if target is not None and target <= MAX_ID else None
     with unit_of_work(ctx) as session:
         complaints.act(session, user, row.id, action, reason=reason, merge_into=target, config=config)
     return flash_redirect(f"/complaints/{row.id}", str(action))
@@ -338,9 +340,10 @@ def resolution_report_pdf(request: Request, ctx: Ctx, user: CurrentUser, row: Sc
                                           office=office_of(ctx), tz=config.policy.tz)
     lang = get_language(request)
     t, tk = translators(lang)
-    body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
-                              printed_at=datetime.now(config.policy.tz), data_dir=ctx.settings.data_dir,
-                              with_photos=with_photos, lang=lang)
+    with parts.pdf_gate.slot():
+        body = pdf.resolution_pdf(report, timeline.lines(report.timeline, lang), t=t, tk=tk, tz=config.policy.tz,
+                                  printed_at=datetime.now(config.policy.tz), data_dir=ctx.settings.data_dir,
+                                  with_photos=with_photos, lang=lang)
     return Response(body, media_type="application/pdf",
                     headers=pdf.attachment_headers(f"complaint-{row.id}-report.pdf"))
 

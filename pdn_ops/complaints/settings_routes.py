@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pdn_ops.accounts import Principal, Role, Staff, Supervisor
 from pdn_ops.complaints import procedure_store as procedure_settings
@@ -79,6 +79,9 @@ def save_settings(request: Request, ctx: Ctx, parts: Parts, user: Supervisor,
 # --- JSON API ---------------------------------------------------------------------------------------------------
 
 class ProcedureValues(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     sla_days: int
     sla_mode: Literal["calendar", "working"]
     holidays: list[date]
@@ -96,6 +99,9 @@ class ProcedureSettingsOut(ProcedureValues):
 
 class ProcedureSettingsIn(BaseModel):
     """Loose types on purpose: every field is checked by the same rules as the form, with one error per field."""
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
 
     sla_days: Any = Field(default=None, examples=[7])
     sla_mode: Any = Field(default=None, examples=["working"])

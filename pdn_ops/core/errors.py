@@ -6,6 +6,7 @@
     │   └── YamlSyntaxError         a YAML file does not parse (its line and the parser's message)
     ├── DatabaseNotReady            the schema is missing or behind; run `pdn-ops db upgrade`
     ├── Overloaded                  a bounded queue is full or its wait ran out: answered 503 with Retry-After
+    ├── Throttled                   one sender sent too much to a public form: answered 429 with Retry-After
     ├── InvalidInput                a form or request a person can correct; nothing was stored
     │   ├── FormInvalid             ``errors`` maps each bad field to a catalogue key
     │   │   ├── ComplaintInvalid    the complaint form
@@ -15,6 +16,8 @@
     │   ├── SettingsInvalid         the complaint procedure's settings (``errors``: field -> FieldError)
     │   ├── PhotoRefused            an uploaded photo (``reason`` is a catalogue key)
     │   ├── WeakPassword            a new password too short
+    │   ├── TextRefused             a text with a NUL byte, refused before the database (answered 422)
+    │   ├── SurveyInvalid           a survey response that is not nine scores of 1-4, or an unknown period
     │   └── WebhookMalformed        a provider's webhook body of the wrong shape (answered 400)
     ├── LoginRefused                a login that does not happen
     │   ├── LoginFailed             unknown user, wrong password or inactive account: one answer for all three
@@ -94,6 +97,14 @@ class Overloaded(PdnOpsError):
         super().__init__(f"{what}: too busy, retry in {retry_after} s")
 
 
+class Throttled(PdnOpsError):
+    """One sender (a keyed hash of its address) reached a public form's limit; ``retry_after`` in seconds."""
+
+    def __init__(self, what: str, retry_after: int = 3600) -> None:
+        self.retry_after = retry_after
+        super().__init__(what)
+
+
 class InvalidInput(PdnOpsError):
     """A form or request with problems a person can correct; nothing was stored."""
 
@@ -147,6 +158,15 @@ class PhotoRefused(InvalidInput):
 
 class WeakPassword(InvalidInput):
     """The password is too short."""
+
+
+class TextRefused(InvalidInput, ValueError):
+    """A text parameter of a statement holds a NUL byte (PostgreSQL cannot store one; SQLite would keep a text no
+    other part expects). Refused before the statement runs, on both engines."""
+
+
+class SurveyInvalid(InvalidInput, ValueError):
+    """A survey response that is not nine scores of 1-4, a period that does not exist, an IKM off the scale."""
 
 
 class WebhookMalformed(InvalidInput, ValueError):

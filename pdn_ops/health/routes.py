@@ -6,18 +6,23 @@ OPD pages call ``pdn_ops.health.queries.fleet(session, opd_id=...)`` themselves.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from pdn_ops.accounts import Staff
+from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import NotFound
+from pdn_ops.health import history
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView
+from pdn_ops.web import charts
 from pdn_ops.web.deps import Ctx, DbSession
+from pdn_ops.web.paging import PageRequest, Paging, next_link, next_url
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -34,12 +39,38 @@ def when_formatter(ctx: Ctx) -> Any:
 
 
 @router.get("/fleet", response_class=HTMLResponse, include_in_schema=False)
-def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
-    return render(request, "fleet.html", view=health_queries.fleet(session), when=when_formatter(ctx))
+def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff, paging: Paging) -> HTMLResponse:
+    view, more_from = _fleet_page(session, paging)
+    return render(request, "fleet.html", view=view, when=when_formatter(ctx),
+                  next_page=next_url(request, more_from))
 
 
-def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail) -> HTMLResponse:
-    return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx))
+def _fleet_page(session: Any, paging: PageRequest) -> tuple[Any, int | None]:
+    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name); the counts stay the whole fleet's. The
+    view is built whole from the snapshot the health model keeps, then cut: the page bounds the answer."""
+    view = health_queries.fleet(session)
+    start = paging.after or 0
+    shown = view.opds[start:start + paging.limit]
+    more = start + paging.limit if start + paging.limit < len(view.opds) else None
+    return dataclasses.replace(view, opds=tuple(shown)), more
+
+
+def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
+    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times."""
+    now = utcnow()
+    keys = [(v.kind, v.ref) for v in detail.targets if v.kind in ("vm", "site")]
+    ids = history.target_ids(session, keys)
+    main = ids.get(keys[0]) if keys else None
+    bars = history.uptime(session, [main], now, tz).get(main) if main is not None else None
+    response = history.response_times(session, main, now) if main is not None and detail.kind == "site" else []
+    return {"uptime": bars, "response": response}
+
+
+def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail, session: Any = None) -> HTMLResponse:
+    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {"uptime": None,
+                                                                                          "response": []}
+    return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx), charts=charts,
+                  **pictures)
 
 
 @router.get("/fleet/vm/{vm_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -48,7 +79,7 @@ def vm_page(vm_id: int, request: Request, ctx: Ctx, session: DbSession, _staff: 
         detail = health_queries.vm_detail(session, vm_id)
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
-    return _detail_page(request, ctx, detail)
+    return _detail_page(request, ctx, detail, session)
 
 
 @router.get("/fleet/site/{site_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -57,7 +88,7 @@ def site_page(site_id: int, request: Request, ctx: Ctx, session: DbSession, _sta
         detail = health_queries.site_detail(session, site_id)
     except NotFound:
         raise HTTPException(status_code=404, detail="Not Found") from None
-    return _detail_page(request, ctx, detail)
+    return _detail_page(request, ctx, detail, session)
 
 
 def _target(view: TargetView | None) -> dict[str, Any] | None:
@@ -71,9 +102,12 @@ def _target(view: TargetView | None) -> dict[str, Any] | None:
 
 
 @router.get("/api/v1/fleet", tags=["fleet"])
-def fleet_api(session: DbSession, _staff: Staff) -> dict[str, Any]:
-    """Every OPD with its VMs and sites, their state and cause; incidents are the targets that are not UP."""
-    view = health_queries.fleet(session)
+def fleet_api(request: Request, response: Response, session: DbSession, _staff: Staff,
+              paging: Paging) -> dict[str, Any]:
+    """Every OPD with its VMs and sites, their state and cause; incidents are the targets that are not UP.
+    ``limit`` OPDs at a time (by name); the next page is in the ``Link`` header (``cursor``)."""
+    view, more_from = _fleet_page(session, paging)
+    next_link(request, response, more_from)
     return {
         "counts": view.counts,
         "opds": [

@@ -53,6 +53,8 @@ EVENTS: Final[dict[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec("intake_media_refused", True, ("reason",)),
     # A draft sent over WhatsApp/e-mail still lacks something the service standard requires (wiring: intake).
     EventSpec("intake_incomplete", True, ("number", "missing")),
+    # A complaint reached Selesai: the OPD is asked, once, how the service did (pdn_ops.survey).
+    EventSpec("survey_invitation", False, ("number", "link")),
 )}
 
 # Events engineers receive ("engineers get SLA-at-risk and remediation-failed alerts").

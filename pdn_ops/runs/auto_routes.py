@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import utcnow
@@ -194,10 +194,16 @@ def end_window_page(request: Request, ctx: Ctx, staff: Staff, window_id: int) ->
 # --- JSON API -----------------------------------------------------------------------------------------------------
 
 class SwitchRequest(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool
 
 
 class RuleRequest(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     target: str = Field(max_length=200, description="cluster/vmid")
     playbook: str = Field(max_length=63)
     min_failed_checks: int = Field(default=3, description="checks in a row that show the playbook's symptom")
@@ -206,10 +212,16 @@ class RuleRequest(BaseModel):
 
 
 class RuleChange(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool
 
 
 class WindowRequest(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     starts_at: datetime
     ends_at: datetime
     target: str | None = None

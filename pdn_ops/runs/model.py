@@ -495,7 +495,9 @@ def suggest_snapshot(snapshots: Iterable[tuple[str, datetime | None]], problem_a
 
 
 def cap_output(text: str, limit: int = 16_384) -> str:
-    """Keep the head and the tail of long output: the cause is usually at one end."""
+    """Keep the head and the tail of long output: the cause is usually at one end. A NUL byte (a binary on the
+    terminal) becomes U+FFFD: the journal is text, and no database stores a NUL in text."""
+    text = text.replace("\x00", "\ufffd")
     if len(text) <= limit:
         return text
     half = limit // 2

@@ -7,16 +7,17 @@ naming it, unknown 404). Nothing remote runs in a request: the worker executes t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pdn_ops.accounts import Staff
-from pdn_ops.core.db.tables import utcnow
+from pdn_ops.core.db.tables import MAX_ID, utcnow
 from pdn_ops.core.errors import Conflict, NotFound, PolicyRefused
 from pdn_ops.core.inventory import Inventory
 from pdn_ops.runs import alerts as remediation_alerts
@@ -29,6 +30,7 @@ from pdn_ops.runs.model import may_approve as rem_may_approve
 from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
+from pdn_ops.web.paging import Paging, next_link
 from pdn_ops.web.templating import flash_redirect, render
 from remediation import registry
 
@@ -36,10 +38,13 @@ router = APIRouter()
 
 
 class RunRequest(BaseModel):
+    # An unknown field is refused (422 naming it), not silently ignored: a typo must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
     playbook: str = Field(max_length=63)
     target: str = Field(max_length=200, description="cluster/vmid")
     params: dict[str, Any] = {}
-    complaint_id: int | None = None
+    complaint_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 def _inventory(ctx: Ctx) -> tuple[Inventory, FilePath]:
@@ -65,9 +70,25 @@ def _snapshot_cache(ctx: Ctx) -> snapshots.SnapshotCache:
     return cache
 
 
+def _known_snapshots(ctx: Ctx) -> Callable[[str], Sequence[str] | None]:
+    """The target's snapshot names as the cache last read them; a first read is awaited a few seconds (a rare,
+    deliberate request, in a worker thread). None when still unknown: the worker checks again before acting."""
+    cache = runs_of(ctx).snapshots
+
+    def names(target: str) -> Sequence[str] | None:
+        if cache is None:
+            return None
+        entry = cache.get(target)
+        if entry.fetched_at is None:
+            entry = cache.wait(target, 5.0)
+        return [s.name for s in entry.snapshots] if entry.fetched_at is not None else None
+
+    return names
+
+
 Cluster = Annotated[str, Path(max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Vmid = Annotated[int, Path(ge=100, le=999_999_999)]
-ComplaintRef = Annotated[int | None, Query(ge=1)]
+ComplaintRef = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def _suggest(ctx: Ctx, session: Any, cluster: str, vmid: int, complaint_id: int | None,
@@ -114,7 +135,8 @@ def dry_run_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff) ->
     try:
         params, plan = svc.dry_run(inventory, playbook=body.playbook, target=body.target, params=body.params,
                                    policy=_policy(ctx), requester=_requester(staff), base_dir=base_dir,
-                                   session=session, complaint_id=body.complaint_id)
+                                   session=session, complaint_id=body.complaint_id,
+                                   known_snapshots=_known_snapshots(ctx))
     except (PolicyRefused, NotFound, Conflict) as exc:
         raise _http(exc) from None
     return {"params": params, "plan": plan}
@@ -128,15 +150,20 @@ def request_api(body: RunRequest, ctx: Ctx, session: DbSession, staff: Staff,
     try:
         row = svc.request_run(session, inventory, playbook=body.playbook, target=body.target, params=body.params,
                               requester=_requester(staff), idempotency_key=idempotency_key,
-                              policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir)
+                              policy=_policy(ctx), complaint_id=body.complaint_id, base_dir=base_dir,
+                              known_snapshots=_known_snapshots(ctx))
     except (PolicyRefused, NotFound, Conflict) as exc:
         raise _http(exc) from None
     return run_view(row)
 
 
 @router.get("/api/v1/remediation/runs", tags=["remediation"])
-def list_api(session: DbSession, _staff: Staff, target: str | None = None) -> list[dict[str, Any]]:
-    return [run_view(r) for r in svc.list_runs(session, target=target)]
+def list_api(request: Request, response: Response, session: DbSession, _staff: Staff, paging: Paging,
+             target: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
+    """The newest runs first, ``limit`` at a time; the next page is in the ``Link`` header (``cursor``)."""
+    rows, more = paging.cut(svc.list_runs(session, target=target, limit=paging.limit + 1, before=paging.after))
+    next_link(request, response, rows[-1].id if more and rows else None)
+    return [run_view(r) for r in rows]
 
 
 @router.get("/api/v1/remediation/runs/{run_id}", tags=["remediation"])
@@ -230,7 +257,7 @@ def dry_run_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
     try:
         clean, plan = svc.dry_run(inventory, playbook=playbook, target=target, params=params, policy=_policy(ctx),
                                   requester=_requester(staff), base_dir=base_dir, session=session,
-                                  complaint_id=complaint_id)
+                                  complaint_id=complaint_id, known_snapshots=_known_snapshots(ctx))
     except (PolicyRefused, NotFound, Conflict) as exc:
         return _runs_page(request, ctx, status_code=_http(exc).status_code, error=exc,
                           form={"playbook": playbook, "target": target, "param_name": param_name,
@@ -252,7 +279,8 @@ def request_page(request: Request, ctx: Ctx, session: DbSession, staff: Staff,
         row = svc.request_run(session, inventory, playbook=playbook, target=target,
                               params={param_name: param_value} if param_name else {},
                               requester=_requester(staff), idempotency_key=key,
-                              policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir)
+                              policy=_policy(ctx), complaint_id=complaint_id, base_dir=base_dir,
+                              known_snapshots=_known_snapshots(ctx))
     except svc.ActiveRunConflict as exc:
         return RedirectResponse(f"/remediation/runs/{exc.run_id}", status_code=303)
     except (PolicyRefused, NotFound, Conflict) as exc:

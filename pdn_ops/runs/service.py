@@ -9,7 +9,7 @@ or the VM hosting the site it is about) of the complaint's OPD: the run's closur
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,9 +95,14 @@ def check_complaint(session: Session, target: VmTarget, complaint_id: int) -> Co
 
 def dry_run(inventory: Inventory, *, playbook: str, target: str, params: Mapping[str, object],
             policy: rem.Policy, requester: Requester, base_dir: Any = None, session: Session | None = None,
-            complaint_id: int | None = None) -> tuple[dict[str, Any], list[str]]:
+            complaint_id: int | None = None,
+            known_snapshots: Callable[[str], Sequence[str] | None] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Validate and show the exact plan (API calls and commands) without any I/O outside the database; with a
-    ``complaint_id`` (and a session), the complaint must fit the target (``check_complaint``)."""
+    ``complaint_id`` (and a session), the complaint must fit the target (``check_complaint``).
+
+    ``known_snapshots(target)`` gives the target VM's snapshot names as last read from Proxmox (None: not known):
+    a snapshot parameter must name one of them, so another VM's snapshot is refused here, at the dry run and the
+    request, not only later by the worker."""
     vm = vm_target(inventory, target, base_dir)
     _check_scope(vm, requester)
     if complaint_id is not None:
@@ -106,6 +111,10 @@ def dry_run(inventory: Inventory, *, playbook: str, target: str, params: Mapping
         check_complaint(session, vm, complaint_id)
     book = registry.playbook(playbook)
     clean = book.validate(params, vm, policy)
+    if "snapshot" in clean and known_snapshots is not None:
+        names = known_snapshots(target)
+        if names is not None:
+            rem.validate_snapshot_name(clean["snapshot"], names)
     ctx = RunContext(run_id=0, target=vm, params=clean, policy=policy)
     return clean, runner.plan(book, ctx)
 
@@ -113,7 +122,8 @@ def dry_run(inventory: Inventory, *, playbook: str, target: str, params: Mapping
 def request_run(session: Session, inventory: Inventory, *, playbook: str, target: str,
                 params: Mapping[str, object], requester: Requester, idempotency_key: str, policy: rem.Policy,
                 complaint_id: int | None = None, trigger: str = "manual", base_dir: Any = None,
-                now: datetime | None = None, approvals_needed: int | None = None) -> RemediationRunRow:
+                now: datetime | None = None, approvals_needed: int | None = None,
+                known_snapshots: Callable[[str], Sequence[str] | None] | None = None) -> RemediationRunRow:
     """Enqueue a run. The same idempotency key with the same request returns the same run (with another request:
     a Conflict naming what differs); an active run on the target is a 409; a complaint must fit the target.
 
@@ -126,7 +136,8 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
     if existing is not None:
         _same_request(existing, idempotency_key, playbook=playbook, target=target, complaint_id=complaint_id)
     clean, plan = dry_run(inventory, playbook=playbook, target=target, params=params, policy=policy,
-                          requester=requester, base_dir=base_dir, session=session, complaint_id=complaint_id)
+                          requester=requester, base_dir=base_dir, session=session, complaint_id=complaint_id,
+                          known_snapshots=known_snapshots)
     if existing is not None:
         _same_request(existing, idempotency_key, params=clean)
         return existing
@@ -185,10 +196,14 @@ def get_run(session: Session, run_id: int) -> RemediationRunRow:
     return row
 
 
-def list_runs(session: Session, *, target: str | None = None, limit: int = 100) -> list[RemediationRunRow]:
+def list_runs(session: Session, *, target: str | None = None, limit: int = 100,
+              before: int | None = None) -> list[RemediationRunRow]:
+    """The newest runs first; ``before`` (a run id) continues a list where its previous page ended."""
     stmt = select(RemediationRunRow).order_by(RemediationRunRow.id.desc()).limit(limit)
     if target is not None:
         stmt = stmt.where(RemediationRunRow.target == target)
+    if before is not None:
+        stmt = stmt.where(RemediationRunRow.id < before)
     return list(session.scalars(stmt))
 
 

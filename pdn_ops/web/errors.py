@@ -16,12 +16,15 @@ import logging
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pdn_ops.core.db.faults import OutageLog
-from pdn_ops.core.errors import Conflict, NotFound, Overloaded, PermissionDenied
+from pdn_ops.core.errors import Conflict, NotFound, Overloaded, PermissionDenied, TextRefused
+from pdn_ops.web.input_guard import invalid_body
 from pdn_ops.web.overload import classify, fault_response, wants_json
 from pdn_ops.web.templating import render
 
@@ -31,13 +34,21 @@ log = logging.getLogger(__name__)
 def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 503 and not (exc.headers or {}).get("Retry-After"):
+            # Every 503 says when to come back (e.g. the inventory not loaded yet, just after a start).
+            exc = StarletteHTTPException(503, exc.detail, headers={**(exc.headers or {}), "Retry-After": "5"})
         if wants_json(request):
+            if exc.status_code == 422 and isinstance(exc.detail, dict) and "errors" in exc.detail:
+                # One shape for every 422 of the API: {errors: {field: reason}, message, detail} (``detail`` as
+                # before, for clients that read it).
+                return invalid_body(request, exc.detail["errors"], detail=exc.detail)
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         if exc.status_code == 401:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         if exc.status_code == 403:
             return render(request, "error.html", status_code=403, lookup=False, message_key="error.forbidden")
-        key = {404: "error.not_found", 413: "error.too_large"}.get(exc.status_code, "error.server")
+        key = {404: "error.not_found", 413: "error.too_large", 422: "error.invalid"}.get(exc.status_code,
+                                                                                          "error.server")
         return render(request, "error.html", status_code=exc.status_code, lookup=False, message_key=key,
                       headers=exc.headers)
 
@@ -46,6 +57,21 @@ def install_error_handlers(app: FastAPI, outages: OutageLog) -> None:
     @app.exception_handler(PermissionDenied)
     async def domain_not_found(request: Request, exc: Exception) -> Response:
         return await http_error(request, StarletteHTTPException(status_code=404, detail="Not Found"))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # Field by field ("body.name", "query.limit"), with the reason; unknown JSON fields are named the same way.
+        errors = {".".join(str(p) for p in error.get("loc", ())) or "request": str(error.get("type", "invalid"))
+                  for error in exc.errors()}
+        if wants_json(request):
+            return invalid_body(request, errors, detail=jsonable_encoder(exc.errors()))
+        return render(request, "error.html", status_code=422, lookup=False, message_key="error.invalid")
+
+    @app.exception_handler(TextRefused)
+    async def text_refused(request: Request, exc: Exception) -> Response:
+        if wants_json(request):
+            return invalid_body(request, {"text": "control_characters"})
+        return render(request, "error.html", status_code=422, lookup=False, message_key="error.invalid")
 
     @app.exception_handler(Conflict)
     async def domain_conflict(request: Request, exc: Exception) -> Response:

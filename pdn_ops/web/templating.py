@@ -42,6 +42,9 @@ def make_environment(feature_dirs: Sequence[Path] = ()) -> Environment:
         loader=ChoiceLoader([FileSystemLoader(TEMPLATES), *(FileSystemLoader(d) for d in feature_dirs)]),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
+        # Templates are read and compiled once, never checked again: an error page may render on the event loop,
+        # which must not stat or read files (edit a template, restart the service).
+        auto_reload=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )

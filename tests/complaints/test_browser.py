@@ -89,11 +89,11 @@ def test_the_six_steps_in_a_real_browser(browser, server: str, world: World, vie
         eng.get_by_label("Alasan").fill("Mohon sertakan pesan galat yang muncul")
         eng.get_by_role("button", name="Kembalikan ke OPD").click()
         eng.wait_for_url(url)
-        assert _state(eng) == "Dikembalikan"
+        assert _state(eng) == "Dikembalikan untuk dilengkapi"
 
         # The admin corrects and sends again (version 2; version 1 is kept).
         admin.goto(url)
-        admin.get_by_role("link", name="Perbaiki dan kirim ulang").click()
+        admin.get_by_role("link", name="Lengkapi dan kirim ulang").click()
         description = admin.get_by_label("Uraian masalah teknis")
         description.fill("Portal Dinkes menampilkan galat 502 Bad Gateway sejak pukul 07.00")
         admin.get_by_role("button", name="Kirim ulang").click()
@@ -102,22 +102,22 @@ def test_the_six_steps_in_a_real_browser(browser, server: str, world: World, vie
 
         # Step 3 and 4: verified, worked on with a note, fixed.
         eng.goto(url)
-        eng.get_by_role("button", name="Terima untuk diperbaiki").click()
+        eng.get_by_role("button", name="Verifikasi").click()
         eng.wait_for_url(url)
-        eng.get_by_role("button", name="Mulai kerjakan").click()
+        eng.get_by_role("button", name="Tindak lanjuti").click()
         eng.wait_for_url(url)
         eng.get_by_label("Tambah catatan").fill("nginx upstream php-fpm mati; layanan dijalankan ulang")
         eng.get_by_role("button", name="Tambah catatan").click()
         eng.wait_for_url(re.compile(re.escape(url)))
         assert eng.locator("a", has_text="kondisi terkini").get_attribute("href").startswith("/fleet/vm/")
-        eng.get_by_role("button", name="Tandai sudah diperbaiki").click()
+        eng.get_by_role("button", name="Tandai selesai dikerjakan").click()
         eng.wait_for_url(url)
-        assert _state(eng) == "Sudah diperbaiki"
+        assert _state(eng) == "Menunggu konfirmasi OPD"
         _fits(eng)
 
         # Step 5 and 6: the OPD is told in its inbox and confirms the service runs again.
         admin.goto(f"{base}/inbox")
-        assert "sudah diperbaiki" in admin.locator(".inbox").inner_text()
+        assert "menunggu konfirmasi OPD" in admin.locator(".inbox").inner_text()
         admin.get_by_role("link", name=f"#{complaint_id}").first.click()
         admin.get_by_role("button", name="Layanan sudah berjalan, tutup").click()
         admin.wait_for_url(url)

@@ -56,7 +56,7 @@ def test_the_resolution_report_pdf_has_the_complaint_opd_category_and_work(world
     assert f"#{fixed_complaint}" in text and "Dinas Kesehatan" in text
     assert translate("complaints.category.site_down", "id") in text, "the category, in Indonesian"
     assert "kode 502" in text and "—" in text, "the description, with characters outside Latin-1"
-    assert "nginx dijalankan ulang" in text and "Diperbaiki" in text
+    assert "nginx dijalankan ulang" in text and "Selesai dikerjakan" in text
     assert _images(response.content) == 2, "both photos as thumbnails"
     english = world.client("engineer").get(f"/complaints/{fixed_complaint}/report.pdf?photos=0&lang=en")
     text_en = _text(english.content)

@@ -15,7 +15,9 @@ from pdn_ops.accounts import service as accounts
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import utcnow
+from pdn_ops.public.tables import StandardVersionRow
 from pdn_ops.runs.tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
+from pdn_ops.survey.tables import SurveyInvitationRow, SurveyResponseRow
 from tests.complaints.world import file_complaint, principal_named
 
 ANON = "anonymous"
@@ -31,12 +33,16 @@ DINKES = frozenset({HEAD, ADMIN, ENGINEER, SUPERVISOR})
 
 # The login form itself: anybody may post; the answer depends on the credentials and the form token, never 404.
 CREDENTIALS = frozenset({"<credentials>"})
+# A public form (no login): any role's post is answered (400 for an empty form, 303, 429), never 404 or 5xx; an
+# anonymous post without the form's token is refused (403).
+PUBLIC_FORM = frozenset({"<public form>"})
 # Provider webhooks: no session matters, only the provider's verify token or body signature, which no role has.
 SIGNED = frozenset({"<signature>"})
 
 ACCESS: dict[str, frozenset[str]] = {
     "GET /": PUBLIC,
     "GET /healthz": PUBLIC,
+    "GET /home/panels": PUBLIC,
     "GET /readyz": PUBLIC,
     "GET /api/docs": PUBLIC,
     "GET /docs/oauth2-redirect": PUBLIC,
@@ -140,6 +146,26 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
     "PATCH /api/v1/users/{user_id}": frozenset({SUPERVISOR}),
     "POST /api/v1/users/{user_id}/password": frozenset({SUPERVISOR}),
+    # The satisfaction survey: the invited OPD people answer or skip; staff read the IKM report (aggregates);
+    # only a supervisor records the follow-up of a suggestion.
+    "GET /survey": OPD_USERS,
+    "GET /survey/{complaint_id}": frozenset({HEAD, ADMIN}),
+    "POST /survey/{complaint_id}": frozenset({HEAD, ADMIN}),
+    "POST /survey/{complaint_id}/skip": frozenset({HEAD, ADMIN}),
+    "GET /survey-report": STAFF,
+    "GET /survey-report.pdf": STAFF,
+    "GET /survey-report.xlsx": STAFF,
+    "POST /survey-report/suggestions/{response_id}": frozenset({SUPERVISOR}),
+    # The published standard is public; only a supervisor publishes a new version.
+    "GET /standard": PUBLIC,
+    "GET /standard/versions/{number}": PUBLIC,
+    "GET /standard/edit": frozenset({SUPERVISOR}),
+    "POST /standard": frozenset({SUPERVISOR}),
+    # Complaints about the service: anyone may send one (with the form's token); only a supervisor answers.
+    "GET /service-complaint": PUBLIC,
+    "POST /service-complaint": PUBLIC_FORM,
+    "GET /service-complaints": frozenset({SUPERVISOR}),
+    "POST /service-complaints/{feedback_id}/answer": frozenset({SUPERVISOR}),
 }
 # Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.app.lab_demo.mount), never by create_app:
 # walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.
@@ -196,11 +222,18 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         window = MaintenanceWindowRow(starts_at=utcnow(), ends_at=utcnow() + timedelta(hours=1), target=None,
                                       created_by="engineer")
         session.add_all([rule, window])
+        # The complaint's OPD people are invited to its survey (as at Selesai); one response has a suggestion.
+        session.add_all([SurveyInvitationRow(complaint_id=complaint_id, user_id=p.user_id) for p in (head, admin)])
+        response = SurveyResponseRow(answered_on=utcnow().date(), suggestion="route table",
+                                     **{f"u{i}": 4 for i in range(1, 10)})
+        session.add(response)
+        session.add(StandardVersionRow(parts={"time": "7 hari"}, created_by="supervisor"))
         session.flush()
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
                   "run_id": run.id, "cluster": "pdn1", "vmid": 101, "rule_id": rule.id, "change": "disable",
-                  "window_id": window.id}
+                  "window_id": window.id, "response_id": response.id,
+                  "number": 1, "feedback_id": 1}
     wrong, checked = _walk(world.app, clients, params, ACCESS)
     assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
     assert not wrong, wrong
@@ -223,6 +256,10 @@ def _walk(app, clients, params, table) -> tuple[list[str], list[str]]:
             response = clients[role].request(method, url)
             if allowed is SIGNED:
                 if response.status_code not in (400, 401, 403, 404):  # 401: a bearer token nobody here has
+                    wrong.append(f"{method} {url} as {role}: {response.status_code}")
+                continue
+            if allowed is PUBLIC_FORM:
+                if response.status_code not in (303, 400, 403, 429):
                     wrong.append(f"{method} {url} as {role}: {response.status_code}")
                 continue
             if allowed is CREDENTIALS:

@@ -105,7 +105,7 @@ def test_an_opd_user_sees_the_work_and_its_outcome_but_no_internal_detail(world:
     url, _run_id = complaint
     admin = world.client("admin-dinkes")
     page = admin.get(url).text
-    assert "perbaikan diminta: Mulai ulang VM" in page and "disetujui engineer ke-1 dari 1" in page
+    assert "pemulihan diminta: Mulai ulang VM" in page and "disetujui teknisi ke-1 dari 1" in page
     assert "Mulai ulang VM: berhasil; menunggu pemeriksaan kesehatan" in page
     report = admin.get(f"{url}/report").text
     assert "Mulai ulang VM: berhasil" in report
@@ -151,4 +151,4 @@ def test_the_page_costs_the_same_queries_with_one_short_run_or_many_long_ones(wo
     for who in ("engineer", "admin"):
         for path in ("{c}", "/api/v1{c}/timeline"):
             assert counts[(who, path)] == counts[(who, path + " (3 x 40 steps)")], counts
-    assert engineer.get(f"/api/v1{urls[1]}/timeline").json()[-1]["text"].endswith("engineer menindaklanjuti")
+    assert engineer.get(f"/api/v1{urls[1]}/timeline").json()[-1]["text"].endswith("teknisi menindaklanjuti")

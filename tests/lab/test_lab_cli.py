@@ -96,12 +96,13 @@ def test_fault_arguments_are_checked_before_anything_is_sent(tmp_path):
 def test_demo_serves_the_lab_inventory_and_stops_the_lab(tmp_path):
     require_lab()
     port = free_port()
-    env = {**os.environ, "PDN_OPS_DATA_DIR": str(tmp_path)}
+    # PDN_OPS_LISTEN is honoured by `demo` as by `serve` (the README documents it for both).
+    env = {**os.environ, "PDN_OPS_DATA_DIR": str(tmp_path), "PDN_OPS_LISTEN": f"127.0.0.1:{port}"}
     env.pop("PDN_OPS_INVENTORY", None)
+    env.pop("PDN_OPS_LOG_LEVEL", None)
     log = tmp_path / "demo.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([PDN_OPS, "demo", "--listen", f"127.0.0.1:{port}"], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([PDN_OPS, "demo"], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60
         while not port_open("127.0.0.1", port, timeout=0.2):
@@ -114,6 +115,17 @@ def test_demo_serves_the_lab_inventory_and_stops_the_lab(tmp_path):
         inventory = load_inventory(tmp_path / "lab" / "inventory.yaml")
         assert {vm.vmid for vm in inventory.vms} == {101, 102, 103, 104}
         assert len(_sshd_pids(tmp_path / "lab")) == 4
+        # The address and the demo accounts are the last lines, printed once the server answers; libraries'
+        # INFO lines stay out of the console.
+        while "engineer" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        printed = [line for line in log.read_text().splitlines() if line.strip()]
+        banner = printed.index(next(line for line in printed if line.startswith("pdn-ops demo: ")))
+        assert printed[banner].startswith(f"pdn-ops demo: http://127.0.0.1:{port}/"), printed
+        assert printed[-1].split()[0] in {"admin-disdik", "head-disdik", "admin-dinkes", "head-dinkes", "supervisor",
+                                          "engineer"} or "demo accounts" in printed[-2], printed
+        assert not [line for line in printed if " INFO apscheduler" in line or " INFO uvicorn" in line], printed
     finally:
         _stop(proc, signal.SIGINT)
     assert _sshd_pids(tmp_path / "lab") == []

@@ -122,7 +122,7 @@ def test_mail_goes_out_over_starttls_with_auth_as_text_and_html_in_the_recipient
     assert room.logins == [SMTP_USER, SMTP_USER]
     by_to = {str(m["To"]): m for m in room.received}
     indonesian, english = by_to[ADMIN_EMAIL], by_to["head@dinkes.example.go.id"]
-    assert str(indonesian["Subject"]) == "Pengaduan PDN-2026-000007 dikembalikan untuk diperbaiki"
+    assert str(indonesian["Subject"]) == "Pengaduan PDN-2026-000007 dikembalikan untuk dilengkapi"
     assert str(english["Subject"]) == "Complaint PDN-2026-000007 returned for correction"
     assert indonesian.get_content_type() == "multipart/alternative"
     text = indonesian.get_body(("plain",)).get_content()  # type: ignore[union-attr]

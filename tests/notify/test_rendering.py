@@ -51,7 +51,7 @@ def test_email_is_rendered_in_the_recipients_language() -> None:
                               address="a@b.example", language="id", params=params)
     en_msg = templates.render(idempotency_key="k", event="complaint_fixed", channel=Channel.EMAIL,
                               address="a@b.example", language="en", params=params)
-    assert id_msg.subject == "Pengaduan PDN-7 telah diperbaiki" and en_msg.subject == "Complaint PDN-7 has been fixed"
+    assert id_msg.subject == "Pengaduan PDN-7 selesai dikerjakan" and en_msg.subject == "Complaint PDN-7 has been fixed"
     assert '<html lang="en">' in (en_msg.html or "") and "Open in PDN Services" in (en_msg.html or "")
     assert 'href="https://pdn.example.go.id/complaints/7"' in (id_msg.html or "")
 

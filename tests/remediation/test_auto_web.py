@@ -60,12 +60,12 @@ def audits(app: FastAPI, action: str) -> list[AuditRow]:
 
 def test_the_page_shows_the_switch_and_turning_it_off_is_audited(client: TestClient, app: FastAPI) -> None:
     page = client.get("/remediation/automation")
-    assert page.status_code == 200 and "Perbaikan otomatis HIDUP" in page.text
+    assert page.status_code == 200 and "Pemulihan otomatis HIDUP" in page.text
     assert "Aturan otomatis dan jendela pemeliharaan" in client.get("/remediation").text
     off = client.post("/remediation/automation/switch", data={"enabled": "off"}, follow_redirects=False)
     assert off.status_code == 303
     page = client.get(off.headers["location"])
-    assert "Perbaikan otomatis MATI" in page.text and "Sakelar global diubah." in page.text
+    assert "Pemulihan otomatis MATI" in page.text and "Sakelar global diubah." in page.text
     assert client.get("/api/v1/remediation/auto").json() == {"enabled": False}
     assert client.put("/api/v1/remediation/auto", json={"enabled": True}).json() == {"enabled": True}
     assert [a.detail for a in audits(app, "remediation.auto_switch")][-2:] == ["off", "on"]
@@ -103,7 +103,7 @@ def test_rules_are_created_disabled_enabled_and_retired_never_deleted(client: Te
     assert rule["symptom"] == "service_inactive" and not rule["needs_approval"] and rule["enabled"]
     again = client.post("/remediation/rules", data={"target": "pve/101", "playbook": "restart_service",
                                                     "min_failed_checks": "5", "params": "unit=nginx.service"})
-    assert again.status_code == 422 and "VM ini sudah punya aturan untuk playbook ini." in again.text
+    assert again.status_code == 422 and "VM ini sudah punya aturan untuk prosedur ini." in again.text
     assert client.post(f"/remediation/rules/{rule['id']}/disable", follow_redirects=False).status_code == 303
     assert client.get(f"/api/v1/remediation/rules/{rule['id']}").json()["enabled"] is False
     assert client.patch(f"/api/v1/remediation/rules/{rule['id']}", json={"enabled": True}).json()["enabled"]
@@ -138,7 +138,7 @@ def test_the_rules_api_refuses_with_every_problem_and_marks_rules_that_wait_for_
     start = client.post("/api/v1/remediation/rules", json={"target": "pve/103", "playbook": "restart_vm"})
     assert start.status_code == 201 and start.json()["needs_approval"] is False  # stopped VM: a start
     page = client.get("/remediation/automation")
-    assert "menunggu persetujuan engineer" in page.text and "berjalan sendiri" in page.text
+    assert "menunggu persetujuan teknisi" in page.text and "berjalan sendiri" in page.text
 
 
 def test_maintenance_windows_are_declared_listed_and_ended_early(client: TestClient, app: FastAPI) -> None:

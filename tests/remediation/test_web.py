@@ -137,8 +137,12 @@ def test_approval_by_an_engineer_through_the_pages(client: TestClient, app: Fast
                           follow_redirects=False)
     assert created.status_code == 303
     run_url = created.headers["location"]
-    assert "Setujui perbaikan ini" in client.get(run_url).text
+    # Four eyes: the requester is told someone else approves; a second engineer does.
+    assert "Setujui pemulihan ini" not in client.get(run_url).text
+    as_user(app, SECOND)
+    assert "Setujui pemulihan ini" in client.get(run_url).text
     assert client.post(f"{run_url}/approve", follow_redirects=False).status_code == 303
+    as_user(app, ENGINEER)
     assert "disetujui" in client.get(run_url).text
     refused = client.post("/remediation/dry-run", data={"playbook": "resize_vm", "target": "pve/103",
                                                         "param_name": "cores", "param_value": "-4"})
@@ -226,6 +230,15 @@ def test_snapshot_chooser_reads_proxmox_off_the_request_and_feeds_the_restore_fo
     assert plan.status_code == 200 and "snapshot/tuesday/rollback" in plan.text
     reading = client.get("/remediation/snapshots/pve/103")
     assert reading.status_code == 200 and 'http-equiv="refresh"' in reading.text, "reloads itself while reading"
+    # Another VM's snapshot is refused at the dry run and at the request, not only later by the worker.
+    for path, headers in (("/api/v1/remediation/dry-run", {}),
+                          ("/api/v1/remediation/runs", {"Idempotency-Key": "other-vms-snapshot"})):
+        other = client.post(path, json={"playbook": "restore_snapshot", "target": "pve/103",
+                                        "params": {"snapshot": "tuesday"}}, headers=headers)
+        assert other.status_code in (400, 422) and "no snapshot named" in other.text, (path, other.text)
+    other_page = client.post("/remediation/dry-run", data={"playbook": "restore_snapshot", "target": "pve/103",
+                                                           "param_name": "snapshot", "param_value": "tuesday"})
+    assert other_page.status_code in (400, 422) and "snapshot/tuesday/rollback" not in other_page.text
     assert client.get("/api/v1/remediation/snapshots/pve/999").status_code == 404
     assert client.get("/api/v1/remediation/snapshots/pve/102?complaint_id=0").status_code == 422
     assert client.get("/api/v1/remediation/snapshots/p%20ve/102").status_code == 422

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from pdn_ops.core.errors import TextRefused
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -41,7 +43,30 @@ def pool_arguments(*, pool_size: int, max_overflow: int, pool_timeout: float) ->
     return {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    # The last line against a NUL byte in any text, whichever route or worker it came through: PostgreSQL fails
+    # with an error that had become a 500 (and SQLite stored it silently); both now refuse it the same way.
+    if parameters and _has_nul(parameters):
+        raise TextRefused("a text holds a NUL byte")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    engine = _make_engine(url, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
             # An in-memory database lives in one connection (SingletonThreadPool): no pool to size.

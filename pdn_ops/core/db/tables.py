@@ -9,6 +9,10 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# The largest id a row can have on both engines (PostgreSQL's INTEGER is 32-bit): a larger one in a request can
+# only be "not found", and must never reach a driver (SQLite raises OverflowError at 2**63, PostgreSQL refuses).
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -1,0 +1,94 @@
+"""History for pictures: uptime per hour (24 h) and per day (30 days) from the hourly rollups, and a target's
+response times over a day from its raw checks, downsampled for a chart.
+
+One query per question, whatever the number of targets (the homes show every asset of an OPD).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pdn_ops.health import model
+from pdn_ops.health.tables import HealthCheckRow, HealthRollupRow, HealthTargetRow
+
+
+@dataclass(frozen=True, slots=True)
+class Uptime:
+    """Uptime ratios, oldest first; None where nothing was observed."""
+
+    hours: tuple[float | None, ...]  # the last 24 hours
+    days: tuple[float | None, ...]  # the last 30 days (calendar days in the regency's zone)
+    day_ratio: float | None  # over the last 24 hours
+    month_ratio: float | None  # over the last 30 days
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def uptime(session: Session, target_ids: list[int], now: datetime, tz: ZoneInfo) -> dict[int, Uptime]:
+    if not target_ids:
+        return {}
+    this_hour = _hour(now)
+    first_hour = this_hour - timedelta(hours=23)
+    today = now.astimezone(tz).date()
+    first_day = today - timedelta(days=29)
+    since = min(first_hour, datetime.combine(first_day, datetime.min.time(), tz))
+    per_target: dict[int, list[tuple[datetime, float, int]]] = defaultdict(list)
+    for target_id, hour, up, checks in session.execute(
+            select(HealthRollupRow.target_id, HealthRollupRow.hour, HealthRollupRow.up_seconds, HealthRollupRow.checks)
+            .where(HealthRollupRow.target_id.in_(target_ids), HealthRollupRow.hour >= since)):
+        per_target[target_id].append((hour, float(up), int(checks)))
+    found: dict[int, Uptime] = {}
+    for target_id in target_ids:
+        hourly: dict[datetime, float] = {}
+        daily_up: dict[object, float] = defaultdict(float)
+        daily_seen: dict[object, float] = defaultdict(float)
+        for hour, up, _checks in per_target.get(target_id, []):
+            hourly[_hour(hour)] = up
+            day = hour.astimezone(tz).date()
+            daily_up[day] += up
+            daily_seen[day] += 3600.0
+        hours = tuple(model.uptime_ratio(hourly[h], 3600.0) if h in hourly else None
+                      for h in (first_hour + timedelta(hours=i) for i in range(24)))
+        days = tuple(model.uptime_ratio(daily_up[d], daily_seen[d]) if d in daily_seen else None
+                     for d in (first_day + timedelta(days=i) for i in range(30)))
+        day_hours = [hourly[h] for h in hourly if h >= first_hour]
+        found[target_id] = Uptime(
+            hours, days, model.uptime_ratio(sum(day_hours), 3600.0 * len(day_hours)),
+            model.uptime_ratio(sum(daily_up.values()), sum(daily_seen.values())))
+    return found
+
+
+def target_ids(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Health target ids for (kind, ref) pairs, in one query."""
+    if not keys:
+        return {}
+    refs = {ref for _kind, ref in keys}
+    return {(kind, ref): target_id for target_id, kind, ref in session.execute(
+        select(HealthTargetRow.id, HealthTargetRow.kind, HealthTargetRow.ref).where(HealthTargetRow.ref.in_(refs)))
+        if (kind, ref) in set(keys)}
+
+
+def response_times(session: Session, target_id: int, now: datetime, *, hours: int = 24,
+                   buckets: int = 96) -> list[tuple[datetime, float | None, bool]]:
+    """(bucket start, slowest response in seconds or None, any failure) over the last ``hours``, oldest first."""
+    start = now - timedelta(hours=hours)
+    width = timedelta(hours=hours) / buckets
+    slowest: list[float | None] = [None] * buckets
+    failed = [False] * buckets
+    for at, ok, duration in session.execute(
+            select(HealthCheckRow.at, HealthCheckRow.ok, HealthCheckRow.duration_s)
+            .where(HealthCheckRow.target_id == target_id, HealthCheckRow.at >= start)):
+        i = min(buckets - 1, max(0, int((at - start) / width)))
+        if not ok:
+            failed[i] = True
+        if duration is not None and ok:
+            slowest[i] = max(slowest[i] or 0.0, float(duration))
+    return [(start + width * i, slowest[i], failed[i]) for i in range(buckets)]
