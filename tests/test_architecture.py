@@ -8,12 +8,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
-FEATURES = ("accounts", "complaints", "health", "notify", "runs", "survey")
+FEATURES = ("accounts", "complaints", "health", "notify", "runs", "survey", "public")
 # A feature's pure model: standard library only (and other pure modules of the same feature).
 PURE = {
     "pdn_ops.accounts.model", "pdn_ops.complaints.model", "pdn_ops.complaints.sla", "pdn_ops.complaints.procedure",
     "pdn_ops.complaints.timeline", "pdn_ops.health.model", "pdn_ops.health.observations", "pdn_ops.health.drift",
-    "pdn_ops.notify.model", "pdn_ops.notify.policy", "pdn_ops.runs.model", "pdn_ops.survey.model",
+    "pdn_ops.notify.model", "pdn_ops.notify.policy", "pdn_ops.runs.model", "pdn_ops.survey.model", "pdn_ops.public.model",
 }
 
 

@@ -27,6 +27,8 @@ from pdn_ops.health import home_panel as health_home
 from pdn_ops.health import metrics_routes as metrics
 from pdn_ops.health import routes as fleet
 from pdn_ops.notify import routes as whatsapp_webhook
+from pdn_ops.public import routes as public_pages
+from pdn_ops.public import status_routes as status_pages
 from pdn_ops.runs import auto_routes as remediation_auto
 from pdn_ops.runs import home_panel as runs_home
 from pdn_ops.runs import routes as remediation
@@ -48,7 +50,7 @@ PACKAGE = Path(pdn_ops.__file__).parent
 STATIC = PACKAGE / "web" / "static"
 # Each feature keeps its pages beside its routes; the names stay unique across features.
 TEMPLATE_DIRS = tuple(PACKAGE / feature / "templates"
-                      for feature in ("accounts", "complaints", "health", "runs", "survey", "app"))
+                      for feature in ("accounts", "complaints", "health", "runs", "survey", "public", "app"))
 
 
 # Runs when the app starts (workers, the scheduler, the inventory sync); returns how to stop what it started.
@@ -88,7 +90,8 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
-                   alertmanager_webhook, remediation, remediation_auto, procedure_settings, users, survey):
+                   alertmanager_webhook, remediation, remediation_auto, procedure_settings, users, survey,
+                   public_pages, status_pages):
         app.include_router(module.router)
     if runtime.settings.office_logo is not None:
         app.include_router(home.logo_router)

@@ -8,6 +8,7 @@ import pdn_ops.accounts.tables
 import pdn_ops.complaints.tables
 import pdn_ops.health.tables
 import pdn_ops.notify.tables
+import pdn_ops.public.tables
 import pdn_ops.runs.tables
 import pdn_ops.survey.tables  # noqa: F401  (each module registers its tables on the shared Base)
 from pdn_ops.core.db.tables import Base

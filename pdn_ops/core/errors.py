@@ -6,6 +6,7 @@
     │   └── YamlSyntaxError         a YAML file does not parse (its line and the parser's message)
     ├── DatabaseNotReady            the schema is missing or behind; run `pdn-ops db upgrade`
     ├── Overloaded                  a bounded queue is full or its wait ran out: answered 503 with Retry-After
+    ├── Throttled                   one sender sent too much to a public form: answered 429 with Retry-After
     ├── InvalidInput                a form or request a person can correct; nothing was stored
     │   ├── FormInvalid             ``errors`` maps each bad field to a catalogue key
     │   │   ├── ComplaintInvalid    the complaint form
@@ -94,6 +95,14 @@ class Overloaded(PdnOpsError):
         self.what = what
         self.retry_after = retry_after
         super().__init__(f"{what}: too busy, retry in {retry_after} s")
+
+
+class Throttled(PdnOpsError):
+    """One sender (a keyed hash of its address) reached a public form's limit; ``retry_after`` in seconds."""
+
+    def __init__(self, what: str, retry_after: int = 3600) -> None:
+        self.retry_after = retry_after
+        super().__init__(what)
 
 
 class InvalidInput(PdnOpsError):

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     signatory_name: str = ""  # the approving official
     signatory_nip: str = ""
     signatory_title: str = ""
+    # --- the published service standard: its channels for complaints about the service itself ---------------------
+    service_email: str = ""  # e.g. "pengaduan@diskominfo.example.go.id"
+    service_whatsapp: str = ""  # e.g. "+6281100000000"
 
     @model_validator(mode="before")
     @classmethod

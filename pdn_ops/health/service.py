@@ -21,9 +21,10 @@ from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
 from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
-from pdn_ops.health.tables import HealthCheckRow, HealthEventRow, HealthRollupRow, HealthTargetRow
+from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthEventRow, HealthRollupRow, HealthTargetRow
 
 DETAIL_MAX = 500  # raw detail is diagnostic text from peers: capped so one bad answer cannot bloat the table
+ALERT_RETENTION = timedelta(days=90)  # resolved alerts received from Alertmanager (health_alerts)
 MAX_MOUNTS = 10  # per guest, the fullest ones: keeps metric label sets bounded
 
 
@@ -396,6 +397,9 @@ def purge_raw(session: Session, *, retention: timedelta, now: datetime | None = 
     rollup(session, now=now)
     horizon = min(now - retention, _hour(now))
     result = session.execute(delete(HealthCheckRow).where(HealthCheckRow.at < horizon))
+    # Resolved alerts are history the pages show for a while; an alert still firing is never purged.
+    session.execute(delete(HealthAlertRow).where(HealthAlertRow.status == "resolved",
+                                                 HealthAlertRow.updated_at < now - ALERT_RETENTION))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -212,6 +212,20 @@ def test_hourly_rollups_feed_uptime_and_retention_deletes_only_old_raw_rows(worl
     assert world.scalar(select(func.count()).select_from(HealthRollupRow)) == 3, "rollups outlive raw rows"
 
 
+def test_resolved_alerts_go_after_their_retention_and_firing_ones_stay(world: Session) -> None:
+    from pdn_ops.health.tables import HealthAlertRow
+
+    old = T0 - health.ALERT_RETENTION - timedelta(days=1)
+    for fingerprint, status in (("a1", "resolved"), ("a2", "firing")):
+        world.add(HealthAlertRow(fingerprint=fingerprint, starts_at=old, alertname="PdnSiteDown", status=status,
+                                 severity="critical", labels={}, annotations={}, received_at=old, updated_at=old))
+    world.add(HealthAlertRow(fingerprint="a3", starts_at=T0, alertname="PdnVmDown", status="resolved",
+                             severity="critical", labels={}, annotations={}, received_at=T0, updated_at=T0))
+    world.flush()
+    health.purge_raw(world, retention=timedelta(days=14), now=T0)
+    assert sorted(world.scalars(select(HealthAlertRow.fingerprint))) == ["a2", "a3"]
+
+
 def test_targets_without_news_become_unknown(world: Session) -> None:
     health.record_site_checks(world, [site_ok(SITE_A, T0)], thresholds=TH)
     health.mark_stale(world, max_age=timedelta(minutes=15), now=T0 + timedelta(minutes=10))

@@ -1,0 +1,4 @@
+"""The public face of the service standard: the published standard (Standar Pelayanan), complaints about the
+service itself, and the OPDs' status pages. These pages need no login.
+
+This module is the feature's public face: other features import from here, never from its modules."""
