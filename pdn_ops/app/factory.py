@@ -28,6 +28,7 @@ from pdn_ops.health import metrics_routes as metrics
 from pdn_ops.health import routes as fleet
 from pdn_ops.notify import routes as whatsapp_webhook
 from pdn_ops.public import routes as public_pages
+from pdn_ops.public import status_routes as status_pages
 from pdn_ops.runs import auto_routes as remediation_auto
 from pdn_ops.runs import home_panel as runs_home
 from pdn_ops.runs import routes as remediation
@@ -90,7 +91,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
                    alertmanager_webhook, remediation, remediation_auto, procedure_settings, users, survey,
-                   public_pages):
+                   public_pages, status_pages):
         app.include_router(module.router)
     if runtime.settings.office_logo is not None:
         app.include_router(home.logo_router)

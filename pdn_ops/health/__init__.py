@@ -4,7 +4,9 @@ This module is the feature's public face: other features import from here, never
 
 from __future__ import annotations
 
+from pdn_ops.health.history import uptime as uptime_history
 from pdn_ops.health.model import Reason, guest_findings
+from pdn_ops.health.parts import HealthParts
 from pdn_ops.health.queries import TargetDetail, site_detail, vm_detail
 from pdn_ops.health.routes import when_formatter
 from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthTargetRow
@@ -12,11 +14,13 @@ from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthTargetRo
 __all__ = [
     "HealthAlertRow",
     "HealthCheckRow",
+    "HealthParts",
     "HealthTargetRow",
     "Reason",
     "TargetDetail",
     "guest_findings",
     "site_detail",
+    "uptime_history",
     "vm_detail",
     "when_formatter",
 ]

@@ -23,22 +23,24 @@ class Uptime:
     """Uptime ratios, oldest first; None where nothing was observed."""
 
     hours: tuple[float | None, ...]  # the last 24 hours
-    days: tuple[float | None, ...]  # the last 30 days (calendar days in the regency's zone)
+    days: tuple[float | None, ...]  # the last 30 (or asked) days (calendar days in the regency's zone)
     day_ratio: float | None  # over the last 24 hours
-    month_ratio: float | None  # over the last 30 days
+    month_ratio: float | None  # over those days
 
 
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def uptime(session: Session, target_ids: list[int], now: datetime, tz: ZoneInfo) -> dict[int, Uptime]:
+def uptime(session: Session, target_ids: list[int], now: datetime, tz: ZoneInfo, *, span_days: int = 30
+           ) -> dict[int, Uptime]:
+    """Per target: the last 24 hours and the last ``span_days`` days (30 for the homes, 90 for status pages)."""
     if not target_ids:
         return {}
     this_hour = _hour(now)
     first_hour = this_hour - timedelta(hours=23)
     today = now.astimezone(tz).date()
-    first_day = today - timedelta(days=29)
+    first_day = today - timedelta(days=span_days - 1)
     since = min(first_hour, datetime.combine(first_day, datetime.min.time(), tz))
     per_target: dict[int, list[tuple[datetime, float, int]]] = defaultdict(list)
     for target_id, hour, up, checks in session.execute(
@@ -58,7 +60,7 @@ def uptime(session: Session, target_ids: list[int], now: datetime, tz: ZoneInfo)
         hours = tuple(model.uptime_ratio(hourly[h], 3600.0) if h in hourly else None
                       for h in (first_hour + timedelta(hours=i) for i in range(24)))
         days = tuple(model.uptime_ratio(daily_up[d], daily_seen[d]) if d in daily_seen else None
-                     for d in (first_day + timedelta(days=i) for i in range(30)))
+                     for d in (first_day + timedelta(days=i) for i in range(span_days)))
         day_hours = [hourly[h] for h in hourly if h >= first_hour]
         found[target_id] = Uptime(
             hours, days, model.uptime_ratio(sum(day_hours), 3600.0 * len(day_hours)),

@@ -36,6 +36,7 @@ MENU: Final[tuple[MenuItem, ...]] = (
     MenuItem("/survey", "survey.nav", OPD),
     MenuItem("/survey-report", "survey.nav.report", STAFF),
     MenuItem("/service-complaints", "feedback.nav", frozenset({"supervisor"})),
+    MenuItem("/status-settings", "status.nav", OPD),
     MenuItem("/standard", "standard.nav", EVERYONE),
     MenuItem("/opd/admins", "complaints.nav.admins", frozenset({"opd_head"})),
     MenuItem("/users", "users.nav", frozenset({"supervisor"})),

@@ -15,7 +15,7 @@ from pdn_ops.accounts import service as accounts
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import utcnow
-from pdn_ops.public.tables import StandardVersionRow
+from pdn_ops.public.tables import StandardVersionRow, StatusPageRow
 from pdn_ops.runs.tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow
 from pdn_ops.survey.tables import SurveyInvitationRow, SurveyResponseRow
 from tests.complaints.world import file_complaint, principal_named
@@ -166,6 +166,12 @@ ACCESS: dict[str, frozenset[str]] = {
     "POST /service-complaint": PUBLIC_FORM,
     "GET /service-complaints": frozenset({SUPERVISOR}),
     "POST /service-complaints/{feedback_id}/answer": frozenset({SUPERVISOR}),
+    # Status pages: open to anyone when the OPD made its page public (dinkes's is, in this walk) or through its
+    # share link; each OPD's users set their own page.
+    "GET /status/{opd_code}": PUBLIC,
+    "GET /status-link/{token}": PUBLIC,
+    "GET /status-settings": OPD_USERS,
+    "POST /status-settings": OPD_USERS,
 }
 # Mounted only by `pdn-ops demo` beside a running lab (pdn_ops.app.lab_demo.mount), never by create_app:
 # walked by test_demo_lab_panel_exists_only_beside_a_demo_lab_and_answers_as_the_table_says on an app of its own.
@@ -228,12 +234,15 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
                                      **{f"u{i}": 4 for i in range(1, 10)})
         session.add(response)
         session.add(StandardVersionRow(parts={"time": "7 hari"}, created_by="supervisor"))
+        session.add(StatusPageRow(opd_id=world.opd["dinkes"], enabled=True, public=True, share_token="route-table",
+                                  show_addresses=False, site_ids=[world.site["Portal Dinkes"]], updated_by="x"))
         session.flush()
         params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
                   "run_id": run.id, "cluster": "pdn1", "vmid": 101, "rule_id": rule.id, "change": "disable",
                   "window_id": window.id, "response_id": response.id,
-                  "number": 1, "feedback_id": 1}
+                  "number": 1, "feedback_id": 1,
+                  "opd_code": "dinkes", "token": "route-table"}
     wrong, checked = _walk(world.app, clients, params, ACCESS)
     assert len(checked) >= len(ACCESS) - 1, "the walk must reach the routes of included routers"
     assert not wrong, wrong
