@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -75,14 +75,24 @@ async def _serve(request: Request, kind: str, key: str) -> Response:
     return Response(body, media_type=HTML, headers={"Cache-Control": cache, "Content-Language": lang})
 
 
-@router.get("/status/{opd_code}")
-async def status_by_code(request: Request, opd_code: Annotated[str, Path(max_length=63)]) -> Response:
-    return await _serve(request, "code", opd_code)
+# Plain Starlette routes, as the static files are: no FastAPI dependency resolution or validation on the hottest
+# public page (the shell's middlewares still run: security headers, admission, input guard). Keys are checked here.
+async def status_by_code(request: Request) -> Response:
+    code = str(request.path_params["opd_code"])
+    if len(code) > 63:
+        raise NotFound("no status page here")
+    return await _serve(request, "code", code)
 
 
-@router.get("/status-link/{token}")
-async def status_by_link(request: Request, token: Annotated[str, Path(max_length=64)]) -> Response:
+async def status_by_link(request: Request) -> Response:
+    token = str(request.path_params["token"])
+    if len(token) > 64:
+        raise NotFound("no status page here")
     return await _serve(request, "token", token)
+
+
+router.add_route("/status/{opd_code}", status_by_code, methods=["GET"], include_in_schema=False)
+router.add_route("/status-link/{token}", status_by_link, methods=["GET"], include_in_schema=False)
 
 
 @router.get("/status-settings", response_class=HTMLResponse)

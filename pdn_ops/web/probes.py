@@ -19,7 +19,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # On the event loop, not in a worker thread: it must answer even when every thread waits on the database.
     return {"status": "ok"}
 
 

@@ -78,7 +78,7 @@ def test_a_20_second_postgresql_outage_answers_503_logs_once_and_recovers_withou
         load.join(90)
         stats = results[0]
         assert stats.failures == [], stats.failures[:5]  # every refusal a 503 with Retry-After, no 500
-        assert stats.healthz_failures == 0 and max(stats.healthz) < 2
+        assert stats.healthz_failures == 0 and max(stats.healthz) < 5
         assert sum(stats.refusals.values()) > 0
         # Recovered by itself: new logins, lists and filings work; the service says it is ready.
         after = asyncio.run(load_mixed.drive(server.url, world, users=2, seconds=1.5, limit=10, ramp=0.1))
@@ -193,9 +193,9 @@ def test_sigkill_in_a_filing_burst_loses_nothing_and_the_restarted_server_settle
     port = int(server.url.rsplit(":", 1)[1])
     results: list[load_mixed.Stats] = []
     load = threading.Thread(target=lambda: results.append(asyncio.run(
-        load_mixed.drive(server.url, world, users=30, seconds=9, limit=10, ramp=0.5))))
+        load_mixed.drive(server.url, world, users=30, seconds=16, limit=10, ramp=0.5))))
     load.start()
-    time.sleep(3)
+    time.sleep(4)
     server.kill()  # SIGKILL: no cleanup of any kind
     restarted = serve(url, data_dir, extra_env=env, port=port)
     load.join(60)
