@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import subprocess
 import threading
@@ -208,7 +209,11 @@ class Stack:
 
 
 @pytest.fixture
-def stack(make_lab: Callable[..., Any], fresh_db_url: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(make_lab: Callable[..., Any], engine_name: str, fresh_db_url: str, tmp_path: Path) -> Iterator[Stack]:
+    if os.environ.get("PDN_OPS_FUTURE_CLOCK") and engine_name == "postgresql":
+        # Under libfaketime every cycle is about three times slower (the matrix takes ~5 min per engine): the
+        # moved clock is proven on SQLite; PostgreSQL runs the matrix in the real-clock pass.
+        pytest.skip("fault matrix on PostgreSQL: real-clock pass only (time budget of make test)")
     prometheus_bin = require_binary("prometheus", "/usr/bin/prometheus")
     alertmanager_bin = require_binary("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
     lab = make_lab(nodes=2, vms=3, sites=2)
