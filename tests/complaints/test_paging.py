@@ -48,3 +48,10 @@ def test_runs_page_and_bad_paging_is_refused(world) -> None:
         answer = engineer.get(f"/api/v1/remediation/runs?{query}")
         assert answer.status_code == 422, query
         assert {"errors", "message"} <= set(answer.json())
+
+
+def test_the_runs_page_takes_the_same_paging(world) -> None:
+    engineer = world.client("engineer")
+    assert engineer.get("/remediation?limit=1").status_code == 200
+    refused = engineer.get("/remediation?cursor=abc")
+    assert refused.status_code == 422 and "tidak sah" in refused.text
