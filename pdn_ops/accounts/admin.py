@@ -85,17 +85,18 @@ def _keep_a_supervisor(session: Session, user: UserRow) -> None:
 # --- reading ---------------------------------------------------------------------------------------------------
 
 def list_users(session: Session, actor: Principal, *, role: str | None = None, opd_id: int | None = None,
-               active: bool | None = None, after_id: int | None = None, limit: int | None = None) -> list[UserRow]:
-    """Diskominfo first, then by OPD and name; with ``after_id``/``limit`` (the API's pages) by id instead."""
+               active: bool | None = None, by_id: bool = False, after_id: int | None = None,
+               offset: int = 0, limit: int = MAX_LISTED) -> list[UserRow]:
+    """Diskominfo first, then by OPD and name, from ``offset`` (the page); ``by_id`` after ``after_id`` (the API's
+    keyset pages). At most ``MAX_LISTED`` rows either way."""
     _need_supervisor(actor)
-    stmt = select(UserRow)
-    if after_id is not None or limit is not None:
+    stmt = _filtered(select(UserRow), role, opd_id, active).limit(min(limit, MAX_LISTED))
+    if by_id:
         if after_id is not None:
             stmt = stmt.where(UserRow.id > after_id)
-        stmt = _filtered(stmt, role, opd_id, active)
-        return list(session.scalars(stmt.order_by(UserRow.id).limit(min(limit or MAX_LISTED, MAX_LISTED))))
-    return list(session.scalars(_filtered(stmt, role, opd_id, active).order_by(
-        UserRow.opd_id.is_not(None), UserRow.opd_id, UserRow.username).limit(MAX_LISTED)))
+        return list(session.scalars(stmt.order_by(UserRow.id)))
+    return list(session.scalars(stmt.order_by(UserRow.opd_id.is_not(None), UserRow.opd_id, UserRow.username)
+                                .offset(offset)))
 
 
 def _filtered(stmt: Any, role: str | None, opd_id: int | None, active: bool | None) -> Any:

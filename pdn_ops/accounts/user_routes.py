@@ -24,7 +24,7 @@ from pdn_ops.core.errors import UserInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
-from pdn_ops.web.paging import Paging, next_link
+from pdn_ops.web.paging import PageRequest, Paging, next_link, next_url
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -37,24 +37,27 @@ def _status(value: str) -> bool | None:
 
 def _list_page(request: Request, session: Session, user: Principal, *, role: str, opd: str, status: str,
                form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-               status_code: int = 200) -> HTMLResponse:
+               status_code: int = 200, paging: PageRequest | None = None) -> HTMLResponse:
     opds = fleet.opds(session)
     opd_row = fleet.opd_by_code(session, opd) if opd else None
     chosen_role = role if role in {str(r) for r in Role} else ""
-    rows = user_admin.list_users(session, user, role=chosen_role or None,
-                                 opd_id=opd_row.id if opd_row else (-1 if opd else None),
-                                 active=_status(status if status in STATUSES else "active"))
+    # The page keeps its order (Diskominfo, then by OPD and name): its cursor is the position of the next row.
+    paging = paging or PageRequest(None, user_admin.MAX_LISTED)
+    start = paging.after or 0
+    rows, more = paging.cut(user_admin.list_users(
+        session, user, role=chosen_role or None, opd_id=opd_row.id if opd_row else (-1 if opd else None),
+        active=_status(status if status in STATUSES else "active"), offset=start, limit=paging.limit + 1))
     return render(request, "users.html", status_code=status_code, rows=rows, roles=list(Role),
                   assignable=[str(r) for r in user_admin.ASSIGNABLE], opds=opds,
                   opd_names={o.id: o.name for o in opds}, role=chosen_role, opd=opd,
                   status=status if status in STATUSES else "active", form=form or {}, errors=errors or {},
-                  limit=user_admin.MAX_LISTED)
+                  limit=user_admin.MAX_LISTED, next_page=next_url(request, start + len(rows) if more else None))
 
 
 @router.get("/users", response_class=HTMLResponse, include_in_schema=False)
-def users_page(request: Request, user: Supervisor, session: DbSession, role: str = "", opd: str = "",
-               status: str = "active") -> HTMLResponse:
-    return _list_page(request, session, user, role=role, opd=opd, status=status)
+def users_page(request: Request, user: Supervisor, session: DbSession, paging: Paging, role: str = "",
+               opd: str = "", status: str = "active") -> HTMLResponse:
+    return _list_page(request, session, user, role=role, opd=opd, status=status, paging=paging)
 
 
 @router.post("/users", include_in_schema=False)
@@ -250,7 +253,7 @@ def api_list_users(request: Request, response: Response, user: Supervisor, sessi
     if opd and opd_row is None:
         return []
     rows, more = paging.cut(user_admin.list_users(session, user, role=role, active=active,
-                                                  opd_id=opd_row.id if opd_row else None,
+                                                  opd_id=opd_row.id if opd_row else None, by_id=True,
                                                   after_id=paging.after, limit=paging.limit + 1))
     next_link(request, response, rows[-1].id if more and rows else None)
     return [_out(r) for r in rows]

@@ -31,7 +31,10 @@ def notify_worker(once: bool) -> None:
 
     settings = settings_from()
     runtime = runtime_from(settings)
-    rt = build_runtime(settings, runtime.sessions, intake=runtime.complaints.intake)
+    from pdn_ops.public.intake import MessageFeedback
+
+    rt = build_runtime(settings, runtime.sessions, intake=runtime.complaints.intake,
+                       feedback=MessageFeedback(settings.secret_key.get_secret_value()))
     click.echo(f"notify worker {rt.worker_id}: channels {sorted(c.value for c in rt.senders)}")
     if once:
         report = deliver_due(rt)

@@ -21,6 +21,7 @@ from pdn_ops.core.scheduler import start_scheduler
 from pdn_ops.health.collection import inventory_collectors
 from pdn_ops.health.jobs import CollectorFactory, HealthConfig, build_jobs
 from pdn_ops.notify.worker import start_notify_worker
+from pdn_ops.public.intake import MessageFeedback
 from pdn_ops.runs import alerts as remediation_alerts
 from pdn_ops.runs.closure import ClosurePolicy, complaint_link
 from pdn_ops.runs.jobs import remediation_jobs
@@ -90,7 +91,8 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
 
 def notify_worker(runtime: Runtime) -> Stop | None:
     """The outbox's delivery and the inbound messages, in a thread of this process (``PDN_OPS_NOTIFY_WORKER``)."""
-    worker = start_notify_worker(runtime.settings, runtime.sessions, intake=runtime.complaints.intake)
+    worker = start_notify_worker(runtime.settings, runtime.sessions, intake=runtime.complaints.intake,
+                                 feedback=MessageFeedback(runtime.settings.secret_key.get_secret_value()))
     if worker is None:
         return None
     runtime.notify.delivery = worker.rt

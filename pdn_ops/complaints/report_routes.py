@@ -54,12 +54,28 @@ def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, p
 
 
 @router.get("/reports/monthly.csv")
-def monthly_csv(ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str = "",
+def monthly_csv(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, config: Config, month: str = "",
                 opd: str = "") -> Response:
+    """The month's complaints for a spreadsheet: the reader's language, a BOM and ';' (see to_people_csv)."""
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
-    return Response(complaint_reports.to_csv(report, config.policy.tz), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="complaints-{month}.csv"'})
+    lang = get_language(request)
+    t, tk = translators(lang)
+    body = complaint_reports.to_people_csv(report, config.policy.tz, lang=lang, t=t, tk=tk)
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="complaints-{pdf.safe_part(month)}.csv"'})
+
+
+@router.get("/reports/monthly.xlsx")
+def monthly_xlsx(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, config: Config,
+                 month: str = "", opd: str = "") -> Response:
+    month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
+    report = _report(ctx, user, session, config, month, opd)
+    t, tk = translators(get_language(request))
+    body = complaint_reports.to_xlsx(report, config.policy.tz, t=t, tk=tk, title=month)
+    return Response(body, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="complaints-{pdf.safe_part(month)}.xlsx"'})
 
 
 @router.get("/reports/monthly.pdf")

@@ -12,6 +12,7 @@ import io
 import statistics
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -148,6 +149,76 @@ def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
             r.id, report.opd_names.get(r.opd_id, ""), report.labels.get(r.id, ""), r.category, r.state,
             when(r.submitted_at), when(r.fixed_at), when(r.closed_at), "yes" if r.auto_closed else "no", hours,
             report.sla.get(r.id, "none"), r.description)])
+    return out.getvalue()
+
+
+EXPORT_COLUMNS = ("id", "opd", "asset", "category", "state", "priority", "submitted_at", "fixed_at", "closed_at",
+                  "auto_closed", "hours_to_resolve", "sla", "description")
+
+
+def export_table(report: MonthlyReport, tz: ZoneInfo, *, t: Callable[..., str], tk: Callable[..., str]
+                 ) -> tuple[list[str], list[list[object]]]:
+    """The monthly rows as people read them: headers, states and categories in the reader's language; times as
+    local datetimes (naive, in the regency's zone, WIB); hours as numbers. CSV and XLSX render the same table."""
+    header = [t(f"export.column.{c}") for c in EXPORT_COLUMNS]
+    rows: list[list[object]] = []
+    for r in report.rows:
+        hours = round((r.fixed_at - r.submitted_at).total_seconds() / 3600, 1) \
+            if r.fixed_at is not None and r.submitted_at is not None else None
+        rows.append([r.id, report.opd_names.get(r.opd_id, ""), report.labels.get(r.id, ""),
+                     tk("complaints.category", r.category), tk("complaints.state", r.state),
+                     tk("complaints.priority", r.priority),
+                     *(v.astimezone(tz).replace(tzinfo=None, microsecond=0) if v else None
+                       for v in (r.submitted_at, r.fixed_at, r.closed_at)),
+                     t("export.yes") if r.auto_closed else t("export.no"), hours,
+                     tk("complaints.report.sla", report.sla.get(r.id, "none")), r.description])
+    return header, rows
+
+
+def to_people_csv(report: MonthlyReport, tz: ZoneInfo, *, lang: str, t: Callable[..., str],
+                  tk: Callable[..., str]) -> str:
+    """The CSV a spreadsheet opens as it is: a BOM (UTF-8 recognised), ';' between fields (Excel in Indonesian,
+    and in most of Europe, splits on ';' because ',' is its decimal mark), decimal commas in Indonesian."""
+    header, rows = export_table(report, tz, t=t, tk=tk)
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(header)
+    for row in rows:
+        cells = []
+        for value in row:
+            if isinstance(value, datetime):
+                value = value.strftime("%d/%m/%Y %H:%M")
+            elif isinstance(value, float):
+                value = f"{value:.1f}".replace(".", ",") if lang == "id" else f"{value:.1f}"
+            cells.append(safe_cell(value))
+        writer.writerow(cells)
+    return out.getvalue()
+
+
+def to_xlsx(report: MonthlyReport, tz: ZoneInfo, *, t: Callable[..., str], tk: Callable[..., str],
+            title: str) -> bytes:
+    """The same table as an Excel workbook (openpyxl): real dates and numbers, a frozen, bold header row."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    header, rows = export_table(report, tz, t=t, tk=tk)
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = title[:31]
+    sheet.append(header)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append([safe_cell(v) if isinstance(v, str) else v for v in row])
+    for column in ("G", "H", "I"):
+        for cell in sheet[column][1:]:
+            cell.number_format = "dd/mm/yyyy hh:mm"
+        sheet.column_dimensions[column].width = 17
+    sheet.freeze_panes = "A2"
+    out = io.BytesIO()
+    book.save(out)
     return out.getvalue()
 
 

@@ -16,7 +16,7 @@ This module is the feature's public face: other features import from here, never
 
 from __future__ import annotations
 
-from pdn_ops.notify.intake import IntakeReply, RegisteredAdmin
+from pdn_ops.notify.intake import FeedbackIntake, IntakeReply, RegisteredAdmin
 from pdn_ops.notify.media import CheckedPhoto
 from pdn_ops.notify.model import Channel, Recipient
 from pdn_ops.notify.outbox import alert_engineers, enqueue
@@ -24,6 +24,7 @@ from pdn_ops.notify.outbox import alert_engineers, enqueue
 __all__ = [
     "Channel",
     "CheckedPhoto",
+    "FeedbackIntake",
     "IntakeReply",
     "Recipient",
     "RegisteredAdmin",

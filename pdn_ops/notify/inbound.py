@@ -22,7 +22,7 @@ from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import DeliveryError, MediaRefused
 from pdn_ops.core.i18n import translate
 from pdn_ops.notify.channels.whatsapp import MediaSource
-from pdn_ops.notify.intake import ComplaintIntake, RegisteredAdmin
+from pdn_ops.notify.intake import ComplaintIntake, FeedbackIntake, RegisteredAdmin
 from pdn_ops.notify.media import CheckedPhoto, check_photo
 from pdn_ops.notify.model import Channel, InboundMedia, InboundMessage, Recipient, StatusUpdate
 from pdn_ops.notify.outbox import apply_status, enqueue, insert_ignore
@@ -136,12 +136,21 @@ def fetch_photos(claim: InboundClaim, media_source: MediaSource | None) -> Fetch
 
 
 def complete_inbound(session: Session, claim: InboundClaim, *, intake: ComplaintIntake,
-                     admin: RegisteredAdmin | None, fetched: FetchedPhotos, now: datetime) -> str:
-    """The one transaction that acts on a message: intake, reply, done. Returns the outcome."""
+                     admin: RegisteredAdmin | None, fetched: FetchedPhotos, now: datetime,
+                     feedback: FeedbackIntake | None = None) -> str:
+    """The one transaction that acts on a message: intake, reply, done. Returns the outcome.
+
+    A complaint about the service itself (``feedback``) is taken first, from anyone: it is not about a VM."""
     recipient_lang = admin.language if admin is not None else "id"
     recipient = Recipient(claim.channel, claim.sender, recipient_lang, admin.user_id if admin else None)
     key = f"inbound:{claim.channel.value}:{claim.external_id}"
-    if admin is None:
+    if feedback is not None and feedback.take(session, channel=claim.channel, address=claim.sender,
+                                              text=claim.text, now=now):
+        # One acknowledgement per sender and hour, however many they send (the feature caps what it records).
+        enqueue(session, event="service_feedback_received", recipients=[recipient], params={},
+                idempotency_key=f"feedback:{claim.channel.value}:{claim.sender}:{now:%Y-%m-%dT%H}", now=now)
+        outcome = "service_feedback"
+    elif admin is None:
         # One refusal per sender per day: a stranger who writes fifty times must not make us send fifty replies.
         enqueue(session, event="intake_refused", recipients=[recipient], params={},
                 idempotency_key=f"refusal:{claim.channel.value}:{claim.sender}:{now.date().isoformat()}", now=now)

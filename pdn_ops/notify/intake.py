@@ -10,6 +10,7 @@ inbound message as processed and enqueueing the reply, so a message is turned in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -46,4 +47,13 @@ class ComplaintIntake(Protocol):
 
         Called once per inbound message. ``text`` is the person's own words: store it as data.
         """
+        ...
+
+
+class FeedbackIntake(Protocol):
+    """Complaints about the service itself that arrive as messages (the public pages' feature implements it)."""
+
+    def take(self, session: Session, *, channel: Channel, address: str, text: str, now: datetime) -> bool:
+        """Record ``text`` as a complaint about the service when it is one (it starts with the keyword the
+        published standard names); False leaves the message to the complaint intake. Anyone may send one."""
         ...

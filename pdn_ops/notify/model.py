@@ -55,6 +55,8 @@ EVENTS: Final[dict[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec("intake_incomplete", True, ("number", "missing")),
     # A complaint reached Selesai: the OPD is asked, once, how the service did (pdn_ops.survey).
     EventSpec("survey_invitation", False, ("number", "link")),
+    # A complaint about the service itself arrived over WhatsApp or e-mail (pdn_ops.public): acknowledged at once.
+    EventSpec("service_feedback_received", True, ()),
 )}
 
 # Events engineers receive ("engineers get SLA-at-risk and remediation-failed alerts").

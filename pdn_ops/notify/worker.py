@@ -28,7 +28,7 @@ from pdn_ops.notify import outbox as notify_outbox
 from pdn_ops.notify import rendering as templates
 from pdn_ops.notify.channels.email import ImapMailbox, SmtpSender, is_automatic, parse_inbound
 from pdn_ops.notify.channels.whatsapp import GatewayProvider, MediaSource, MetaCloudProvider, Sender
-from pdn_ops.notify.intake import ComplaintIntake
+from pdn_ops.notify.intake import ComplaintIntake, FeedbackIntake
 from pdn_ops.notify.model import Channel, SendResult
 from pdn_ops.notify.policy import RetryPolicy
 
@@ -45,6 +45,7 @@ class NotifyRuntime:
     use_templates: bool = True
     media: MediaSource | None = None
     intake: ComplaintIntake | None = None
+    feedback: FeedbackIntake | None = None  # complaints about the service, before the complaint intake
     mailbox: ImapMailbox | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     clock: Callable[[], datetime] = utcnow
@@ -121,7 +122,7 @@ def process_inbound(rt: NotifyRuntime, *, limit: int = 10) -> int:
                        else notify_inbound.FetchedPhotos([], []))
             with rt.sessions() as session, session.begin():
                 outcome = notify_inbound.complete_inbound(session, claim, intake=rt.intake, admin=admin,
-                                                          fetched=fetched, now=rt.clock())
+                                                          fetched=fetched, now=rt.clock(), feedback=rt.feedback)
             log.info("inbound %s message %s: %s", claim.channel.value, claim.id, outcome)
             done += 1
         except DeliveryError as exc:
@@ -158,7 +159,7 @@ def poll_mailbox(rt: NotifyRuntime) -> int:
 
 
 def build_runtime(settings: Settings, sessions: sessionmaker[Session], *,
-                  intake: ComplaintIntake | None = None) -> NotifyRuntime:
+                  intake: ComplaintIntake | None = None, feedback: FeedbackIntake | None = None) -> NotifyRuntime:
     """The runtime the settings describe; channels without settings are simply absent (their messages wait)."""
     senders: dict[Channel, Sender] = {}
     media: MediaSource | None = None
@@ -180,7 +181,7 @@ def build_runtime(settings: Settings, sessions: sessionmaker[Session], *,
                               settings.imap_username, settings.imap_password, settings.imap_mailbox,
                               settings.imap_ca_file)
     return NotifyRuntime(
-        sessions=sessions, senders=senders, media=media, intake=intake, mailbox=mailbox,
+        sessions=sessions, senders=senders, media=media, intake=intake, feedback=feedback, mailbox=mailbox,
         retry=RetryPolicy(settings.notify_max_attempts, settings.notify_backoff_base_seconds,
                           settings.notify_backoff_max_seconds),
         lease=timedelta(seconds=settings.notify_lease_seconds),
@@ -225,12 +226,14 @@ class NotifyWorker(threading.Thread):
 
 
 def start_notify_worker(settings: Settings, sessions: sessionmaker[Session], *,
-                        intake: ComplaintIntake | None) -> NotifyWorker | None:
+                        intake: ComplaintIntake | None,
+                        feedback: FeedbackIntake | None = None) -> NotifyWorker | None:
     """One worker thread inside the service (``PDN_OPS_NOTIFY_WORKER=1``); ``intake`` turns inbound messages into
     complaints (the complaint feature's ``ComplaintsIntake``)."""
     if not settings.notify_worker:
         return None
-    worker = NotifyWorker(build_runtime(settings, sessions, intake=intake), poll_seconds=settings.notify_poll_seconds,
+    worker = NotifyWorker(build_runtime(settings, sessions, intake=intake, feedback=feedback),
+                          poll_seconds=settings.notify_poll_seconds,
                           mailbox_seconds=settings.imap_poll_seconds)
     worker.start()
     return worker

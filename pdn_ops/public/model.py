@@ -90,3 +90,18 @@ def check_feedback(name: str, contact: str, message: str) -> tuple[FeedbackDraft
     elif len(message) > MAX_FEEDBACK:
         errors["message"] = "feedback.error.long"
     return FeedbackDraft(name, contact, message), errors
+
+
+# A message over WhatsApp or e-mail is about the service itself when it starts with this word (the standard says so).
+FEEDBACK_KEYWORD: Final = "LAYANAN"
+
+
+def feedback_from_message(text: str) -> str | None:
+    """The complaint in a message that starts with the keyword (any case, then a space, colon or newline)."""
+    head = text.lstrip()
+    if head[: len(FEEDBACK_KEYWORD)].upper() != FEEDBACK_KEYWORD:
+        return None
+    rest = head[len(FEEDBACK_KEYWORD):]
+    if rest and rest[0] not in " :\n\t":
+        return None  # "LAYANANKU ..." is not the keyword
+    return rest.lstrip(" :\n\t")

@@ -30,7 +30,7 @@ from pdn_ops.runs.model import may_approve as rem_may_approve
 from pdn_ops.runs.parts import runs_of
 from pdn_ops.runs.tables import RemediationRunRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
-from pdn_ops.web.paging import Paging, next_link
+from pdn_ops.web.paging import DEFAULT_LIMIT, PageRequest, Paging, next_link, next_url
 from pdn_ops.web.templating import flash_redirect, render
 from remediation import registry
 
@@ -204,25 +204,27 @@ def snapshots_api(cluster: Cluster, vmid: Vmid, ctx: Ctx, session: DbSession, _s
 # --- pages ------------------------------------------------------------------------------------------------------
 
 def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None, error: Exception | None = None,
-               status_code: int = 200) -> HTMLResponse:
+               status_code: int = 200, paging: PageRequest | None = None) -> HTMLResponse:
     """The runs page; after a refused form, with the reason in the reader's language and the values as typed."""
     targets = [vm.key for vm in ctx.inventory.vms] if ctx.inventory else []
+    paging = paging or PageRequest(None, DEFAULT_LIMIT)
     with ctx.sessions() as session:
-        runs = svc.list_runs(session)
+        runs, more = paging.cut(svc.list_runs(session, limit=paging.limit + 1, before=paging.after))
         auto = svc.auto_enabled(session)
         attention = remediation_auto.attention(session, since=utcnow() - remediation_alerts.LOOKBACK)
     return render(request, "remediation_runs.html", status_code=status_code, runs=runs, targets=targets,
                   playbooks=sorted(registry.PLAYBOOKS), auto=auto, lab_demo=runs_of(ctx).lab_demo,
                   attention=attention, form=form or {},
-                  error=message(error, get_language(request)) if error is not None else None)
+                  error=message(error, get_language(request)) if error is not None else None,
+                  next_page=next_url(request, runs[-1].id if more and runs else None))
 
 
 @router.get("/remediation", response_class=HTMLResponse, include_in_schema=False)
-def runs_page(request: Request, ctx: Ctx, _staff: Staff, target: str | None = None,
+def runs_page(request: Request, ctx: Ctx, _staff: Staff, paging: Paging, target: str | None = None,
               playbook: str | None = None) -> HTMLResponse:
     # An alert's link names the VM and the playbook that fits it: the request form starts with them chosen.
     form = {key: value for key, value in (("target", target), ("playbook", playbook)) if value}
-    return _runs_page(request, ctx, form=form or None)
+    return _runs_page(request, ctx, form=form or None, paging=paging)
 
 
 @router.get("/remediation/snapshots/{cluster}/{vmid}", response_class=HTMLResponse, include_in_schema=False)

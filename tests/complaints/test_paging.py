@@ -48,3 +48,28 @@ def test_runs_page_and_bad_paging_is_refused(world) -> None:
         answer = engineer.get(f"/api/v1/remediation/runs?{query}")
         assert answer.status_code == 422, query
         assert {"errors", "message"} <= set(answer.json())
+
+
+def test_the_runs_page_takes_the_same_paging(world) -> None:
+    engineer = world.client("engineer")
+    assert engineer.get("/remediation?limit=1").status_code == 200
+    refused = engineer.get("/remediation?cursor=abc")
+    assert refused.status_code == 422 and "tidak sah" in refused.text
+
+
+def test_the_users_page_pages_in_its_own_order(world) -> None:
+    import re
+
+    supervisor = world.client("supervisor")
+    whole = re.findall(r'href="/users/(\d+)"', supervisor.get("/users?status=all").text)
+    seen: list[str] = []
+    url: str | None = "/users?status=all&limit=2"
+    while url:
+        page = supervisor.get(url)
+        assert page.status_code == 200
+        shown = re.findall(r'href="/users/(\d+)"', page.text)
+        assert len(shown) <= 2
+        seen += shown
+        found = re.search(r'<a href="([^"]+)">Halaman berikutnya</a>', page.text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    assert seen == whole and len(whole) > 2

@@ -75,6 +75,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /complaints/{complaint_id}/report": DINKES,
     "GET /complaints/{complaint_id}/report.pdf": DINKES,
     "GET /reports/monthly": USERS,
+    "GET /reports/monthly.xlsx": USERS,
     "GET /reports/monthly.csv": USERS,
     "GET /reports/monthly.pdf": USERS,
     "GET /api/v1/me": USERS,
