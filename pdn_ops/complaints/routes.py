@@ -97,10 +97,18 @@ def _form(request: Request, parts: ComplaintsParts, session: Session, user: acco
           row: ComplaintRow | None, status_code: int = 200, idempotency_key: str | None = None) -> HTMLResponse:
     found = complaints.assets(session, user)
     health = asset_health(parts, session, [a.ref for a in found])
+    attached: list[Any] = []
+    reason: str | None = None
+    if row is not None:  # a returned complaint: why it came back, and the photos it already has
+        attached = complaint_queries.attachments(session, row)
+        returns = [e for e in complaint_queries.timeline(session, user, row, runs=parts.linked_runs)
+                   if e.action == "complaint.return"]
+        reason = returns[-1].detail if returns else None
     # A fresh key per form shown; a form shown again after a refusal keeps its key (nothing was filed with it).
     return render(request, "complaints/form.html", status_code=status_code, assets=found, health=health,
                   categories=list(Category), draft=draft, errors=errors, photo_error=photo_error, row=row,
-                  max_photos=photos.MAX_PHOTOS, idempotency_key=idempotency_key or uuid.uuid4().hex)
+                  max_photos=photos.MAX_PHOTOS, idempotency_key=idempotency_key or uuid.uuid4().hex,
+                  attached=attached, return_reason=reason, max_photo_bytes=photos.MAX_BYTES)
 
 
 @router.get("/complaints/new", response_class=HTMLResponse)

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pdn_ops.accounts import Principal, Role, Staff, Supervisor
+from pdn_ops.complaints import holiday_proposal
 from pdn_ops.complaints import procedure_store as procedure_settings
 from pdn_ops.complaints.parts import Parts
 from pdn_ops.complaints.procedure import ProcedureSettings, check
@@ -22,7 +23,7 @@ from pdn_ops.complaints.procedure_store import LiveSettings, Stored
 from pdn_ops.core.errors import Conflict, SettingsInvalid
 from pdn_ops.core.i18n import translate
 from pdn_ops.core.parts import CoreParts
-from pdn_ops.web.deps import Ctx, DbSession, unit_of_work
+from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
 from pdn_ops.web.templating import render
 
 router = APIRouter()
@@ -35,21 +36,36 @@ def _form_of(settings: ProcedureSettings) -> dict[str, str]:
 
 
 def _page(request: Request, ctx: CoreParts, live: LiveSettings, user: Principal, *, form: dict[str, str] | None = None,
-          errors: dict[str, Any] | None = None, problem: str | None = None, status_code: int = 200) -> HTMLResponse:
+          errors: dict[str, Any] | None = None, problem: str | None = None, status_code: int = 200,
+          proposal_years: list[int] | None = None, proposed: tuple[int, list[Any], int] | None = None
+          ) -> HTMLResponse:
     with ctx.sessions() as session:
         stored = live.stored(session)
         history = procedure_settings.history(session)
     return render(request, "settings.html", status_code=status_code, stored=stored, defaults=live.defaults,
                   timezone=live.timezone, form=form or _form_of(stored.settings), errors=errors or {},
                   problem=problem, history=history, can_edit=user.role is Role.SUPERVISOR,
+                  proposal_years=proposal_years or [], proposed=proposed,
                   saved=request.query_params.get("saved") == "1",
                   recomputed=int(request.query_params.get("recomputed", "0") or 0)
                   if request.query_params.get("recomputed", "0").isdigit() else 0)
 
 
 @router.get(PAGE, response_class=HTMLResponse, include_in_schema=False)
-def settings_page(request: Request, ctx: Ctx, parts: Parts, user: Staff) -> HTMLResponse:
-    return _page(request, ctx, parts.terms, user)
+def settings_page(request: Request, ctx: Ctx, parts: Parts, user: Staff, propose: int | None = None) -> HTMLResponse:
+    """``?propose=YEAR`` (supervisor): the year's public holidays and cuti bersama added to the form, not saved."""
+    this_year = datetime.now(parts.config.policy.tz).year
+    years = [this_year + i for i in range(holiday_proposal.PROPOSAL_YEARS)]
+    if propose is None or propose not in years or user.role is not Role.SUPERVISOR:
+        return _page(request, ctx, parts.terms, user, proposal_years=years)
+    proposed = holiday_proposal.proposal(propose, get_language(request))
+    with ctx.sessions() as session:
+        current = parts.terms.stored(session).settings
+    form = _form_of(current)
+    merged = sorted(set(current.holiday_list()) | {d.isoformat() for d, _name in proposed})
+    form["holidays"] = "\n".join(merged)
+    return _page(request, ctx, parts.terms, user, form=form, proposal_years=years,
+                 proposed=(propose, proposed, len(merged) - len(current.holiday_list())))
 
 
 @router.post(PAGE, include_in_schema=False)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from pdn_ops.accounts import Principal
 from pdn_ops.complaints import ComplaintRow
-from pdn_ops.core.db.tables import OpdRow, SiteRow, utcnow
+from pdn_ops.core.db.tables import AuditRow, OpdRow, SiteRow, utcnow
 from pdn_ops.core.errors import Conflict, NotFound
 from pdn_ops.health import HealthTargetRow, uptime_history
 from pdn_ops.public.service import new_share_token
@@ -46,6 +46,7 @@ class Incident:
     category: str
     started: datetime | None
     ended: datetime | None
+    note: str = ""  # what the OPD was told when it was fixed, shown only if the OPD chose so
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ def page_of(session: Session, opd_id: int) -> StatusPageRow:
     row = session.get(StatusPageRow, opd_id)
     if row is None:
         row = StatusPageRow(opd_id=opd_id, enabled=False, public=False, share_token=new_share_token(),
-                            show_addresses=False, site_ids=[], updated_by="")
+                            show_addresses=False, show_notes=False, site_ids=[], updated_by="")
         session.add(row)
         session.flush()
     return row
@@ -82,7 +83,7 @@ def opd_sites(session: Session, opd_id: int) -> list[tuple[int, str, str]]:
 
 
 def save_page(session: Session, principal: Principal, *, enabled: bool, public: bool, show_addresses: bool,
-              site_ids: list[int], new_link: bool, version: int | None) -> StatusPageRow:
+              show_notes: bool, site_ids: list[int], new_link: bool, version: int | None) -> StatusPageRow:
     assert principal.opd_id is not None
     row = page_of(session, principal.opd_id)
     if version is not None and version != row.version:
@@ -90,7 +91,7 @@ def save_page(session: Session, principal: Principal, *, enabled: bool, public: 
     own = {i for i, _, _ in opd_sites(session, principal.opd_id)}
     if not set(site_ids) <= own:
         raise NotFound("not a site of this OPD")
-    row.enabled, row.public, row.show_addresses = enabled, public, show_addresses
+    row.enabled, row.public, row.show_addresses, row.show_notes = enabled, public, show_addresses, show_notes
     row.site_ids = sorted(set(site_ids))
     if new_link:
         row.share_token = new_share_token()  # the old link stops working at once
@@ -115,14 +116,30 @@ def build_view(session: Session, page: StatusPageRow, states: dict[int, str], no
                                 days=found.days if found else (None,) * DAYS,
                                 ratio=found.month_ratio if found else None))
     labels: dict[int | None, str] = {site_id: (url if page.show_addresses else name) for site_id, name, url in chosen}
-    incidents = [Incident(labels[site_id], category, started, ended) for site_id, category, started, ended in
-                 session.execute(select(ComplaintRow.site_id, ComplaintRow.category, ComplaintRow.submitted_at,
-                                        ComplaintRow.closed_at)
-                                 .where(ComplaintRow.site_id.in_(ids), ComplaintRow.submitted_at >= now - timedelta(
-                                     days=DAYS), ComplaintRow.state != "merged")
-                                 .order_by(ComplaintRow.submitted_at.desc()).limit(20))] if ids else []
+    found_incidents = session.execute(
+        select(ComplaintRow.id, ComplaintRow.site_id, ComplaintRow.category, ComplaintRow.submitted_at,
+               ComplaintRow.closed_at)
+        .where(ComplaintRow.site_id.in_(ids), ComplaintRow.submitted_at >= now - timedelta(days=DAYS),
+               ComplaintRow.state != "merged")
+        .order_by(ComplaintRow.submitted_at.desc()).limit(20)).all() if ids else []
+    notes = fix_notes(session, [row[0] for row in found_incidents]) if page.show_notes else {}
+    incidents = [Incident(labels[site_id], category, started, ended, notes.get(cid, ""))
+                 for cid, site_id, category, started, ended in found_incidents]
     first = datetime.combine((now.astimezone(tz) - timedelta(days=DAYS - 1)).date(), datetime.min.time(), tz)
     return StatusView(opd.name if opd else "", sites, incidents, now, first)
+
+
+def fix_notes(session: Session, complaint_ids: list[int]) -> dict[int, str]:
+    """The reason given with the last "fixed" step of each complaint: the text the OPD received (step 5)."""
+    if not complaint_ids:
+        return {}
+    subjects = {f"complaint:{cid}": cid for cid in complaint_ids}
+    found: dict[int, str] = {}
+    for subject, detail in session.execute(select(AuditRow.subject, AuditRow.detail).where(
+            AuditRow.action == "complaint.fix", AuditRow.subject.in_(subjects)).order_by(AuditRow.id)):
+        if detail:
+            found[subjects[subject]] = detail
+    return found
 
 
 class StatusPages:

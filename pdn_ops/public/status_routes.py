@@ -108,7 +108,7 @@ def status_settings(request: Request, ctx: Ctx, user: OpdUser, session: DbSessio
 async def status_save(request: Request, ctx: Ctx, user: OpdUser,
                       version: Annotated[str, Form(max_length=12)] = "") -> Response:
     form = await request.form()
-    flags = {name: form.get(name) == "1" for name in ("enabled", "public", "show_addresses", "new_link")}
+    flags = {name: form.get(name) == "1" for name in ("enabled", "public", "show_addresses", "show_notes", "new_link")}
     ids = [int(v) for v in form.getlist("site") if isinstance(v, str) and v.isdigit() and len(v) < 10]
 
     def store() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pdn_ops.core.db.tables import Base, utcnow
@@ -53,6 +53,8 @@ class StatusPageRow(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     share_token: Mapped[str] = mapped_column(String(64), unique=True)
     show_addresses: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The note the OPD was told when its complaint was fixed (never the engineers' work notes).
+    show_notes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     site_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # the sites the OPD chose to show
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(80), default="")
