@@ -39,6 +39,15 @@ FAULTS: dict[str, str] = {
     "ignore_acpi": "vmid on=1                         the guest ignores ACPI: shutdown tasks time out",
     "storage_full": "storage=local-lvm on=1           no space left: disk allocations and resizes fail",
     "task_failure": "vmid action=start message=...   the VM's next start task ends with TASK ERROR",
+    "fill_storage": "storage=local-lvm percent=95 per_hour=0  the storage's usage goes to percent, then grows "
+                    "per_hour percentage points per Proxmox hour (percent=0: back to its volumes)",
+    "storage_offline": "storage=local on=1             the storage is not online: listings fail, resources 'unknown'",
+    "backup_job": "job=daily vmids=all storage=local exclude= enabled=1  a vzdump job in /cluster/backup "
+                  "(vmids: 'all' or a list like 101,102)",
+    "delete_backup_job": "job=daily                   remove the vzdump job",
+    "run_backup_job": "job=daily                      run the job now: one vzdump task per node; waits for them",
+    "backup_now": "vmid storage=local                 a vzdump of one VM now; waits for the task, returns its UPID",
+    "backup_fails": "vmid on=1 message=...          the VM's backups fail (its part of a vzdump task: ERROR)",
     "lock": "vmid lock=backup                         the VM is locked",
     "unlock": "vmid                                   clear the VM's lock",
     "node_offline": "node=pve1 offline=1              requests for the node get 595 No route to host",
@@ -320,6 +329,119 @@ class Faults:
                         store.pop(key, None)
                     else:
                         store[key] = value
+        self._run(change)
+
+    def _storage(self, storage: str) -> dict[str, Any]:
+        pve = self._lab.pve
+        if storage not in pve.storages:
+            raise ValueError(f"no storage {storage!r}; known: {', '.join(sorted(pve.storages))}")
+        store: dict[str, Any] = pve.storages[storage]
+        return store
+
+    def fill_storage(self, storage: str = "local-lvm", percent: Any = 95, per_hour: Any = 0) -> None:
+        """Space used outside the listed volumes (other data, a snapshot growing): usage at ``percent`` now,
+        growing ``per_hour`` percentage points per Proxmox hour until the storage is full."""
+        pve = self._lab.pve
+        store = self._storage(storage)
+        pct, rate = float(percent), float(per_hour)
+        if not 0 <= pct <= 100 or not 0 <= rate <= 360000:
+            raise ValueError("percent must be between 0 and 100, per_hour between 0 and 360000")
+
+        def change() -> None:
+            pve.storage_fill.pop(storage, None)
+            total, used, _avail = pve._space(store)
+            if pct == 0 and rate == 0:
+                return
+            fill = max(int(total * pct / 100) - int(used), 0)
+            pve.storage_fill[storage] = (fill, total * rate / 100 / 3600, time.time())
+        self._run(change)
+
+    def storage_offline(self, storage: str = "local", on: Any = True) -> None:
+        store = self._storage(storage)
+        self._run(lambda: store.__setitem__("active", 0 if _flag(on) else 1))
+
+    def backup_job(self, job: str = "daily", vmids: str = "all", storage: str = "local", exclude: str = "",
+                   enabled: Any = True) -> None:
+        self._storage(storage)
+        job = job.strip()
+        if not job or len(job) > 50 or any(c.isspace() for c in job):
+            raise ValueError("job must be 1 to 50 characters without spaces")
+        spec: dict[str, Any] = {"storage": storage, "schedule": "21:00", "mode": "snapshot", "compress": "zstd",
+                                "enabled": 1 if _flag(enabled) else 0, "enabled_nodes": ""}
+        if str(vmids).strip() in ("", "all"):
+            spec["all"] = 1
+            if exclude:
+                spec["exclude"] = ",".join(str(int(v)) for v in str(exclude).split(","))
+        else:
+            spec["vmid"] = ",".join(str(int(v)) for v in str(vmids).split(","))
+        spec.pop("enabled_nodes")
+        self._run(lambda: self._lab.pve.backup_jobs.__setitem__(job, spec))
+
+    def delete_backup_job(self, job: str = "daily") -> None:
+        self._run(lambda: self._lab.pve.backup_jobs.pop(job, None))
+
+    def run_backup_job(self, job: str = "daily") -> list[str]:
+        """What the scheduler does at the job's time: a vzdump task per node with that node's guests."""
+        pve = self._lab.pve
+        spec = pve.backup_jobs.get(job)
+        if spec is None:
+            raise ValueError(f"no backup job {job!r}")
+        covered = pve.covered_vmids() if spec.get("all") else {int(v) for v in str(spec["vmid"]).split(",")}
+        upids = []
+        for node in sorted(pve.nodes):
+            vmids = sorted(int(vm.vmid) for vm in pve.vms if vm.node == node and int(vm.vmid) in covered)
+            if spec.get("all"):
+                vmids = [v for v in vmids if str(v) not in str(spec.get("exclude", "")).split(",")]
+            if vmids:
+                upids.append(self._vzdump(node, {"vmid": ",".join(map(str, vmids)), "storage": spec["storage"],
+                                                 "mode": spec["mode"], "compress": spec["compress"], "job-id": job}))
+        for upid in upids:
+            self._wait_task(upid, "backup job " + job)
+        return upids
+
+    def backup_now(self, vmid: int, storage: str = "local") -> str:
+        vm = self._lab.pve.vm(vmid)
+        if vm is None:
+            raise ValueError(f"no VM {vmid}")
+        self._storage(storage)
+        upid = self._vzdump(vm.node, {"vmid": str(vmid), "storage": storage, "mode": "snapshot",
+                                      "compress": "zstd"})
+        self._wait_task(upid, f"backup of VM {vmid}")
+        return upid
+
+    def _vzdump(self, node: str, values: dict[str, Any]) -> str:
+        from fakepve import PveError, schema
+
+        spec = schema.load().paths["/nodes/{node}/vzdump"]["POST"]["parameters"]
+        checked, errors = schema.validate(spec, dict(values, node=node))
+        if errors:
+            raise ValueError("; ".join(f"{k}: {v.strip()}" for k, v in sorted(errors.items())))
+        try:
+            upid: str = self._lab.call(self._lab.pve._lab_vzdump(checked, "root@pam"))
+        except PveError as exc:
+            raise ValueError(f"vzdump on {node}: {exc.message}") from exc
+        return upid
+
+    def _wait_task(self, upid: str, what: str) -> None:
+        tasks = self._lab.pve.tasks
+        deadline = time.monotonic() + TASK_WAIT
+        while tasks[upid]["status"] == "running":  # the task runs on the lab's loop; this thread waits
+            if time.monotonic() > deadline:
+                raise ValueError(f"{what} still running after {TASK_WAIT:.0f} s")
+            time.sleep(0.01)
+
+    def backup_fails(self, vmid: int, on: Any = True, message: str = "") -> None:
+        if self._lab.pve.vm(vmid) is None:
+            raise ValueError(f"no VM {vmid}")
+        text = message or "unable to connect to VM 101 qmp socket - timeout after 31 retries"
+        text = text.replace("101", str(vmid)) if not message else text
+        errors = self._lab.pve.backup_errors
+
+        def change() -> None:
+            if _flag(on):
+                errors[vmid] = text
+            else:
+                errors.pop(vmid, None)
         self._run(change)
 
     def lock(self, vmid: int, lock: str = "backup") -> None:

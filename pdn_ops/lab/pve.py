@@ -79,6 +79,15 @@ class LabPve(FakePve):
         # The guest agent's answer to get-fsinfo for a VM (QEMU GA GuestFilesystemInfo list), or None while the
         # agent does not answer (the guest is not booted): set by the lab, which owns the guests' disks.
         self.agent_fsinfo: Callable[[int], list[dict[str, Any]] | None] = lambda vmid: None
+        # vzdump jobs as /cluster/backup lists them (storage.cfg's jobs.cfg): id -> job.
+        self.backup_jobs: dict[str, dict[str, Any]] = {}
+        # vmid -> why its backups fail (fault backup_fails): the VM's part of a vzdump task ends in ERROR.
+        self.backup_errors: dict[int, str] = {}
+        # storage -> (fill in bytes at `since`, growth in bytes per PVE second, since): space used outside the
+        # listed volumes (fault fill_storage), so the usage grows with time as a filling pool does.
+        self.storage_fill: dict[str, tuple[int, float, float]] = {}
+        # PVE seconds a vzdump takes per VM.
+        self.backup_secs = 2.0
 
     # ------------------------------------------------------------ routes
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
@@ -88,6 +97,8 @@ class LabPve(FakePve):
             ("GET", "/cluster/backup-info/not-backed-up", self._lab_not_backed_up),
             ("GET", "/nodes/{node}/status", self._lab_node_status),
             ("GET", "/cluster/tasks", self._lab_cluster_tasks),
+            ("GET", "/cluster/backup", self._lab_backup_jobs),
+            ("POST", "/nodes/{node}/vzdump", self._lab_vzdump),
             ("POST", "/nodes/{node}/qemu/{vmid}/snapshot", self._lab_snapshot),
             ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback", self._lab_rollback),
         ]
@@ -127,15 +138,133 @@ class LabPve(FakePve):
 
     async def _lab_cluster_tasks(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
         """The cluster's recent tasks, newest first, as the node lists show them (fakepve invents a sample)."""
-        rows = [self._task_view(task, True) for task in self.tasklog
+        # Newest first; within one second the later task first (the log is in start order).
+        rows = [self._task_view(task, True) for task in reversed(self.tasklog)
                 if self._task_owner(user, task) or self.allowed(user, "/nodes/" + task["node"], "Sys.Audit")]
         rows.sort(key=lambda t: -t["starttime"])
         return rows[:CLUSTER_TASKS]
 
     async def _lab_not_backed_up(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
-        # The lab has no backup jobs, so every guest is "not backed up" (fakepve invents one sample entry).
+        # Guests no enabled job covers (fakepve invents one sample entry).
+        covered = self.covered_vmids()
         return [{"type": "qemu", "vmid": vm.vmid, "name": vm.name} for vm in sorted(self.vms, key=lambda v: v.vmid)
-                if self.allowed(user, f"/vms/{vm.vmid}", "VM.Audit")]
+                if vm.vmid not in covered and self.allowed(user, f"/vms/{vm.vmid}", "VM.Audit")]
+
+    def covered_vmids(self) -> set[int]:
+        """VMIDs an enabled backup job includes (``all`` minus ``exclude``, or its ``vmid`` list)."""
+        covered: set[int] = set()
+        every = {int(vm.vmid) for vm in self.vms}
+        for job in self.backup_jobs.values():
+            if not _truthy(job.get("enabled", 1)):
+                continue
+            if _truthy(job.get("all", 0)):
+                covered |= every - {int(v) for v in _split(job.get("exclude"))}
+            else:
+                covered |= {int(v) for v in _split(job.get("vmid"))}
+        return covered
+
+    async def _lab_backup_jobs(self, values: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        """GET /cluster/backup: the configured vzdump jobs (``type: vzdump``, as PVE >= 7.2 lists them)."""
+        if not self.allowed(user, "/", "Sys.Audit"):
+            raise PveError(403, "Permission check failed (/, Sys.Audit)")
+        return [dict(job, id=job_id, type="vzdump") for job_id, job in sorted(self.backup_jobs.items())]
+
+    async def _lab_vzdump(self, values: dict[str, Any], user: str) -> str:
+        """POST /nodes/{node}/vzdump: one task for the listed guests of this node (``id`` the VMID when there is
+        one, empty otherwise, as PVE names it), a backup volume per guest on ``storage``. A guest whose backup
+        fails (fault backup_fails, a full or offline storage) gets vzdump's ERROR line and the task ends with
+        "job errors"; the others are still backed up."""
+        node = str(values["node"])
+        storage = str(values.get("storage") or "local")
+        if storage not in self.storages:
+            raise die(f"storage '{storage}' does not exist")
+        if "backup" not in _split(self.storages[storage].get("content")):
+            raise die(f"storage '{storage}' does not support backups")
+        if _truthy(values.get("all")):
+            excluded = {int(v) for v in _split(values.get("exclude"))}
+            vms = [vm for vm in self.vms if vm.node == node and int(vm.vmid) not in excluded]
+        else:
+            wanted = [int(v) for v in _split(values.get("vmid"))]
+            if not wanted:
+                raise param_error(vmid="property is missing and it is not optional")
+            vms = [self.find(node, vmid) for vmid in wanted]
+        vms.sort(key=lambda vm: int(vm.vmid))
+        job = values.get("job-id")
+        head = f"INFO: starting new backup job: vzdump {' '.join(str(vm.vmid) for vm in vms)} --storage {storage}" \
+               f" --mode {values.get('mode') or 'snapshot'} --compress {values.get('compress') or 'zstd'}" \
+               f" --node {node}" + (f" --job-id {job}" if job else "")
+        task_id = str(vms[0].vmid) if len(vms) == 1 else ""
+        # The task's log: fakepve copies the first lines into its record; once the UPID is known the guests'
+        # lines go straight there (so a running task's log grows as PVE's does), before that into `early`.
+        holder: list[str] = []
+        early: list[str] = []
+
+        def write(line: str) -> None:
+            (self.tasks[holder[0]]["log"] if holder else early).append(line)
+
+        async def body() -> str:
+            failed = [vm.vmid for vm in vms if not await self._lab_backup_one(vm, storage, job, write)]
+            if failed:
+                write("INFO: Backup job finished with errors")
+                raise TaskError("job errors")
+            return "INFO: Backup job finished successfully"
+
+        upid: str = await self.task(node, "vzdump", task_id, user, body, lock=False, log=[head])
+        holder.append(upid)
+        self.tasks[upid]["log"][1:1] = early
+        return upid
+
+    async def _lab_backup_one(self, vm: Any, storage: str, job: Any, write: Callable[[str], None]) -> bool:
+        """One guest's part of a vzdump task; False when it failed (its ERROR line written)."""
+        store = self.storages[storage]
+        started = time.time()
+        stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(started))
+        volname = f"backup/vzdump-qemu-{vm.vmid}-{stamp}.vma.zst"
+        write(f"INFO: Starting Backup of VM {vm.vmid} (qemu)")
+        write(f"INFO: Backup started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}")
+        write(f"INFO: status = {vm.status}")
+        write(f"INFO: VM Name: {vm.name}")
+        size = max(_first_disk_bytes(vm) // 5, 1024**2)
+        error = self.backup_errors.get(int(vm.vmid))
+        if error is None and vm.lock:
+            error = f"VM is locked ({vm.lock})"
+        if error is None and not store.get("active", 1):
+            error = f"storage '{storage}' is not online"
+        if error is None:
+            write("INFO: backup mode: snapshot")
+            write(f"INFO: creating vzdump archive '{self._volume_path(storage, volname, 'backup')}'")
+            vm.lock = "backup"
+            vm.config["lock"] = "backup"
+            try:
+                await self.pause(self.backup_secs)
+            finally:
+                vm.lock = None
+                vm.config.pop("lock", None)
+            if size > self._space(store)[2]:
+                error = "vma_queue_write: write error - No space left on device"
+        if error is not None:
+            write(f"ERROR: Backup of VM {vm.vmid} failed - {error}")
+            write(f"INFO: Failed at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            return False
+        store.setdefault("volumes", {})[volname] = {
+            "content": "backup", "format": "vma.zst", "size": size, "vmid": int(vm.vmid), "ctime": int(started),
+            "notes": f"{vm.name}" + (f" (job {job})" if job else ""),
+        }
+        took = max(int(time.time() - started), 0)
+        write(f"INFO: Finished Backup of VM {vm.vmid} ({took // 3600:02d}:{took // 60 % 60:02d}:{took % 60:02d})")
+        write(f"INFO: Backup finished at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        return True
+
+    def _space(self, store: dict[str, Any]) -> tuple[int, int, int]:
+        """fakepve's (total, used, avail), plus what fill_storage put there (growing with PVE time)."""
+        total, used, avail = super()._space(store)
+        name = next((n for n, s in self.storages.items() if s is store), None)
+        if name is None or name not in self.storage_fill:
+            return int(total), int(used), int(avail)
+        fill, rate, since = self.storage_fill[name]
+        elapsed = (time.time() - since) / self.time_scale if self.time_scale else 0.0
+        extra = min(int(fill + rate * elapsed), max(int(total) - int(used), 0))
+        return int(total), int(used) + extra, max(int(avail) - extra, 0)
 
     async def _lab_node_status(self, values: dict[str, Any], user: str) -> dict[str, Any]:
         """A node's status with plausible numbers (fakepve's sample has zeros and 'fake' strings)."""
