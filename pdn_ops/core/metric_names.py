@@ -82,6 +82,9 @@ _ALL = (
            "1 when the storage is available on the node, 0 when not (backup: 1 when it holds backups)."),
     Series("pdn_storage_used_bytes", "gauge", ("cluster", "node", "storage"), "Space used on the storage."),
     Series("pdn_storage_total_bytes", "gauge", ("cluster", "node", "storage"), "Size of the storage."),
+    Series("pdn_storage_days_until_full", "gauge", ("cluster", "node", "storage"),
+           "Days until the storage is full: the least-squares slope of its hourly use (absent: not growing, or "
+           "fewer than 3 hours seen)."),
     Series("pdn_node_up", "gauge", ("cluster", "node"), "1 when the Proxmox node is online, 0 when offline."),
     Series("pdn_cluster_up", "gauge", ("cluster",), "1 when the cluster's API answers, 0 when it is DOWN."),
     # --- scheduled jobs -----------------------------------------------------------------------------------------

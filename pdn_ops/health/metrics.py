@@ -135,7 +135,8 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
     "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents",
     "pdn_vm_backup_last_success_timestamp_seconds", "pdn_vm_backup_failed", "pdn_vm_backup_protected",
-    "pdn_vm_backup_state", "pdn_storage_up", "pdn_storage_used_bytes", "pdn_storage_total_bytes", "pdn_node_up",
+    "pdn_vm_backup_state", "pdn_storage_up", "pdn_storage_used_bytes", "pdn_storage_total_bytes",
+    "pdn_storage_days_until_full", "pdn_node_up",
     "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
@@ -298,7 +299,8 @@ def _storage_lines(lines: dict[str, list[str]], cluster: str, storages: object) 
         lines["pdn_storage_up"].append(
             f'pdn_storage_up{{{lbl},backup="{1 if item.get("backup") else 0}"}} {1 if item.get("available") else 0}')
         if item.get("available"):
-            for name, key in (("pdn_storage_used_bytes", "used"), ("pdn_storage_total_bytes", "total")):
+            for name, key in (("pdn_storage_used_bytes", "used"), ("pdn_storage_total_bytes", "total"),
+                              ("pdn_storage_days_until_full", "days_until_full")):
                 value = _num(item.get(key))
                 if value is not None:
                     lines[name].append(f"{name}{{{lbl}}} {value}")

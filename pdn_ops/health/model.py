@@ -87,6 +87,9 @@ class Thresholds:
     disk_used_ratio: float = 0.90
     memory_available_ratio: float = 0.05
     backup_max_age_h: float = 26.0  # a daily job plus its run time
+    storage_used_ratio: float = 0.90
+    forecast_window_h: int = 7 * 24  # hours of storage rollups the days-until-full slope is fitted over
+    forecast_min_points: int = 3  # never a guess from two points
 
     def __post_init__(self) -> None:
         if self.down_after < 1 or self.up_after < 1:
@@ -288,6 +291,24 @@ def assess_backup(backup: BackupObservation, now: datetime, thresholds: Threshol
     if backup.last_ok_at is None or (now - backup.last_ok_at).total_seconds() > thresholds.backup_max_age_h * 3600:
         return BackupState.TOO_OLD
     return BackupState.OK
+
+
+def days_until_full(points: Iterable[tuple[float, float]], total: float, *, min_points: int = 3) -> float | None:
+    """Days until a storage is full from its use over time: the least-squares line through ``points`` (unix
+    seconds, bytes used), extended from its value at the newest point to ``total``. None when there are fewer
+    than ``min_points`` distinct times or the use does not grow (it never fills at this rate); 0 when full."""
+    pts = list(points)
+    if len({t for t, _ in pts}) < max(min_points, 2) or total <= 0:
+        return None
+    n = len(pts)
+    mean_t = sum(t for t, _ in pts) / n
+    mean_u = sum(u for _, u in pts) / n
+    sxx = sum((t - mean_t) ** 2 for t, _ in pts)
+    slope = sum((t - mean_t) * (u - mean_u) for t, u in pts) / sxx  # bytes per second
+    if slope <= 0:
+        return None
+    fitted_now = mean_u + slope * (max(t for t, _ in pts) - mean_t)
+    return max(total - fitted_now, 0.0) / slope / 86400
 
 
 # How a guest check's detail names each finding ("inactive: nginx.service; full: /"): written by assess_ssh, read
