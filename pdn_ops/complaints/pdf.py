@@ -305,11 +305,18 @@ def _thumbnails(doc: _Document, report: ResolutionReport, data_dir: Path) -> Non
 
 
 def monthly_pdf(report: MonthlyReport, *, t: Translate, tk: Translate, tz: ZoneInfo,
-                uptime: Sequence[tuple[str, float]] | None, printed_at: datetime) -> bytes:
+                uptime: Sequence[tuple[str, float]] | None, printed_at: datetime, office: Office | None = None,
+                lang: str = "id") -> bytes:
+    fmt = Formatter(lang, tz)
     scope = report.opd_name or t("reports.pdf.all_opds")
-    title = f"{t('reports.title')} {report.month} · {scope}"
+    year, month = (int(x) for x in report.month.split("-"))
+    title = f"{t('reports.title')} {fmt.month(year, month)} · {scope}"
     # Landscape: the complaint table has up to nine columns.
     doc = _Document(title, t("reports.pdf.page"), orientation="landscape")
+    if office is not None:
+        letterhead(doc, office, t=t)
+        doc.set_font(doc.body_font, "", 10)
+        doc.cell(0, 5, doc.text_of(fmt.date(printed_at)), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     doc.heading(title, 15)
     doc.facts([
         ("OPD", scope),
@@ -317,7 +324,7 @@ def monthly_pdf(report: MonthlyReport, *, t: Translate, tk: Translate, tz: ZoneI
         (t("reports.resolved"), str(report.resolved)),
         (t("reports.median"), f"{report.median_hours:.1f}" if report.median_hours is not None else "-"),
         (t("reports.p90"), f"{report.p90_hours:.1f}" if report.p90_hours is not None else "-"),
-        (t("reports.compliance"), f"{report.compliance * 100:.0f} %" if report.compliance is not None else "-"),
+        (t("reports.compliance"), fmt.percent(report.compliance, 0)),
     ])
     doc.heading(t("reports.by_category"))
     doc.bullets([f"{tk('complaints.category', k)}: {n}" for k, n in sorted(report.by_category.items())] or ["-"])
@@ -341,13 +348,15 @@ def monthly_pdf(report: MonthlyReport, *, t: Translate, tk: Translate, tz: ZoneI
         sla = tk("complaints.report.sla", report.sla.get(r.id, "none"))
         body.append([r.id, *([report.opd_names.get(r.opd_id, "")] if overall else []), report.labels.get(r.id, ""),
                      tk("complaints.category", r.category), tk("complaints.state", r.state),
-                     _when(r.submitted_at, tz), _when(r.fixed_at, tz), hours, sla])
+                     fmt.short(r.submitted_at), fmt.short(r.fixed_at), hours, sla])
     if body:
         doc.rows(header, body, widths)
     else:
         doc.paragraph("-")
     doc.ln(3)
-    doc.paragraph(t("complaints.report.printed", at=printed_at.strftime("%Y-%m-%d %H:%M")), size=8)
+    doc.paragraph(t("complaints.report.printed", at=fmt.datetime(printed_at)), size=8)
+    if office is not None:
+        signatures(doc, office, "", t=t)
     return doc.output_bytes()
 
 

@@ -16,6 +16,7 @@ from pdn_ops.complaints import pdf
 from pdn_ops.complaints import reports as complaint_reports
 from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts
 from pdn_ops.core import fleet
+from pdn_ops.web import charts
 from pdn_ops.web.deps import Ctx, DbSession, get_language
 from pdn_ops.web.templating import render, translators
 
@@ -49,8 +50,12 @@ def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, p
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
     uptime = _uptime(parts, session, report)
+    year, mon = (int(x) for x in month.split("-"))
     return render(request, "complaints/monthly.html", report=report, month=month, opd=opd, uptime=uptime,
-                  opds=fleet.opds(session) if user.is_staff else [])
+                  opds=fleet.opds(session) if user.is_staff else [], charts=charts,
+                  pictures=complaint_reports.pictures(report), month_name=(year, mon),
+                  office=complaint_reports.office_from(ctx.settings),
+                  printed_at=datetime.now(config.policy.tz))
 
 
 @router.get("/reports/monthly.csv")
@@ -88,7 +93,8 @@ def monthly_pdf(request: Request, ctx: Ctx, user: CurrentUser, session: DbSessio
     uptime = _uptime(parts, session, report)
     with parts.pdf_gate.slot():
         body = pdf.monthly_pdf(report, t=t, tk=tk, tz=config.policy.tz, uptime=uptime,
-                               printed_at=datetime.now(config.policy.tz))
+                               printed_at=datetime.now(config.policy.tz),
+                               office=complaint_reports.office_from(ctx.settings), lang=get_language(request))
     scope = opd if opd and report.opd_name else ("opd" if report.opd_name else "all")
     name = f"complaints-{pdf.safe_part(month)}-{pdf.safe_part(scope)}.pdf"
     return Response(body, media_type="application/pdf", headers=pdf.attachment_headers(name))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
@@ -152,6 +153,22 @@ def to_csv(report: MonthlyReport, tz: ZoneInfo) -> str:
     return out.getvalue()
 
 
+RESOLVE_BUCKETS = ((1, "lt1h"), (4, "1to4h"), (24, "4to24h"), (72, "1to3d"), (168, "3to7d"), (None, "gt7d"))
+
+
+def pictures(report: MonthlyReport) -> dict[str, list[tuple[str, int]]]:
+    """What the monthly report draws: complaints received per OPD, and how long resolving took (bucket keys)."""
+    start_rows = [r for r in report.rows if r.submitted_at is not None]
+    per_opd = Counter(report.opd_names.get(r.opd_id, "-") for r in start_rows)
+    buckets: Counter[str] = Counter()
+    for r in report.rows:
+        if r.fixed_at is not None and r.submitted_at is not None:
+            hours = (r.fixed_at - r.submitted_at).total_seconds() / 3600
+            buckets[next(key for limit, key in RESOLVE_BUCKETS if limit is None or hours < limit)] += 1
+    return {"per_opd": sorted(per_opd.items(), key=lambda kv: -kv[1]),
+            "resolve": [(key, buckets.get(key, 0)) for _limit, key in RESOLVE_BUCKETS]}
+
+
 EXPORT_COLUMNS = ("id", "opd", "asset", "category", "state", "priority", "submitted_at", "fixed_at", "closed_at",
                   "auto_closed", "hours_to_resolve", "sla", "description")
 
@@ -236,6 +253,14 @@ class Office:
     signatory_nip: str = ""
     signatory_title: str = ""
     number_pattern: str = "{seq:03d}/PDN/{month}/{year}"
+
+
+def office_from(settings: Any) -> Office:
+    """The office from the service's settings (``pdn_ops.core.settings.Settings``)."""
+    return Office(government=settings.office_government, name=settings.office_name, address=settings.office_address,
+                  logo=settings.office_logo, signatory_name=settings.signatory_name,
+                  signatory_nip=settings.signatory_nip, signatory_title=settings.signatory_title,
+                  number_pattern=settings.report_number_pattern)
 
 
 @dataclass(frozen=True, slots=True)

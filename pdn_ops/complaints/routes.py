@@ -318,11 +318,7 @@ def photo_thumb(ctx: Ctx, user: CurrentUser, row: Scoped, attachment_id: int) ->
 
 
 def office_of(ctx: Ctx) -> complaint_reports.Office:
-    s = ctx.settings
-    return complaint_reports.Office(
-        government=s.office_government, name=s.office_name, address=s.office_address, logo=s.office_logo,
-        signatory_name=s.signatory_name, signatory_nip=s.signatory_nip, signatory_title=s.signatory_title,
-        number_pattern=s.report_number_pattern)
+    return complaint_reports.office_from(ctx.settings)
 
 
 @router.get("/complaints/{complaint_id}/report", response_class=HTMLResponse)

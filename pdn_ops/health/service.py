@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
-from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
+from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
 from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthEventRow, HealthRollupRow, HealthTargetRow
 
 DETAIL_MAX = 500  # raw detail is diagnostic text from peers: capped so one bad answer cannot bloat the table
@@ -233,7 +233,10 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
     cluster_ref = observation.cluster
     cluster_row = _targets(session, Kind.CLUSTER, [cluster_ref])[cluster_ref]
     cluster_row.values = {"api_calls": observation.api_calls, "duration_s": observation.duration_s,
-                          "quorate": observation.quorate}
+                          "quorate": observation.quorate,
+                          "storages": [{"node": s.node, "storage": s.storage, "type": s.plugintype,
+                                        "backup": "backup" in s.content, "available": s.available, "used": s.used,
+                                        "total": s.total} for s in observation.storages]}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
     vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
@@ -257,6 +260,7 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         batch.fold(row, model.assess_node(node), observation.at, thresholds)
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
     online = {n.node: n.online for n in observation.nodes}
+    backups = {b.vmid: b for b in observation.backups or ()}
     for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
         row.vm_id, row.opd_id = vm_id, opd_id
@@ -267,9 +271,24 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
                           "fs_used": guest.fs_used, "fs_total": guest.fs_total,
                           "uptime": guest.uptime}
+            backup = backups.get(vmid)
+            if backup is not None:
+                row.values = {**row.values, **_backup_values(backup, observation.at, thresholds)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
     return batch.finish()
+
+
+def _backup_values(backup: BackupObservation, at: datetime, thresholds: Thresholds) -> dict[str, object]:
+    """A guest's backups as its VM target keeps them (fleet pages, metrics)."""
+    return {
+        "backup_state": model.assess_backup(backup, at, thresholds).value,
+        "backup_jobs": list(backup.jobs),
+        "backup_ok_ts": backup.last_ok_at.timestamp() if backup.last_ok_at else None,
+        "backup_size": backup.last_ok_size, "backup_storage": backup.last_ok_storage,
+        "backup_failed_ts": backup.last_failed_at.timestamp() if backup.last_failed_at else None,
+        "backup_failed_storage": backup.failed_storage, "backup_failure": backup.failure_log or None,
+    }
 
 
 def record_ssh(session: Session, observations: Sequence[SshObservation], *, thresholds: Thresholds,

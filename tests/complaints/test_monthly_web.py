@@ -22,7 +22,7 @@ def test_uptime_follows_the_chosen_opd(world) -> None:
         assert engineer.get("/reports/monthly?month=2026-10").status_code == 200
         admin = world.client("admin-disdik")
         page = admin.get("/reports/monthly?month=2026-10")
-        assert page.status_code == 200 and "50.00 %" in page.text
+        assert page.status_code == 200 and "50 %" in page.text  # fractions in the reader's locale
     finally:
         parts.asset_uptime = original
     dinkes, disdik = world.opd["dinkes"], world.opd["disdik"]

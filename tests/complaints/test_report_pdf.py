@@ -94,7 +94,10 @@ def test_the_monthly_pdf_has_the_figures_per_opd_and_overall(world: World, fixed
     assert response.status_code == 200 and ATTACHMENT.match(response.headers["content-disposition"])
     assert f"complaints-{month}-opd.pdf" in response.headers["content-disposition"]
     text = _text(response.content)
-    assert "Dinas Kesehatan" in text and f"Laporan bulanan pengaduan {month}" in text
+    from pdn_ops.core.i18n.formatting import Formatter
+
+    named = Formatter("id", world.ctx.settings.tz).month(*(int(x) for x in month.split("-")))
+    assert "Dinas Kesehatan" in text and f"Laporan bulanan pengaduan {named}" in text
     resolved = re.search(r'id="resolved">(\d+)<', html)
     assert resolved is not None
     assert re.search(rf"Pengaduan masuk\s+{len(received)}\b", text), text[:600]

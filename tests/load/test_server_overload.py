@@ -59,11 +59,12 @@ def test_a_tiny_pool_under_load_keeps_answering_healthz_and_recovers_by_itself(
     server = serve(url, data_dir, extra_env=TINY_POOL)
     results: list[load_mixed.Stats] = []
     load = threading.Thread(target=lambda: results.append(asyncio.run(
-        load_mixed.drive(server.url, world, users=40, seconds=7, limit=15, ramp=1))))
+        load_mixed.drive(server.url, world, users=40, seconds=10, limit=15, ramp=1))))
     load.start()
     time.sleep(2)
-    with stalled(url, 3):
-        time.sleep(3)
+    # Longer than SQLite's busy timeout (5 s): writers waiting for the lock give up with "database is locked".
+    with stalled(url, 6.5):
+        time.sleep(6.5)
     load.join(60)
     stats = results[0]
     # No 500, no timeout, no refusal without Retry-After; /healthz answered every probe, quickly.
