@@ -394,9 +394,14 @@ class Faults:
             vmids = sorted(int(vm.vmid) for vm in pve.vms if vm.node == node and int(vm.vmid) in covered)
             if spec.get("all"):
                 vmids = [v for v in vmids if str(v) not in str(spec.get("exclude", "")).split(",")]
-            if vmids:
-                upids.append(self._vzdump(node, {"vmid": ",".join(map(str, vmids)), "storage": spec["storage"],
-                                                 "mode": spec["mode"], "compress": spec["compress"], "job-id": job}))
+            if not vmids:
+                continue
+            # As PVE's scheduler: `all` with the job's exclusions (a VMID list would outgrow the 4096-character
+            # parameter at a thousand guests), or the job's own list.
+            chosen = {"all": 1, **({"exclude": spec["exclude"]} if spec.get("exclude") else {})} \
+                if spec.get("all") else {"vmid": ",".join(map(str, vmids))}
+            upids.append(self._vzdump(node, {**chosen, "storage": spec["storage"], "mode": spec["mode"],
+                                             "compress": spec["compress"], "job-id": job}))
         for upid in upids:
             self._wait_task(upid, "backup job " + job)
         return upids
