@@ -42,3 +42,44 @@ def test_translate_and_negotiate() -> None:
     assert negotiate("en-GB,en;q=0.9,id;q=0.8") == "en"
     assert negotiate("id,en;q=0.5") == "id"
     assert negotiate("fr, de;q=0.5") == "id"
+
+
+def test_a_key_defined_in_two_files_names_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pdn_ops.core import i18n
+
+    (tmp_path / "a.yaml").write_text('x.key:\n  id: "satu"\n  en: "one"\n', encoding="utf-8")
+    (tmp_path / "b.yaml").write_text('x.key:\n  id: "dua"\n  en: "two"\n', encoding="utf-8")
+    monkeypatch.setattr(i18n, "CATALOGUE_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"'x.key' is defined in both a.yaml and b.yaml"):
+        i18n._load()
+
+
+def test_a_burst_of_first_requests_parses_the_catalogue_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from pdn_ops.core import i18n
+
+    parsed: list[Path] = []
+    real_parse = i18n._parse
+
+    def counting(path: Path) -> object:
+        parsed.append(path)
+        return real_parse(path)
+
+    monkeypatch.setattr(i18n, "_parse", counting)
+    monkeypatch.setattr(i18n, "_merged", None)
+    start = threading.Barrier(16)
+    results: list[int] = []
+
+    def first_request() -> None:
+        start.wait()
+        results.append(id(i18n.catalogue()))
+
+    threads = [threading.Thread(target=first_request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    files = sorted(i18n.CATALOGUE_DIR.glob("*.yaml"))
+    assert sorted(parsed) == files, "each file parsed exactly once"
+    assert len(set(results)) == 1 and len(results) == 16

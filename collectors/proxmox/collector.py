@@ -10,6 +10,11 @@ fleet is asked every cycle, a large one in turns), an answer kept at least ``age
 agent (PVE's 500 "No QEMU guest agent configured" / "not running") is asked again only after ``agent_retry_s``.
 Guests without an agent get their disk from the SSH collector's df.
 
+Storages come from the same ``/cluster/resources`` answer (no call). With ``watch_backups``, a cycle adds
+``/cluster/tasks``, ``/cluster/backup`` and one backup listing per backup storage (collectors/proxmox/backups.py),
+plus the log of each newly finished failed vzdump task (at most ``max_task_logs`` per cycle; a finished task's
+log never changes, so it is read once). None of these grows with the number of guests.
+
 The collector remembers the guests of its last good cycle, so an empty answer after guests were seen stays an
 EMPTY anomaly (ok=False) on every cycle until guests reappear or the collector is rebuilt from an inventory that
 no longer declares VMs on the cluster (decommissioning a whole cluster is a deliberate inventory change).
@@ -23,7 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.proxmox import parse
+from collectors.proxmox import backups, parse
 from collectors.proxmox.client import ProxmoxClient
 from pdn_ops.core.errors import CollectorError
 from pdn_ops.core.inventory import Cluster, Vm
@@ -47,6 +52,8 @@ class ProxmoxCollector:
         agent_ttl_s: float = 0.0,
         agent_retry_s: float = 900.0,
         clock: Callable[[], datetime] = _utcnow,
+        watch_backups: bool = False,
+        max_task_logs: int = 10,
     ) -> None:
         self.client = client
         self.cluster = client.name
@@ -59,11 +66,19 @@ class ProxmoxCollector:
         self.agent_retry_s = agent_retry_s
         # vmid -> (monotonic time asked, (used, total) or None when the guest has no answering agent)
         self._agent: dict[int, tuple[float, tuple[int, int] | None]] = {}
+        self.watch_backups = watch_backups
+        self.max_task_logs = max_task_logs
+        # UPID of a finished, failed vzdump task -> (its end, its storage, the guests whose part failed)
+        self._failed_tasks: dict[str, tuple[datetime, str | None, dict[int, str]]] = {}
+        # (storage, node) -> its last backup listing: a storage that cannot be listed (offline) has its own alert;
+        # its backups are not forgotten for that (they would all look too old).
+        self._listings: dict[tuple[str, str], list[dict[str, object]]] = {}
 
     @classmethod
     def from_inventory(cls, cluster: Cluster, vms: Iterable[Vm], *, base_dir: Path | None = None) -> ProxmoxCollector:
         client = ProxmoxClient.for_cluster(cluster, base_dir=base_dir)
-        return cls(client, expected_vmids=[vm.vmid for vm in vms if vm.cluster == cluster.name])
+        return cls(client, expected_vmids=[vm.vmid for vm in vms if vm.cluster == cluster.name],
+                   watch_backups=cluster.backups)
 
     def collect(self) -> ClusterObservation:
         """One cycle; never raises for a failure of the cluster: it becomes ``ok=False`` with its class."""
@@ -78,8 +93,11 @@ class ProxmoxCollector:
                 guests_seen_before=len(self._previous), guests_expected=len(self.expected_vmids),
             )
             if observation.ok:
+                observation = replace(observation, storages=backups.storages(resources))
                 observation = self._refine_changed(observation)
                 observation = self._with_agent_disks(observation)
+                if self.watch_backups:
+                    observation = self._with_backups(observation)
         except CollectorError as exc:
             observation = ClusterObservation(
                 cluster=self.cluster, at=now, ok=False, failure=FailureClass(exc.failure), detail=str(exc),
@@ -132,6 +150,57 @@ class ProxmoxCollector:
             disks = known[1] if known is not None and guest.vmid in running_ids else None
             guests.append(replace(guest, fs_used=disks[0], fs_total=disks[1]) if disks is not None else guest)
         return replace(observation, guests=tuple(guests))
+
+    def _with_backups(self, observation: ClusterObservation) -> ClusterObservation:
+        """Per guest: newest backup, newest failure, covering jobs. A storage whose listing fails is marked
+        unavailable; when the task list or the jobs cannot be read, backups stay unknown (None) this cycle."""
+        try:
+            tasks = self.client.get("cluster", "tasks")
+            jobs = self.client.get("cluster", "backup")
+        except CollectorError:
+            return observation
+        if not isinstance(tasks, list) or not isinstance(jobs, list):
+            return observation
+        volumes: list[tuple[str, dict[str, object]]] = []
+        unreachable: set[tuple[str, str]] = set()
+        listed = backups.backup_listings(observation.storages)
+        for store in listed:
+            key = (store.storage, store.node)
+            try:
+                entries = self.client.get("nodes", store.node, "storage", store.storage, "content", content="backup")
+                self._listings[key] = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+            except CollectorError:
+                unreachable.add(key)
+        offline = {(s.storage, s.node) for s in observation.storages if "backup" in s.content and not s.available}
+        self._listings = {k: v for k, v in self._listings.items()
+                          if k in unreachable or k in offline or k in {(s.storage, s.node) for s in listed}}
+        for (storage, _node), entries in sorted(self._listings.items()):
+            volumes.extend((storage, e) for e in entries)
+        storages = tuple(replace(s, available=False) if (s.storage, s.node) in unreachable else s
+                         for s in observation.storages)
+        finished = backups.finished_vzdump(t for t in tasks if isinstance(t, dict))
+        fetched = 0
+        for task in finished:
+            upid = str(task["upid"])
+            if task.get("status") == "OK" or upid in self._failed_tasks:
+                continue
+            if fetched >= self.max_task_logs:
+                break
+            fetched += 1
+            try:
+                log = self.client.get("nodes", str(task.get("node")), "tasks", upid, "log", limit=5000)
+            except CollectorError:
+                continue
+            lines = [str(line.get("t", "")) for line in log if isinstance(line, dict)] if isinstance(log, list) else []
+            end = task.get("endtime") or task.get("starttime") or 0
+            at = datetime.fromtimestamp(int(end) if isinstance(end, int | float | str) and str(end).isdigit()
+                                        else 0, UTC)
+            self._failed_tasks[upid] = (at, backups.task_storage(lines), backups.failed_parts(task, lines))
+        upids = {str(t["upid"]) for t in finished}
+        self._failed_tasks = {u: v for u, v in self._failed_tasks.items() if u in upids}
+        vmids = [g.vmid for g in observation.guests if not g.template]
+        found = backups.per_guest(vmids, volumes, self._failed_tasks.values(), backups.coverage(jobs, vmids))
+        return replace(observation, storages=storages, backups=found)
 
     def close(self) -> None:
         self.client.close()

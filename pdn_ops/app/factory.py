@@ -23,6 +23,7 @@ from pdn_ops.complaints import report_routes as reports
 from pdn_ops.complaints import routes as complaints
 from pdn_ops.complaints import settings_routes as procedure_settings
 from pdn_ops.core.db.faults import OutageLog
+from pdn_ops.core.i18n import catalogue
 from pdn_ops.health import home_panel as health_home
 from pdn_ops.health import metrics_routes as metrics
 from pdn_ops.health import routes as fleet
@@ -85,6 +86,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     app.state.jinja = make_environment(TEMPLATE_DIRS)
     for page in ("base.html", "error.html"):  # compiled now: error pages render on the loop without file I/O
         app.state.jinja.get_template(page)
+    catalogue()  # parsed now, not by the first burst of requests (and not on the loop by an error page)
     # Each feature's part of the homes, in the order a reader scans them (pdn_ops.web.home).
     app.state.home_panels = (survey_home.panel, complaints_home.panel, health_home.panel, runs_home.panel)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

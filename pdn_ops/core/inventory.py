@@ -108,6 +108,8 @@ class Cluster(_Model):
     tls: Tls
     timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
     interval: Annotated[int, Field(ge=5, le=3600)] = 30
+    # Watch vzdump backups and backup storages: three calls and one per backup storage more per cycle.
+    backups: bool = False
 
     @field_validator("api_url")
     @classmethod

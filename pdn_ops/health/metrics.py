@@ -133,7 +133,10 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_vm_up", "pdn_vm_dependency_down", "pdn_vm_cpu_ratio", "pdn_vm_cpus", "pdn_vm_memory_used_bytes",
     "pdn_vm_memory_total_bytes", "pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes", "pdn_guest_up",
     "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
-    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents", "pdn_node_up",
+    "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents",
+    "pdn_vm_backup_last_success_timestamp_seconds", "pdn_vm_backup_failed", "pdn_vm_backup_protected",
+    "pdn_vm_backup_state", "pdn_storage_up", "pdn_storage_used_bytes", "pdn_storage_total_bytes",
+    "pdn_storage_days_until_full", "pdn_node_up",
     "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
@@ -223,6 +226,7 @@ def render_health(snap: HealthSnapshot) -> str:
                 value = _num(values.get(key))
                 if value is not None:
                     lines[name].append(f"{name}{{{lbl}}} {value}")
+            _backup_lines(lines, lbl, values)
             for name, disk_value in zip(("pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes"),
                                         vm_disk(values, mounts_of.get(t.vm_id)), strict=True):
                 value = _num(disk_value)
@@ -251,6 +255,7 @@ def render_health(snap: HealthSnapshot) -> str:
             state.append(f'pdn_target_state{{kind="cluster",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
             if up is not None:
                 lines["pdn_cluster_up"].append(f'pdn_cluster_up{{cluster="{_esc(t.ref)}"}} {up}')
+            _storage_lines(lines, _esc(t.ref), values.get("storages"))
     for code, count in sorted(snap.incidents.items()):
         lines["pdn_open_incidents"].append(f'pdn_open_incidents{{opd="{_esc(code)}"}} {count}')
     out: list[str] = []
@@ -260,6 +265,45 @@ def render_health(snap: HealthSnapshot) -> str:
             out.append(f"# HELP {family.name} {family.help}\n# TYPE {family.name} gauge")
             out.extend(samples)
     return "\n".join(out) + "\n" if out else ""
+
+
+BACKUP_STATES = ("ok", "failed", "too_old", "unprotected")
+
+
+def _backup_lines(lines: dict[str, list[str]], lbl: str, values: dict[str, object]) -> None:
+    """A VM's backup series, when its cluster's backups are watched (``backup_state`` in its values)."""
+    current = values.get("backup_state")
+    if current not in BACKUP_STATES:
+        return
+    for state in BACKUP_STATES:
+        lines["pdn_vm_backup_state"].append(
+            f'pdn_vm_backup_state{{{lbl},state="{state}"}} {1 if state == current else 0}')
+    ok_ts = _num(values.get("backup_ok_ts"))
+    if ok_ts is not None:
+        lines["pdn_vm_backup_last_success_timestamp_seconds"].append(
+            f"pdn_vm_backup_last_success_timestamp_seconds{{{lbl}}} {ok_ts}")
+    storage = values.get("backup_failed_storage") if current == "failed" else ""
+    lines["pdn_vm_backup_failed"].append(
+        f'pdn_vm_backup_failed{{{lbl},storage="{_esc(str(storage or ""))}"}} {1 if current == "failed" else 0}')
+    lines["pdn_vm_backup_protected"].append(
+        f"pdn_vm_backup_protected{{{lbl}}} {0 if current == 'unprotected' else 1}")
+
+
+def _storage_lines(lines: dict[str, list[str]], cluster: str, storages: object) -> None:
+    if not isinstance(storages, list):
+        return
+    for item in storages:
+        if not isinstance(item, dict):
+            continue
+        lbl = f'cluster="{cluster}",node="{_esc(str(item.get("node")))}",storage="{_esc(str(item.get("storage")))}"'
+        lines["pdn_storage_up"].append(
+            f'pdn_storage_up{{{lbl},backup="{1 if item.get("backup") else 0}"}} {1 if item.get("available") else 0}')
+        if item.get("available"):
+            for name, key in (("pdn_storage_used_bytes", "used"), ("pdn_storage_total_bytes", "total"),
+                              ("pdn_storage_days_until_full", "days_until_full")):
+                value = _num(item.get(key))
+                if value is not None:
+                    lines[name].append(f"{name}{{{lbl}}} {value}")
 
 
 class JobCollector(Collector):

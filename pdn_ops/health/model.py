@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from pdn_ops.health.observations import (
+    BackupObservation,
     ClusterObservation,
     FailureClass,
     GuestObservation,
@@ -85,10 +86,16 @@ class Thresholds:
     tls_warning_days: float = 14.0
     disk_used_ratio: float = 0.90
     memory_available_ratio: float = 0.05
+    backup_max_age_h: float = 26.0  # a daily job plus its run time
+    storage_used_ratio: float = 0.90
+    forecast_window_h: int = 7 * 24  # hours of storage rollups the days-until-full slope is fitted over
+    forecast_min_points: int = 3  # never a guess from two points
 
     def __post_init__(self) -> None:
         if self.down_after < 1 or self.up_after < 1:
             raise ValueError("down_after and up_after must be at least 1")
+        if self.backup_max_age_h <= 0:
+            raise ValueError("backup_max_age_h must be positive")
         if not 0 < self.disk_used_ratio <= 1 or not 0 <= self.memory_available_ratio < 1:
             raise ValueError("ratios must lie between 0 and 1")
 
@@ -263,6 +270,45 @@ def assess_cluster(observation: ClusterObservation) -> Verdict:
     if observation.quorate is False:
         return Verdict(ok=True, degraded=(Reason.NOT_QUORATE,))
     return Verdict(ok=True)
+
+
+class BackupState(StrEnum):
+    """A guest's backups; bounded, so it may be a metric label."""
+
+    OK = "ok"
+    FAILED = "failed"  # the newest attempt failed (after the newest good backup)
+    TOO_OLD = "too_old"  # covered by a job, but no good backup within the threshold
+    UNPROTECTED = "unprotected"  # no enabled job includes it
+
+
+def assess_backup(backup: BackupObservation, now: datetime, thresholds: Thresholds) -> BackupState:
+    """Failed outranks unprotected (a failure is news), unprotected outranks too old (no job will fix it). Times
+    are whole seconds: a failure in the same second as the newest good backup counts as the newer."""
+    if backup.last_failed_at is not None and (backup.last_ok_at is None or backup.last_failed_at >= backup.last_ok_at):
+        return BackupState.FAILED
+    if not backup.jobs:
+        return BackupState.UNPROTECTED
+    if backup.last_ok_at is None or (now - backup.last_ok_at).total_seconds() > thresholds.backup_max_age_h * 3600:
+        return BackupState.TOO_OLD
+    return BackupState.OK
+
+
+def days_until_full(points: Iterable[tuple[float, float]], total: float, *, min_points: int = 3) -> float | None:
+    """Days until a storage is full from its use over time: the least-squares line through ``points`` (unix
+    seconds, bytes used), extended from its value at the newest point to ``total``. None when there are fewer
+    than ``min_points`` distinct times or the use does not grow (it never fills at this rate); 0 when full."""
+    pts = list(points)
+    if len({t for t, _ in pts}) < max(min_points, 2) or total <= 0:
+        return None
+    n = len(pts)
+    mean_t = sum(t for t, _ in pts) / n
+    mean_u = sum(u for _, u in pts) / n
+    sxx = sum((t - mean_t) ** 2 for t, _ in pts)
+    slope = sum((t - mean_t) * (u - mean_u) for t, u in pts) / sxx  # bytes per second
+    if slope <= 0:
+        return None
+    fitted_now = mean_u + slope * (max(t for t, _ in pts) - mean_t)
+    return max(total - fitted_now, 0.0) / slope / 86400
 
 
 # How a guest check's detail names each finding ("inactive: nginx.service; full: /"): written by assess_ssh, read

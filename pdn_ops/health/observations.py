@@ -82,6 +82,34 @@ class NodeObservation:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageObservation:
+    """One storage on one node, as ``/cluster/resources`` (type storage) shows it."""
+
+    node: str
+    storage: str
+    plugintype: str = ""
+    content: tuple[str, ...] = ()
+    shared: bool = False
+    available: bool = True  # status "available"; anything else: PVE could not activate it on the node
+    used: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackupObservation:
+    """What the backup storages, the vzdump tasks and the jobs say about one guest."""
+
+    vmid: int
+    jobs: tuple[str, ...] = ()  # the enabled vzdump jobs that include it: none means unprotected
+    last_ok_at: datetime | None = None  # the newest backup volume's ctime
+    last_ok_size: int | None = None
+    last_ok_storage: str | None = None
+    last_failed_at: datetime | None = None  # the newest vzdump task whose part for this guest failed
+    failed_storage: str | None = None
+    failure_log: str = ""  # that task's error line and the log's last lines
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterObservation:
     """One Proxmox collection cycle for one cluster."""
 
@@ -95,6 +123,8 @@ class ClusterObservation:
     detail: str = ""
     api_calls: int = 0
     duration_s: float = 0.0
+    storages: tuple[StorageObservation, ...] = ()
+    backups: tuple[BackupObservation, ...] | None = None  # None: backups not watched on this cluster
 
 
 @dataclass(frozen=True, slots=True)

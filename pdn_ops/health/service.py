@@ -20,8 +20,17 @@ from sqlalchemy.orm import Session
 from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
-from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
-from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthEventRow, HealthRollupRow, HealthTargetRow
+from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
+from pdn_ops.health.tables import (
+    HealthAlertRow,
+    HealthCheckRow,
+    HealthEventRow,
+    HealthRollupRow,
+    HealthTargetRow,
+    StorageRollupRow,
+)
+
+STORAGE_ROLLUP_DAYS = 35
 
 DETAIL_MAX = 500  # raw detail is diagnostic text from peers: capped so one bad answer cannot bloat the table
 ALERT_RETENTION = timedelta(days=90)  # resolved alerts received from Alertmanager (health_alerts)
@@ -232,8 +241,13 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
     batch = _Batch(session, now)
     cluster_ref = observation.cluster
     cluster_row = _targets(session, Kind.CLUSTER, [cluster_ref])[cluster_ref]
+    forecasts = _storage_rollups(session, observation, thresholds) if observation.ok else {}
     cluster_row.values = {"api_calls": observation.api_calls, "duration_s": observation.duration_s,
-                          "quorate": observation.quorate}
+                          "quorate": observation.quorate,
+                          "storages": [{"node": s.node, "storage": s.storage, "type": s.plugintype,
+                                        "backup": "backup" in s.content, "available": s.available, "used": s.used,
+                                        "total": s.total, "days_until_full": forecasts.get((s.node, s.storage))}
+                                       for s in observation.storages]}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
     vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
@@ -257,6 +271,7 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         batch.fold(row, model.assess_node(node), observation.at, thresholds)
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
     online = {n.node: n.online for n in observation.nodes}
+    backups = {b.vmid: b for b in observation.backups or ()}
     for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
         row.vm_id, row.opd_id = vm_id, opd_id
@@ -267,9 +282,57 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
                           "fs_used": guest.fs_used, "fs_total": guest.fs_total,
                           "uptime": guest.uptime}
+            backup = backups.get(vmid)
+            if backup is not None:
+                row.values = {**row.values, **_backup_values(backup, observation.at, thresholds)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
     return batch.finish()
+
+
+def _storage_rollups(session: Session, observation: ClusterObservation,
+                     thresholds: Thresholds) -> dict[tuple[str, str], float | None]:
+    """Fold this cycle's storage use into the hour's rollup (a running mean) and forecast each storage's days
+    until full from the rollups of the window: one read and one write per storage, three queries in all."""
+    cluster, hour = observation.cluster, _hour(observation.at)
+    since = hour - timedelta(hours=thresholds.forecast_window_h)
+    rows: dict[tuple[str, str], list[StorageRollupRow]] = defaultdict(list)
+    for row in session.scalars(select(StorageRollupRow).where(StorageRollupRow.cluster == cluster,
+                                                             StorageRollupRow.hour > since)):
+        rows[(row.node, row.storage)].append(row)
+    for store in observation.storages:
+        if not store.available or not store.total:
+            continue
+        current = next((r for r in rows[(store.node, store.storage)] if _hour(r.hour) == hour), None)
+        if current is None:
+            current = StorageRollupRow(cluster=cluster, node=store.node, storage=store.storage, hour=hour,
+                                       used=store.used, total=store.total, samples=1)
+            session.add(current)
+            rows[(store.node, store.storage)].append(current)
+        else:
+            current.used = (current.used * current.samples + store.used) // (current.samples + 1)
+            current.total, current.samples = store.total, current.samples + 1
+    session.execute(delete(StorageRollupRow).where(
+        StorageRollupRow.cluster == cluster, StorageRollupRow.hour < hour - timedelta(days=STORAGE_ROLLUP_DAYS)))
+    session.flush()
+    forecasts: dict[tuple[str, str], float | None] = {}
+    for store in observation.storages:
+        points = [(_hour(r.hour).timestamp(), float(r.used)) for r in rows.get((store.node, store.storage), [])]
+        forecast = model.days_until_full(points, float(store.total), min_points=thresholds.forecast_min_points)
+        forecasts[(store.node, store.storage)] = round(forecast, 3) if forecast is not None else None
+    return forecasts
+
+
+def _backup_values(backup: BackupObservation, at: datetime, thresholds: Thresholds) -> dict[str, object]:
+    """A guest's backups as its VM target keeps them (fleet pages, metrics)."""
+    return {
+        "backup_state": model.assess_backup(backup, at, thresholds).value,
+        "backup_jobs": list(backup.jobs),
+        "backup_ok_ts": backup.last_ok_at.timestamp() if backup.last_ok_at else None,
+        "backup_size": backup.last_ok_size, "backup_storage": backup.last_ok_storage,
+        "backup_failed_ts": backup.last_failed_at.timestamp() if backup.last_failed_at else None,
+        "backup_failed_storage": backup.failed_storage, "backup_failure": backup.failure_log or None,
+    }
 
 
 def record_ssh(session: Session, observations: Sequence[SshObservation], *, thresholds: Thresholds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pdn_ops.core.db.tables import Base, utcnow
@@ -85,6 +85,21 @@ class HealthRollupRow(Base):
     checks: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     up_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class StorageRollupRow(Base):
+    """A storage's use per node and hour (the mean of the hour's samples): the days-until-full forecast is the
+    least-squares slope over these (``pdn_ops.health.model.days_until_full``). Kept ``STORAGE_ROLLUP_DAYS``."""
+
+    __tablename__ = "storage_rollups"
+
+    cluster: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    storage: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class HealthAlertRow(Base):

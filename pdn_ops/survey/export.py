@@ -39,6 +39,20 @@ def _headline(report: PeriodReport, t: object) -> list[tuple[str, str]]:
             (t("survey.report.mutu"), f"{ikm.mutu} ({t(MUTU_KEY + ikm.mutu)})" if ikm else "-")]
 
 
+def _feedback(report: PeriodReport, t: object) -> list[tuple[str, str]]:
+    assert callable(t)
+    f = report.feedback
+
+    def hours(value: float | None) -> str:
+        return f"{value:.1f}" if value is not None else "-"
+
+    return [(t("survey.report.feedback.received"), str(f.received)),
+            (t("survey.report.feedback.answered"), str(f.answered)),
+            (t("survey.report.feedback.open"), str(f.open)),
+            (t("survey.report.feedback.median_hours"), hours(f.median_hours)),
+            (t("survey.report.feedback.max_hours"), hours(f.max_hours))]
+
+
 def header(t: object) -> list[str]:
     assert callable(t)
     return [t("survey.report.col.code"), t("survey.report.col.element"), t("survey.report.col.total"),
@@ -60,6 +74,8 @@ def report_pdf(report: PeriodReport, office: Office, *, lang: str, printed_at: d
               t("survey.report.mutu")],
              [[p.code, ikm.respondents if ikm else 0, str(ikm.value) if ikm else "-", str(ikm.mutu) if ikm else "-"]
               for p, ikm in report.trend], widths=(1, 1, 1, 1), size=9)
+    doc.heading(t("survey.report.feedback"))
+    doc.facts(_feedback(report, t))
     if report.suggestions:
         doc.heading(t("survey.report.suggestions"))
         doc.rows([t("survey.report.col.day"), t("survey.report.col.suggestion"), t("survey.report.col.follow_up")],
@@ -91,6 +107,9 @@ def report_xlsx(report: PeriodReport, *, lang: str) -> bytes:
     for period, ikm in report.trend:
         trend.append([period.code, ikm.respondents if ikm else 0, float(ikm.value) if ikm else None,
                       str(ikm.mutu) if ikm else None])
+    service = book.create_sheet(t("survey.report.feedback")[:31])
+    for label, value in _feedback(report, t):
+        service.append([label, value])
     if report.suggestions:
         notes = book.create_sheet(t("survey.report.suggestions")[:31])
         notes.append([t("survey.report.col.day"), t("survey.report.col.suggestion"),

