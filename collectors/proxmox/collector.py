@@ -10,10 +10,12 @@ fleet is asked every cycle, a large one in turns), an answer kept at least ``age
 agent (PVE's 500 "No QEMU guest agent configured" / "not running") is asked again only after ``agent_retry_s``.
 Guests without an agent get their disk from the SSH collector's df.
 
-Storages come from the same ``/cluster/resources`` answer (no call). With ``watch_backups``, a cycle adds
-``/cluster/tasks``, ``/cluster/backup`` and one backup listing per backup storage (collectors/proxmox/backups.py),
-plus the log of each newly finished failed vzdump task (at most ``max_task_logs`` per cycle; a finished task's
-log never changes, so it is read once). None of these grows with the number of guests.
+With ``watch_nodes``, one ``/nodes/{node}/status`` per online node gives its pressure (memory, swap, load, KSM,
+root filesystem). Storages come from the same ``/cluster/resources`` answer (no call). With ``watch_backups``, a
+cycle adds ``/cluster/tasks``, ``/cluster/backup`` and one backup listing per backup storage
+(collectors/proxmox/backups.py), plus the log of each newly finished failed vzdump task (at most
+``max_task_logs`` per cycle; a finished task's log never changes, so it is read once). None of these grows
+with the number of guests.
 
 The collector remembers the guests of its last good cycle, so an empty answer after guests were seen stays an
 EMPTY anomaly (ok=False) on every cycle until guests reappear or the collector is rebuilt from an inventory that
@@ -54,6 +56,7 @@ class ProxmoxCollector:
         clock: Callable[[], datetime] = _utcnow,
         watch_backups: bool = False,
         max_task_logs: int = 10,
+        watch_nodes: bool = False,
     ) -> None:
         self.client = client
         self.cluster = client.name
@@ -67,6 +70,7 @@ class ProxmoxCollector:
         # vmid -> (monotonic time asked, (used, total) or None when the guest has no answering agent)
         self._agent: dict[int, tuple[float, tuple[int, int] | None]] = {}
         self.watch_backups = watch_backups
+        self.watch_nodes = watch_nodes
         self.max_task_logs = max_task_logs
         # UPID of a finished, failed vzdump task -> (its end, its storage, the guests whose part failed)
         self._failed_tasks: dict[str, tuple[datetime, str | None, dict[int, str]]] = {}
@@ -78,7 +82,7 @@ class ProxmoxCollector:
     def from_inventory(cls, cluster: Cluster, vms: Iterable[Vm], *, base_dir: Path | None = None) -> ProxmoxCollector:
         client = ProxmoxClient.for_cluster(cluster, base_dir=base_dir)
         return cls(client, expected_vmids=[vm.vmid for vm in vms if vm.cluster == cluster.name],
-                   watch_backups=cluster.backups)
+                   watch_backups=cluster.backups, watch_nodes=cluster.node_status)
 
     def collect(self) -> ClusterObservation:
         """One cycle; never raises for a failure of the cluster: it becomes ``ok=False`` with its class."""
@@ -98,6 +102,8 @@ class ProxmoxCollector:
                 observation = self._with_agent_disks(observation)
                 if self.watch_backups:
                     observation = self._with_backups(observation)
+                if self.watch_nodes:
+                    observation = self._with_node_pressure(observation)
         except CollectorError as exc:
             observation = ClusterObservation(
                 cluster=self.cluster, at=now, ok=False, failure=FailureClass(exc.failure), detail=str(exc),
@@ -150,6 +156,20 @@ class ProxmoxCollector:
             disks = known[1] if known is not None and guest.vmid in running_ids else None
             guests.append(replace(guest, fs_used=disks[0], fs_total=disks[1]) if disks is not None else guest)
         return replace(observation, guests=tuple(guests))
+
+    def _with_node_pressure(self, observation: ClusterObservation) -> ClusterObservation:
+        """One ``/nodes/{node}/status`` per online node (a failed one loses only that node's pressure)."""
+        nodes = []
+        for node in observation.nodes:
+            if node.online:
+                try:
+                    node = replace(node, pressure=parse.node_pressure(
+                        self.client.get("nodes", node.node, "status"), node.node))
+                except CollectorError:
+                    nodes.append(node)  # only this node's pressure is lost this cycle
+                    continue
+            nodes.append(node)
+        return replace(observation, nodes=tuple(nodes))
 
     def _with_backups(self, observation: ClusterObservation) -> ClusterObservation:
         """Per guest: newest backup, newest failure, covering jobs. A storage whose listing fails is marked

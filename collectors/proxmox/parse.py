@@ -29,7 +29,13 @@ from datetime import datetime
 from typing import Any
 
 from pdn_ops.core.errors import UnexpectedResponse
-from pdn_ops.health.observations import ClusterObservation, FailureClass, GuestObservation, NodeObservation
+from pdn_ops.health.observations import (
+    ClusterObservation,
+    FailureClass,
+    GuestObservation,
+    NodeObservation,
+    NodePressure,
+)
 
 GUEST_TYPES = ("qemu", "lxc")
 
@@ -132,6 +138,31 @@ def build_nodes(cluster: str, online: Mapping[str, bool], usage: Mapping[str, Ma
             maxmem=_num(entry, "maxmem", int, f"node {name}") if up else 0,
         ))
     return tuple(nodes)
+
+
+def node_pressure(data: Any, node: str) -> NodePressure:
+    """One node's ``/nodes/{node}/status`` (memory/swap/rootfs objects, ``loadavg`` as strings, ``cpuinfo``)."""
+    what = f"status of node {node}"
+    if not isinstance(data, dict):
+        raise UnexpectedResponse(f"{what}: expected an object")
+
+    def part(key: str) -> Mapping[str, Any]:
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            raise UnexpectedResponse(f"{what}: {key} is not an object")
+        return value
+
+    load = data.get("loadavg") or []
+    if not isinstance(load, list):
+        raise UnexpectedResponse(f"{what}: loadavg is not a list")
+    memory, swap, rootfs = part("memory"), part("swap"), part("rootfs")
+    return NodePressure(
+        cpu=_num(data, "cpu", float, what), cpus=_num(part("cpuinfo"), "cpus", int, what),
+        load1=_num({"load1": load[0] if load else 0}, "load1", float, what),
+        mem_used=_num(memory, "used", int, what), mem_total=_num(memory, "total", int, what),
+        swap_used=_num(swap, "used", int, what), swap_total=_num(swap, "total", int, what),
+        ksm_shared=_num(part("ksm"), "shared", int, what),
+        rootfs_used=_num(rootfs, "used", int, what), rootfs_total=_num(rootfs, "total", int, what))
 
 
 def with_current_status(guest: GuestObservation, data: Any) -> GuestObservation:

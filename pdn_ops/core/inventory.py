@@ -110,6 +110,8 @@ class Cluster(_Model):
     interval: Annotated[int, Field(ge=5, le=3600)] = 30
     # Watch vzdump backups and backup storages: three calls and one per backup storage more per cycle.
     backups: bool = False
+    # Watch node pressure (memory, swap, load, KSM, root filesystem): one call per online node per cycle.
+    node_status: bool = False
 
     @field_validator("api_url")
     @classmethod

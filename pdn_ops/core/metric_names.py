@@ -85,6 +85,12 @@ _ALL = (
     Series("pdn_storage_days_until_full", "gauge", ("cluster", "node", "storage"),
            "Days until the storage is full: the least-squares slope of its hourly use (absent: not growing, or "
            "fewer than 3 hours seen)."),
+    Series("pdn_node_memory_used_ratio", "gauge", ("cluster", "node"), "Share of the node's memory in use."),
+    Series("pdn_node_swap_used_ratio", "gauge", ("cluster", "node"), "Share of the node's swap in use."),
+    Series("pdn_node_load1", "gauge", ("cluster", "node"), "The node's one-minute load average."),
+    Series("pdn_node_cpus", "gauge", ("cluster", "node"), "The node's logical CPUs."),
+    Series("pdn_node_ksm_shared_bytes", "gauge", ("cluster", "node"), "Memory the node's KSM shares."),
+    Series("pdn_node_rootfs_used_ratio", "gauge", ("cluster", "node"), "Share of the node's root filesystem in use."),
     Series("pdn_node_up", "gauge", ("cluster", "node"), "1 when the Proxmox node is online, 0 when offline."),
     Series("pdn_cluster_up", "gauge", ("cluster",), "1 when the cluster's API answers, 0 when it is DOWN."),
     # --- scheduled jobs -----------------------------------------------------------------------------------------

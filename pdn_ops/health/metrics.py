@@ -136,7 +136,8 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents",
     "pdn_vm_backup_last_success_timestamp_seconds", "pdn_vm_backup_failed", "pdn_vm_backup_protected",
     "pdn_vm_backup_state", "pdn_storage_up", "pdn_storage_used_bytes", "pdn_storage_total_bytes",
-    "pdn_storage_days_until_full", "pdn_node_up",
+    "pdn_storage_days_until_full", "pdn_node_memory_used_ratio", "pdn_node_swap_used_ratio", "pdn_node_load1",
+    "pdn_node_cpus", "pdn_node_ksm_shared_bytes", "pdn_node_rootfs_used_ratio", "pdn_node_up",
     "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
                ("pdn_tls_cert_expiry_timestamp_seconds", "tls_expiry_ts"))
@@ -251,6 +252,8 @@ def render_health(snap: HealthSnapshot) -> str:
             state.append(f'pdn_target_state{{kind="node",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
             if up is not None:
                 lines["pdn_node_up"].append(f'pdn_node_up{{cluster="{_esc(cluster)}",node="{_esc(node)}"}} {up}')
+            if t.state in ("up", "degraded"):
+                _node_lines(lines, f'cluster="{_esc(cluster)}",node="{_esc(node)}"', values)
         elif t.kind == "cluster":
             state.append(f'pdn_target_state{{kind="cluster",target="{_esc(t.ref)}",opd="",state="{t.state}"}} 1')
             if up is not None:
@@ -287,6 +290,26 @@ def _backup_lines(lines: dict[str, list[str]], lbl: str, values: dict[str, objec
         f'pdn_vm_backup_failed{{{lbl},storage="{_esc(str(storage or ""))}"}} {1 if current == "failed" else 0}')
     lines["pdn_vm_backup_protected"].append(
         f"pdn_vm_backup_protected{{{lbl}}} {0 if current == 'unprotected' else 1}")
+
+
+def _ratio(used: object, total: object) -> float | None:
+    if isinstance(used, int | float) and isinstance(total, int | float) and total > 0:
+        return round(used / total, 6)
+    return None
+
+
+def _node_lines(lines: dict[str, list[str]], lbl: str, values: dict[str, object]) -> None:
+    """A node's pressure, when its status is watched (``mem_total`` in its values)."""
+    if "mem_total" not in values:
+        return
+    for name, value in (("pdn_node_memory_used_ratio", _ratio(values.get("mem_used"), values.get("mem_total"))),
+                        ("pdn_node_swap_used_ratio", _ratio(values.get("swap_used"), values.get("swap_total"))),
+                        ("pdn_node_load1", values.get("load1")), ("pdn_node_cpus", values.get("cpus")),
+                        ("pdn_node_ksm_shared_bytes", values.get("ksm_shared")),
+                        ("pdn_node_rootfs_used_ratio", _ratio(values.get("rootfs_used"), values.get("rootfs_total")))):
+        text = _num(value)
+        if text is not None:
+            lines[name].append(f"{name}{{{lbl}}} {text}")
 
 
 def _storage_lines(lines: dict[str, list[str]], cluster: str, storages: object) -> None:

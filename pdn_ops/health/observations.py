@@ -72,6 +72,22 @@ class GuestObservation:
 
 
 @dataclass(frozen=True, slots=True)
+class NodePressure:
+    """A node's ``/nodes/{node}/status``: what presses it (memory, swap, load, KSM, its root filesystem)."""
+
+    cpu: float = 0.0
+    cpus: int = 0
+    load1: float = 0.0
+    mem_used: int = 0
+    mem_total: int = 0
+    swap_used: int = 0
+    swap_total: int = 0
+    ksm_shared: int = 0
+    rootfs_used: int = 0
+    rootfs_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeObservation:
     cluster: str
     node: str
@@ -79,6 +95,7 @@ class NodeObservation:
     cpu: float = 0.0
     mem: int = 0
     maxmem: int = 0
+    pressure: NodePressure | None = None  # with ``node_status`` watched on the cluster
 
 
 @dataclass(frozen=True, slots=True)

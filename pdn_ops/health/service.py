@@ -268,6 +268,11 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         row = node_rows[f"{cluster_ref}/{node.node}"]
         row.parent_key = cluster_key
         row.values = {"cpu": node.cpu, "mem": node.mem, "maxmem": node.maxmem}
+        if node.pressure is not None:
+            p = node.pressure
+            row.values = {**row.values, "cpus": p.cpus, "load1": p.load1, "mem_used": p.mem_used,
+                          "mem_total": p.mem_total, "swap_used": p.swap_used, "swap_total": p.swap_total,
+                          "ksm_shared": p.ksm_shared, "rootfs_used": p.rootfs_used, "rootfs_total": p.rootfs_total}
         batch.fold(row, model.assess_node(node), observation.at, thresholds)
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
     online = {n.node: n.online for n in observation.nodes}

@@ -48,6 +48,8 @@ FAULTS: dict[str, str] = {
     "run_backup_job": "job=daily                      run the job now: one vzdump task per node; waits for them",
     "backup_now": "vmid storage=local                 a vzdump of one VM now; waits for the task, returns its UPID",
     "backup_fails": "vmid on=1 message=...          the VM's backups fail (its part of a vzdump task: ERROR)",
+    "node_pressure": "node=pve1 memory=0.97 swap=0.6 load=2.0 ksm_gib=4 on=1  the node's status shows memory and "
+                     "swap used (ratios), load per CPU and KSM sharing",
     "lock": "vmid lock=backup                         the VM is locked",
     "unlock": "vmid                                   clear the VM's lock",
     "node_offline": "node=pve1 offline=1              requests for the node get 595 No route to host",
@@ -442,6 +444,22 @@ class Faults:
                 errors[vmid] = text
             else:
                 errors.pop(vmid, None)
+        self._run(change)
+
+    def node_pressure(self, node: str = "pve1", memory: Any = 0.97, swap: Any = 0.6, load: Any = 2.0,
+                      ksm_gib: Any = 4, on: Any = True) -> None:
+        pve = self._lab.pve
+        if node not in pve.nodes:
+            raise ValueError(f"no node {node!r}; known: {', '.join(sorted(pve.nodes))}")
+        values = {"memory": float(memory), "swap": float(swap), "load": float(load), "ksm": float(ksm_gib) * 1024**3}
+        if not all(0 <= values[k] <= 1 for k in ("memory", "swap")) or not 0 <= values["load"] <= 100:
+            raise ValueError("memory and swap are ratios (0 to 1), load per CPU 0 to 100")
+
+        def change() -> None:
+            if _flag(on):
+                pve.node_pressure[node] = values
+            else:
+                pve.node_pressure.pop(node, None)
         self._run(change)
 
     def lock(self, vmid: int, lock: str = "backup") -> None:

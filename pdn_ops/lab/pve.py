@@ -86,6 +86,8 @@ class LabPve(FakePve):
         # storage -> (fill in bytes at `since`, growth in bytes per PVE second, since): space used outside the
         # listed volumes (fault fill_storage), so the usage grows with time as a filling pool does.
         self.storage_fill: dict[str, tuple[int, float, float]] = {}
+        # node -> its pressure (fault node_pressure): memory and swap used ratios, load per CPU, KSM bytes.
+        self.node_pressure: dict[str, dict[str, float]] = {}
         # PVE seconds a vzdump takes per VM.
         self.backup_secs = 2.0
 
@@ -275,15 +277,23 @@ class LabPve(FakePve):
         stats = self._node_stats(True)
         total, used = stats["maxmem"], stats["mem"]
         load = round(0.2 + 0.05 * guests, 2)
+        swap_used, ksm = 0, 0
+        pressure = self.node_pressure.get(node)
+        if pressure:
+            used = int(total * pressure["memory"])
+            swap_used = int(8 * GiB * pressure["swap"])
+            load = round(16 * pressure["load"], 2)
+            ksm = int(pressure["ksm"])
+            stats = dict(stats, cpu=min(pressure["load"], 1.0), mem=used)
         return {
             "cpu": stats["cpu"], "wait": 0.001, "uptime": stats["uptime"],
             "loadavg": [f"{load:.2f}", f"{load * 0.9:.2f}", f"{load * 0.8:.2f}"],
             "cpuinfo": {"cores": 8, "cpus": 16, "sockets": 1, "model": "Intel(R) Xeon(R) Silver 4314 CPU @ 2.40GHz",
                         "mhz": "2400.000", "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae"},
             "memory": {"total": total, "used": used, "free": total - used, "available": total - used},
-            "swap": {"total": 8 * GiB, "used": 0, "free": 8 * GiB},
+            "swap": {"total": 8 * GiB, "used": swap_used, "free": 8 * GiB - swap_used},
             "rootfs": {"total": 100 * GiB, "used": 12 * GiB, "free": 88 * GiB, "avail": 83 * GiB},
-            "ksm": {"shared": 0},
+            "ksm": {"shared": ksm},
             "kversion": "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64",
             "current-kernel": {"sysname": "Linux", "release": "6.14.8-2-pve", "machine": "x86_64",
                                "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z)"},
