@@ -28,6 +28,8 @@ FAMILIES: dict[str, set[str]] = {
     "users.status": {"active", "inactive", "all"},
     "users.done": {"created", "contact", "role", "deactivated", "reactivated", "password"},
     "complaints.priority": {str(p) for p in Priority},
+    "users.audit": {f"user.{a}" for a in ("create", "contact", "deactivate", "reactivate", "login", "password",
+                                          "password_reset", "role")},
     "remediation.state": {str(s) for s in RunState},
     "remediation.step_state": {str(s) for s in StepStatus},
     "remediation.risk": {str(r) for r in Risk},

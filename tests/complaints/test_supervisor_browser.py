@@ -70,6 +70,7 @@ def test_a_supervisor_uses_settings_and_users_on_a_phone(browser, server: str) -
         page.wait_for_url(re.compile(r"/users/\d+\?done=created"))
         assert "+6281200001111" in page.locator("#user-facts").inner_text()
         _fits(page)
+        page.get_by_role("checkbox", name=re.compile("Saya yakin menonaktifkan")).check()  # the confirmation step
         page.get_by_role("button", name="Nonaktifkan akun").click()
         page.wait_for_url(re.compile(r"done=deactivated"))
         assert page.locator("#user-status").inner_text() == "nonaktif"
