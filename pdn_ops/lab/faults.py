@@ -41,7 +41,8 @@ FAULTS: dict[str, str] = {
     "task_failure": "vmid action=start message=...   the VM's next start task ends with TASK ERROR",
     "fill_storage": "storage=local-lvm percent=95 per_hour=0  the storage's usage goes to percent, then grows "
                     "per_hour percentage points per Proxmox hour (percent=0: back to its volumes)",
-    "storage_offline": "storage=local on=1             the storage is not online: listings fail, resources 'unknown'",
+    "storage_offline": "storage=local on=1 node=        the storage is not online (on every node, or on node): "
+                       "listings fail, resources 'unknown'",
     "backup_job": "job=daily vmids=all storage=local exclude= enabled=1  a vzdump job in /cluster/backup "
                   "(vmids: 'all' or a list like 101,102)",
     "delete_backup_job": "job=daily                   remove the vzdump job",
@@ -358,9 +359,21 @@ class Faults:
             pve.storage_fill[storage] = (fill, total * rate / 100 / 3600, time.time())
         self._run(change)
 
-    def storage_offline(self, storage: str = "local", on: Any = True) -> None:
+    def storage_offline(self, storage: str = "local", on: Any = True, node: str = "") -> None:
         store = self._storage(storage)
-        self._run(lambda: store.__setitem__("active", 0 if _flag(on) else 1))
+        pve = self._lab.pve
+        if node and node not in pve.nodes:
+            raise ValueError(f"no node {node!r}; known: {', '.join(sorted(pve.nodes))}")
+
+        def change() -> None:
+            if node:
+                offline = pve.storage_offline.setdefault(storage, set())
+                (offline.add if _flag(on) else offline.discard)(node)
+            else:
+                store["active"] = 0 if _flag(on) else 1
+                if not _flag(on):
+                    pve.storage_offline.pop(storage, None)
+        self._run(change)
 
     def backup_job(self, job: str = "daily", vmids: str = "all", storage: str = "local", exclude: str = "",
                    enabled: Any = True) -> None:

@@ -88,6 +88,8 @@ class LabPve(FakePve):
         self.storage_fill: dict[str, tuple[int, float, float]] = {}
         # node -> its pressure (fault node_pressure): memory and swap used ratios, load per CPU, KSM bytes.
         self.node_pressure: dict[str, dict[str, float]] = {}
+        # storage -> the nodes where it is offline (fault storage_offline with a node): a mount lost on one node.
+        self.storage_offline: dict[str, set[str]] = {}
         # PVE seconds a vzdump takes per VM.
         self.backup_secs = 2.0
 
@@ -230,7 +232,7 @@ class LabPve(FakePve):
         error = self.backup_errors.get(int(vm.vmid))
         if error is None and vm.lock:
             error = f"VM is locked ({vm.lock})"
-        if error is None and not store.get("active", 1):
+        if error is None and (not store.get("active", 1) or vm.node in self.storage_offline.get(storage, ())):
             error = f"storage '{storage}' is not online"
         if error is None:
             write("INFO: backup mode: snapshot")
@@ -256,6 +258,13 @@ class LabPve(FakePve):
         write(f"INFO: Finished Backup of VM {vm.vmid} ({took // 3600:02d}:{took // 60 % 60:02d}:{took % 60:02d})")
         write(f"INFO: Backup finished at {time.strftime('%Y-%m-%d %H:%M:%S')}")
         return True
+
+    def _active_store(self, name: str, node: str) -> Any:
+        """fakepve's check, and the storage offline on this one node (fault storage_offline node=)."""
+        store = super()._active_store(name, node)
+        if node in self.storage_offline.get(name, ()):
+            raise die(f"storage '{name}' is not online")
+        return store
 
     def _space(self, store: dict[str, Any]) -> tuple[int, int, int]:
         """fakepve's (total, used, avail), plus what fill_storage put there (growing with PVE time)."""
@@ -314,7 +323,9 @@ class LabPve(FakePve):
         """fakepve reports every storage as an empty 100 GiB here, whatever its storage status says; the lab
         reports the same size and use as ``/nodes/{node}/storage`` (fakepve's own accounting of volumes)."""
         item: dict[str, Any] | None = super()._storage_resource(node, name)
-        if item is not None:
+        if item is not None and node in self.storage_offline.get(name, ()):
+            item["status"] = "unknown"
+        elif item is not None:
             total, used, _avail = self._space(self.storages[name])
             item.update(maxdisk=int(total), disk=int(used))
         return item

@@ -78,6 +78,12 @@ VM_STOPPED = ("stop_vm", {"vmid": 101})
 DISK_FULL = ("fill_disk", {"vmid": 102, "percent": 97})
 KEYS_REVOKED = tuple(("revoke_client_key", {"vmid": vmid, "on": 1}) for vmid in (101, 102, 103))
 UNKNOWN = "Proxmox API unreachable: cause unknown"
+# Backups (a job over every guest, run at the start), storages and node pressure are watched on the lab cluster.
+BACKUP_RUN = ("run_backup_job", {"job": "daily"})
+BACKUP_FAILS = ("backup_fails", {"vmid": 102})
+BACKUP_STORAGE_OFFLINE = ("storage_offline", {"storage": "local", "node": "pve1"})
+STORAGE_FULL = ("fill_storage", {"storage": "vmdata", "percent": 95})  # a storage of pve1 only
+NODE_PRESSED = ("node_pressure", {"node": "pve1"})
 
 MATRIX = (
     Row("Proxmox API down", (API_DOWN,), frozenset({"PdnProxmoxApiDown"}),
@@ -100,6 +106,13 @@ MATRIX = (
         frozenset({"PdnCollectorFailing", "PdnVmDown"}), 10, {"PdnSiteDown": UNKNOWN}),
     Row("VM stopped + disk full", (("fill_disk", {"vmid": 101, "percent": 97}), VM_STOPPED),
         frozenset({"PdnVmDown"}), frozenset({"PdnSiteDown", "PdnVmDiskAlmostFull", "PdnGuestDiskAlmostFull"}), 10),
+    Row("backup fails", (BACKUP_FAILS, BACKUP_RUN), frozenset({"PdnBackupFailed"}), frozenset(), 15),
+    # The backups of pve1's guests fail because their storage is offline there: the storage is the one alert.
+    Row("backup storage offline, backups run", (BACKUP_STORAGE_OFFLINE, BACKUP_RUN),
+        frozenset({"PdnBackupStorageUnreachable"}), frozenset({"PdnBackupFailed"}), 15),
+    Row("storage full", (STORAGE_FULL,), frozenset({"PdnStorageAlmostFull"}), frozenset({"PdnStorageFillsSoon"}), 20),
+    Row("node pressure", (NODE_PRESSED,), frozenset({"PdnNodeMemoryPressure", "PdnNodeCpuPressure"}),
+        frozenset({"PdnNodeDown"}), 25),
 )
 
 
@@ -124,6 +137,16 @@ def revert(lab: Any, name: str, args: dict[str, Any]) -> None:
         faults.fill_disk(args["vmid"], percent=0)
     elif name == "revoke_client_key":
         faults.revoke_client_key(args["vmid"], on=0)
+    elif name == "backup_fails":
+        faults.backup_fails(args["vmid"], on=0)
+    elif name == "run_backup_job":
+        faults.run_backup_job(args["job"])  # after the cause is repaired: the newest attempt succeeds
+    elif name == "storage_offline":
+        faults.storage_offline(args["storage"], on=0, node=args.get("node", ""))
+    elif name == "fill_storage":
+        faults.fill_storage(args["storage"], percent=0)
+    elif name == "node_pressure":
+        faults.node_pressure(args["node"], on=0)
 
 
 def duration(seconds: float) -> str:
@@ -217,7 +240,13 @@ def stack(make_lab: Callable[..., Any], engine_name: str, fresh_db_url: str, tmp
     prometheus_bin = require_binary("prometheus", "/usr/bin/prometheus")
     alertmanager_bin = require_binary("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
     lab = make_lab(nodes=2, vms=3, sites=2)
+    lab.pve.storages["vmdata"] = {"type": "dir", "path": "/mnt/vmdata", "content": "images", "nodes": "pve1", "active": 1,
+                                  "files": set(), "total": 500 * 1024**3}
+    lab.faults.backup_job("daily", vmids="all", storage="local")
+    lab.faults.run_backup_job("daily")
     inventory = load_inventory(lab.inventory_path)
+    inventory = inventory.model_copy(update={"clusters": [
+        c.model_copy(update={"backups": True, "node_status": True}) for c in inventory.clusters]})
     migrate.upgrade(fresh_db_url)
     settings = load_settings(demo=True, database_url=fresh_db_url, inventory=lab.inventory_path,
                              run_scheduler=False, notify_worker=False, alertmanager_token=TOKEN)
