@@ -33,14 +33,14 @@ from pdn_ops.core.db.tables import MAX_ID, utcnow
 from pdn_ops.core.errors import ComplaintInvalid, NotFound, PhotoRefused
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.health import TargetDetail, when_formatter
-from pdn_ops.web.deps import Ctx, DbSession, get_language, get_session, unit_of_work
+from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
 from pdn_ops.web.templating import flash_redirect, render, translators
 
 router = APIRouter(include_in_schema=False)
 
 
 def scoped_complaint(complaint_id: int, user: Annotated[accounts.Principal, Depends(current_principal)],
-                     session: Annotated[Session, Depends(get_session)]) -> ComplaintRow:
+                     session: DbSession) -> ComplaintRow:
     """Resolved before the body is parsed, so another OPD's complaint is a 404 whatever the request carries."""
     return complaints.get(session, user, complaint_id)
 

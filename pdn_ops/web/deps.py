@@ -44,7 +44,9 @@ def get_language(request: Request) -> str:
 
 
 Ctx = Annotated[CoreParts, Depends(get_ctx)]
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens before the response is sent. After it (FastAPI's default for a yield
+# dependency), a failed commit could follow a page that said the work was done, and surfaced as a traceback.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 Language = Annotated[str, Depends(get_language)]
 
 

@@ -377,7 +377,10 @@ def test_the_fault_matrix(stack: Stack) -> None:
             firing = [a for a in stack.prometheus_alerts() if a["labels"]["alertname"] == name]
             assert firing and all(text in a["annotations"]["description"] for a in firing), (row.name, firing)
         for name, seconds in times.items():
-            assert seconds <= row.within * stack.interval, f"{row.name}: {name} after {seconds:.1f} s"
+            # Counted in the collectors' own cycles, not in seconds: a loaded machine stretches every cycle,
+            # and what the row promises is how many checks it takes, not how fast the machine is.
+            checks = sum(1 for done in stack.cycles if injected < done <= injected + seconds)
+            assert checks <= row.within, f"{row.name}: {name} after {checks} checks ({seconds:.1f} s)"
         measured[row.name] = {name: round(seconds / stack.interval, 1) for name, seconds in times.items()}
         for name, args in row.faults:
             revert(stack.lab, name, args)

@@ -39,3 +39,9 @@ def serve() -> Iterator[Callable[..., serverproc.Server]]:
     yield start
     for server in started:
         server.stop()
+
+
+def no_traceback(log: str) -> None:
+    """A fault is answered with one log line, never a traceback; the failure shows the one that was written."""
+    at = log.find("Traceback")
+    assert at < 0, "a traceback in the server's log:\n" + log[max(0, at - 1500):at + 3000]
