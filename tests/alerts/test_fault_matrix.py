@@ -116,8 +116,10 @@ MATRIX = (
     Row("backup storage offline, backups run", (BACKUP_STORAGE_OFFLINE, BACKUP_RUN),
         frozenset({"PdnBackupStorageUnreachable"}), frozenset({"PdnBackupFailed"}), 15),
     Row("storage full", (STORAGE_FULL,), frozenset({"PdnStorageAlmostFull"}), frozenset({"PdnStorageFillsSoon"}), 20),
+    # Sustained pressure: the rules wait "for: 15m" (15 intervals here) before the usual detection and delivery
+    # (about 3-7 intervals, 12 seen on a machine running two suites at once).
     Row("node pressure", (NODE_PRESSED,), frozenset({"PdnNodeMemoryPressure", "PdnNodeCpuPressure"}),
-        frozenset({"PdnNodeDown"}), 25),
+        frozenset({"PdnNodeDown"}), 32),
 )
 
 
