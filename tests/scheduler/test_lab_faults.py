@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from proxmoxer.tools import Tasks
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import make_engine, make_sessionmaker
 from pdn_ops.core.db.tables import JobStatusRow
-from pdn_ops.core.inventory import load_inventory
+from pdn_ops.core.inventory import Inventory, load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
 from pdn_ops.core.jobs import JobWrapper
 from pdn_ops.health.collection import InventoryCollectorFactory
@@ -24,14 +25,7 @@ from tests.lab_fixtures import lab_proxmox
 def test_lab_faults_show_up_with_their_root_cause_within_two_intervals(make_lab: Any, tmp_path: Path) -> None:
     lab = make_lab(vms=3, sites=2)
     inventory = load_inventory(lab.inventory_path)
-    url = f"sqlite:///{tmp_path / 'lab.sqlite3'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    with sessions() as session, session.begin():
-        sync_inventory(session, inventory)
-    factory = InventoryCollectorFactory(inventory, base_dir=lab.inventory_path.parent, site_ca_file=str(lab.ca_file))
-    jobs = [job for job in build_jobs(inventory, factory, HealthConfig()) if job.kind != "maintenance"]
+    engine, sessions, jobs = _collecting(lab, inventory, tmp_path)
     assert sorted(job.kind for job in jobs) == ["proxmox", "sites", "ssh"]
     wrapper = JobWrapper(sessions)
 
@@ -90,14 +84,7 @@ def test_qemu_disk_usage_comes_from_the_guest_agent_or_from_df(make_lab: Any, tm
 
     lab = make_lab(vms=2, sites=0)  # VM 102 runs the guest agent, VM 101 has none (SSH only)
     inventory = load_inventory(lab.inventory_path)
-    url = f"sqlite:///{tmp_path / 'lab.sqlite3'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    with sessions() as session, session.begin():
-        sync_inventory(session, inventory)
-    factory = InventoryCollectorFactory(inventory, base_dir=lab.inventory_path.parent, site_ca_file=str(lab.ca_file))
-    jobs = [job for job in build_jobs(inventory, factory, HealthConfig()) if job.kind != "maintenance"]
+    engine, sessions, jobs = _collecting(lab, inventory, tmp_path)
     wrapper = JobWrapper(sessions)
 
     def disks() -> dict[str, float]:
@@ -125,3 +112,17 @@ def test_qemu_disk_usage_comes_from_the_guest_agent_or_from_df(make_lab: Any, tm
         assert vm102 is not None and vm102.state == "degraded" and vm102.degraded == ["disk_full"]
         assert vm102.values["fs_total"] == 32 * 1024**3
     engine.dispose()
+
+
+def _collecting(lab: Any, inventory: Inventory, tmp_path: Path
+                ) -> tuple[Engine, sessionmaker[Session], list[Any]]:
+    """A migrated SQLite database holding the lab's inventory, and the collection jobs the scheduler would run."""
+    url = f"sqlite:///{tmp_path / 'lab.sqlite3'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session, session.begin():
+        sync_inventory(session, inventory)
+    factory = InventoryCollectorFactory(inventory, base_dir=lab.inventory_path.parent, site_ca_file=str(lab.ca_file))
+    jobs = [job for job in build_jobs(inventory, factory, HealthConfig()) if job.kind != "maintenance"]
+    return engine, sessions, jobs
