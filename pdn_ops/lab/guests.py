@@ -15,6 +15,7 @@ import html
 import logging
 import os
 import shlex
+import shutil
 import signal
 import ssl
 import subprocess
@@ -34,8 +35,12 @@ log = logging.getLogger(__name__)
 SSHD = "/usr/sbin/sshd"
 HANG_MAX_SECS = 600.0
 PR_SET_PDEATHSIG = 1
+# util-linux's setpriv sets the parent-death signal before it execs sshd, so no Python runs between fork and exec:
+# a preexec_fn in a threaded process can deadlock its child (a lock another thread held at fork time, libfaketime's
+# among them), and Popen, waiting for that exec, would block the lab's event loop for good.
+SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")
 _PRCTL: Any
-try:  # resolved before any fork: dlopen in a child of a threaded process could deadlock
+try:  # the fallback where setpriv is missing; resolved before any fork (dlopen in a forked child could deadlock)
     _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):
     _PRCTL = None
@@ -152,11 +157,12 @@ class LabGuest:
             return
         err = (self.dir / "sshd.log").open("ab")
         try:
+            argv = [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")]
             self._sshd = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                [SETPRIV, "--pdeathsig", "TERM", "--", *argv] if SETPRIV else argv,
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-                preexec_fn=_die_with_lab,
+                preexec_fn=None if SETPRIV else _die_with_lab,
             )
         finally:
             err.close()
