@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import threading
 import time
 import urllib.parse
@@ -94,6 +95,11 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if os.environ.get("PDN_OPS_FUTURE_CLOCK"):
+        # Prometheus is a Go program: it reads the clock without libc, so libfaketime does not move it, and its
+        # time() would lag the collectors' timestamps by the +400 days (the stall rule could never fire). The
+        # moved clock is proven end to end by the fault matrix; every cycle is also three times slower there.
+        pytest.skip("rules firing for real: real-clock pass only (Prometheus ignores libfaketime)")
     prometheus_bin = require_binary("prometheus", "/usr/bin/prometheus")
     alertmanager_bin = require_binary("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
     tmp = tmp_path_factory.mktemp("rules-fire")
