@@ -78,6 +78,13 @@ _ALL = (
     Series("pdn_vm_backup_protected", "gauge", VM, "1 when an enabled backup job includes the VM, 0 when none does."),
     Series("pdn_vm_backup_state", "gauge", (*VM, "state"),
            "The VM's backup state (ok, failed, too_old, unprotected; 1 for the current state)."),
+    Series("pdn_vm_lock_stale", "gauge", (*VM, "lock"),
+           "While the VM has a lock (backup, snapshot, migrate...): 1 when no running task holds it, 0 when one "
+           "does."),
+    Series("pdn_storage_thin_data_used_ratio", "gauge", ("cluster", "node", "storage"),
+           "Share of an LVM-thin pool's data space in use."),
+    Series("pdn_storage_thin_metadata_used_ratio", "gauge", ("cluster", "node", "storage"),
+           "Share of an LVM-thin pool's metadata space in use (a full one freezes its VMs like full data)."),
     Series("pdn_storage_up", "gauge", ("cluster", "node", "storage", "backup"),
            "1 when the storage is available on the node, 0 when not (backup: 1 when it holds backups)."),
     Series("pdn_storage_used_bytes", "gauge", ("cluster", "node", "storage"), "Space used on the storage."),

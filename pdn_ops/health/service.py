@@ -246,7 +246,10 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "quorate": observation.quorate,
                           "storages": [{"node": s.node, "storage": s.storage, "type": s.plugintype,
                                         "backup": "backup" in s.content, "available": s.available, "used": s.used,
-                                        "total": s.total, "days_until_full": forecasts.get((s.node, s.storage))}
+                                        "total": s.total, "days_until_full": forecasts.get((s.node, s.storage)),
+                                        "full": s.available and model.storage_full(s.used, s.total, thresholds),
+                                        **({"thin": {"data": s.thin_data, "metadata": s.thin_metadata}}
+                                           if s.thin_data is not None or s.thin_metadata is not None else {})}
                                        for s in observation.storages]}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
@@ -286,7 +289,9 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
             row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
                           "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
                           "fs_used": guest.fs_used, "fs_total": guest.fs_total,
-                          "uptime": guest.uptime}
+                          "uptime": guest.uptime, "qmpstatus": guest.qmpstatus,
+                          "disk_storages": list(guest.disk_storages), "lock": guest.lock,
+                          "lock_free_s": guest.lock_free_s}
             backup = backups.get(vmid)
             if backup is not None:
                 row.values = {**row.values, **_backup_values(backup, observation.at, thresholds)}
@@ -400,7 +405,8 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
         select(HealthTargetRow.ref).where(HealthTargetRow.kind == Kind.GUEST.value, HealthTargetRow.ref.in_(vm_refs),
                                           HealthTargetRow.state.in_((State.UP.value, State.DEGRADED.value))))
     ) if vm_refs else frozenset()
-    attributions = model.attribute(states, parents, alive=alive)
+    storages = _io_error_storages(session, rows, states)
+    attributions = model.attribute(states, parents, alive=alive, storages=storages)
     changed: list[Target] = []
     for key, row in rows.items():
         attribution = attributions.get(key)
@@ -415,6 +421,30 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
             changed.append(row)
     _save(session, changed, now or utcnow(), ("cause_key", "cause_reason"))
     return len(changed)
+
+
+def _io_error_storages(session: Session, rows: dict[str, Target], states: dict[str, TargetState]) -> dict[
+        str, list[str]]:
+    """For VMs in io-error: the storage keys of their disks (on their node), and the full storages as DOWN
+    targets added to ``states`` (read from their clusters' last answers): the evidence of the storage rule."""
+    frozen = {key: row for key, row in rows.items()
+              if key in states and row.kind == Kind.VM.value and row.reason == Reason.IO_ERROR.value}
+    if not frozen:
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, row in frozen.items():
+        cluster = row.ref.partition("/")[0]
+        node, names = row.values.get("node"), row.values.get("disk_storages") or []
+        if isinstance(node, str) and isinstance(names, list):
+            out[key] = [model.storage_key(cluster, node, str(name)) for name in names]
+    clusters = {row.ref.partition("/")[0] for row in frozen.values()}
+    for ref, values in session.execute(select(HealthTargetRow.ref, HealthTargetRow.values).where(
+            HealthTargetRow.kind == Kind.CLUSTER.value, HealthTargetRow.ref.in_(clusters))):
+        for item in (values or {}).get("storages") or ():
+            if isinstance(item, dict) and item.get("full"):
+                key = model.storage_key(ref, str(item.get("node")), str(item.get("storage")))
+                states[key] = TargetState(key=key, state=State.DOWN, reason=Reason.STORAGE_FULL)
+    return out
 
 
 # --- maintenance -------------------------------------------------------------------------------------------------
