@@ -137,7 +137,8 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
     "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents",
     "pdn_vm_backup_last_success_timestamp_seconds", "pdn_vm_backup_failed", "pdn_vm_backup_protected",
-    "pdn_vm_backup_state", "pdn_vm_lock_stale", "pdn_storage_up", "pdn_storage_used_bytes", "pdn_storage_total_bytes",
+    "pdn_vm_backup_state", "pdn_vm_backup_max_age_seconds", "pdn_vm_lock_stale", "pdn_storage_up",
+    "pdn_storage_used_bytes", "pdn_storage_total_bytes",
     "pdn_storage_days_until_full", "pdn_storage_thin_data_used_ratio", "pdn_storage_thin_metadata_used_ratio",
     "pdn_node_memory_used_ratio", "pdn_node_swap_used_ratio", "pdn_node_load1",
     "pdn_node_cpus", "pdn_node_ksm_shared_bytes", "pdn_node_rootfs_used_ratio", "pdn_node_up",
@@ -288,6 +289,10 @@ def _backup_lines(lines: dict[str, list[str]], lbl: str, values: dict[str, objec
     for state in BACKUP_STATES:
         lines["pdn_vm_backup_state"].append(
             f'pdn_vm_backup_state{{{lbl},state="{state}"}} {1 if state == current else 0}')
+    max_age = values.get("backup_max_age_h")
+    if isinstance(max_age, int | float):
+        lines["pdn_vm_backup_max_age_seconds"].append(
+            f"pdn_vm_backup_max_age_seconds{{{lbl}}} {_num(round(max_age * 3600, 3))}")
     ok_ts = _num(values.get("backup_ok_ts"))
     if ok_ts is not None:
         lines["pdn_vm_backup_last_success_timestamp_seconds"].append(

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
+from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
 from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
@@ -253,8 +253,12 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                                        for s in observation.storages]}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
-    vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
-        select(VmRow.id, VmRow.vmid, VmRow.opd_id).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
+    vms: dict[int, tuple[int, int]] = {}
+    max_age: dict[int, float] = {}  # the VM's own threshold, else its OPD's (else the global one)
+    for vm_id, vmid, opd_id, own_age, opd_age in session.execute(_vm_columns(cluster_ref)):
+        vms[vmid] = (vm_id, opd_id)
+        if own_age is not None or opd_age is not None:
+            max_age[vmid] = own_age if own_age is not None else opd_age
     vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
     node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
@@ -294,10 +298,17 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "lock_free_s": guest.lock_free_s}
             backup = backups.get(vmid)
             if backup is not None:
-                row.values = {**row.values, **_backup_values(backup, observation.at, thresholds)}
+                own = replace(thresholds, backup_max_age_h=max_age[vmid]) if vmid in max_age else thresholds
+                row.values = {**row.values, **_backup_values(backup, observation.at, own)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
     return batch.finish()
+
+
+def _vm_columns(cluster: str) -> Any:
+    """The cluster's inventory VMs: id, VMID, OPD and the backup-age thresholds of the VM and of its OPD."""
+    return (select(VmRow.id, VmRow.vmid, VmRow.opd_id, VmRow.backup_max_age_h, OpdRow.backup_max_age_h)
+            .join(OpdRow, OpdRow.id == VmRow.opd_id).where(VmRow.cluster == cluster, VmRow.retired_at.is_(None)))
 
 
 def _storage_rollups(session: Session, observation: ClusterObservation,
@@ -337,6 +348,7 @@ def _backup_values(backup: BackupObservation, at: datetime, thresholds: Threshol
     """A guest's backups as its VM target keeps them (fleet pages, metrics)."""
     return {
         "backup_state": model.assess_backup(backup, at, thresholds).value,
+        "backup_max_age_h": thresholds.backup_max_age_h,
         "backup_jobs": list(backup.jobs),
         "backup_ok_ts": backup.last_ok_at.timestamp() if backup.last_ok_at else None,
         "backup_size": backup.last_ok_size, "backup_storage": backup.last_ok_storage,

@@ -553,6 +553,8 @@ class LabPve(FakePve):
             raise param_error(skiplock="Only root may use this option.")
         deletes = _split(p.get("delete"))
         if "lock" in deletes and vm.lock:
+            if p.get("digest") and p["digest"] != vm.digest():
+                raise PveError(500, "checksum mismatch (file change by other user?)")
             # An unlock (``qm unlock`` is this change): PVE checks the lock first unless skiplock; the lab lets
             # the lock's own removal through (README: "Unlock"), so a client that is not root can clear it.
             self._lab_unlock(vm)
