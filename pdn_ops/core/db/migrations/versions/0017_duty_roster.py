@@ -1,7 +1,7 @@
 """on-duty roster: the weekly rota's shifts and dated overrides, for routing alerts to the engineers on duty
 
-Revision ID: 0016_duty_roster
-Revises: 0015_storage_rollups
+Revision ID: 0017_duty_roster
+Revises: 0016_backup_age
 Create Date: 2026-12-07 18:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_duty_roster"
-down_revision = "0015_storage_rollups"
+revision = "0017_duty_roster"
+down_revision = "0016_backup_age"
 branch_labels = None
 depends_on = None
 
