@@ -147,8 +147,8 @@ def test_the_supervisor_edits_the_roster_and_alerts_follow_it(app: FastAPI) -> N
                                                           "ends": ends, "note": "sakit", "csrf_token": token})
             assert answer.status_code == 303, answer.text
         assert alert(client, "a3") == {"eng-b@diskominfo.example.go.id"}
-        page = client.get("/duty").text
-        assert 'id="duty-fallback"' not in page and "eng-b" in page
+        text = client.get("/duty").text
+        assert 'id="duty-fallback"' not in text and "eng-b" in text
         # Refused input is shown in the supervisor's language, nothing stored.
         bad = client.post("/duty/shifts", data={"user_id": str(a), "weekday": "1", "start": "25:00", "end": "x",
                                                 "csrf_token": token})
