@@ -75,6 +75,7 @@ class HealthConfig:
                 up_after=settings.health_up_after,
                 slow_response_s=settings.health_slow_response_seconds,
                 disk_used_ratio=settings.health_disk_used_ratio,
+                backup_max_age_h=settings.health_backup_max_age_hours,
             ),
             raw_retention=timedelta(days=settings.health_raw_retention_days),
             stale_after=timedelta(seconds=settings.health_stale_after_seconds),
