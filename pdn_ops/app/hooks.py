@@ -93,7 +93,10 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
     return hook
 
 
-def feed_snapshot(snapshot: SnapshotCache, record: Callable[[Session, Any], object]) -> Callable[[Session, Any], object]:
+Record = Callable[[Session, Any], object]
+
+
+def feed_snapshot(snapshot: SnapshotCache, record: Record) -> Record:
     """A job's record step that, once its transaction commits, hands the health targets it wrote to the /metrics
     snapshot (which then updates those only)."""
 
