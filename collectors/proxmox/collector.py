@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.proxmox import backups, parse
+from collectors.proxmox import backups, locks, parse
 from collectors.proxmox.client import ProxmoxClient
 from pdn_ops.core.errors import CollectorError
 from pdn_ops.core.inventory import Cluster, Vm
@@ -57,6 +57,8 @@ class ProxmoxCollector:
         watch_backups: bool = False,
         max_task_logs: int = 10,
         watch_nodes: bool = False,
+        max_io_checks: int = 10,
+        io_check_ratio: float = 0.95,
     ) -> None:
         self.client = client
         self.cluster = client.name
@@ -77,6 +79,14 @@ class ProxmoxCollector:
         # (storage, node) -> its last backup listing: a storage that cannot be listed (offline) has its own alert;
         # its backups are not forgotten for that (they would all look too old).
         self._listings: dict[tuple[str, str], list[dict[str, object]]] = {}
+        self.max_io_checks = max_io_checks
+        self.io_check_ratio = io_check_ratio
+        # vmid -> monotonic time its status/current was last asked because a storage of its node is (almost) full
+        self._io_asked: dict[int, float] = {}
+        # vmid -> the storages of its disks, for guests last seen in io-error (kept until they leave it)
+        self._io_error: dict[int, tuple[str, ...]] = {}
+        # vmid -> (its lock, when the collector first saw no running task holding it)
+        self._lock_free: dict[int, tuple[str, datetime]] = {}
 
     @classmethod
     def from_inventory(cls, cluster: Cluster, vms: Iterable[Vm], *, base_dir: Path | None = None) -> ProxmoxCollector:
@@ -100,8 +110,11 @@ class ProxmoxCollector:
                 observation = replace(observation, storages=backups.storages(resources))
                 observation = self._refine_changed(observation)
                 observation = self._with_agent_disks(observation)
+                observation = self._with_io_errors(observation)
+                tasks = self._tasks() if self.watch_backups or any(g.lock for g in observation.guests) else None
+                observation = self._with_locks(observation, tasks)
                 if self.watch_backups:
-                    observation = self._with_backups(observation)
+                    observation = self._with_backups(observation, tasks)
                 if self.watch_nodes:
                     observation = self._with_node_pressure(observation)
         except CollectorError as exc:
@@ -171,15 +184,90 @@ class ProxmoxCollector:
             nodes.append(node)
         return replace(observation, nodes=tuple(nodes))
 
-    def _with_backups(self, observation: ClusterObservation) -> ClusterObservation:
-        """Per guest: newest backup, newest failure, covering jobs. A storage whose listing fails is marked
-        unavailable; when the task list or the jobs cannot be read, backups stay unknown (None) this cycle."""
+    def _tasks(self) -> list[dict[str, object]] | None:
+        """``/cluster/tasks`` (one call for backups and locks alike); None when it cannot be read."""
         try:
             tasks = self.client.get("cluster", "tasks")
+        except CollectorError:
+            return None
+        return [t for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else None
+
+    def _with_io_errors(self, observation: ClusterObservation) -> ClusterObservation:
+        """QEMU pauses a guest whose disk write fails (``qmpstatus: io-error``) while ``/cluster/resources`` still
+        says running: the running QEMU guests of nodes with an image storage at ``io_check_ratio`` or more are
+        asked ``status/current``, at most ``max_io_checks`` per cycle (those last seen in io-error first, then the
+        least recently asked), and a guest found in io-error has its config read once for its disks' storages.
+        No storage that full: no call."""
+        nodes = {s.node for s in observation.storages
+                 if s.available and s.total and s.used / s.total >= self.io_check_ratio
+                 and {"images", "rootdir"} & set(s.content)}
+        online = {n.node for n in observation.nodes if n.online}
+        suspects = [g for g in observation.guests if g.type == "qemu" and g.status == "running" and g.node in online
+                    and (g.node in nodes or g.vmid in self._io_error)
+                    and (not self.expected_vmids or g.vmid in self.expected_vmids)]
+        live = {g.vmid for g in suspects}
+        self._io_error = {k: v for k, v in self._io_error.items() if k in live}
+        self._io_asked = {k: v for k, v in self._io_asked.items() if k in live}
+        if not suspects:
+            return observation
+        now = time.monotonic()
+        order = sorted(suspects, key=lambda g: (g.vmid not in self._io_error, self._io_asked.get(g.vmid, 0.0)))
+        refined: dict[int, GuestObservation] = {}
+        for guest in order[: self.max_io_checks]:
+            try:
+                current = guest if guest.qmpstatus is not None else parse.with_current_status(
+                    guest, self.client.get("nodes", guest.node, "qemu", guest.vmid, "status", "current"))
+                self._io_asked[guest.vmid] = now
+                if current.qmpstatus != "io-error":
+                    self._io_error.pop(guest.vmid, None)
+                    refined[guest.vmid] = current
+                    continue
+                if guest.vmid not in self._io_error:
+                    self._io_error[guest.vmid] = parse.disk_storages(
+                        self.client.get("nodes", guest.node, "qemu", guest.vmid, "config"), guest.vmid)
+                refined[guest.vmid] = replace(current, disk_storages=self._io_error[guest.vmid])
+            except CollectorError:
+                continue  # only this guest's refinement is lost this cycle
+        # A guest in io-error not asked this cycle (over the bound) keeps what was last seen.
+        for guest in suspects:
+            if guest.vmid not in refined and guest.vmid in self._io_error:
+                refined[guest.vmid] = replace(guest, qmpstatus="io-error", disk_storages=self._io_error[guest.vmid])
+        return replace(observation, guests=tuple(refined.get(g.vmid, g) for g in observation.guests))
+
+    def _with_locks(self, observation: ClusterObservation, tasks: list[dict[str, object]] | None) -> ClusterObservation:
+        """How long each locked guest's lock has been held by no running task (``locks``); unknown tasks keep what
+        was known (a lock seen free stays free, a new one is not judged)."""
+        now = observation.at
+        active = locks.running(tasks) if tasks is not None else None
+        free: dict[int, tuple[str, datetime]] = {}
+        guests = []
+        for guest in observation.guests:
+            known = self._lock_free.get(guest.vmid)
+            if guest.lock and active is not None:
+                if locks.held(guest.lock, guest.vmid, guest.node, active):
+                    known = None
+                elif known is None or known[0] != guest.lock:
+                    known = (guest.lock, now)
+            elif not guest.lock or (known is not None and known[0] != guest.lock):
+                known = None
+            if known is not None:
+                free[guest.vmid] = known
+                guest = replace(guest, lock_free_s=max((now - known[1]).total_seconds(), 0.0))
+            guests.append(guest)
+        self._lock_free = free
+        return replace(observation, guests=tuple(guests))
+
+    def _with_backups(self, observation: ClusterObservation, tasks: list[dict[str, object]] | None) -> (
+            ClusterObservation):
+        """Per guest: newest backup, newest failure, covering jobs. A storage whose listing fails is marked
+        unavailable; when the task list or the jobs cannot be read, backups stay unknown (None) this cycle."""
+        if tasks is None:
+            return observation
+        try:
             jobs = self.client.get("cluster", "backup")
         except CollectorError:
             return observation
-        if not isinstance(tasks, list) or not isinstance(jobs, list):
+        if not isinstance(jobs, list):
             return observation
         volumes: list[tuple[str, dict[str, object]]] = []
         unreachable: set[tuple[str, str]] = set()

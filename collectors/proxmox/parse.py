@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -170,6 +171,25 @@ def with_current_status(guest: GuestObservation, data: Any) -> GuestObservation:
     if not isinstance(data, dict) or "status" not in data:
         raise UnexpectedResponse(f"status/current of {guest.vmid}: expected an object with status")
     return replace(guest, status=str(data["status"]), qmpstatus=_opt_str(data, "qmpstatus"))
+
+
+DISK_KEY = re.compile(r"^(?:ide|sata|scsi|virtio)\d+$|^efidisk0$|^tpmstate0$")
+
+
+def disk_storages(data: Any, vmid: int) -> tuple[str, ...]:
+    """The storages of a QEMU guest's disks from its ``config`` (``scsi0: local-lvm:vm-101-disk-0,size=32G``);
+    CD-ROMs and passed-through devices (``/dev/...``, ``none``) are not on a storage."""
+    if not isinstance(data, dict):
+        raise UnexpectedResponse(f"config of {vmid}: expected an object")
+    found: set[str] = set()
+    for key, value in data.items():
+        if not DISK_KEY.match(str(key)) or not isinstance(value, str):
+            continue
+        volume, *options = value.split(",")
+        if "media=cdrom" in options or ":" not in volume or volume.startswith("/"):
+            continue
+        found.add(volume.partition(":")[0])
+    return tuple(sorted(found))
 
 
 def filesystems(data: Any) -> tuple[int, int]:

@@ -23,6 +23,9 @@ PLAYBOOKS: dict[str, str] = {
     "restore_snapshot": "remediation.playbooks.restore_snapshot:RestoreSnapshot",
     "restart_service": "remediation.playbooks.restart_service:RestartService",
     "free_disk": "remediation.playbooks.free_disk:FreeDisk",
+    "restore_backup": "remediation.playbooks.restore_backup:RestoreBackup",
+    "migrate_vm": "remediation.playbooks.migrate_vm:MigrateVm",
+    "clear_lock": "remediation.playbooks.clear_lock:ClearLock",
 }
 
 

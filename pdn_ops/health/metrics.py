@@ -19,6 +19,8 @@ Health series (this module):
     pdn_vm_cpu_ratio, pdn_vm_cpus, pdn_vm_memory_{used,total}_bytes, pdn_vm_disk_{used,total}_bytes
     pdn_guest_filesystem_used_ratio{mount}, pdn_guest_memory_{available,total}_bytes, pdn_guest_load1,
     pdn_guest_services_inactive, pdn_guest_failed_units
+    pdn_vm_backup_*, pdn_vm_lock_stale{lock}, pdn_storage_*, pdn_node_* (the safety net: backups, locks,
+    storage pools, node pressure)
     pdn_collector_runs_total, pdn_collector_errors_total, pdn_collector_last_duration_seconds,
     pdn_collector_last_run_success, pdn_collector_last_success_timestamp_seconds,
     pdn_collector_failing{failure}, pdn_collector_interval_seconds
@@ -135,8 +137,10 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_guest_filesystem_used_ratio", "pdn_guest_memory_available_bytes", "pdn_guest_memory_total_bytes",
     "pdn_guest_load1", "pdn_guest_services_inactive", "pdn_guest_failed_units", "pdn_open_incidents",
     "pdn_vm_backup_last_success_timestamp_seconds", "pdn_vm_backup_failed", "pdn_vm_backup_protected",
-    "pdn_vm_backup_state", "pdn_storage_up", "pdn_storage_used_bytes", "pdn_storage_total_bytes",
-    "pdn_storage_days_until_full", "pdn_node_memory_used_ratio", "pdn_node_swap_used_ratio", "pdn_node_load1",
+    "pdn_vm_backup_state", "pdn_vm_backup_max_age_seconds", "pdn_vm_lock_stale", "pdn_storage_up",
+    "pdn_storage_used_bytes", "pdn_storage_total_bytes",
+    "pdn_storage_days_until_full", "pdn_storage_thin_data_used_ratio", "pdn_storage_thin_metadata_used_ratio",
+    "pdn_node_memory_used_ratio", "pdn_node_swap_used_ratio", "pdn_node_load1",
     "pdn_node_cpus", "pdn_node_ksm_shared_bytes", "pdn_node_rootfs_used_ratio", "pdn_node_up",
     "pdn_cluster_up"))
 SITE_VALUES = (("pdn_site_response_seconds", "response_s"), ("pdn_site_http_status_code", "status_code"),
@@ -228,6 +232,10 @@ def render_health(snap: HealthSnapshot) -> str:
                 if value is not None:
                     lines[name].append(f"{name}{{{lbl}}} {value}")
             _backup_lines(lines, lbl, values)
+            lock = values.get("lock")
+            if isinstance(lock, str) and lock:
+                stale = 1 if isinstance(values.get("lock_free_s"), int | float) else 0
+                lines["pdn_vm_lock_stale"].append(f'pdn_vm_lock_stale{{{lbl},lock="{_esc(lock)}"}} {stale}')
             for name, disk_value in zip(("pdn_vm_disk_used_bytes", "pdn_vm_disk_total_bytes"),
                                         vm_disk(values, mounts_of.get(t.vm_id)), strict=True):
                 value = _num(disk_value)
@@ -281,6 +289,10 @@ def _backup_lines(lines: dict[str, list[str]], lbl: str, values: dict[str, objec
     for state in BACKUP_STATES:
         lines["pdn_vm_backup_state"].append(
             f'pdn_vm_backup_state{{{lbl},state="{state}"}} {1 if state == current else 0}')
+    max_age = values.get("backup_max_age_h")
+    if isinstance(max_age, int | float):
+        lines["pdn_vm_backup_max_age_seconds"].append(
+            f"pdn_vm_backup_max_age_seconds{{{lbl}}} {_num(round(max_age * 3600, 3))}")
     ok_ts = _num(values.get("backup_ok_ts"))
     if ok_ts is not None:
         lines["pdn_vm_backup_last_success_timestamp_seconds"].append(
@@ -322,11 +334,16 @@ def _storage_lines(lines: dict[str, list[str]], cluster: str, storages: object) 
         lines["pdn_storage_up"].append(
             f'pdn_storage_up{{{lbl},backup="{1 if item.get("backup") else 0}"}} {1 if item.get("available") else 0}')
         if item.get("available"):
-            for name, key in (("pdn_storage_used_bytes", "used"), ("pdn_storage_total_bytes", "total"),
-                              ("pdn_storage_days_until_full", "days_until_full")):
-                value = _num(item.get(key))
-                if value is not None:
-                    lines[name].append(f"{name}{{{lbl}}} {value}")
+            thin = item.get("thin")
+            thin = thin if isinstance(thin, dict) else {}
+            for name, value in (("pdn_storage_used_bytes", item.get("used")),
+                                ("pdn_storage_total_bytes", item.get("total")),
+                                ("pdn_storage_days_until_full", item.get("days_until_full")),
+                                ("pdn_storage_thin_data_used_ratio", thin.get("data")),
+                                ("pdn_storage_thin_metadata_used_ratio", thin.get("metadata"))):
+                text = _num(value)
+                if text is not None:
+                    lines[name].append(f"{name}{{{lbl}}} {text}")
 
 
 class JobCollector(Collector):

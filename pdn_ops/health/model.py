@@ -5,6 +5,7 @@ Targets and their keys (``kind:ref``)::
     cluster:pdn1            one Proxmox cluster (its API answered, it is quorate)
     node:pdn1/pve1          one Proxmox node (online in /cluster/status)
     vm:pdn1/101             one guest as Proxmox sees it (running or not, cpu/memory/disk)
+    storage:pdn1/pve1/local one storage on one node (only as a cause: its use is a value of its cluster)
     guest:pdn1/101          the same guest from the inside, over SSH (disk, memory, declared services)
     site:https://x.go.id/   one website check (status, keyword, timing, TLS)
 
@@ -13,9 +14,10 @@ only source of evidence is itself failing). Flapping is damped by thresholds: a 
 ``down_after`` consecutive failures and comes back from DOWN after ``up_after`` consecutive successes. A
 *definitive* failure (Proxmox itself says the guest is stopped or the node is offline) needs no second opinion.
 
-Dependencies (site -> vm -> node -> cluster, guest -> vm) decide the root cause, from evidence only
-(``attribute``): a target's failure is blamed on an upstream only when a *working* witness observed that upstream
-failing (a stopped VM reported by an answering API, a node reported offline by a quorate cluster) and the target
+Dependencies (site -> vm -> node -> cluster, guest -> vm; a VM in ``io-error`` -> the storages of its disks)
+decide the root cause, from evidence only (``attribute``): a target's failure is blamed on an upstream only when a
+*working* witness observed that upstream failing (a stopped VM reported by an answering API, a node reported
+offline by a quorate cluster, a full storage under a VM frozen in io-error) and the target
 has no independent evidence of its own (an answer with a bad certificate or a 500 is the target's own failure; a
 guest that answers over SSH shows its VM runs). An upstream we cannot see (its witness is failing) never hides
 an observed failure: the target stays its own incident, marked "cause unknown".
@@ -56,6 +58,7 @@ class Kind(StrEnum):
     VM = "vm"
     GUEST = "guest"
     SITE = "site"
+    STORAGE = "storage"  # a cause only (a VM frozen on a full storage); not a target of its own
 
 
 class Reason(StrEnum):
@@ -76,6 +79,9 @@ class Reason(StrEnum):
     SOURCE_FAILING = "source_failing"  # the collector that would tell us is itself failing
     STALE = "stale"  # no observation for too long
     HOST_KEY = "host_key"
+    IO_ERROR = "io_error"  # QEMU paused the VM on a failed disk write (qmpstatus io-error)
+    STORAGE_FULL = "storage_full"  # the cause of an io-error: a storage of the VM's disks is full
+    STALE_LOCK = "stale_lock"  # the VM's lock (backup, snapshot, migrate...) outlived every task that could hold it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,8 @@ class Thresholds:
     memory_available_ratio: float = 0.05
     backup_max_age_h: float = 26.0  # a daily job plus its run time
     storage_used_ratio: float = 0.90
+    storage_full_ratio: float = 0.98  # "full" as a cause of io-error (a pool at 90% still takes writes)
+    stale_lock_s: float = 900.0  # a lock no running task holds for this long is stuck
     forecast_window_h: int = 7 * 24  # hours of storage rollups the days-until-full slope is fitted over
     forecast_min_points: int = 3  # never a guess from two points
 
@@ -248,12 +256,18 @@ def assess_vm(guest: GuestObservation | None, thresholds: Thresholds, *, node_on
         return Verdict(ok=False, reason=Reason.NODE_OFFLINE, unknown=True, detail=guest.node)
     if guest.status != "running":
         return Verdict(ok=False, reason=Reason.VM_STOPPED, detail=guest.status, definitive=True)
+    if guest.qmpstatus == "io-error":
+        # The QEMU process runs, but the guest is frozen: as down as a stopped VM, and Proxmox says so itself.
+        return Verdict(ok=False, reason=Reason.IO_ERROR, detail=", ".join(guest.disk_storages) or guest.qmpstatus,
+                       definitive=True)
     degraded: list[Reason] = []
     # The guest agent's filesystems when it answers; Proxmox's own figure otherwise (0 for QEMU without agent).
     used, total = (guest.fs_used, guest.fs_total) if guest.fs_total and guest.fs_used is not None else (
         guest.disk, guest.maxdisk)
     if total and used / total > thresholds.disk_used_ratio:
         degraded.append(Reason.DISK_FULL)
+    if guest.lock and guest.lock_free_s is not None and guest.lock_free_s >= thresholds.stale_lock_s:
+        degraded.append(Reason.STALE_LOCK)
     return Verdict(ok=True, degraded=tuple(degraded))
 
 
@@ -360,8 +374,9 @@ OWN_FAILURES = frozenset({FailureClass.TLS, FailureClass.STATUS, FailureClass.KE
                           FailureClass.HOST_KEY, FailureClass.AUTH})
 # How an upstream is observed failing by its witness (the Proxmox API of its cluster, answering).
 OBSERVED_DOWN: dict[Kind, frozenset[Reason]] = {
-    Kind.VM: frozenset({Reason.VM_STOPPED, Reason.VM_MISSING}),
+    Kind.VM: frozenset({Reason.VM_STOPPED, Reason.VM_MISSING, Reason.IO_ERROR}),
     Kind.NODE: frozenset({Reason.NODE_OFFLINE}),
+    Kind.STORAGE: frozenset({Reason.STORAGE_FULL}),
 }
 CAUSE_UNKNOWN = Reason.SOURCE_FAILING  # stored as the reason of an attribution without a cause
 
@@ -391,14 +406,42 @@ def _witness_works(cluster: TargetState | None, kind: Kind) -> bool:
     return not (kind is Kind.NODE and Reason.NOT_QUORATE in (cluster.reason, *cluster.degraded))
 
 
+def storage_key(cluster: str, node: str, storage: str) -> str:
+    return target_key(Kind.STORAGE, f"{cluster}/{node}/{storage}")
+
+
+def storage_full(used: float, total: float, thresholds: Thresholds) -> bool:
+    return total > 0 and used / total >= thresholds.storage_full_ratio
+
+
+def _storage_cause(vm_key: str, states: Mapping[str, TargetState], storages: Mapping[str, Iterable[str]],
+                   cluster: TargetState | None) -> Cause | None:
+    """A VM frozen in io-error is down because of a storage of its disks only when that storage is observed full
+    (by an answering API): an io-error on a storage with room is the VM's own (a failing disk, a lost mount)."""
+    vm = states.get(vm_key)
+    if vm is None or vm.state is not State.DOWN or vm.reason is not Reason.IO_ERROR:
+        return None
+    if not _witness_works(cluster, Kind.STORAGE):
+        return None
+    for key in storages.get(vm_key, ()):
+        store = states.get(key)
+        if store is not None and store.state is State.DOWN and store.reason is Reason.STORAGE_FULL:
+            return Cause(key=key, reason=Reason.STORAGE_FULL)
+    return None
+
+
 def attribute(states: Mapping[str, TargetState], parents: Mapping[str, str | None], *,
-              alive: frozenset[str] = frozenset()) -> dict[str, Attribution]:
+              alive: frozenset[str] = frozenset(),
+              storages: Mapping[str, Iterable[str]] | None = None) -> dict[str, Attribution]:
     """The one root-cause rule: for every target that is not UP, its observed upstream cause, if any.
 
     ``states`` needs to hold only targets that are not UP (an absent ancestor counts as healthy). ``parents``
     maps a key to its dependency (site -> vm, guest -> vm, vm -> node, node -> cluster). ``alive`` holds upstream
-    keys another witness shows running (a VM whose guest answers over SSH). Cycles are cut.
+    keys another witness shows running (a VM whose guest answers over SSH). ``storages`` maps a VM's key to the
+    storage keys of its disks; a storage observed full is in ``states`` as DOWN with ``STORAGE_FULL``: it is the
+    root cause of a VM in io-error on it, and of what fails because of that VM. Cycles are cut.
     """
+    disks = storages or {}
     result: dict[str, Attribution] = {}
     for key, state in states.items():
         if not state.state.is_problem:
@@ -438,17 +481,22 @@ def attribute(states: Mapping[str, TargetState], parents: Mapping[str, str | Non
                                    and ancestor.reason in (Reason.SOURCE_FAILING, Reason.STALE)):
                 # Reported by a witness that no longer works, or not seen at all: the cause may be here, unknown.
                 blind = blind or cluster_key or ancestor_key
-        if root is not None:
-            result[key] = Attribution(cause=Cause(key=root.key, reason=root.reason))
+        own = _storage_cause(key, states, disks, cluster) if _kind_of(key) is Kind.VM else None
+        if own is not None:
+            result[key] = Attribution(cause=own)
+        elif root is not None:
+            deeper = _storage_cause(root.key, states, disks, cluster) if _kind_of(root.key) is Kind.VM else None
+            result[key] = Attribution(cause=deeper or Cause(key=root.key, reason=root.reason))
         else:
             result[key] = Attribution(blind=blind)
     return result
 
 
 def root_causes(states: Mapping[str, TargetState], parents: Mapping[str, str | None], *,
-                alive: frozenset[str] = frozenset()) -> dict[str, Cause | None]:
+                alive: frozenset[str] = frozenset(),
+                storages: Mapping[str, Iterable[str]] | None = None) -> dict[str, Cause | None]:
     """For every target that is not UP: its observed root cause, or None when it is its own root (``attribute``)."""
-    return {key: a.cause for key, a in attribute(states, parents, alive=alive).items()}
+    return {key: a.cause for key, a in attribute(states, parents, alive=alive, storages=storages).items()}
 
 
 def uptime_ratio(up_seconds: float, observed_seconds: float) -> float | None:

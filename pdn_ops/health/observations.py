@@ -69,6 +69,10 @@ class GuestObservation:
     # guest, so this is the only disk usage the API can give. None: no agent (or it did not answer).
     fs_used: int | None = None
     fs_total: int | None = None
+    # The storages of its disks (from its config), read only for a guest found in io-error.
+    disk_storages: tuple[str, ...] = ()
+    # Seconds its ``lock`` has been held by no running task (None: not locked, or a task holds it).
+    lock_free_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,9 @@ class StorageObservation:
     available: bool = True  # status "available"; anything else: PVE could not activate it on the node
     used: int = 0
     total: int = 0
+    # An LVM-thin pool's data and metadata use (0..1), where the node's thin-pool list gives them.
+    thin_data: float | None = None
+    thin_metadata: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

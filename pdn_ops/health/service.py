@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
+from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
 from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
@@ -246,12 +246,19 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "quorate": observation.quorate,
                           "storages": [{"node": s.node, "storage": s.storage, "type": s.plugintype,
                                         "backup": "backup" in s.content, "available": s.available, "used": s.used,
-                                        "total": s.total, "days_until_full": forecasts.get((s.node, s.storage))}
+                                        "total": s.total, "days_until_full": forecasts.get((s.node, s.storage)),
+                                        "full": s.available and model.storage_full(s.used, s.total, thresholds),
+                                        **({"thin": {"data": s.thin_data, "metadata": s.thin_metadata}}
+                                           if s.thin_data is not None or s.thin_metadata is not None else {})}
                                        for s in observation.storages]}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
-    vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
-        select(VmRow.id, VmRow.vmid, VmRow.opd_id).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
+    vms: dict[int, tuple[int, int]] = {}
+    max_age: dict[int, float] = {}  # the VM's own threshold, else its OPD's (else the global one)
+    for vm_id, vmid, opd_id, own_age, opd_age in session.execute(_vm_columns(cluster_ref)):
+        vms[vmid] = (vm_id, opd_id)
+        if own_age is not None or opd_age is not None:
+            max_age[vmid] = own_age if own_age is not None else opd_age
     vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
     node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
@@ -286,13 +293,22 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
             row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
                           "mem": guest.mem, "maxmem": guest.maxmem, "disk": guest.disk, "maxdisk": guest.maxdisk,
                           "fs_used": guest.fs_used, "fs_total": guest.fs_total,
-                          "uptime": guest.uptime}
+                          "uptime": guest.uptime, "qmpstatus": guest.qmpstatus,
+                          "disk_storages": list(guest.disk_storages), "lock": guest.lock,
+                          "lock_free_s": guest.lock_free_s}
             backup = backups.get(vmid)
             if backup is not None:
-                row.values = {**row.values, **_backup_values(backup, observation.at, thresholds)}
+                own = replace(thresholds, backup_max_age_h=max_age[vmid]) if vmid in max_age else thresholds
+                row.values = {**row.values, **_backup_values(backup, observation.at, own)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
     return batch.finish()
+
+
+def _vm_columns(cluster: str) -> Any:
+    """The cluster's inventory VMs: id, VMID, OPD and the backup-age thresholds of the VM and of its OPD."""
+    return (select(VmRow.id, VmRow.vmid, VmRow.opd_id, VmRow.backup_max_age_h, OpdRow.backup_max_age_h)
+            .join(OpdRow, OpdRow.id == VmRow.opd_id).where(VmRow.cluster == cluster, VmRow.retired_at.is_(None)))
 
 
 def _storage_rollups(session: Session, observation: ClusterObservation,
@@ -332,6 +348,7 @@ def _backup_values(backup: BackupObservation, at: datetime, thresholds: Threshol
     """A guest's backups as its VM target keeps them (fleet pages, metrics)."""
     return {
         "backup_state": model.assess_backup(backup, at, thresholds).value,
+        "backup_max_age_h": thresholds.backup_max_age_h,
         "backup_jobs": list(backup.jobs),
         "backup_ok_ts": backup.last_ok_at.timestamp() if backup.last_ok_at else None,
         "backup_size": backup.last_ok_size, "backup_storage": backup.last_ok_storage,
@@ -400,7 +417,8 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
         select(HealthTargetRow.ref).where(HealthTargetRow.kind == Kind.GUEST.value, HealthTargetRow.ref.in_(vm_refs),
                                           HealthTargetRow.state.in_((State.UP.value, State.DEGRADED.value))))
     ) if vm_refs else frozenset()
-    attributions = model.attribute(states, parents, alive=alive)
+    storages = _io_error_storages(session, rows, states)
+    attributions = model.attribute(states, parents, alive=alive, storages=storages)
     changed: list[Target] = []
     for key, row in rows.items():
         attribution = attributions.get(key)
@@ -415,6 +433,30 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
             changed.append(row)
     _save(session, changed, now or utcnow(), ("cause_key", "cause_reason"))
     return len(changed)
+
+
+def _io_error_storages(session: Session, rows: dict[str, Target], states: dict[str, TargetState]) -> dict[
+        str, list[str]]:
+    """For VMs in io-error: the storage keys of their disks (on their node), and the full storages as DOWN
+    targets added to ``states`` (read from their clusters' last answers): the evidence of the storage rule."""
+    frozen = {key: row for key, row in rows.items()
+              if key in states and row.kind == Kind.VM.value and row.reason == Reason.IO_ERROR.value}
+    if not frozen:
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, row in frozen.items():
+        cluster = row.ref.partition("/")[0]
+        node, names = row.values.get("node"), row.values.get("disk_storages") or []
+        if isinstance(node, str) and isinstance(names, list):
+            out[key] = [model.storage_key(cluster, node, str(name)) for name in names]
+    clusters = {row.ref.partition("/")[0] for row in frozen.values()}
+    for ref, values in session.execute(select(HealthTargetRow.ref, HealthTargetRow.values).where(
+            HealthTargetRow.kind == Kind.CLUSTER.value, HealthTargetRow.ref.in_(clusters))):
+        for item in (values or {}).get("storages") or ():
+            if isinstance(item, dict) and item.get("full"):
+                key = model.storage_key(ref, str(item.get("node")), str(item.get("storage")))
+                states[key] = TargetState(key=key, state=State.DOWN, reason=Reason.STORAGE_FULL)
+    return out
 
 
 # --- maintenance -------------------------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ FAULTS: dict[str, str] = {
     "node_pressure": "node=pve1 memory=0.97 swap=0.6 load=2.0 ksm_gib=4 on=1  the node's status shows memory and "
                      "swap used (ratios), load per CPU and KSM sharing",
     "lock": "vmid lock=backup                         the VM is locked",
+    "stale_lock": "vmid lock=backup task=1                  a lock no task holds: the task that took it died "
+                  "(TASK ERROR: interrupted by signal) and left it (task=0: no task at all)",
     "unlock": "vmid                                   clear the VM's lock",
     "node_offline": "node=pve1 offline=1              requests for the node get 595 No route to host",
     "slow_api": "latency=2.0 jitter=0                 PVE seconds added to every API answer",
@@ -62,6 +64,9 @@ FAULTS: dict[str, str] = {
 
 
 TASK_WAIT = 30.0
+# The worker type that takes each lock (qemu-server's API2/Qemu.pm and vzdump), for stale_lock's dead task.
+STALE_LOCK_TASKS = {"backup": "vzdump", "snapshot": "qmsnapshot", "snapshot-delete": "qmdelsnapshot",
+                    "migrate": "qmigrate", "rollback": "qmrollback", "clone": "qmclone", "create": "qmcreate"}
 
 
 def _flag(value: Any) -> bool:
@@ -482,6 +487,35 @@ class Faults:
 
     def lock(self, vmid: int, lock: str = "backup") -> None:
         self._run(lambda: self._lab.pve.snapshot_lock(vmid, lock))
+
+    def stale_lock(self, vmid: int, lock: str = "backup", task: Any = True) -> str | None:
+        """A lock that outlived its task, as a vzdump, snapshot or migration whose worker was killed leaves it:
+        the VM's config says ``lock: <lock>`` (status/current and /cluster/resources show it), no running task
+        holds it, and (with ``task``) the task that took it is in the node's list, ended with "interrupted by
+        signal" (what a PVE worker killed by a signal logs). Returns that task's UPID."""
+        from fakepve import TaskError
+
+        pve = self._lab.pve
+        vm = pve.vm(vmid)
+        if vm is None:
+            raise ValueError(f"no VM {vmid}")
+        if lock not in STALE_LOCK_TASKS:
+            raise ValueError(f"lock must be one of {', '.join(sorted(STALE_LOCK_TASKS))}")
+        if not _flag(task):
+            self._run(lambda: pve.snapshot_lock(vmid, lock))
+            return None
+
+        async def died() -> None:
+            pve.snapshot_lock(vmid, lock)
+            raise TaskError("interrupted by signal")
+
+        async def start() -> str:
+            upid: str = await pve.task(vm.node, STALE_LOCK_TASKS[lock], vmid, "root@pam", died, lock=False)
+            return upid
+
+        upid: str = self._run(start)
+        self._wait_task(upid, f"the {lock} task of VM {vmid}")
+        return upid
 
     def unlock(self, vmid: int) -> None:
         self._run(lambda: self._lab.pve.unlock(vmid))

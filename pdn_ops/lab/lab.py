@@ -107,6 +107,8 @@ class Lab:
         # vmid -> snapshot name -> the guest's state the snapshot holds (LabGuest.capture), as a real snapshot
         # holds the guest's disk (and RAM with vmstate) beside the config fakepve keeps.
         self._guest_snapshots: dict[int, dict[str, dict[str, Any]]] = {}
+        # volid -> the guest's state when that backup was taken (a restore over the VM puts it back).
+        self._guest_backups: dict[str, dict[str, Any]] = {}
         # Guests change from the reconciler, boot timers and faults: one at a time, or two could both start a
         # site on the same address.
         self.lock = asyncio.Lock()
@@ -266,6 +268,8 @@ class Lab:
         pve.on_change.append(self._changed)
         pve.on_snapshot.append(self._snapshot_taken)
         pve.on_rollback.append(self._rolled_back)
+        pve.on_backup.append(self._backed_up)
+        pve.on_restore.append(self._restored)
         pve.ssl_fingerprint = self.fingerprint
         pve.agent_fsinfo = self._agent_fsinfo
         return pve
@@ -406,6 +410,18 @@ class Lab:
         captured = self._guest_snapshots.get(vmid, {}).get(name)
         if guest is not None and captured is not None:
             guest.restore(captured, with_ram)
+
+    def _backed_up(self, vmid: int, volid: str) -> None:
+        guest = self.guests.get(vmid)
+        if guest is not None:
+            self._guest_backups[volid] = guest.capture()
+
+    def _restored(self, vmid: int, volid: str) -> None:
+        """A restore over the VM: its disk as the backup held it; the VM is stopped, so it boots when started."""
+        guest = self.guests.get(vmid)
+        captured = self._guest_backups.get(volid)
+        if guest is not None and captured is not None:
+            guest.restore(captured, False)
 
     # ------------------------------------------------------------ views
     def guest(self, vmid: int) -> LabGuest:

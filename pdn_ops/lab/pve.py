@@ -17,9 +17,10 @@ from typing import Any
 from fakepve import FakePve, PveError, TaskError
 from fakepve import agent as guest_agent
 from fakepve.lxc import SIZE_UNITS, format_size
-from fakepve.model import DRIVE_PREFIXES
-from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref
+from fakepve.model import DRIVE_PREFIXES, FakeVm
+from fakepve.qemu import is_cdrom, join_drive, split_drive, volume_ref, with_mac
 from fakepve.routing import die, param_error
+from fakepve.schema import load as schema_load
 from fakepve.schema import validate as schema_validate
 from fakepve.server import API, USER, error, ok, params
 
@@ -36,6 +37,10 @@ DRIVE_SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?[KMGT]?)(?:,|$)")
 # What the request that is starting a task is about (a snapshot's name): set by a lab route around fakepve's
 # handler, read when the handler creates its task (same coroutine, so concurrent requests never mix them up).
 _TASK_SUBJECT: ContextVar[dict[str, str] | None] = ContextVar("lab_task_subject", default=None)
+# What PVE's HTTP server sends with every JSON answer (PVE::APIServer::Formatter::Standard); aiohttp's own is
+# "application/json; charset=utf-8".
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+CONFIG_PATH = "/nodes/{node}/qemu/{vmid}/config"
 
 
 def hotplug_set(config: dict[str, Any]) -> set[str]:
@@ -90,8 +95,22 @@ class LabPve(FakePve):
         self.node_pressure: dict[str, dict[str, float]] = {}
         # storage -> the nodes where it is offline (fault storage_offline with a node): a mount lost on one node.
         self.storage_offline: dict[str, set[str]] = {}
-        # PVE seconds a vzdump takes per VM.
+        # PVE seconds a vzdump takes per VM, a migration, a restore.
         self.backup_secs = 2.0
+        self.migrate_secs = 4.0
+        self.restore_secs = 4.0
+        # volid -> the VM's config when the backup was taken (what a vzdump archive carries as qemu-server.conf).
+        self.backup_configs: dict[str, dict[str, Any]] = {}
+        # Called (vmid, volid) when a VM's backup succeeded, and when a VM was restored from one: the lab keeps
+        # the guest's disk with the backup and puts it back on restore, as for snapshots.
+        self.on_backup: list[Callable[[int, str], None]] = []
+        self.on_restore: list[Callable[[int, str], None]] = []
+
+    # ------------------------------------------------------------ answers
+    def _build_app(self) -> Any:
+        app = super()._build_app()
+        app.on_response_prepare.append(_pve_content_type)
+        return app
 
     # ------------------------------------------------------------ routes
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
@@ -105,6 +124,9 @@ class LabPve(FakePve):
             ("POST", "/nodes/{node}/vzdump", self._lab_vzdump),
             ("POST", "/nodes/{node}/qemu/{vmid}/snapshot", self._lab_snapshot),
             ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback", self._lab_rollback),
+            ("GET", "/nodes/{node}/qemu/{vmid}/migrate", self._lab_migrate_check),
+            ("POST", "/nodes/{node}/qemu/{vmid}/migrate", self._lab_migrate),
+            ("POST", "/nodes/{node}/qemu", self._lab_create),
         ]
 
     async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
@@ -254,6 +276,10 @@ class LabPve(FakePve):
             "content": "backup", "format": "vma.zst", "size": size, "vmid": int(vm.vmid), "ctime": int(started),
             "notes": f"{vm.name}" + (f" (job {job})" if job else ""),
         }
+        volid = f"{storage}:{volname}"
+        self.backup_configs[volid] = {k: v for k, v in vm.config.items() if k != "lock"}
+        for callback in self.on_backup:
+            callback(int(vm.vmid), volid)
         took = max(int(time.time() - started), 0)
         write(f"INFO: Finished Backup of VM {vm.vmid} ({took // 3600:02d}:{took // 60 % 60:02d}:{took % 60:02d})")
         write(f"INFO: Backup finished at {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -521,7 +547,31 @@ class LabPve(FakePve):
             raise PveError(400, "Parameter verification failed.", errors)
 
     async def _apply_config(self, vm: Any, user: str, p: dict[str, Any]) -> None:
-        await super()._apply_config(vm, user, p)
+        p = _typed_config(p)
+        skiplock = _truthy(p.get("skiplock"))
+        if skiplock and user != "root@pam":
+            raise param_error(skiplock="Only root may use this option.")
+        deletes = _split(p.get("delete"))
+        if "lock" in deletes and vm.lock:
+            if p.get("digest") and p["digest"] != vm.digest():
+                raise PveError(500, "checksum mismatch (file change by other user?)")
+            # An unlock (``qm unlock`` is this change): PVE checks the lock first unless skiplock; the lab lets
+            # the lock's own removal through (README: "Unlock"), so a client that is not root can clear it.
+            self._lab_unlock(vm)
+            p = dict(p, delete=",".join(d for d in deletes if d != "lock"))
+            if not p["delete"]:
+                p.pop("delete")
+            if not [k for k in p if k not in ("node", "vmid", "digest", "skiplock")]:
+                return
+        if skiplock and vm.lock:
+            held = vm.lock
+            self._lab_unlock(vm)
+            try:
+                await super()._apply_config(vm, user, p)
+            finally:
+                self._qm_lock(vm, held)
+        else:
+            await super()._apply_config(vm, user, p)
         if vm.status != "running" or not vm.pending:
             return
         # fakepve leaves every change to a running VM pending; PVE hot-applies what `hotplug` allows.
@@ -533,6 +583,202 @@ class LabPve(FakePve):
             else:
                 vm.config[key] = new
         self._lab_changed(vm.vmid)
+
+    def _lab_unlock(self, vm: Any) -> None:
+        vm.lock = None
+        vm.config.pop("lock", None)
+        self._lab_changed(vm.vmid)
+
+    # ------------------------------------------------------------ migrate
+    def _lab_local_disks(self, vm: Any) -> list[tuple[str, int]]:
+        """The VM's disks on storages that are not shared (they move with the VM), as (volid, bytes)."""
+        disks = []
+        for key, value in sorted(vm.config.items()):
+            if not (key.startswith(DRIVE_PREFIXES) and key[-1].isdigit()):
+                continue
+            volume, props = split_drive(value)
+            sid = volume_ref(volume)[0] if volume else None
+            if sid is None or is_cdrom(volume, props) or _truthy(self.storages.get(sid, {}).get("shared")):
+                continue
+            disks.append((volume, size_bytes(props.get("size", "")) or 0))
+        return disks
+
+    async def _lab_migrate_check(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        """GET migrate: qemu-server migrate_vm_precondition (the nodes it may go to, its local disks)."""
+        vm = self.find(v["node"], v["vmid"])
+        others = sorted(n for n, state in self.nodes.items() if n != vm.node and state.get("online", True))
+        return {
+            "running": 1 if vm.status == "running" else 0, "allowed_nodes": others, "not_allowed_nodes": {},
+            "local_disks": [{"volid": volid, "size": size, "cdrom": 0, "is_unused": 0, "referenced_in_config": 1}
+                            for volid, size in self._lab_local_disks(vm)],
+            "local_resources": [], "mapped-resources": [], "mapped-resource-info": {}, "has-dbus-vmstate": 0,
+        }
+
+    async def _lab_migrate(self, v: dict[str, Any], user: str) -> str:
+        """POST migrate (qemu-server migrate_vm and QemuMigrate): a ``qmigrate`` task on the source node that
+        holds the ``migrate`` lock while it runs; a running VM needs ``online`` (it keeps running, on the target,
+        without a reboot) and, with disks on local storage, ``with-local-disks``."""
+        node, target = str(v["node"]), str(v["target"])
+        if target == node:
+            raise param_error(target="target is local node.")
+        self.need_quorum()
+        if target not in self.nodes:
+            raise die(f"no such cluster node '{target}'")
+        vm = self.find(node, v["vmid"])
+        if vm.lock:
+            raise die(f"VM is locked ({vm.lock})")
+        running = vm.status == "running"
+        if running and not _truthy(v.get("online")):
+            raise die("can't migrate running VM without --online")
+        local = self._lab_local_disks(vm)
+        holder: list[str] = []
+        early: list[str] = []
+
+        def write(line: str) -> None:
+            (self.tasks[holder[0]]["log"] if holder else early).append(f"{_stamp()} {line}")
+
+        async def body() -> str:
+            started = time.time()
+            self._qm_lock(vm, "migrate")
+            try:
+                write(f"starting migration of VM {vm.vmid} to node '{target}'")
+                for volid, _size in local:
+                    write(f"found local disk '{volid}' (attached)")
+                if running and local and not _truthy(v.get("with-local-disks")):
+                    write("ERROR: migration aborted (duration 00:00:00): can't live migrate attached local disks "
+                          "without with-local-disks option")
+                    raise TaskError("migration aborted")
+                if not self.nodes[target].get("online", True):
+                    write(f"ERROR: migration aborted (duration 00:00:00): target node '{target}' is not online")
+                    raise TaskError("migration aborted")
+                if running:
+                    write(f"starting VM {vm.vmid} on remote node '{target}'")
+                    write("starting online/live migration")
+                await self.pause(self.migrate_secs)
+                vm.node = target
+            finally:
+                self._qm_lock(vm, None)
+            took = max(int(time.time() - started), 0)
+            return f"{_stamp()} migration finished successfully (duration {_hms(took)})"
+
+        upid: str = await self.task(node, "qmigrate", vm.vmid, user, body, vm=vm)
+        holder.append(upid)
+        self.tasks[upid]["log"][0:0] = early
+        return upid
+
+    # ------------------------------------------------------------ restore
+    async def _lab_create(self, v: dict[str, Any], user: str) -> Any:
+        """POST /nodes/{node}/qemu: fakepve's create, and a restore when ``archive`` names a backup volume."""
+        if not v.get("archive"):
+            return await self._qm_create(v, user)
+        return await self._lab_restore(v, user)
+
+    async def _lab_restore(self, v: dict[str, Any], user: str) -> str:
+        """qemu-server create_vm with ``archive`` (restore_vma_archive): a ``qmrestore`` task that writes the
+        archive's disks as new volumes (on ``storage``, or where they were) and its config, the VM locked
+        ``create`` meanwhile. An existing VMID needs ``force`` and a stopped VM on this node, whose disks the
+        archive's replace. ``unique`` gives new MAC addresses; ``start`` starts the VM once restored."""
+        node, vmid, archive = str(v["node"]), int(v["vmid"]), str(v["archive"])
+        emsg = f"unable to restore VM {vmid} -"
+        self.need_quorum()
+        sid, volname = volume_ref(archive)
+        source = self.backup_configs.get(archive)
+        vol = self.storages.get(sid or "", {}).get("volumes", {}).get(volname) if sid else None
+        if vol is None or vol.get("content") != "backup" or source is None:
+            raise die(f"{emsg} volume '{archive}' does not exist")
+        existing = self.vm(vmid)
+        if existing is not None:
+            if not _truthy(v.get("force")) or existing.node != node:
+                raise die(f"{emsg} VM {vmid} already exists on node '{existing.node}'")
+            if existing.status == "running":
+                raise die(f"{emsg} VM is running")
+            if existing.lock:
+                raise die(f"VM is locked ({existing.lock})")
+        storage = v.get("storage")
+        if storage is not None:
+            if storage not in self.storages:
+                raise die(f"storage '{storage}' does not exist")
+            if "images" not in _split(self.storages[storage].get("content")):
+                raise die(f"storage '{storage}' does not support vm images")
+        drives = [(key, value) for key, value in sorted(source.items())
+                  if key.startswith(DRIVE_PREFIXES) and key[-1].isdigit()
+                  and not is_cdrom(*split_drive(value)) and volume_ref(split_drive(value)[0])[0]]
+        vm = existing if existing is not None else FakeVm(vmid, str(source.get("name") or f"VM {vmid}"), node=node)
+        if existing is None:
+            self.vms.append(vm)
+        self._qm_lock(vm, "create")
+        holder: list[str] = []
+        early: list[str] = []
+
+        def write(line: str) -> None:
+            (self.tasks[holder[0]]["log"] if holder else early).append(line)
+
+        async def body() -> str:
+            made: list[str] = []
+            pid = vmid * 7 % 100000
+            try:
+                write(f"restore vma archive: zstd -q -d -c {self._volume_path(sid, volname, 'backup')} | vma extract "
+                      f"-v -r /var/tmp/vzdumptmp{pid}.fifo - /var/tmp/vzdumptmp{pid}")
+                write(f"CFG: size: {len(json.dumps(source))} name: qemu-server.conf")
+                config = {k: val for k, val in source.items() if not (k.startswith(DRIVE_PREFIXES) and k[-1].isdigit())}
+                if existing is not None:  # the disks of the VM restored over go first (destroy_vm, keep config)
+                    for volid, _size in self._lab_local_disks(existing) + self._lab_shared_disks(existing):
+                        self._qm_free(volid)
+                for index, (key, value) in enumerate(drives, 1):
+                    volume, props = split_drive(value)
+                    size = size_bytes(props.get("size", "")) or 0
+                    write(f"DEV: dev_id={index} size: {size} devname: drive-{key}")
+                    target_sid = str(storage or volume_ref(volume)[0])
+                    try:
+                        new, _fmt = self._qm_alloc(target_sid, vmid, None, size)
+                    except PveError as exc:
+                        raise TaskError(f"{emsg} {exc.message}") from exc
+                    made.append(new)
+                    write(f"new volume ID is '{new}'")
+                    config[key] = join_drive(new, dict(props, size=format_size(size)))
+                await self.pause(self.restore_secs)
+                total = sum(size_bytes(split_drive(val)[1].get("size", "")) or 0 for _k, val in drives)
+                write(f"progress 100% (read {total} bytes, duration {int(self.restore_secs)} sec)")
+                write(f"total bytes read {total}, sparse bytes {total // 2} (50%)")
+                write("rescan volumes...")
+                if _truthy(v.get("unique")):
+                    for key in [k for k in config if re.fullmatch(r"net\d+", k)]:
+                        config[key] = with_mac(config[key], fresh=True)
+                vm.config = config
+                vm.pending.clear()
+                vm.snapshots.clear()
+                vm.name = str(config.get("name") or f"VM {vmid}")
+                vm.status = vm.qmpstatus = "stopped"
+            except TaskError:
+                for volid in made:
+                    self._qm_free(volid)
+                if existing is None and vm in self.vms:
+                    self.vms.remove(vm)
+                raise
+            finally:
+                self._qm_lock(vm, None)
+            for callback in self.on_restore:
+                callback(vmid, archive)
+            if _truthy(v.get("start")):
+                vm.status = vm.qmpstatus = "running"
+                vm.started_at = time.time()
+                write(f"start VM {vmid}")
+            return "restore finished"
+
+        upid: str = await self.task(node, "qmrestore", vmid, user, body, vm=vm)
+        holder.append(upid)
+        self.tasks[upid]["log"][0:0] = early
+        return upid
+
+    def _lab_shared_disks(self, vm: Any) -> list[tuple[str, int]]:
+        local = {volid for volid, _size in self._lab_local_disks(vm)}
+        disks = []
+        for key, value in sorted(vm.config.items()):
+            if key.startswith(DRIVE_PREFIXES) and key[-1].isdigit():
+                volume, props = split_drive(value)
+                if volume and volume_ref(volume)[0] and not is_cdrom(volume, props) and volume not in local:
+                    disks.append((volume, 0))
+        return disks
 
     async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None,
                    lock: bool = True, log: Any = ()) -> str:
@@ -568,6 +814,41 @@ class LabPve(FakePve):
     def _lab_changed(self, vmid: Any) -> None:
         for callback in self.on_change:
             callback(vmid)
+
+
+async def _pve_content_type(_request: Any, response: Any) -> None:
+    if response.content_type == "application/json":
+        response.headers["Content-Type"] = JSON_CONTENT_TYPE
+
+
+def _typed_config(values: dict[str, Any]) -> dict[str, Any]:
+    """A config change's values as PVE stores them: integers, numbers and booleans of the schema as JSON numbers
+    (a form sends every value as text; PVE's parameter check converts them, so ``cores=3`` reads back as 3)."""
+    properties = schema_load().paths[CONFIG_PATH]["PUT"]["parameters"]["properties"]
+    typed = dict(values)
+    for key, value in values.items():
+        kind = (properties.get(key) or properties.get(re.sub(r"\d+$", "[n]", key)) or {}).get("type")
+        if not isinstance(value, str) or kind not in ("integer", "number", "boolean"):
+            continue
+        try:
+            if kind == "integer":
+                typed[key] = int(value)
+            elif kind == "number":
+                number = float(value)
+                typed[key] = int(number) if number.is_integer() and "." not in value else number
+            else:
+                typed[key] = 1 if _truthy(value) else 0
+        except ValueError:
+            continue  # the schema check answers 400 for it
+    return typed
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _hms(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _major(version: Any) -> int:

@@ -146,6 +146,7 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
         needed = approvals_needed
     else:
         needed = rem.approvals_needed(book.risk, policy, playbook) if trigger == "manual" else 0
+    needed = max(needed, playbook_approvals(playbook, clean))
     row = RemediationRunRow(
         playbook=playbook, target=target, opd_code=vm_target(inventory, target, base_dir).opd, params=clean,
         risk=book.risk.value, requested_by=requester.name, trigger=trigger, approvals_needed=needed, approvals=[],
@@ -168,6 +169,13 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
         raise ActiveRunConflict(active.id, active.playbook, active.state, target) from None
     _audit(session, requester.name, "remediation.requested", row, f"{playbook} {clean}")
     return row
+
+
+def playbook_approvals(playbook: str, params: Mapping[str, Any]) -> int:
+    """The approvals a playbook itself asks for these parameters, whatever the trigger and the risk policy (a
+    restore over the VM itself: two engineers); 0 when it asks for none."""
+    asks = getattr(registry.playbook(playbook), "approvals_for", None)
+    return int(asks(params)) if callable(asks) else 0
 
 
 _REQUEST_FIELDS = {"playbook": "playbook", "target": "target", "complaint_id": "complaint", "params": "parameters"}

@@ -6,6 +6,7 @@ observed cause (that is what pdn_*_dependency_down exports and the shipped rules
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -85,6 +86,46 @@ def test_a_vm_on_an_offline_node_is_unknown_not_stopped() -> None:
     assert state.state is State.UNKNOWN and state.reason is Reason.NODE_OFFLINE
 
 
+STORE = "storage:pdn1/pve1/local-lvm"
+FROZEN = ts(VM, State.DOWN, Reason.IO_ERROR)
+FULL = ts(STORE, State.DOWN, Reason.STORAGE_FULL)
+
+
+def test_a_vm_in_io_error_on_a_full_storage_is_down_because_of_the_storage() -> None:
+    found = model.attribute({s.key: s for s in (FROZEN, FULL, SITE_REFUSED)}, PARENTS, storages={VM: [STORE]})
+    assert found[VM].cause == Cause(STORE, Reason.STORAGE_FULL)
+    assert found[SITE].cause == Cause(STORE, Reason.STORAGE_FULL), "the root, not the VM in between"
+
+
+def test_an_io_error_is_the_vms_own_without_evidence_of_a_full_storage() -> None:
+    assert attribute(FROZEN, SITE_REFUSED)[VM] == Attribution(), "no storage observed full"
+    assert attribute(FROZEN, SITE_REFUSED)[SITE].cause == Cause(VM, Reason.IO_ERROR), "the frozen VM is observed"
+    other = "storage:pdn1/pve1/nas"
+    found = model.attribute({s.key: s for s in (FROZEN, ts(other, State.DOWN, Reason.STORAGE_FULL))}, PARENTS,
+                            storages={VM: [STORE]})
+    assert found[VM].cause is None, "a full storage the VM's disks are not on explains nothing"
+    stopped = ts(VM, State.DOWN, Reason.VM_STOPPED)
+    found = model.attribute({s.key: s for s in (stopped, FULL)}, PARENTS, storages={VM: [STORE]})
+    assert found[VM].cause is None, "a stopped VM was stopped, not frozen by its storage"
+
+
+def test_a_full_storage_reported_by_a_failing_api_is_not_evidence() -> None:
+    found = model.attribute({s.key: s for s in (API_DOWN, FROZEN, FULL)}, PARENTS, storages={VM: [STORE]})
+    assert found[VM].cause is None
+
+
+def test_an_io_error_vm_is_down_at_once_and_a_lock_left_long_enough_degrades_it() -> None:
+    frozen = GuestObservation(cluster="pdn1", vmid=101, node="pve1", name="web", type="qemu", status="running",
+                              qmpstatus="io-error", disk_storages=("local-lvm",))
+    verdict = model.assess_vm(frozen, Thresholds())
+    assert (verdict.ok, verdict.reason, verdict.definitive) == (False, Reason.IO_ERROR, True)
+    locked = GuestObservation(cluster="pdn1", vmid=101, node="pve1", name="web", type="qemu", status="running",
+                              lock="backup", lock_free_s=899.0)
+    assert model.assess_vm(locked, Thresholds()).degraded == ()
+    assert model.assess_vm(replace(locked, lock_free_s=900.0), Thresholds()).degraded == (Reason.STALE_LOCK,)
+    assert model.assess_vm(replace(locked, lock_free_s=None), Thresholds()).degraded == (), "a task holds it"
+
+
 # --- properties ----------------------------------------------------------------------------------------------
 
 NODES = ["node:pdn1/pve1", "node:pdn1/pve2"]
@@ -93,7 +134,9 @@ SITES = ["site:https://a/", "site:https://b/", "site:https://c/", "site:https://
 GUESTS = ["guest:pdn1/101", "guest:pdn1/102", "guest:pdn1/103"]
 VM_STATES = st.sampled_from([ts("", State.UP, Reason.OK), ts("", State.DOWN, Reason.VM_STOPPED),
                              ts("", State.DOWN, Reason.VM_MISSING), ts("", State.UNKNOWN, Reason.NODE_OFFLINE),
-                             ts("", State.UNKNOWN, Reason.SOURCE_FAILING), ts("", State.DEGRADED, Reason.DISK_FULL)])
+                             ts("", State.UNKNOWN, Reason.SOURCE_FAILING), ts("", State.DEGRADED, Reason.DISK_FULL),
+                             ts("", State.DOWN, Reason.IO_ERROR)])
+STORAGE_STATES = st.sampled_from([ts("", State.UP, Reason.OK), ts("", State.DOWN, Reason.STORAGE_FULL)])
 NODE_STATES = st.sampled_from([ts("", State.UP, Reason.OK), ts("", State.DOWN, Reason.NODE_OFFLINE),
                                ts("", State.UNKNOWN, Reason.SOURCE_FAILING)])
 CLUSTER_STATES = st.sampled_from([ts("", State.UP, Reason.OK), ts("", State.DOWN, failure=FailureClass.AUTH),
@@ -117,6 +160,7 @@ def fleets(draw: st.DrawFn) -> tuple[dict[str, TargetState], dict[str, str | Non
     for node in NODES:
         parents[node] = CLUSTER
         put(node, NODE_STATES)
+        put(storage_of(node), STORAGE_STATES)
     for vm in VMS:
         parents[vm] = draw(st.sampled_from(NODES))
         put(vm, VM_STATES)
@@ -129,9 +173,18 @@ def fleets(draw: st.DrawFn) -> tuple[dict[str, TargetState], dict[str, str | Non
     return states, parents
 
 
+def storage_of(node: str) -> str:
+    return "storage:" + node.removeprefix("node:") + "/local-lvm"
+
+
+def disks(parents: dict[str, str | None]) -> dict[str, list[str]]:
+    """Each VM's disks on the local storage of its node (where io-error finds its cause)."""
+    return {vm: [storage_of(str(parents[vm]))] for vm in VMS}
+
+
 def firing(states: dict[str, TargetState], parents: dict[str, str | None],
            alive: frozenset[str] = frozenset()) -> set[str]:
-    found = model.attribute(states, parents, alive=alive)
+    found = model.attribute(states, parents, alive=alive, storages=disks(parents))
     return {key for key, a in found.items() if a.cause is None and states[key].state is State.DOWN
             and not key.startswith(("vm:", "node:", "cluster:"))}
 
@@ -176,14 +229,15 @@ def test_a_failing_upstream_never_hides_a_failure_another_witness_confirms(
 def test_a_cause_is_an_observed_down_ancestor_and_a_root(fleet: tuple[dict[str, TargetState],
                                                                       dict[str, str | None]]) -> None:
     states, parents = fleet
-    found = model.attribute(states, parents)
+    found = model.attribute(states, parents, storages=disks(parents))
     assert set(found) == set(states)
     for key, attribution in found.items():
         if attribution.cause is None:
             continue
         cause = states[attribution.cause.key]
         assert cause.state is State.DOWN and cause.reason in (Reason.VM_STOPPED, Reason.VM_MISSING,
-                                                              Reason.NODE_OFFLINE)
+                                                              Reason.NODE_OFFLINE, Reason.IO_ERROR,
+                                                              Reason.STORAGE_FULL)
         assert found[cause.key].cause is None, "a cause is a root: it has no cause itself"
         assert states.get(CLUSTER, ts(CLUSTER, State.UP)).state is State.UP or \
             states[CLUSTER].state is State.DEGRADED, "only a working witness's observation is evidence"
@@ -191,4 +245,26 @@ def test_a_cause_is_an_observed_down_ancestor_and_a_root(fleet: tuple[dict[str, 
         while ancestor is not None:
             chain.append(ancestor)
             ancestor = parents.get(ancestor)
-        assert attribution.cause.key in chain
+        if cause.reason is Reason.STORAGE_FULL:
+            # Only through a VM frozen in io-error whose disks are on it: the target itself or an upstream VM.
+            frozen = [vm for vm in (key, *chain) if vm in VMS and vm in states
+                      and states[vm].reason is Reason.IO_ERROR and states[vm].state is State.DOWN]
+            assert frozen and attribution.cause.key in disks(parents)[frozen[0]]
+        else:
+            assert attribution.cause.key in chain
+
+
+@settings(deadline=None, max_examples=300)
+@given(fleets())
+def test_a_full_storage_explains_only_vms_frozen_in_io_error(fleet: tuple[dict[str, TargetState],
+                                                                          dict[str, str | None]]) -> None:
+    states, parents = fleet
+    found = model.attribute(states, parents, storages=disks(parents))
+    for vm in VMS:
+        cause = found[vm].cause if vm in states else None
+        if vm in states and states[vm].reason is not Reason.IO_ERROR:
+            assert cause is None or not cause.key.startswith("storage:")
+    # Without the storage evidence the same fleet blames nothing on a storage.
+    bare = model.attribute({k: v for k, v in states.items() if not k.startswith("storage:")}, parents,
+                           storages=disks(parents))
+    assert all(a.cause is None or not a.cause.key.startswith("storage:") for a in bare.values())

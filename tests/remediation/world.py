@@ -74,7 +74,7 @@ def inventory(path: Path) -> Inventory:
 
 
 @contextmanager
-def lab_with_database(directory: Path, *, vms: int, sites: int) -> Iterator[tuple[Any, Inventory, Any]]:
+def lab_with_database(directory: Path, *, vms: int, sites: int, nodes: int = 1) -> Iterator[tuple[Any, Inventory, Any]]:
     """A lab (real sshd guests and sites, time scale 0.02) beside a migrated SQLite database holding its inventory.
 
     Yields (lab, inventory, sessionmaker); stops the lab and disposes of the engine afterwards.
@@ -83,7 +83,7 @@ def lab_with_database(directory: Path, *, vms: int, sites: int) -> Iterator[tupl
         missing("OpenSSH sshd", "install the Debian package openssh-server")
     from pdn_ops.lab.lab import Lab
 
-    lab = Lab.start(directory / "lab", vms=vms, sites=sites, time_scale=0.02)
+    lab = Lab.start(directory / "lab", nodes=nodes, vms=vms, sites=sites, time_scale=0.02)
     url = f"sqlite:///{directory / 'lab.sqlite3'}"
     engine = None
     try:
