@@ -1,7 +1,7 @@
 """VM resources: a VM's CPU, memory and disk use per hour, for the history chart on its page
 
-Revision ID: 0017_vm_resources
-Revises: 0016_backup_age
+Revision ID: 0018_vm_resources
+Revises: 0017_duty_roster
 Create Date: 2026-12-07 18:10:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017_vm_resources"
-down_revision = "0016_backup_age"
+revision = "0018_vm_resources"
+down_revision = "0017_duty_roster"
 branch_labels = None
 depends_on = None
 
