@@ -112,6 +112,9 @@ class Cluster(_Model):
     backups: bool = False
     # Watch node pressure (memory, swap, load, KSM, root filesystem): one call per online node per cycle.
     node_status: bool = False
+    # Watch LVM-thin pools' data and metadata use: /storage and one /nodes/{node}/disks/lvmthin per node that has
+    # an available lvmthin storage, per cycle (only when the cluster has such a storage).
+    thin_pools: bool = False
 
     @field_validator("api_url")
     @classmethod
@@ -145,10 +148,15 @@ class Contact(_Model):
         return None if value is None else contacts.whatsapp_number(value)
 
 
+# Hours a VM's newest backup may age before it is "too old" (none: the setting health_backup_max_age_hours, 26 h).
+BackupMaxAge = Annotated[float | None, Field(default=None, gt=0, le=24 * 90)]
+
+
 class Opd(_Model):
     code: Annotated[str, Field(pattern=SLUG)]
     name: Annotated[str, Field(min_length=2, max_length=200)]
     contacts: list[Contact] = []
+    backup_max_age_h: BackupMaxAge = None  # for its VMs without a threshold of their own
 
 
 class Ssh(_Model):
@@ -193,6 +201,7 @@ class Vm(_Model):
     services: list[str] = []
     cleanup: list[CleanupCommand] = []
     auto_remediate: bool = False
+    backup_max_age_h: BackupMaxAge = None  # a weekly-backed-up archive VM: 192
 
     @field_validator("services")
     @classmethod

@@ -72,7 +72,8 @@ def sync_inventory(session: Session, inventory: Inventory, *, now: datetime | No
             session.add(row)
             opds[opd.code] = row
         contacts = [c.model_dump(exclude_none=True) for c in opd.contacts]
-        track("opds", row, {"name": opd.name, "contacts": contacts}, is_new)
+        track("opds", row, {"name": opd.name, "contacts": contacts, "backup_max_age_h": opd.backup_max_age_h},
+              is_new)
     session.flush()
 
     vms = {(row.cluster, row.vmid): row for row in session.scalars(select(VmRow))}
@@ -88,6 +89,7 @@ def sync_inventory(session: Session, inventory: Inventory, *, now: datetime | No
             "opd_id": opds[vm.opd].id,
             "services": list(vm.services),
             "has_ssh": vm.ssh is not None,
+            "backup_max_age_h": vm.backup_max_age_h,
         }
         track("vms", vrow, values, is_new)
     session.flush()

@@ -78,6 +78,8 @@ _ALL = (
     Series("pdn_vm_backup_protected", "gauge", VM, "1 when an enabled backup job includes the VM, 0 when none does."),
     Series("pdn_vm_backup_state", "gauge", (*VM, "state"),
            "The VM's backup state (ok, failed, too_old, unprotected; 1 for the current state)."),
+    Series("pdn_vm_backup_max_age_seconds", "gauge", VM,
+           "The age the VM's newest backup may reach before it is too old (its own, its OPD's or the global one)."),
     Series("pdn_vm_lock_stale", "gauge", (*VM, "lock"),
            "While the VM has a lock (backup, snapshot, migrate...): 1 when no running task holds it, 0 when one "
            "does."),

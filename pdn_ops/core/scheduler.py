@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,6 +63,19 @@ class SchedulerService:
     @property
     def scheduler(self) -> BackgroundScheduler | None:
         return self._scheduler
+
+    def wake(self, job_id: str) -> bool:
+        """Run the job ``job_id`` now rather than at its next slot (an event calls for it); False when this process
+        does not run the scheduler or has no such job. A run already in progress is not doubled
+        (``max_instances=1``): the woken slot is then skipped and the job keeps its cadence."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return False
+        try:
+            scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+        except JobLookupError:
+            return False
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pdn-ops-leader", daemon=True)

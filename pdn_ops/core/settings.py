@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     health_up_after: int = Field(default=2, ge=1, le=100)
     health_slow_response_seconds: float = Field(default=3.0, gt=0)
     health_disk_used_ratio: float = Field(default=0.9, gt=0, le=1)
+    # A VM's newest backup older than this is "too old", unless its OPD or the VM itself sets another (inventory).
+    health_backup_max_age_hours: float = Field(default=26.0, gt=0, le=24 * 90)
     health_raw_retention_days: int = Field(default=14, ge=1, le=3650)
     health_stale_after_seconds: int = Field(default=900, ge=30)
 

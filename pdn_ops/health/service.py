@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from pdn_ops.core.db.tables import SiteRow, VmRow, utcnow
+from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
 from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
@@ -82,15 +82,33 @@ class Target:
         return f"{self.kind}:{self.ref}"
 
 
+# Targets written in a session's transaction, by id (the latest copy wins): once it commits, the job hands them to
+# the /metrics snapshot, which then updates those targets only (pdn_ops.health.metrics.SnapshotCache).
+WRITTEN = "pdn_health_written"
+
+
+def _note_written(session: Session, targets: Iterable[Target]) -> None:
+    written = session.info.setdefault(WRITTEN, {})
+    for target in targets:
+        written[target.id] = target
+
+
+def written_targets(session: Session) -> list[Target]:
+    """The health targets this session's transaction wrote (inserted or updated), as written."""
+    return list(session.info.get(WRITTEN, {}).values())
+
+
 def _load(session: Session, *where: Any) -> list[Target]:
     return [Target(*row) for row in session.execute(select(*COLUMNS).where(*where))]
 
 
 def _save(session: Session, targets: Iterable[Target], now: datetime, names: Sequence[str] = MUTABLE) -> None:
+    targets = list(targets)
     rows = [{"id": t.id, "updated_at": now, **{name: getattr(t, name) for name in names}} for t in targets]
     if not rows:
         return
     session.execute(update(HealthTargetRow), rows)
+    _note_written(session, targets)
     # ORM entities of these rows loaded earlier in this session would now be stale.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, HealthTargetRow):
@@ -137,8 +155,9 @@ def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) ->
              "degraded": [], "failures": 0, "successes": 0, "values": {}, "updated_at": now} for ref in new])
         for start in range(0, len(new), 500):
             chunk = new[start:start + 500]
-            rows.update((row.ref, row) for row in _load(session, HealthTargetRow.kind == kind.value,
-                                                        HealthTargetRow.ref.in_(chunk)))
+            added = _load(session, HealthTargetRow.kind == kind.value, HealthTargetRow.ref.in_(chunk))
+            rows.update((row.ref, row) for row in added)
+            _note_written(session, added)
     return rows
 
 
@@ -253,8 +272,12 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                                        for s in observation.storages]}
     batch.fold(cluster_row, model.assess_cluster(observation), observation.at, thresholds,
                duration_s=observation.duration_s)
-    vms = {vmid: (vm_id, opd_id) for vm_id, vmid, opd_id in session.execute(
-        select(VmRow.id, VmRow.vmid, VmRow.opd_id).where(VmRow.cluster == cluster_ref, VmRow.retired_at.is_(None)))}
+    vms: dict[int, tuple[int, int]] = {}
+    max_age: dict[int, float] = {}  # the VM's own threshold, else its OPD's (else the global one)
+    for vm_id, vmid, opd_id, own_age, opd_age in session.execute(_vm_columns(cluster_ref)):
+        vms[vmid] = (vm_id, opd_id)
+        if own_age is not None or opd_age is not None:
+            max_age[vmid] = own_age if own_age is not None else opd_age
     vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
     node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
@@ -294,10 +317,17 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "lock_free_s": guest.lock_free_s}
             backup = backups.get(vmid)
             if backup is not None:
-                row.values = {**row.values, **_backup_values(backup, observation.at, thresholds)}
+                own = replace(thresholds, backup_max_age_h=max_age[vmid]) if vmid in max_age else thresholds
+                row.values = {**row.values, **_backup_values(backup, observation.at, own)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
     return batch.finish()
+
+
+def _vm_columns(cluster: str) -> Any:
+    """The cluster's inventory VMs: id, VMID, OPD and the backup-age thresholds of the VM and of its OPD."""
+    return (select(VmRow.id, VmRow.vmid, VmRow.opd_id, VmRow.backup_max_age_h, OpdRow.backup_max_age_h)
+            .join(OpdRow, OpdRow.id == VmRow.opd_id).where(VmRow.cluster == cluster, VmRow.retired_at.is_(None)))
 
 
 def _storage_rollups(session: Session, observation: ClusterObservation,
@@ -337,6 +367,7 @@ def _backup_values(backup: BackupObservation, at: datetime, thresholds: Threshol
     """A guest's backups as its VM target keeps them (fleet pages, metrics)."""
     return {
         "backup_state": model.assess_backup(backup, at, thresholds).value,
+        "backup_max_age_h": thresholds.backup_max_age_h,
         "backup_jobs": list(backup.jobs),
         "backup_ok_ts": backup.last_ok_at.timestamp() if backup.last_ok_at else None,
         "backup_size": backup.last_ok_size, "backup_storage": backup.last_ok_storage,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -41,3 +42,33 @@ def remediation_jobs(inventory: Inventory, *, policy: Any = None, base_dir: Any 
         jobs.append(JobSpec("remediation:alerts", "maintenance", REMEDIATION_ALERTS_INTERVAL_S, collect_nothing,
                             alerts))
     return jobs
+
+
+Watched = Callable[[Session], Sequence[str]]
+AfterRound = Callable[[Session, Any], object]
+
+
+def fast_confirmation(inventory: Inventory, *, policy: Any = None, base_dir: Any = None,
+                      closure: Any = None) -> tuple[Watched, AfterRound]:
+    """The fast lane's two seams (``pdn_ops.health.jobs.fast_lane_job``): which targets to check now
+    (``pdn_ops.runs.watch``), and, once a fast round is stored, the automatic rules evaluated at once, so a rule
+    whose count the fast checks completed enqueues its run in the same cycle, not at the next 15 s evaluation.
+
+    The closure itself is decided by the remediation worker, which evaluates it every loop (about a second).
+    """
+    from pdn_ops.core.db.tables import utcnow
+    from pdn_ops.runs import auto as remediation_auto
+    from pdn_ops.runs import watch
+    from pdn_ops.runs.closure import ClosurePolicy
+    from pdn_ops.runs.model import Policy
+
+    chosen = policy if isinstance(policy, Policy) else Policy()
+    closing = closure if isinstance(closure, ClosurePolicy) else ClosurePolicy()
+
+    def watched(session: Session) -> Sequence[str]:
+        return watch.watched(session, now=utcnow(), policy=closing).keys()
+
+    def after_record(session: Session, _round: Any) -> object:
+        return remediation_auto.evaluate_all(session, inventory, policy=chosen, now=utcnow(), base_dir=base_dir)
+
+    return watched, after_record

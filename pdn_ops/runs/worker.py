@@ -77,6 +77,9 @@ class WorkerConfig:
     closure: ClosurePolicy | None = None  # None: no health-confirmed closure in this worker
     complaint_link: ComplaintLink | None = None
     alert: Alert | None = None
+    # Called with the run's id once a run succeeded (its closure now waits for checks): the service wakes the
+    # fast lane so the first confirming check starts at once instead of at the lane's next slot.
+    on_succeeded: Callable[[int], None] | None = None
 
 
 class _KillSwitch:
@@ -290,6 +293,11 @@ class Worker:
             session.add(AuditRow(actor=self.config.worker_id, action=f"remediation.{outcome}",
                                  subject=f"remediation_run:{run_id}", detail=summary[:2000]))
         self.locks.unlock(run_id, finished=True)
+        if outcome == rem.State.SUCCEEDED.value and self.config.on_succeeded is not None:
+            try:
+                self.config.on_succeeded(run_id)
+            except Exception:  # only a wake-up: the fast lane's own cadence checks the run's targets anyway
+                log.exception("run %s: waking the fast lane failed", run_id)
         if self.config.observe is not None:
             with self.sessions() as session:
                 finished = session.get(RemediationRunRow, run_id)

@@ -300,14 +300,22 @@ def test_the_app_starts_one_scheduler_only_when_settings_say_so(tmp_path: Path) 
         assert {job.id for job in service.scheduler.get_jobs()} == {
             "health:rollup-retention", "health:stale", "proxmox:pdn1", "sites:60s", "ssh:60s",
             "complaints:close-stale", "complaints:sla-at-risk", "complaints:photo-janitor", "remediation:auto-rules",
-            "remediation:alerts",
+            "remediation:alerts", "health:fast-lane",
             "core:job-runs-retention", "accounts:retention"}
         wait_for(lambda: (s := status(sessions, "sites:60s")) is not None and s.runs_total >= 1,
                  "the site job ran at start")
         with sessions() as session:
             states = session.scalars(select(HealthTargetRow.state).where(HealthTargetRow.kind == "site")).all()
         assert states == ["up", "up"]
+        # An event wakes a job at once (the fast lane after a run); an unknown job is not woken.
+        wait_for(lambda: (s := status(sessions, "health:fast-lane")) is not None and s.runs_total >= 1,
+                 "the fast lane ran at start")
+        before = status(sessions, "health:fast-lane")
+        assert before is not None and service.wake("health:fast-lane") and not service.wake("no-such-job")
+        wait_for(lambda: (s := status(sessions, "health:fast-lane")) is not None and s.runs_total > before.runs_total,
+                 "the woken fast lane ran")
     assert service.scheduler is None, "stopped with the app"
+    assert not service.wake("health:fast-lane"), "no scheduler in this process any more"
     app.state.runtime.engine.dispose()
 
     quiet_settings = load_settings(demo=True, database_url=url, inventory=inventory, run_scheduler=False)
