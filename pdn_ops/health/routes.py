@@ -51,19 +51,21 @@ def _fleet_page(session: Any, paging: PageRequest) -> tuple[Any, int | None]:
 
 
 def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
-    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times."""
+    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times; for a VM,
+    its CPU, memory and disk use over a week."""
     now = utcnow()
     keys = [(v.kind, v.ref) for v in detail.targets if v.kind in ("vm", "site")]
     ids = history.target_ids(session, keys)
     main = ids.get(keys[0]) if keys else None
     bars = history.uptime(session, [main], now, tz).get(main) if main is not None else None
     response = history.response_times(session, main, now) if main is not None and detail.kind == "site" else []
-    return {"uptime": bars, "response": response}
+    used = history.resources(session, main, now) if main is not None and detail.kind == "vm" else None
+    return {"uptime": bars, "response": response, "resources": used if used is not None and used.seen else None}
 
 
 def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail, session: Any = None) -> HTMLResponse:
-    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {"uptime": None,
-                                                                                          "response": []}
+    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {
+        "uptime": None, "response": [], "resources": None}
     return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx), charts=charts,
                   **pictures)
 
