@@ -6,7 +6,6 @@ OPD pages call ``pdn_ops.health.queries.fleet(session, opd_id=...)`` themselves.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -46,13 +45,9 @@ def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff, pa
 
 
 def _fleet_page(session: Any, paging: PageRequest) -> tuple[Any, int | None]:
-    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name); the counts stay the whole fleet's. The
-    view is built whole from the snapshot the health model keeps, then cut: the page bounds the answer."""
-    view = health_queries.fleet(session)
-    start = paging.after or 0
-    shown = view.opds[start:start + paging.limit]
-    more = start + paging.limit if start + paging.limit < len(view.opds) else None
-    return dataclasses.replace(view, opds=tuple(shown)), more
+    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name), built alone; the counts stay the whole
+    fleet's."""
+    return health_queries.fleet_page(session, offset=paging.after or 0, limit=paging.limit)
 
 
 def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
