@@ -95,7 +95,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
                                    backup_coverage=safety.coverage,
                                    linked_runs=linked_runs),
         health=HealthParts(
-            snapshot=SnapshotCache(lambda: health_queries.load_snapshot(sessions)),
+            snapshot=SnapshotCache(lambda: health_queries.load_snapshot(sessions),
+                                   load_delta=lambda targets, opds: health_queries.load_delta(
+                                       sessions, targets_written=targets, opds=opds)),
             area_collectors=(ComplaintCollector(complaint_stats.reader(sessions)),
                              NotifyCollector(notify_outbox.snapshot_reader(sessions)),
                              RemediationCollector(sessions))),

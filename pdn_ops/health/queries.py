@@ -38,6 +38,7 @@ class TargetSnapshot:
     values: dict[str, Any]
     cause_unknown: bool = False
     failure: str | None = None
+    id: int | None = None  # health_targets.id: what an incremental update of the snapshot replaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +82,40 @@ def open_incidents(session: Session, *, opd_id: int | None = None) -> dict[str, 
 def health_snapshot(session: Session) -> HealthSnapshot:
     t = HealthTargetRow
     stmt = select(t.kind, t.ref, t.state, t.reason, OpdRow.code, t.vm_id, t.site_id, t.cause_key, t.values,
-                  t.cause_reason, t.failure).outerjoin(OpdRow, OpdRow.id == t.opd_id)
+                  t.cause_reason, t.failure, t.id).outerjoin(OpdRow, OpdRow.id == t.opd_id)
     targets = tuple(TargetSnapshot(kind, ref, state, reason, opd, vm_id, site_id, cause, values or {},
-                                   cause is None and cause_reason == CAUSE_UNKNOWN.value, failure)
-                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values, cause_reason, failure
+                                   cause is None and cause_reason == CAUSE_UNKNOWN.value, failure, target_id)
+                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values, cause_reason, failure, target_id
                     in session.execute(stmt))
+    return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=job_snapshots(session),
+                          incidents=open_incidents(session))
+
+
+def job_snapshots(session: Session) -> tuple[JobSnapshot, ...]:
     j = JobStatusRow
-    jobs = tuple(JobSnapshot(*row) for row in session.execute(
+    return tuple(JobSnapshot(*row) for row in session.execute(
         select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at,
                j.last_failure, j.interval_s)))
-    return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=jobs, incidents=open_incidents(session))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDelta:
+    """What an incremental update of the snapshot reads after a job: the small tables only (``job_status`` and
+    the incident counts, plus the OPD codes when a written target names an OPD not seen yet); the written
+    targets themselves come from the job, in memory."""
+
+    jobs: tuple[JobSnapshot, ...]
+    incidents: dict[str, int] | None  # None: not re-read (no health data written)
+    opd_codes: dict[int, str] | None  # None: not re-read
+
+
+def target_snapshot(target: health_service.Target, opd_codes: dict[int, str]) -> TargetSnapshot:
+    """A target as a job wrote it, in the snapshot's shape (what the snapshot query would have read back)."""
+    return TargetSnapshot(target.kind, target.ref, target.state, target.reason,
+                          opd_codes.get(target.opd_id) if target.opd_id is not None else None, target.vm_id,
+                          target.site_id, target.cause_key, target.values or {},
+                          target.cause_key is None and target.cause_reason == CAUSE_UNKNOWN.value, target.failure,
+                          target.id)
 
 
 # --- alerts received from Alertmanager ---------------------------------------------------------------------------
@@ -378,3 +403,13 @@ def load_snapshot(sessions: sessionmaker[Session]) -> HealthSnapshot:
     """The snapshot in its own short read-only session (what /metrics calls through its cache)."""
     with sessions() as session:
         return health_snapshot(session)
+
+
+def load_delta(sessions: sessionmaker[Session], *, targets_written: bool, opds: bool) -> SnapshotDelta:
+    """The small reads of an incremental update (``SnapshotDelta``), in one short session."""
+    with sessions() as session:
+        return SnapshotDelta(
+            jobs=job_snapshots(session),
+            incidents=open_incidents(session) if targets_written else None,
+            opd_codes={opd_id: code for opd_id, code in session.execute(select(OpdRow.id, OpdRow.code))}
+            if opds else None)

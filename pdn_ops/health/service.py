@@ -82,15 +82,33 @@ class Target:
         return f"{self.kind}:{self.ref}"
 
 
+# Targets written in a session's transaction, by id (the latest copy wins): once it commits, the job hands them to
+# the /metrics snapshot, which then updates those targets only (pdn_ops.health.metrics.SnapshotCache).
+WRITTEN = "pdn_health_written"
+
+
+def _note_written(session: Session, targets: Iterable[Target]) -> None:
+    written = session.info.setdefault(WRITTEN, {})
+    for target in targets:
+        written[target.id] = target
+
+
+def written_targets(session: Session) -> list[Target]:
+    """The health targets this session's transaction wrote (inserted or updated), as written."""
+    return list(session.info.get(WRITTEN, {}).values())
+
+
 def _load(session: Session, *where: Any) -> list[Target]:
     return [Target(*row) for row in session.execute(select(*COLUMNS).where(*where))]
 
 
 def _save(session: Session, targets: Iterable[Target], now: datetime, names: Sequence[str] = MUTABLE) -> None:
+    targets = list(targets)
     rows = [{"id": t.id, "updated_at": now, **{name: getattr(t, name) for name in names}} for t in targets]
     if not rows:
         return
     session.execute(update(HealthTargetRow), rows)
+    _note_written(session, targets)
     # ORM entities of these rows loaded earlier in this session would now be stale.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, HealthTargetRow):
@@ -137,8 +155,9 @@ def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) ->
              "degraded": [], "failures": 0, "successes": 0, "values": {}, "updated_at": now} for ref in new])
         for start in range(0, len(new), 500):
             chunk = new[start:start + 500]
-            rows.update((row.ref, row) for row in _load(session, HealthTargetRow.kind == kind.value,
-                                                        HealthTargetRow.ref.in_(chunk)))
+            added = _load(session, HealthTargetRow.kind == kind.value, HealthTargetRow.ref.in_(chunk))
+            rows.update((row.ref, row) for row in added)
+            _note_written(session, added)
     return rows
 
 
