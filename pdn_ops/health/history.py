@@ -1,5 +1,6 @@
-"""History for pictures: uptime per hour (24 h) and per day (30 days) from the hourly rollups, and a target's
-response times over a day from its raw checks, downsampled for a chart.
+"""History for pictures: uptime per hour (24 h) and per day (30 days) from the hourly rollups, a target's
+response times over a day from its raw checks, downsampled for a chart, and a VM's CPU, memory and disk use per
+hour over a week from its resource rollups.
 
 One query per question, whatever the number of targets (the homes show every asset of an OPD).
 """
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pdn_ops.health import model
-from pdn_ops.health.tables import HealthCheckRow, HealthRollupRow, HealthTargetRow
+from pdn_ops.health.tables import HealthCheckRow, HealthRollupRow, HealthTargetRow, VmResourceRollupRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +95,31 @@ def response_times(session: Session, target_id: int, now: datetime, *, hours: in
         if duration is not None and ok:
             slowest[i] = max(slowest[i] or 0.0, float(duration))
     return [(start + width * i, slowest[i], failed[i]) for i in range(buckets)]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """A VM's hourly mean CPU, memory and disk use (fractions), oldest first; None for hours without a sample."""
+
+    cpu: tuple[float | None, ...]
+    mem: tuple[float | None, ...]
+    disk: tuple[float | None, ...]
+
+    @staticmethod
+    def last(values: tuple[float | None, ...]) -> float | None:
+        return next((v for v in reversed(values) if v is not None), None)
+
+    @property
+    def seen(self) -> bool:
+        return any(v is not None for v in (*self.cpu, *self.mem, *self.disk))
+
+
+def resources(session: Session, target_id: int, now: datetime, *, hours: int = 7 * 24) -> Resources:
+    """The last ``hours`` hours of one VM's resource rollups (kept as long as raw checks, so older hours may be
+    gone: they show as gaps)."""
+    first = _hour(now) - timedelta(hours=hours - 1)
+    by_hour = {_hour(hour): (cpu, mem, disk) for hour, cpu, mem, disk in session.execute(
+        select(VmResourceRollupRow.hour, VmResourceRollupRow.cpu, VmResourceRollupRow.mem, VmResourceRollupRow.disk)
+        .where(VmResourceRollupRow.target_id == target_id, VmResourceRollupRow.hour >= first))}
+    rows = [by_hour.get(first + timedelta(hours=i), (None, None, None)) for i in range(hours)]
+    return Resources(tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows))

@@ -252,27 +252,77 @@ def _rows(session: Session, opd_id: int | None) -> dict[tuple[str, str], HealthT
 def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
     """Every active OPD with its VMs and sites and their live state; ``opd_id`` limits it to one OPD."""
     opd_stmt = select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)
-    vm_stmt = select(VmRow).where(VmRow.retired_at.is_(None)).order_by(VmRow.name)
-    site_stmt = select(SiteRow).where(SiteRow.retired_at.is_(None)).order_by(SiteRow.url)
     if opd_id is not None:
         opd_stmt = opd_stmt.where(OpdRow.id == opd_id)
-        vm_stmt = vm_stmt.where(VmRow.opd_id == opd_id)
-        site_stmt = site_stmt.where(SiteRow.opd_id == opd_id)
-    rows = _rows(session, opd_id)
+    opd_rows = list(session.scalars(opd_stmt))
+    opds, counts = _opds(session, opd_rows, _rows(session, opd_id), only=opd_id)
+    return _view_of(session, opds, counts, opd_id)
+
+
+def fleet_page(session: Session, *, offset: int, limit: int) -> tuple[FleetView, int | None]:
+    """``limit`` OPDs from position ``offset`` (by name), built alone: only their VMs, sites and health rows are
+    read and turned into views. The counts, the open incidents and the alerts stay the whole fleet's (counted from
+    bare columns, no view built). Returns the view and the position of the next page (None on the last)."""
+    opd_rows = list(session.scalars(select(OpdRow).where(OpdRow.retired_at.is_(None))
+                                    .order_by(OpdRow.name, OpdRow.id).offset(offset).limit(limit + 1)))
+    more = offset + limit if len(opd_rows) > limit else None
+    opd_rows = opd_rows[:limit]
+    ids = [o.id for o in opd_rows]
+    rows = {(row.kind, row.ref): row for row in session.scalars(
+        select(HealthTargetRow).where(HealthTargetRow.opd_id.in_(ids)))} if ids else {}
+    opds, _ = _opds(session, opd_rows, rows, ids=ids)
+    return _view_of(session, opds, _fleet_counts(session), None), more
+
+
+def _fleet_counts(session: Session) -> dict[str, int]:
+    """The states of every active VM, guest (VMs with SSH) and site, as ``fleet`` counts them (no row: unknown)."""
+    states = {(kind, ref): state for kind, ref, state in session.execute(
+        select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.state)
+        .where(HealthTargetRow.kind.in_(("vm", "guest", "site"))))}
+    counts = {"up": 0, "degraded": 0, "down": 0, "unknown": 0}
+
+    def add(key: tuple[str, str]) -> None:
+        state = states.get(key, "unknown")
+        counts[state] = counts.get(state, 0) + 1
+
+    active_opds = select(OpdRow.id).where(OpdRow.retired_at.is_(None))
+    for cluster, vmid, has_ssh in session.execute(select(VmRow.cluster, VmRow.vmid, VmRow.has_ssh).where(
+            VmRow.retired_at.is_(None), VmRow.opd_id.in_(active_opds))):
+        add(("vm", f"{cluster}/{vmid}"))
+        if has_ssh:
+            add(("guest", f"{cluster}/{vmid}"))
+    for (url,) in session.execute(select(SiteRow.url).where(SiteRow.retired_at.is_(None),
+                                                            SiteRow.opd_id.in_(active_opds))):
+        add(("site", url))
+    return counts
+
+
+def _opds(session: Session, opd_rows: list[OpdRow], rows: dict[tuple[str, str], HealthTargetRow], *,
+          only: int | None = None, ids: list[int] | None = None) -> tuple[list[OpdFleet], dict[str, int]]:
+    vm_stmt = select(VmRow).where(VmRow.retired_at.is_(None)).order_by(VmRow.name)
+    site_stmt = select(SiteRow).where(SiteRow.retired_at.is_(None)).order_by(SiteRow.url)
+    if only is not None:
+        vm_stmt = vm_stmt.where(VmRow.opd_id == only)
+        site_stmt = site_stmt.where(SiteRow.opd_id == only)
+    if ids is not None:
+        vm_stmt = vm_stmt.where(VmRow.opd_id.in_(ids))
+        site_stmt = site_stmt.where(SiteRow.opd_id.in_(ids))
     vms_by_opd: dict[int, list[VmView]] = {}
-    for vm in session.scalars(vm_stmt):
-        ref = f"{vm.cluster}/{vm.vmid}"
-        guest = _view(rows.get(("guest", ref)), "guest", ref) if vm.has_ssh else None
-        vms_by_opd.setdefault(vm.opd_id, []).append(
-            VmView(vm.id, vm.name, vm.cluster, vm.vmid, vm.opd_id, _view(rows.get(("vm", ref)), "vm", ref), guest))
     sites_by_opd: dict[int, list[SiteView]] = {}
-    for site in session.scalars(site_stmt):
-        sites_by_opd.setdefault(site.opd_id, []).append(
-            SiteView(site.id, site.url, site.name, site.opd_id, site.vm_id,
-                     _view(rows.get(("site", site.url)), "site", site.url)))
+    if opd_rows:
+        for vm in session.scalars(vm_stmt):
+            ref = f"{vm.cluster}/{vm.vmid}"
+            guest = _view(rows.get(("guest", ref)), "guest", ref) if vm.has_ssh else None
+            vms_by_opd.setdefault(vm.opd_id, []).append(
+                VmView(vm.id, vm.name, vm.cluster, vm.vmid, vm.opd_id, _view(rows.get(("vm", ref)), "vm", ref),
+                       guest))
+        for site in session.scalars(site_stmt):
+            sites_by_opd.setdefault(site.opd_id, []).append(
+                SiteView(site.id, site.url, site.name, site.opd_id, site.vm_id,
+                         _view(rows.get(("site", site.url)), "site", site.url)))
     counts = {"up": 0, "degraded": 0, "down": 0, "unknown": 0}
     opds: list[OpdFleet] = []
-    for opd in session.scalars(opd_stmt):
+    for opd in opd_rows:
         vms = tuple(vms_by_opd.get(opd.id, ()))
         sites = tuple(sites_by_opd.get(opd.id, ()))
         incidents: list[Incident] = []
@@ -291,11 +341,16 @@ def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
                                           health))
         incidents.sort(key=lambda i: (not i.is_root, i.health.state != "down", i.label))
         opds.append(OpdFleet(opd.id, opd.code, opd.name, vms, sites, tuple(incidents)))
+    return opds, counts
+
+
+def _view_of(session: Session, opds: list[OpdFleet], counts: dict[str, int], opd_id: int | None) -> FleetView:
     infrastructure: tuple[Incident, ...] = ()
     if opd_id is None:
+        infra_rows = session.scalars(select(HealthTargetRow).where(HealthTargetRow.kind.in_(("cluster", "node")),
+                                                                   HealthTargetRow.state != "up"))
         infrastructure = tuple(Incident(row.kind, row.ref, None, _view(row, row.kind, row.ref))
-                               for (kind, _ref), row in sorted(rows.items())
-                               if kind in ("cluster", "node") and row.state != "up")
+                               for row in sorted(infra_rows, key=lambda r: (r.kind, r.ref)))
     return FleetView(opds=tuple(opds), infrastructure=infrastructure, counts=counts,
                      open_incidents=sum(open_incidents(session, opd_id=opd_id).values()),
                      alerts=alert_views(session, opd_id=opd_id))

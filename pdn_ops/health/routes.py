@@ -6,7 +6,6 @@ OPD pages call ``pdn_ops.health.queries.fleet(session, opd_id=...)`` themselves.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -46,29 +45,27 @@ def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff, pa
 
 
 def _fleet_page(session: Any, paging: PageRequest) -> tuple[Any, int | None]:
-    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name); the counts stay the whole fleet's. The
-    view is built whole from the snapshot the health model keeps, then cut: the page bounds the answer."""
-    view = health_queries.fleet(session)
-    start = paging.after or 0
-    shown = view.opds[start:start + paging.limit]
-    more = start + paging.limit if start + paging.limit < len(view.opds) else None
-    return dataclasses.replace(view, opds=tuple(shown)), more
+    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name), built alone; the counts stay the whole
+    fleet's."""
+    return health_queries.fleet_page(session, offset=paging.after or 0, limit=paging.limit)
 
 
 def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
-    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times."""
+    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times; for a VM,
+    its CPU, memory and disk use over a week."""
     now = utcnow()
     keys = [(v.kind, v.ref) for v in detail.targets if v.kind in ("vm", "site")]
     ids = history.target_ids(session, keys)
     main = ids.get(keys[0]) if keys else None
     bars = history.uptime(session, [main], now, tz).get(main) if main is not None else None
     response = history.response_times(session, main, now) if main is not None and detail.kind == "site" else []
-    return {"uptime": bars, "response": response}
+    used = history.resources(session, main, now) if main is not None and detail.kind == "vm" else None
+    return {"uptime": bars, "response": response, "resources": used if used is not None and used.seen else None}
 
 
 def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail, session: Any = None) -> HTMLResponse:
-    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {"uptime": None,
-                                                                                          "response": []}
+    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {
+        "uptime": None, "response": [], "resources": None}
     return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx), charts=charts,
                   **pictures)
 

@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
-from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
+from pdn_ops.health.observations import (
+    BackupObservation,
+    ClusterObservation,
+    FailureClass,
+    GuestObservation,
+    SiteCheck,
+    SshObservation,
+)
 from pdn_ops.health.tables import (
     HealthAlertRow,
     HealthCheckRow,
@@ -28,6 +35,7 @@ from pdn_ops.health.tables import (
     HealthRollupRow,
     HealthTargetRow,
     StorageRollupRow,
+    VmResourceRollupRow,
 )
 
 STORAGE_ROLLUP_DAYS = 35
@@ -303,10 +311,13 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
     online = {n.node: n.online for n in observation.nodes}
     backups = {b.vmid: b for b in observation.backups or ()}
+    samples: dict[int, tuple[float | None, float | None, float | None]] = {}
     for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
         row.vm_id, row.opd_id = vm_id, opd_id
         guest = guests.get(vmid)
+        if guest is not None and guest.status == "running":
+            samples[row.id] = _resource_use(guest)
         if guest is not None:
             row.parent_key = model.target_key(Kind.NODE, f"{cluster_ref}/{guest.node}")
             row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
@@ -321,7 +332,58 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                 row.values = {**row.values, **_backup_values(backup, observation.at, own)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
+    _resource_rollups(session, samples, observation.at)
     return batch.finish()
+
+
+def _share(used: float | None, total: float | None) -> float | None:
+    if used is None or not total:
+        return None
+    return max(0.0, min(1.0, float(used) / float(total)))
+
+
+def _resource_use(guest: GuestObservation) -> tuple[float | None, float | None, float | None]:
+    """CPU, memory and disk in use, as fractions of what the VM is given. Proxmox's ``cpu`` already is one (of
+    the VM's cores); the disk is the guest agent's file systems when it reports them, else Proxmox's own figure
+    (0 for most qemu disks, so 0 of a known size stays unknown)."""
+    cpu = max(0.0, min(1.0, float(guest.cpu))) if guest.cpu is not None else None
+    disk = _share(guest.fs_used, guest.fs_total)
+    if disk is None and guest.disk:
+        disk = _share(guest.disk, guest.maxdisk)
+    return cpu, _share(guest.mem, guest.maxmem), disk
+
+
+def _resource_rollups(session: Session, samples: dict[int, tuple[float | None, float | None, float | None]],
+                      at: datetime) -> None:
+    """Fold this cycle's samples into each VM's row for the hour (a running mean): one read, one executemany
+    per insert and update, as for the targets themselves (thousands of VMs per cycle)."""
+    if not samples:
+        return
+    hour = _hour(at)
+    table = VmResourceRollupRow
+    current = {target_id: (cpu, mem, disk, n) for target_id, cpu, mem, disk, n in session.execute(
+        select(table.target_id, table.cpu, table.mem, table.disk, table.samples).where(
+            table.hour == hour, table.target_id.in_(list(samples))))}
+    added, changed = [], []
+    for target_id, (cpu, mem, disk) in samples.items():
+        if target_id not in current:
+            added.append({"target_id": target_id, "hour": hour, "cpu": cpu, "mem": mem, "disk": disk, "samples": 1})
+            continue
+        old_cpu, old_mem, old_disk, n = current[target_id]
+        changed.append({"target_id": target_id, "hour": hour, "cpu": _mean(old_cpu, cpu, n),
+                        "mem": _mean(old_mem, mem, n), "disk": _mean(old_disk, disk, n), "samples": n + 1})
+    if added:
+        session.execute(insert(table), added)
+    if changed:
+        session.execute(update(table), changed)
+
+
+def _mean(previous: float | None, value: float | None, n: int) -> float | None:
+    if value is None:
+        return previous
+    if previous is None:
+        return value
+    return (previous * n + value) / (n + 1)
 
 
 def _vm_columns(cluster: str) -> Any:
@@ -526,6 +588,7 @@ def purge_raw(session: Session, *, retention: timedelta, now: datetime | None = 
     rollup(session, now=now)
     horizon = min(now - retention, _hour(now))
     result = session.execute(delete(HealthCheckRow).where(HealthCheckRow.at < horizon))
+    session.execute(delete(VmResourceRollupRow).where(VmResourceRollupRow.hour < horizon))
     # Resolved alerts are history the pages show for a while; an alert still firing is never purged.
     session.execute(delete(HealthAlertRow).where(HealthAlertRow.status == "resolved",
                                                  HealthAlertRow.updated_at < now - ALERT_RETENTION))

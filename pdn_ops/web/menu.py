@@ -31,6 +31,7 @@ MENU: Final[tuple[MenuItem, ...]] = (
     MenuItem("/fleet", "nav.fleet", STAFF),
     MenuItem("/remediation", "nav.remediation", STAFF),
     MenuItem("/remediation/automation", "nav.automation", STAFF),
+    MenuItem("/duty", "duty.nav", STAFF),
     MenuItem("/reports/monthly", "complaints.nav.reports", EVERYONE),
     MenuItem("/inbox", "complaints.nav.inbox", OPD),
     MenuItem("/survey", "survey.nav", OPD),
