@@ -91,7 +91,12 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
             wait_seconds=settings.password_wait_seconds)),
         complaints=ComplaintsParts(config=config, terms=terms, intake=ComplaintsIntake(config, settings.public_url),
                                    asset_states=asset_health.states, asset_uptime=asset_health.uptime,
-                                   linked_runs=linked_runs),
+                                   linked_runs=linked_runs,
+                                   photo_gate=Gate("photo processing", limit=settings.photo_checks,
+                                                   queue=settings.photo_queue,
+                                                   wait_seconds=settings.photo_wait_seconds),
+                                   pdf_gate=Gate("PDF rendering", limit=settings.pdf_renders, queue=settings.pdf_queue,
+                                                 wait_seconds=settings.pdf_wait_seconds, retry_after=10)),
         health=HealthParts(
             snapshot=SnapshotCache(lambda: health_queries.load_snapshot(sessions),
                                    load_delta=lambda targets, opds: health_queries.load_delta(

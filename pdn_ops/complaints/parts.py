@@ -88,7 +88,8 @@ class ComplaintsParts:
     playbooks: PlaybookChoices = no_playbooks
     extra_actions: Sequence[ExtraActions] = field(default_factory=tuple)
     # The CPU-heavy parts, each with a bounded queue (beyond it 503 + Retry-After): decoding and re-encoding
-    # uploaded photos (~50-300 ms each), rendering a PDF report (up to a few seconds with photos). Sized for 2 cores.
+    # uploaded photos (~50-300 ms each), rendering a PDF report (up to a few seconds with photos). The runtime
+    # builds them from the settings (PDN_OPS_PHOTO_*, PDN_OPS_PDF_*); these defaults are the same, for 2 cores.
     photo_gate: Gate = field(default_factory=lambda: Gate("photo processing", limit=2, queue=40,
                                                           wait_seconds=15.0))
     pdf_gate: Gate = field(default_factory=lambda: Gate("PDF rendering", limit=1, queue=8, wait_seconds=20.0,
