@@ -1,0 +1,123 @@
+"""The safety net on the pages: the backups view per OPD and VM, the storage and node view, a VM's backups on its
+page and on a complaint about it, backup coverage in the monthly report, and the menu entries that reach them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from pdn_ops.accounts.auth import Authenticator
+from pdn_ops.accounts.model import Principal, Role
+from pdn_ops.app.factory import create_app
+from pdn_ops.app.runtime import build_runtime
+from pdn_ops.core.db import migrate
+from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import VmRow, utcnow
+from pdn_ops.core.settings import load_settings
+from pdn_ops.health import service as health
+from pdn_ops.health.model import Thresholds
+from pdn_ops.health.observations import (
+    BackupObservation,
+    ClusterObservation,
+    GuestObservation,
+    NodeObservation,
+    NodePressure,
+    StorageObservation,
+)
+from tests.health_world import ROOT, record_world
+
+ENGINEER = Principal(user_id=1, username="eng", role=Role.ENGINEER, opd_id=None)
+GiB = 2**30
+
+
+def record_safety_net(session) -> None:
+    """On top of the health world: VM 101 backed up 3 h ago, VM 103's backup failed and its lock is stale, VM 102
+    in no job; local-lvm 95% full and filling, nas for backups; pve1 short of memory and swapping."""
+    now = utcnow()
+    guests = tuple(GuestObservation(cluster="pdn1", vmid=v, node="pve1", name=f"vm{v}", type="qemu",
+                                    status="stopped" if v == 102 else "running",
+                                    lock="backup" if v == 103 else None, lock_free_s=1200.0 if v == 103 else None)
+                   for v in (101, 102, 103))
+    storages = (StorageObservation(node="pve1", storage="local-lvm", plugintype="lvmthin",
+                                   content=("images", "rootdir"), used=95 * GiB, total=100 * GiB,
+                                   thin_data=0.95, thin_metadata=0.4),
+                StorageObservation(node="pve1", storage="nas", plugintype="nfs", content=("backup",), shared=True,
+                                   used=10 * GiB, total=1000 * GiB))
+    backups = (BackupObservation(vmid=101, jobs=("daily",), last_ok_at=now - timedelta(hours=3), last_ok_size=5 * GiB,
+                                 last_ok_storage="nas"),
+               BackupObservation(vmid=102),
+               BackupObservation(vmid=103, jobs=("daily",), last_ok_at=now - timedelta(days=2),
+                                 last_failed_at=now - timedelta(hours=1), failed_storage="nas",
+                                 failure_log="ERROR: Backup of VM 103 failed - interrupted by signal"))
+    pressure = NodePressure(cpu=0.5, cpus=4, load1=8.0, mem_used=97 * GiB, mem_total=100 * GiB, swap_used=6 * GiB,
+                            swap_total=10 * GiB, rootfs_used=GiB, rootfs_total=10 * GiB)
+    health.record_cluster(session, ClusterObservation(
+        cluster="pdn1", at=now, ok=True, quorate=True,
+        nodes=(NodeObservation("pdn1", "pve1", True, 0.5, pressure=pressure),), guests=guests, storages=storages,
+        backups=backups), thresholds=Thresholds(down_after=2, up_after=2))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('safety') / 'safety.sqlite3'}"
+    migrate.upgrade(url)
+    settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml",
+                             run_scheduler=False)
+    app = create_app(build_runtime(settings))
+    with transaction(app.state.runtime.sessions) as session:
+        record_world(session)
+        record_safety_net(session)
+    yield app
+    app.state.runtime.engine.dispose()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    app.state.runtime.accounts.authenticate = lambda request: ENGINEER
+    with TestClient(app) as c:
+        yield c
+    app.state.runtime.accounts.authenticate = Authenticator(app.state.runtime.sessions)
+
+
+def vm_ids(app: FastAPI) -> dict[int, int]:
+    with app.state.runtime.sessions() as session:
+        return {v.vmid: v.id for v in session.scalars(select(VmRow))}
+
+
+def test_the_backups_view_shows_each_vms_state_age_and_lock_and_each_opds_coverage(client: TestClient) -> None:
+    page = client.get("/fleet/backups", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    states = dict(re.findall(r'data-vm="pdn1/(\d+)" data-backup="(\w+)"', page.text))
+    assert states == {"101": "ok", "102": "unprotected", "103": "failed"}
+    assert "Newest good backup" in page.text and "VM locked with no task holding the lock" in page.text
+    coverage = re.findall(r'data-coverage="(\d+/\d+)"', page.text)
+    assert sorted(coverage) == ["0/1", "0/1", "1/1"], "one VM per OPD in the example: dinkes covered"
+    assert 'aria-current="page"' in page.text.split('href="/fleet/backups"', 1)[1][:40]
+
+
+def test_the_storage_view_shows_use_forecast_thin_pool_and_the_vms_of_a_pressed_node(client: TestClient) -> None:
+    page = client.get("/fleet/storage", headers={"Accept-Language": "id"})
+    assert page.status_code == 200
+    levels = dict(re.findall(r'data-storage="pdn1/pve1/([\w-]+)" data-level="(\w+)"', page.text))
+    assert levels == {"local-lvm": "full", "nas": "ok"}
+    row = page.text.split('data-storage="pdn1/pve1/local-lvm"', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r"95\s?%", row) and re.search(r"40\s?%", row), "use, and the thin pool's metadata"
+    pressed = re.search(r'data-node="pdn1/pve1" data-pressed="([\w,]*)"', page.text)
+    assert pressed and pressed.group(1) == "memory,cpu"
+    assert "web-dinkes" in page.text.split('data-node="pdn1/pve1"', 1)[1], "the VMs living on the pressed node"
+    assert "Penyimpanan dan node" in page.text
+
+
+def test_a_vm_page_shows_its_backups_and_the_failed_tasks_log(app: FastAPI, client: TestClient) -> None:
+    page = client.get(f"/fleet/vm/{vm_ids(app)[103]}", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert "Last backup failed" in page.text and "interrupted by signal" in page.text
+    assert "Backup age threshold: 26 hours" in page.text and "daily" in page.text
+    ok = client.get(f"/fleet/vm/{vm_ids(app)[101]}", headers={"Accept-Language": "en"}).text
+    assert "Recent backup" in ok and "(3" in ok.split("Newest good backup:", 1)[1][:60]
