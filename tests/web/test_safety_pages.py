@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
@@ -18,49 +17,11 @@ from pdn_ops.app.factory import create_app
 from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
-from pdn_ops.core.db.tables import VmRow, utcnow
+from pdn_ops.core.db.tables import VmRow
 from pdn_ops.core.settings import load_settings
-from pdn_ops.health import service as health
-from pdn_ops.health.model import Thresholds
-from pdn_ops.health.observations import (
-    BackupObservation,
-    ClusterObservation,
-    GuestObservation,
-    NodeObservation,
-    NodePressure,
-    StorageObservation,
-)
-from tests.health_world import ROOT, record_world
+from tests.health_world import ROOT, record_safety_net, record_world
 
 ENGINEER = Principal(user_id=1, username="eng", role=Role.ENGINEER, opd_id=None)
-GiB = 2**30
-
-
-def record_safety_net(session) -> None:
-    """On top of the health world: VM 101 backed up 3 h ago, VM 103's backup failed and its lock is stale, VM 102
-    in no job; local-lvm 95% full and filling, nas for backups; pve1 short of memory and swapping."""
-    now = utcnow()
-    guests = tuple(GuestObservation(cluster="pdn1", vmid=v, node="pve1", name=f"vm{v}", type="qemu",
-                                    status="stopped" if v == 102 else "running",
-                                    lock="backup" if v == 103 else None, lock_free_s=1200.0 if v == 103 else None)
-                   for v in (101, 102, 103))
-    storages = (StorageObservation(node="pve1", storage="local-lvm", plugintype="lvmthin",
-                                   content=("images", "rootdir"), used=95 * GiB, total=100 * GiB,
-                                   thin_data=0.95, thin_metadata=0.4),
-                StorageObservation(node="pve1", storage="nas", plugintype="nfs", content=("backup",), shared=True,
-                                   used=10 * GiB, total=1000 * GiB))
-    backups = (BackupObservation(vmid=101, jobs=("daily",), last_ok_at=now - timedelta(hours=3), last_ok_size=5 * GiB,
-                                 last_ok_storage="nas"),
-               BackupObservation(vmid=102),
-               BackupObservation(vmid=103, jobs=("daily",), last_ok_at=now - timedelta(days=2),
-                                 last_failed_at=now - timedelta(hours=1), failed_storage="nas",
-                                 failure_log="ERROR: Backup of VM 103 failed - interrupted by signal"))
-    pressure = NodePressure(cpu=0.5, cpus=4, load1=8.0, mem_used=97 * GiB, mem_total=100 * GiB, swap_used=6 * GiB,
-                            swap_total=10 * GiB, rootfs_used=GiB, rootfs_total=10 * GiB)
-    health.record_cluster(session, ClusterObservation(
-        cluster="pdn1", at=now, ok=True, quorate=True,
-        nodes=(NodeObservation("pdn1", "pve1", True, 0.5, pressure=pressure),), guests=guests, storages=storages,
-        backups=backups), thresholds=Thresholds(down_after=2, up_after=2))
 
 
 @pytest.fixture(scope="module")
