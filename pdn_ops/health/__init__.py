@@ -11,9 +11,12 @@ from pdn_ops.health.model import Reason, guest_findings
 from pdn_ops.health.parts import HealthParts
 from pdn_ops.health.queries import TargetDetail, site_detail, vm_detail
 from pdn_ops.health.routes import when_formatter
+from pdn_ops.health.safety import BackupLine, backup_line
+from pdn_ops.health.safety import coverage as backup_coverage
 from pdn_ops.health.tables import HealthAlertRow, HealthCheckRow, HealthTargetRow
 
 __all__ = [
+    "BackupLine",
     "HealthAlertRow",
     "HealthCheckRow",
     "HealthParts",
@@ -21,6 +24,8 @@ __all__ = [
     "Outage",
     "Reason",
     "TargetDetail",
+    "backup_coverage",
+    "backup_line",
     "guest_findings",
     "outage_history",
     "site_detail",
