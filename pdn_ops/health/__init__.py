@@ -4,6 +4,8 @@ This module is the feature's public face: other features import from here, never
 
 from __future__ import annotations
 
+from pdn_ops.health.history import Outage
+from pdn_ops.health.history import outages as outage_history
 from pdn_ops.health.history import uptime as uptime_history
 from pdn_ops.health.model import Reason, guest_findings
 from pdn_ops.health.parts import HealthParts
@@ -19,11 +21,13 @@ __all__ = [
     "HealthCheckRow",
     "HealthParts",
     "HealthTargetRow",
+    "Outage",
     "Reason",
     "TargetDetail",
     "backup_coverage",
     "backup_line",
     "guest_findings",
+    "outage_history",
     "site_detail",
     "uptime_history",
     "vm_detail",
