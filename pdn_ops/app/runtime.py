@@ -34,6 +34,7 @@ from pdn_ops.core.parts import CoreParts
 from pdn_ops.core.settings import Settings
 from pdn_ops.health import assets as asset_health
 from pdn_ops.health import queries as health_queries
+from pdn_ops.health import safety
 from pdn_ops.health.metrics import SnapshotCache
 from pdn_ops.health.parts import HealthParts
 from pdn_ops.notify import outbox as notify_outbox
@@ -91,6 +92,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
             wait_seconds=settings.password_wait_seconds)),
         complaints=ComplaintsParts(config=config, terms=terms, intake=ComplaintsIntake(config, settings.public_url),
                                    asset_states=asset_health.states, asset_uptime=asset_health.uptime,
+                                   backup_coverage=safety.coverage,
                                    linked_runs=linked_runs,
                                    photo_gate=Gate("photo processing", limit=settings.photo_checks,
                                                    queue=settings.photo_queue,

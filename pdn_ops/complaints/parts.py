@@ -33,6 +33,13 @@ class AssetStates(Protocol):
     def __call__(self, session: Session, refs: Sequence[str]) -> Mapping[str, str]: ...
 
 
+class BackupCoverage(Protocol):
+    """(OPD name, VMs with a recent good backup, VMs whose backups are watched) per OPD, now (one OPD or all)."""
+
+    def __call__(self, session: Session, now: datetime, opd_id: int | None = None) -> list[tuple[str, int, int]]:
+        ...
+
+
 class AssetUptime(Protocol):
     """Uptime of every active VM and site (of one OPD, or all) between two instants, as ``(label, fraction)``."""
 
@@ -84,6 +91,7 @@ class ComplaintsParts:
     intake: ComplaintsIntake
     asset_states: AssetStates = no_states
     asset_uptime: AssetUptime | None = None  # None: the monthly report says uptime is not available
+    backup_coverage: BackupCoverage | None = None  # None: the monthly report says backups are not watched
     linked_runs: LinkedRuns = no_runs
     playbooks: PlaybookChoices = no_playbooks
     extra_actions: Sequence[ExtraActions] = field(default_factory=tuple)

@@ -190,9 +190,13 @@ def detail(request: Request, ctx: Ctx, parts: Parts, user: CurrentUser, row: Sco
         playbooks = parts.playbooks(session, row)
         links = [link for extra in parts.extra_actions for link in extra(session, row, user)]
     names = accounts.usernames(session, {row.created_by} | ({row.assignee_id} if row.assignee_id else set()))
+    asset_detail = _asset_detail(session, user, row)
+    # Whether the VM has a recent backup decides the safe path (restore, or not before a fresh backup).
+    vm_view = next((v for v in asset_detail.targets if v.kind == "vm"), None) if asset_detail else None
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
                   health=asset_health(parts, session, [ref]).get(ref), fleet_url=fleet_url,
-                  asset_detail=_asset_detail(session, user, row), when=when_formatter(ctx),
+                  asset_detail=asset_detail, when=when_formatter(ctx),
+                  backup=health.backup_line(vm_view.values, utcnow()) if vm_view is not None else None,
                   actions=available_actions(State(row.state), user.role),
                   versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(

@@ -16,7 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pdn_ops.health import model
-from pdn_ops.health.tables import HealthCheckRow, HealthRollupRow, HealthTargetRow, VmResourceRollupRow
+from pdn_ops.health.tables import (
+    HealthCheckRow,
+    HealthEventRow,
+    HealthRollupRow,
+    HealthTargetRow,
+    VmResourceRollupRow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +129,64 @@ def resources(session: Session, target_id: int, now: datetime, *, hours: int = 7
         .where(VmResourceRollupRow.target_id == target_id, VmResourceRollupRow.hour >= first))}
     rows = [by_hour.get(first + timedelta(hours=i), (None, None, None)) for i in range(hours)]
     return Resources(tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows))
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A span in which a target was observed down (or degraded): from the change into it to the change back to
+    up; ``ended`` None while it lasts. ``state`` is the worst seen (down over degraded)."""
+
+    target_id: int
+    state: str  # down | degraded
+    started: datetime
+    ended: datetime | None
+
+
+OUTAGE_STATES = ("down", "degraded")
+
+
+def fold_outages(target_id: int, changes: list[tuple[datetime, str | None]], current: str | None = None,
+                 since: datetime | None = None) -> list[Outage]:
+    """The outages in one target's state changes (oldest first), pure. An outage opens at a change into down or
+    degraded and closes at the next change to up; unknown (nobody could look) neither opens nor closes one. A
+    target still down or degraded with no opening change in the window (it went down before) opens at ``since``."""
+    found: list[Outage] = []
+    open_at: datetime | None = None
+    worst = ""
+    for at, state in changes:
+        if state in OUTAGE_STATES:
+            if open_at is None:
+                open_at, worst = at, state
+            elif state == "down":
+                worst = "down"
+        elif state == "up" and open_at is not None:
+            found.append(Outage(target_id, worst, open_at, at))
+            open_at = None
+    if open_at is not None:
+        found.append(Outage(target_id, worst, open_at, None))
+    elif not changes and current in OUTAGE_STATES and since is not None:
+        found.append(Outage(target_id, current, since, None))
+    return found
+
+
+def outages(session: Session, target_ids: list[int], since: datetime) -> dict[int, list[Outage]]:
+    """Per target: its outages that were open at some time after ``since``, from its state changes (the health
+    model's events, one query) and its current state."""
+    if not target_ids:
+        return {}
+    changes: dict[int, list[tuple[datetime, str | None]]] = defaultdict(list)
+    for target_id, at, state in session.execute(
+            select(HealthEventRow.target_id, HealthEventRow.at, HealthEventRow.new_state)
+            .where(HealthEventRow.target_id.in_(target_ids), HealthEventRow.event == "state",
+                   HealthEventRow.at >= since)
+            .order_by(HealthEventRow.target_id, HealthEventRow.at, HealthEventRow.id)):
+        changes[target_id].append((at, state))
+    current = {i: (state, at) for i, state, at in session.execute(
+        select(HealthTargetRow.id, HealthTargetRow.state, HealthTargetRow.since)
+        .where(HealthTargetRow.id.in_(target_ids)))}
+    found: dict[int, list[Outage]] = {}
+    for target_id in target_ids:
+        state, went = current.get(target_id, (None, None))
+        start = max(went, since) if went is not None else since
+        found[target_id] = fold_outages(target_id, changes.get(target_id, []), state, start)
+    return found

@@ -272,7 +272,7 @@ FAMILIES = tuple(SERIES[name] for name in (
     "pdn_vm_backup_last_success_timestamp_seconds", "pdn_vm_backup_failed", "pdn_vm_backup_protected",
     "pdn_vm_backup_state", "pdn_vm_backup_max_age_seconds", "pdn_vm_lock_stale", "pdn_storage_up",
     "pdn_storage_used_bytes", "pdn_storage_total_bytes",
-    "pdn_storage_days_until_full", "pdn_storage_thin_data_used_ratio", "pdn_storage_thin_metadata_used_ratio",
+    "pdn_storage_full_in_seconds", "pdn_storage_thin_data_used_ratio", "pdn_storage_thin_metadata_used_ratio",
     "pdn_node_memory_used_ratio", "pdn_node_swap_used_ratio", "pdn_node_load1",
     "pdn_node_cpus", "pdn_node_ksm_shared_bytes", "pdn_node_rootfs_used_ratio", "pdn_node_up",
     "pdn_cluster_up"))
@@ -463,6 +463,11 @@ def _node_lines(lines: dict[str, list[str]], lbl: str, values: dict[str, object]
             lines[name].append(f"{name}{{{lbl}}} {text}")
 
 
+def _days_to_seconds(days: object) -> float | None:
+    # promtool's lint wants base units: the forecast is kept in days and exported in seconds.
+    return round(days * 86400, 3) if isinstance(days, int | float) and not isinstance(days, bool) else None
+
+
 def _storage_lines(lines: dict[str, list[str]], cluster: str, storages: object) -> None:
     if not isinstance(storages, list):
         return
@@ -477,7 +482,7 @@ def _storage_lines(lines: dict[str, list[str]], cluster: str, storages: object) 
             thin = thin if isinstance(thin, dict) else {}
             for name, value in (("pdn_storage_used_bytes", item.get("used")),
                                 ("pdn_storage_total_bytes", item.get("total")),
-                                ("pdn_storage_days_until_full", item.get("days_until_full")),
+                                ("pdn_storage_full_in_seconds", _days_to_seconds(item.get("days_until_full"))),
                                 ("pdn_storage_thin_data_used_ratio", thin.get("data")),
                                 ("pdn_storage_thin_metadata_used_ratio", thin.get("metadata"))):
                 text = _num(value)

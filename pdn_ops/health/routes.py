@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import NotFound
-from pdn_ops.health import history
+from pdn_ops.health import history, safety
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView
 from pdn_ops.web import charts
@@ -66,8 +66,25 @@ def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
 def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail, session: Any = None) -> HTMLResponse:
     pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {
         "uptime": None, "response": [], "resources": None}
+    vm = next((v for v in detail.targets if v.kind == "vm"), None)
+    backup = safety.backup_line(vm.values, utcnow()) if vm is not None else None
     return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx), charts=charts,
-                  **pictures)
+                  backup=backup, **pictures)
+
+
+@router.get("/fleet/backups", response_class=HTMLResponse, include_in_schema=False)
+def backups_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    """Backups per OPD and per VM: coverage, the newest good backup and its age, failures, locks."""
+    now = utcnow()
+    return render(request, "fleet_backups.html", opds=safety.backups(session, now), now=now,
+                  when=when_formatter(ctx))
+
+
+@router.get("/fleet/storage", response_class=HTMLResponse, include_in_schema=False)
+def storage_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    """Storages with their use and days-until-full forecast, nodes with their pressure and the VMs on them."""
+    storages, nodes = safety.storages(session)
+    return render(request, "fleet_storage.html", storages=storages, nodes=nodes)
 
 
 @router.get("/fleet/vm/{vm_id}", response_class=HTMLResponse, include_in_schema=False)

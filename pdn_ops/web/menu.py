@@ -29,6 +29,8 @@ MENU: Final[tuple[MenuItem, ...]] = (
     MenuItem("/complaints", "complaints.nav.list", EVERYONE),
     MenuItem("/complaints/new", "complaints.nav.new", frozenset({"opd_admin"})),
     MenuItem("/fleet", "nav.fleet", STAFF),
+    MenuItem("/fleet/backups", "nav.backups", STAFF),
+    MenuItem("/fleet/storage", "nav.storage", STAFF),
     MenuItem("/remediation", "nav.remediation", STAFF),
     MenuItem("/remediation/automation", "nav.automation", STAFF),
     MenuItem("/duty", "duty.nav", STAFF),

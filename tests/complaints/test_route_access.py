@@ -90,6 +90,8 @@ ACCESS: dict[str, frozenset[str]] = {
     # Fleet pages show every OPD: staff only. /metrics is for Prometheus (bearer token or loopback), no portal user.
     "GET /fleet": STAFF,
     "GET /fleet/vm/{vm_id}": STAFF,
+    "GET /fleet/backups": STAFF,
+    "GET /fleet/storage": STAFF,
     "GET /fleet/site/{site_id}": STAFF,
     "GET /api/v1/fleet": STAFF,
     "GET /metrics": frozenset(),

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pdn_ops import accounts
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.core.i18n import translate
@@ -73,11 +74,12 @@ def _fits(page: Any) -> None:
 
 def _violations(page: Any) -> list[str]:
     """axe-core's critical and serious findings on the page as it stands, one line per rule."""
-    found = page.evaluate("""async (blocking) => {
+    passed, found = page.evaluate("""async (blocking) => {
         const result = await axe.run(document, {resultTypes: ['violations']});
-        return result.violations.filter(v => blocking.includes(v.impact)).map(
-            v => `${v.impact} ${v.id}: ${v.help} @ ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')}`);
+        return [result.passes.length, result.violations.filter(v => blocking.includes(v.impact)).map(
+            v => `${v.impact} ${v.id}: ${v.help} @ ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')}`)];
     }""", list(BLOCKING))
+    assert passed > 10, f"{page.url}: axe checked almost nothing ({passed} rules passed)"
     return [f"{page.url}: {line}" for line in found]
 
 
@@ -128,6 +130,38 @@ def test_every_area_is_reachable_from_the_menu_fits_and_passes_axe(browser: Any,
             violations += found
     finally:
         context.close()
+    assert not violations, "\n".join(violations)
+
+
+def test_the_pages_one_click_past_the_menu_fit_and_pass_axe(browser: Any, server: str, world: World) -> None:
+    """A complaint's page for each role (staff with their actions, the OPD returned one with its reason and
+    photos), its edit form with keep-or-remove, the report, a VM's page with its charts, a user's page."""
+    admin = world.client("admin-dinkes")
+    asset = f"vm:{world.vm['web-dinkes']}"
+    returned = file_complaint(admin, asset).headers["location"]
+    assert world.client("engineer").post(f"{returned}/actions/return",
+                                         data={"reason": "Sebutkan jam kejadian"}).status_code == 303
+    verified = file_complaint(admin, asset).headers["location"]
+    assert world.client("engineer").post(f"{verified}/actions/verify", data={}).status_code == 303
+    with world.ctx.sessions() as session:
+        engineer_id = next(i for i, name in accounts.staff_members(session) if name == "engineer")
+    pages = {"engineer": [verified, f"{verified}/report", f"/fleet/vm/{world.vm['web-dinkes']}", "/account"],
+             "supervisor": [verified, f"/users/{engineer_id}"],
+             "admin-dinkes": [returned, f"{returned}/edit"],
+             "head-dinkes": [verified]}
+    violations: list[str] = []
+    for username, hrefs in pages.items():
+        viewport, lang = "phone", "id"
+        context, page = _page(browser, viewport, lang, axe=True)
+        try:
+            _login(page, server, username, lang)
+            for href in hrefs:
+                page.goto(f"{server}{href}")
+                viewport, found = _every_way(page, server, href, viewport, lang)
+                lang = page.locator("html").get_attribute("lang")
+                violations += found
+        finally:
+            context.close()
     assert not violations, "\n".join(violations)
 
 
