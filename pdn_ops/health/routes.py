@@ -80,6 +80,28 @@ def backups_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) 
                   when=when_formatter(ctx))
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@router.get("/api/v1/fleet/backups", tags=["fleet"])
+def backups_api(session: DbSession, _staff: Staff) -> dict[str, Any]:
+    """Backups per OPD (coverage: VMs with a recent good backup of those watched) and per VM: state (ok, failed,
+    too_old, unprotected; null when its cluster's backups are not watched), newest good backup, its age and the
+    threshold in force, jobs, the newest failure, and a lock no running task holds."""
+    now = utcnow()
+    return {"opds": [
+        {"id": o.id, "code": o.code, "name": o.name, "covered": o.covered, "watched": o.watched,
+         "vms": [{"id": vm.vm_id, "name": vm.name, "cluster": vm.cluster, "vmid": vm.vmid, "lock": vm.lock,
+                  "lock_stale": vm.lock_stale,
+                  "backup": None if vm.backup is None else {
+                      "state": vm.backup.state, "last_ok_at": _iso(vm.backup.last_ok_at), "age_h": vm.backup.age_h,
+                      "max_age_h": vm.backup.max_age_h, "size": vm.backup.size, "storage": vm.backup.storage,
+                      "jobs": list(vm.backup.jobs), "failed_at": _iso(vm.backup.failed_at)}}
+                 for vm in o.vms]}
+        for o in safety.backups(session, now)]}
+
+
 @router.get("/fleet/storage", response_class=HTMLResponse, include_in_schema=False)
 def storage_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
     """Storages with their use and days-until-full forecast, nodes with their pressure and the VMs on them."""

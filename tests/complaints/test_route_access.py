@@ -94,6 +94,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /fleet/storage": STAFF,
     "GET /fleet/site/{site_id}": STAFF,
     "GET /api/v1/fleet": STAFF,
+    "GET /api/v1/fleet/backups": STAFF,
     "GET /metrics": frozenset(),
     "GET /webhooks/whatsapp": SIGNED,
     "POST /webhooks/whatsapp": SIGNED,

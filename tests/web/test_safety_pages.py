@@ -82,3 +82,13 @@ def test_a_vm_page_shows_its_backups_and_the_failed_tasks_log(app: FastAPI, clie
     assert "Backup age threshold: 26 hours" in page.text and "daily" in page.text
     ok = client.get(f"/fleet/vm/{vm_ids(app)[101]}", headers={"Accept-Language": "en"}).text
     assert "Recent backup" in ok and "(3" in ok.split("Newest good backup:", 1)[1][:60]
+
+
+def test_the_backups_api_gives_the_same_states_and_coverage(client: TestClient) -> None:
+    data = client.get("/api/v1/fleet/backups").json()
+    vms = {vm["vmid"]: vm for opd in data["opds"] for vm in opd["vms"]}
+    assert {vmid: vm["backup"]["state"] for vmid, vm in vms.items()} == {101: "ok", 102: "unprotected",
+                                                                        103: "failed"}
+    assert vms[101]["backup"]["max_age_h"] == 26.0 and 2.9 < vms[101]["backup"]["age_h"] < 3.1
+    assert vms[103]["lock"] == "backup" and vms[103]["lock_stale"] is True
+    assert sorted((o["covered"], o["watched"]) for o in data["opds"]) == [(0, 1), (0, 1), (1, 1)]
