@@ -12,9 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
@@ -63,6 +64,12 @@ COLUMNS = (HealthTargetRow.id, HealthTargetRow.kind, HealthTargetRow.ref,
            *(getattr(HealthTargetRow, name) for name in MUTABLE))
 
 
+# The tables themselves, for Core bulk statements (see _conn).
+_TARGETS = cast(Table, HealthTargetRow.__table__)
+_CHECKS = cast(Table, HealthCheckRow.__table__)
+_EVENTS = cast(Table, HealthEventRow.__table__)
+
+
 @dataclass(slots=True)
 class Target:
     id: int
@@ -106,16 +113,33 @@ def written_targets(session: Session) -> list[Target]:
     return list(session.info.get(WRITTEN, {}).values())
 
 
+def _conn(session: Session) -> Connection:
+    """The session's connection for plain-column reads and bulk writes: the ORM's loading and bulk machinery cost
+    more than the evaluation itself at thousands of rows (pending ORM changes are flushed first, as a query
+    through the session would)."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
+
+
 def _load(session: Session, *where: Any) -> list[Target]:
-    return [Target(*row) for row in session.execute(select(*COLUMNS).where(*where))]
+    return [Target(*row) for row in _conn(session).execute(select(*COLUMNS).where(*where))]
+
+
+@cache
+def _update_statement(names: tuple[str, ...]) -> Any:
+    table = _TARGETS
+    return (update(table).where(table.c.id == bindparam("p_id"))
+            .values({name: bindparam(f"p_{name}") for name in (*names, "updated_at")}))
 
 
 def _save(session: Session, targets: Iterable[Target], now: datetime, names: Sequence[str] = MUTABLE) -> None:
     targets = list(targets)
-    rows = [{"id": t.id, "updated_at": now, **{name: getattr(t, name) for name in names}} for t in targets]
-    if not rows:
+    if not targets:
         return
-    session.execute(update(HealthTargetRow), rows)
+    keys = [(name, f"p_{name}") for name in names]
+    rows = [{"p_id": t.id, "p_updated_at": now, **{key: getattr(t, name) for name, key in keys}} for t in targets]
+    _conn(session).execute(_update_statement(tuple(names)), rows)
     _note_written(session, targets)
     # ORM entities of these rows loaded earlier in this session would now be stale.
     for obj in list(session.identity_map.values()):
@@ -153,12 +177,19 @@ def _apply_state(row: Target, state: TargetState) -> None:
         row.cause_key = row.cause_reason = None
 
 
-def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) -> dict[str, Target]:
-    rows = {row.ref: row for row in _load(session, HealthTargetRow.kind == kind.value)}
+def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None, *,
+             prefix: str | None = None) -> dict[str, Target]:
+    """The targets of ``kind`` (those whose ref starts with ``prefix``, e.g. one cluster's VMs: a cycle reads its
+    own, not the fleet's), with a new UNKNOWN row for each of ``refs`` not seen yet."""
+    where = [HealthTargetRow.kind == kind.value]
+    if prefix:
+        # A range of the (kind, ref) unique index: everything that starts with the prefix.
+        where += [HealthTargetRow.ref >= prefix, HealthTargetRow.ref < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+    rows = {row.ref: row for row in _load(session, *where)}
     new = list(dict.fromkeys(ref for ref in refs or () if ref not in rows))
     if new:
         now = utcnow()
-        session.execute(insert(HealthTargetRow), [
+        _conn(session).execute(insert(_TARGETS), [
             {"kind": kind.value, "ref": ref, "state": State.UNKNOWN.value, "reason": Reason.OK.value, "detail": "",
              "degraded": [], "failures": 0, "successes": 0, "values": {}, "updated_at": now} for ref in new])
         for start in range(0, len(new), 500):
@@ -213,9 +244,9 @@ class _Batch:
     def finish(self) -> Recorded:
         _save(self.session, self.touched.values(), self.now)
         if self.checks:
-            self.session.execute(insert(HealthCheckRow), self.checks)
+            _conn(self.session).execute(insert(_CHECKS), self.checks)
         if self.events:
-            self.session.execute(insert(HealthEventRow), self.events)
+            _conn(self.session).execute(insert(_EVENTS), self.events)
         resolve_causes(self.session, now=self.now)
         return Recorded(changes=tuple(self.changes), security_events=self.security)
 
@@ -286,8 +317,9 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         vms[vmid] = (vm_id, opd_id)
         if own_age is not None or opd_age is not None:
             max_age[vmid] = own_age if own_age is not None else opd_age
-    vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
-    node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
+    vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms], prefix=f"{cluster_ref}/")
+    node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes],
+                         prefix=f"{cluster_ref}/")
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
 
     if not observation.ok:
@@ -446,7 +478,13 @@ def record_ssh(session: Session, observations: Sequence[SshObservation], *, thre
     refs = {f"{o.cluster}/{o.vmid}" for o in observations}
     if not refs:
         return batch.finish()
-    vms = {f"{vm.cluster}/{vm.vmid}": vm for vm in session.scalars(select(VmRow).where(VmRow.retired_at.is_(None)))}
+    # The observed VMs only, as plain columns: one SSH round must not read the whole inventory as ORM objects.
+    pairs = sorted({(o.cluster, o.vmid) for o in observations})
+    vms: dict[str, Any] = {}
+    for start in range(0, len(pairs), 500):
+        vms.update((f"{vm.cluster}/{vm.vmid}", vm) for vm in _conn(session).execute(
+            select(VmRow.id, VmRow.cluster, VmRow.vmid, VmRow.opd_id, VmRow.services).where(
+                VmRow.retired_at.is_(None), tuple_(VmRow.cluster, VmRow.vmid).in_(pairs[start:start + 500]))))
     rows = _targets(session, Kind.GUEST, [ref for ref in refs if ref in vms])
     for obs in observations:
         ref = f"{obs.cluster}/{obs.vmid}"
@@ -483,11 +521,13 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
     # Ancestors that are UP are not loaded; their parent links are needed only to walk past them.
     missing = {p for p in parents.values() if p and p not in rows}
     while missing:
-        kinds_refs = [model.split_key(k) for k in missing]
-        found = session.execute(
-            select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.parent_key).where(
-                or_(*[(HealthTargetRow.kind == k.value) & (HealthTargetRow.ref == r) for k, r in kinds_refs])))
-        new_parents = {f"{kind}:{ref}": parent for kind, ref, parent in found}
+        kinds_refs = sorted((k.value, r) for k, r in (model.split_key(key) for key in missing))
+        new_parents: dict[str, str | None] = {}
+        for start in range(0, len(kinds_refs), 500):
+            # One bound tuple list per chunk: a statement of the same shape each time, not an OR per ancestor.
+            new_parents.update((f"{kind}:{ref}", parent) for kind, ref, parent in _conn(session).execute(
+                select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.parent_key).where(
+                    tuple_(HealthTargetRow.kind, HealthTargetRow.ref).in_(kinds_refs[start:start + 500]))))
         parents.update(new_parents)
         for key in missing - set(new_parents):
             parents[key] = None

@@ -6,6 +6,7 @@ import logging
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -45,13 +46,34 @@ def pool_arguments(*, pool_size: int, max_overflow: int, pool_timeout: float) ->
     return {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
 
 
+_PLAIN = frozenset({int, float, bool, type(None), datetime})
+
+
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
+    # Called for every statement with all its parameters (thousands of rows for a bulk write): exact type checks
+    # first and one loop per container, instead of an isinstance chain and a recursive call per value.
+    kind = type(value)
+    if kind is str:
         return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif isinstance(value, str):
+        return "\x00" in value
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return True
+        elif kind not in _PLAIN and _has_nul(item):
+            return True
     return False
 
 
