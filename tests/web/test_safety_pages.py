@@ -80,6 +80,7 @@ def test_a_vm_page_shows_its_backups_and_the_failed_tasks_log(app: FastAPI, clie
     assert page.status_code == 200
     assert "Last backup failed" in page.text and "interrupted by signal" in page.text
     assert "Backup age threshold: 26 hours" in page.text and "daily" in page.text
+    assert "Locked: backup · no running task has held this lock for" in page.text
     ok = client.get(f"/fleet/vm/{vm_ids(app)[101]}", headers={"Accept-Language": "en"}).text
     assert "Recent backup" in ok and "(3" in ok.split("Newest good backup:", 1)[1][:60]
 
