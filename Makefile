@@ -36,8 +36,10 @@ run: $(VENV)/.installed-run
 	$(BIN)/pdn-ops demo
 
 ## test: ruff, mypy, the import contracts, the whole pytest suite, and the suite again with the clock a year ahead
-## (PDN_OPS_STRICT_TESTS=1 turns missing components into failures)
-test: $(VENV)/.installed-test lint typecheck contracts pytest pytest-future
+## (PDN_OPS_STRICT_TESTS=1 turns missing components into failures). The two suites run side by side, one per core,
+## each in a temporary directory of its own; their outputs are printed whole, one after the other.
+test: $(VENV)/.installed-test lint typecheck contracts
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-future
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -49,7 +51,7 @@ contracts: $(VENV)/.installed-test
 	$(BIN)/lint-imports --no-cache
 
 pytest: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -W error --basetemp="$$(mktemp -d)/pytest" $(PYTEST_ARGS)
 
 $(SLEEPFIX): tests/future_clock/sleepfix.c
 	cc -shared -fPIC -O2 -o $@ $< -ldl
@@ -61,7 +63,7 @@ pytest-future: $(VENV)/.installed-test
 	  echo "skipped: libfaketime is missing (Debian package faketime)"; exit 0; fi
 	$(MAKE) --no-print-directory $(SLEEPFIX)
 	PDN_OPS_FUTURE_CLOCK=$(FUTURE_OFFSET) FAKETIME=$(FUTURE_OFFSET) FAKETIME_DONT_FAKE_MONOTONIC=1 \
-	  LD_PRELOAD="$(CURDIR)/$(SLEEPFIX) $(FAKETIME_LIB)" $(BIN)/python -m pytest -W error -p no:cacheprovider $(PYTEST_ARGS)
+	  LD_PRELOAD="$(CURDIR)/$(SLEEPFIX) $(FAKETIME_LIB)" $(BIN)/python -m pytest -W error -p no:cacheprovider --basetemp="$$(mktemp -d)/pytest" $(PYTEST_ARGS)
 
 ## lock: refresh requirements/*.txt to the newest versions pyproject.toml allows (then run make test)
 lock: $(VENV)/.installed-test

@@ -58,6 +58,31 @@ def app_factory() -> Any:
     return create_app(build_runtime(settings))
 
 
+CEILING_ROWS = [{"id": 100_000 - i, "opd_id": 1, "asset": "vm:1", "category": "slow", "state": "closed",
+                 "version": 1, "created_at": "2026-01-01T00:00:00Z", "submitted_at": "2026-01-01T00:00:00Z",
+                 "fixed_at": "2026-01-03T00:00:00Z", "closed_at": "2026-01-04T00:00:00Z", "auto_closed": False,
+                 "merged_into": None, "sla_status": "done", "sla_due_at": None, "sla_remaining_seconds": None}
+                for i in range(20)]
+
+
+def ceiling_factory() -> Any:
+    """uvicorn --factory entry point: the framework's ceiling on this machine, a bare FastAPI app answering a
+    constant 20-row JSON page of the same shape (no database, no authentication, no middleware)."""
+    import json
+
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    app = FastAPI()
+    body = json.dumps({"items": CEILING_ROWS, "next_cursor": "99980"}).encode()
+
+    @app.get("/rows")
+    def rows() -> Response:
+        return Response(body, media_type="application/json")
+
+    return app
+
+
 def seed(url: str, total: int) -> dict[str, str]:
     """OPDs, VMs, an engineer and an OPD admin with API tokens, and ``total`` complaints; returns the tokens."""
     engine = make_engine(url)
@@ -249,15 +274,24 @@ async def measure(base: str, tokens: dict[str, str], seconds: float, pid: int) -
     return lines
 
 
-def wrk_throughput(base: str, tokens: dict[str, str], seconds: float, pid: int) -> list[str]:
+def wrk_throughput(base: str, tokens: dict[str, str], seconds: float, pid: int,
+                   ceiling: tuple[str, int] | None = None) -> list[str]:
     """The same throughput runs with wrk (C, Debian's package) as the client: the Python client above takes a
-    good share of the 2 cores itself, so this is the fairer figure for what the server does on the machine."""
+    good share of the 2 cores itself, so this is the fairer figure for what the server does on the machine.
+    With ``ceiling`` (base URL and pid of ``ceiling_factory``'s server), the bare framework's constant 20-row
+    answer is measured the same way, right after, and the 20-row list is given as a share of it."""
     wrk = shutil.which("wrk")
     if wrk is None:
         return ["| wrk not installed (apt-get install wrk) | throughput with a C client not measured | |"]
     lines = []
-    for name, url, token in (("OPD list (JSON)", f"{base}/api/v1/complaints", tokens["admin"]),
-                              ("engineer queue (JSON)", f"{base}/api/v1/complaints/queue", tokens["engineer"])):
+    rates: dict[str, tuple[float, float]] = {}
+    runs = [("OPD list (JSON)", f"{base}/api/v1/complaints", tokens["admin"], pid),
+            ("OPD list, 20 rows (JSON)", f"{base}/api/v1/complaints?limit=20", tokens["admin"], pid),
+            ("engineer queue (JSON)", f"{base}/api/v1/complaints/queue", tokens["engineer"], pid)]
+    if ceiling is not None:
+        runs.append(("bare FastAPI, constant 20 rows (ceiling)", f"{ceiling[0]}/rows", "none", ceiling[1]))
+    for name, url, token, server_pid in runs:
+        pid = server_pid
         command = [wrk, "-t1", "-c16", "--latency", f"-d{seconds:.0f}s", "-H", f"Authorization: Bearer {token}", url]
         subprocess.run([*command[:4], "-d2s", *command[5:]], check=True, capture_output=True)  # warm-up
         cpu0 = server_cpu_seconds(pid)
@@ -270,9 +304,29 @@ def wrk_throughput(base: str, tokens: dict[str, str], seconds: float, pid: int) 
         p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)  # the "Latency Distribution" section
         lines.append(f"| {name}, wrk 16 connections, {seconds:.0f} s | {rate:.0f} req/s measured | "
                      f"server CPU {cpu / total * 1000:.2f} ms/request |")
+        rates[name] = (rate, cpu / total * 1000)
         if p99:
             lines.append(f"| {name}, wrk latency p99 under that load | {p99.group(1)} | |")
+    top = rates.get("bare FastAPI, constant 20 rows (ceiling)")
+    ours = rates.get("OPD list, 20 rows (JSON)")
+    if top is not None and ours is not None:
+        lines.append(f"| OPD list, 20 rows, as a share of the ceiling | {ours[0] / top[0] * 100:.0f} % of its "
+                     f"req/s | CPU per request {ours[1] / top[1]:.1f}x the ceiling's (goal: at least 15 %) |")
     return lines
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 120  # a loaded machine starts uvicorn's workers slowly
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.2)
 
 
 def main() -> None:
@@ -305,20 +359,22 @@ def main() -> None:
              "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
             cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                import urllib.request
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.2)
+        wait_ready(f"{base}/healthz", server)
         calibration = calibration_cpu_seconds()
         load_before = os.getloadavg()[0]
         lines = asyncio.run(measure(base, tokens, args.seconds, server.pid))
-        lines += wrk_throughput(base, tokens, args.seconds, server.pid)
+        ceiling_port = port + 1000
+        ceiling = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.complaints:ceiling_factory", "--factory", "--host", "127.0.0.1",
+             "--port", str(ceiling_port), "--workers", str(args.workers), "--log-level", "warning",
+             "--no-access-log"], cwd=ROOT, env=env)
+        try:
+            wait_ready(f"http://127.0.0.1:{ceiling_port}/rows", ceiling)
+            lines += wrk_throughput(base, tokens, args.seconds, server.pid,
+                                    ceiling=(f"http://127.0.0.1:{ceiling_port}", ceiling.pid))
+        finally:
+            ceiling.send_signal(signal.SIGTERM)
+            ceiling.wait(timeout=15)
         lines.append(f"| machine load average (1 min) before / after | {load_before:.1f} / {os.getloadavg()[0]:.1f} "
                      f"| other work shares the {os.cpu_count()} cores |")
         lines.append(f"| calibration: CPU for 10 million Python additions | {calibration:.2f} s | "

@@ -1,4 +1,6 @@
-"""A busy morning: N concurrent users against a real ``pdn-ops serve`` process, then a check of what was stored.
+"""A busy morning: N concurrent users against a real ``pdn-ops demo`` (SQLite: the demo as `make run` starts it,
+with its lab, scheduler and workers; ``--serve`` for a bare ``pdn-ops serve`` instead) or ``pdn-ops serve``
+(PostgreSQL) process, then a check of what was stored.
 
 Mixed workload (each virtual user loops until the end, with 0.2-1 s think time, like a person clicking):
 - OPD admins (80 %): log in, list their complaints, open the form, file a complaint with one photo (an
@@ -318,7 +320,7 @@ def summary(stats: Stats, seconds: float, found: Audit) -> dict[str, Any]:
 
 
 def run(engine: str, users: int, seconds: float, timeout: float, pg_url: str,
-        extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        extra_env: dict[str, str] | None = None, demo: bool = True) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="pdn-load-"))
     data_dir = work / "data"
     drop = None
@@ -338,8 +340,17 @@ def run(engine: str, users: int, seconds: float, timeout: float, pg_url: str,
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
     try:
-        world = serverproc.prepare(url, data_dir, admins_per_opd=max(2, users // 4), engineers=max(1, users // 20))
-        server = serverproc.start(url, data_dir, extra_env=extra_env)
+        admins_per_opd, engineers = max(2, users // 4), max(1, users // 20)
+        if engine == "sqlite" and demo:
+            # The demo as `make run` starts it (its SQLite database, the lab, the scheduler and the workers in the
+            # same process): it migrates and syncs its lab's inventory; the accounts are added once it answers.
+            env = {"PDN_OPS_DEMO": "1", "PDN_OPS_RUN_SCHEDULER": "1", "PDN_OPS_NOTIFY_WORKER": "1", **(extra_env or {})}
+            server = serverproc.start(url, data_dir, extra_env=env, command=("demo",), start_timeout=120)
+            world = serverproc.prepare(url, data_dir, sync=False, admins_per_opd=admins_per_opd,
+                                       engineers=engineers)
+        else:
+            world = serverproc.prepare(url, data_dir, admins_per_opd=admins_per_opd, engineers=engineers)
+            server = serverproc.start(url, data_dir, extra_env=extra_env)
         load_before = os.getloadavg()
         try:
             cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -352,6 +363,7 @@ def run(engine: str, users: int, seconds: float, timeout: float, pg_url: str,
         found = audit(url, data_dir, stats.acknowledged)
         result = summary(stats, elapsed, found)
         result.update({"engine": engine, "users": users, "seconds": seconds,
+                       "process": "demo" if engine == "sqlite" and demo else "serve",
                        "client_cpu_s": round(cpu_after.ru_utime + cpu_after.ru_stime
                                              - cpu_before.ru_utime - cpu_before.ru_stime, 1),
                        "loadavg_before": [round(x, 2) for x in load_before],
@@ -372,8 +384,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30, help="the stated bound on any answer, seconds")
     parser.add_argument("--pg-url", default=os.environ.get("PDN_OPS_TEST_PG_URL",
                                                            "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--serve", action="store_true",
+                        help="on SQLite, run `pdn-ops serve` instead of `pdn-ops demo` (the default there)")
     args = parser.parse_args()
-    print(json.dumps(run(args.engine, args.users, args.seconds, args.timeout, args.pg_url), indent=2))
+    print(json.dumps(run(args.engine, args.users, args.seconds, args.timeout, args.pg_url, demo=not args.serve),
+                     indent=2))
 
 
 if __name__ == "__main__":

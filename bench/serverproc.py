@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +39,10 @@ class World:
 
 
 def prepare(database_url: str, data_dir: Path, *, admins_per_opd: int = 10, engineers: int = 5,
-            inventory: Path | None = None) -> World:
-    """Migrate, sync the example inventory and create the accounts (one argon2 hash shared by all)."""
+            inventory: Path | None = None, sync: bool = True) -> World:
+    """Migrate, sync the example inventory and create the accounts (one argon2 hash shared by all). With
+    ``sync=False`` the database is the one a running ``pdn-ops demo`` made (migrated, its lab's inventory synced):
+    only the accounts are added, for the OPDs and assets found there."""
     from sqlalchemy import select
 
     from pdn_ops.accounts import service as accounts
@@ -52,13 +54,15 @@ def prepare(database_url: str, data_dir: Path, *, admins_per_opd: int = 10, engi
     from pdn_ops.core.inventory_sync import sync_inventory
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(database_url)
+    if sync:
+        migrate.upgrade(database_url)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     world = World()
     try:
-        with transaction(sessions) as session:
-            sync_inventory(session, load_inventory(inventory or ROOT / "inventory.example.yaml"))
+        if sync:
+            with transaction(sessions) as session:
+                sync_inventory(session, load_inventory(inventory or ROOT / "inventory.example.yaml"))
         hashed = accounts.hash_password(PASSWORD)
         with transaction(sessions) as session:
             for opd in session.scalars(select(OpdRow).order_by(OpdRow.id)):
@@ -124,20 +128,23 @@ def server_env(database_url: str, data_dir: Path, port: int, extra: Mapping[str,
 
 
 def start(database_url: str, data_dir: Path, *, extra_env: Mapping[str, str] | None = None,
-          port: int | None = None, log_path: Path | None = None, start_timeout: float = 60.0) -> Server:
+          port: int | None = None, log_path: Path | None = None, start_timeout: float = 60.0,
+          command: Sequence[str] = ("serve",)) -> Server:
+    """``command``: ``("serve",)`` (production's process), or ``("demo",)`` (`make run`: SQLite in the data
+    directory, the lab, the scheduler and the workers in the same process)."""
     port = port or free_port()
     log_path = log_path or data_dir / f"server-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "serve"],
+            [sys.executable, "-c", "from pdn_ops.app.cli import main; main()", *command],
             cwd=ROOT, env=server_env(database_url, data_dir, port, extra_env), stdout=log,
             stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, log_path, data_dir)
     deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"pdn-ops serve exited ({process.returncode}):\n{server.log()[-3000:]}")
+            raise RuntimeError(f"pdn-ops {command[0]} exited ({process.returncode}):\n{server.log()[-3000:]}")
         try:
             with urllib.request.urlopen(server.url + "/healthz", timeout=1) as answer:
                 if answer.status == 200:
@@ -145,7 +152,7 @@ def start(database_url: str, data_dir: Path, *, extra_env: Mapping[str, str] | N
         except OSError:
             time.sleep(0.1)
     server.kill()
-    raise RuntimeError(f"pdn-ops serve did not answer /healthz in {start_timeout} s:\n{server.log()[-3000:]}")
+    raise RuntimeError(f"pdn-ops {command[0]} did not answer /healthz in {start_timeout} s:\n{server.log()[-3000:]}")
 
 
 @contextmanager

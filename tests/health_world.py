@@ -23,19 +23,24 @@ from pdn_ops.core.inventory_sync import sync_inventory
 from pdn_ops.health import service as health
 from pdn_ops.health.model import Thresholds
 from pdn_ops.health.observations import (
+    BackupObservation,
     ClusterObservation,
     FailureClass,
     GuestObservation,
     Mount,
     NodeObservation,
+    NodePressure,
     SiteCheck,
     SshObservation,
+    StorageObservation,
 )
+from pdn_ops.health.tables import StorageRollupRow
 
 ROOT = Path(__file__).resolve().parent.parent
 TH = Thresholds(down_after=2, up_after=2)
 SITE_A, SITE_B = "http://127.0.10.1/", "https://127.0.10.2/"
 TLS_EXPIRY = datetime(2027, 1, 1, tzinfo=UTC)
+GiB = 2**30
 
 
 def record_world(session: Session, now: datetime | None = None) -> None:
@@ -89,3 +94,37 @@ class Served:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=60.0)
+
+
+def record_safety_net(session: Session) -> None:
+    """On top of the world: VM 101 backed up 3 h ago, VM 103's backup failed and no task holds its lock (for 30 s:
+    not yet stale), VM 102 in no job; local-lvm 95% full and filling for four hours (a forecast), nas for backups;
+    pve1 short of memory, swapping and overloaded."""
+    now = utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    session.add_all([StorageRollupRow(cluster="pdn1", node="pve1", storage="local-lvm", hour=hour - timedelta(hours=h),
+                                      used=(95 - h) * GiB, total=100 * GiB, samples=1) for h in (4, 3, 2, 1)])
+    session.flush()
+    guests = tuple(GuestObservation(cluster="pdn1", vmid=v, node="pve1", name=f"vm{v}", type="qemu",
+                                    status="stopped" if v == 102 else "running", cpu=0.125, maxcpu=2,
+                                    mem=768 * 2**20, maxmem=2**31, disk=10 * GiB, maxdisk=32 * GiB, uptime=3600,
+                                    lock="backup" if v == 103 else None, lock_free_s=30.0 if v == 103 else None)
+                   for v in (101, 102, 103))
+    storages = (StorageObservation(node="pve1", storage="local-lvm", plugintype="lvmthin",
+                                   content=("images", "rootdir"), used=95 * GiB, total=100 * GiB,
+                                   thin_data=0.95, thin_metadata=0.4),
+                StorageObservation(node="pve1", storage="nas", plugintype="nfs", content=("backup",), shared=True,
+                                   used=10 * GiB, total=1000 * GiB))
+    backups = (BackupObservation(vmid=101, jobs=("daily",), last_ok_at=now - timedelta(hours=3), last_ok_size=5 * GiB,
+                                 last_ok_storage="nas"),
+               BackupObservation(vmid=102),
+               BackupObservation(vmid=103, jobs=("daily",), last_ok_at=now - timedelta(days=2),
+                                 last_failed_at=now - timedelta(hours=1), failed_storage="nas",
+                                 failure_log="ERROR: Backup of VM 103 failed - interrupted by signal"))
+    pressure = NodePressure(cpu=0.5, cpus=4, load1=8.0, mem_used=97 * GiB, mem_total=100 * GiB, swap_used=6 * GiB,
+                            swap_total=10 * GiB, rootfs_used=GiB, rootfs_total=10 * GiB)
+    health.record_cluster(session, ClusterObservation(
+        cluster="pdn1", at=now, ok=True, quorate=True,
+        nodes=(NodeObservation("pdn1", "pve1", True, 0.5, pressure=pressure),), guests=guests, storages=storages,
+        backups=backups, api_calls=2, duration_s=0.05), thresholds=TH)
+    session.flush()

@@ -10,12 +10,12 @@ fleet is asked every cycle, a large one in turns), an answer kept at least ``age
 agent (PVE's 500 "No QEMU guest agent configured" / "not running") is asked again only after ``agent_retry_s``.
 Guests without an agent get their disk from the SSH collector's df.
 
-With ``watch_nodes``, one ``/nodes/{node}/status`` per online node gives its pressure (memory, swap, load, KSM,
-root filesystem). Storages come from the same ``/cluster/resources`` answer (no call). With ``watch_backups``, a
-cycle adds ``/cluster/tasks``, ``/cluster/backup`` and one backup listing per backup storage
-(collectors/proxmox/backups.py), plus the log of each newly finished failed vzdump task (at most
-``max_task_logs`` per cycle; a finished task's log never changes, so it is read once). None of these grows
-with the number of guests.
+With ``watch_nodes``, one ``/nodes/{node}/status`` per online node gives its pressure (memory, swap, load, KSM, root
+filesystem). With ``watch_thin_pools``, ``/storage`` and one ``disks/lvmthin`` per node with an lvmthin storage give
+the pools' data and metadata use. Storages come from the same ``/cluster/resources`` answer (no call). With
+``watch_backups``, a cycle adds ``/cluster/tasks``, ``/cluster/backup`` and one backup listing per backup storage
+(collectors/proxmox/backups.py), plus the log of each newly finished failed vzdump task (at most ``max_task_logs``
+per cycle; a finished task's log never changes, so it is read once). None of these grows with the number of guests.
 
 The collector remembers the guests of its last good cycle, so an empty answer after guests were seen stays an
 EMPTY anomaly (ok=False) on every cycle until guests reappear or the collector is rebuilt from an inventory that
@@ -57,6 +57,7 @@ class ProxmoxCollector:
         watch_backups: bool = False,
         max_task_logs: int = 10,
         watch_nodes: bool = False,
+        watch_thin_pools: bool = False,
         max_io_checks: int = 10,
         io_check_ratio: float = 0.95,
     ) -> None:
@@ -79,6 +80,7 @@ class ProxmoxCollector:
         # (storage, node) -> its last backup listing: a storage that cannot be listed (offline) has its own alert;
         # its backups are not forgotten for that (they would all look too old).
         self._listings: dict[tuple[str, str], list[dict[str, object]]] = {}
+        self.watch_thin_pools = watch_thin_pools
         self.max_io_checks = max_io_checks
         self.io_check_ratio = io_check_ratio
         # vmid -> monotonic time its status/current was last asked because a storage of its node is (almost) full
@@ -92,7 +94,8 @@ class ProxmoxCollector:
     def from_inventory(cls, cluster: Cluster, vms: Iterable[Vm], *, base_dir: Path | None = None) -> ProxmoxCollector:
         client = ProxmoxClient.for_cluster(cluster, base_dir=base_dir)
         return cls(client, expected_vmids=[vm.vmid for vm in vms if vm.cluster == cluster.name],
-                   watch_backups=cluster.backups, watch_nodes=cluster.node_status)
+                   watch_backups=cluster.backups, watch_nodes=cluster.node_status,
+                   watch_thin_pools=cluster.thin_pools)
 
     def collect(self) -> ClusterObservation:
         """One cycle; never raises for a failure of the cluster: it becomes ``ok=False`` with its class."""
@@ -117,6 +120,8 @@ class ProxmoxCollector:
                     observation = self._with_backups(observation, tasks)
                 if self.watch_nodes:
                     observation = self._with_node_pressure(observation)
+                if self.watch_thin_pools:
+                    observation = self._with_thin_pools(observation)
         except CollectorError as exc:
             observation = ClusterObservation(
                 cluster=self.cluster, at=now, ok=False, failure=FailureClass(exc.failure), detail=str(exc),
@@ -183,6 +188,28 @@ class ProxmoxCollector:
                     continue
             nodes.append(node)
         return replace(observation, nodes=tuple(nodes))
+
+    def _with_thin_pools(self, observation: ClusterObservation) -> ClusterObservation:
+        """Data and metadata use of the available lvmthin storages: ``/storage`` names each one's pool, one
+        ``disks/lvmthin`` per node that has one gives the use (a failed call loses only those figures)."""
+        thin = [s for s in observation.storages if s.plugintype == "lvmthin" and s.available]
+        if not thin:
+            return observation
+        try:
+            names = parse.thin_pool_names(self.client.get("storage"))
+        except CollectorError:
+            return observation
+        found: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
+        for node in sorted({s.node for s in thin if s.storage in names}):
+            try:
+                found[node] = parse.thin_pools(self.client.get("nodes", node, "disks", "lvmthin"), node)
+            except CollectorError:
+                continue
+        storages = []
+        for store in observation.storages:
+            use = found.get(store.node, {}).get(names.get(store.storage, ("", "")))
+            storages.append(replace(store, thin_data=use[0], thin_metadata=use[1]) if use is not None else store)
+        return replace(observation, storages=tuple(storages))
 
     def _tasks(self) -> list[dict[str, object]] | None:
         """``/cluster/tasks`` (one call for backups and locks alike); None when it cannot be read."""

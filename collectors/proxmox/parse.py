@@ -192,6 +192,37 @@ def disk_storages(data: Any, vmid: int) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def thin_pool_names(data: Any) -> dict[str, tuple[str, str]]:
+    """``/storage`` (storage.cfg) -> {storage: (volume group, thin pool)} of its lvmthin storages::
+
+        [{"storage": "local-lvm", "type": "lvmthin", "vgname": "pve", "thinpool": "data", "content": "images"}]
+    """
+    out: dict[str, tuple[str, str]] = {}
+    for entry in _list_of_dicts(data, "/storage"):
+        if entry.get("type") == "lvmthin" and entry.get("storage") and entry.get("vgname") and entry.get("thinpool"):
+            out[str(entry["storage"])] = (str(entry["vgname"]), str(entry["thinpool"]))
+    return out
+
+
+def thin_pools(data: Any, node: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """A node's ``disks/lvmthin`` -> {(volume group, pool): (data used ratio, metadata used ratio)}; pools that
+    report no size (nothing to divide by) are left out::
+
+        [{"lv": "data", "vg": "pve", "lv_size": 107374182400, "used": 53687091200,
+          "metadata_size": 1073741824, "metadata_used": 107374182}]
+    """
+    what = f"disks/lvmthin of node {node}"
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for entry in _list_of_dicts(data, what):
+        size, meta = _num(entry, "lv_size", int, what), _num(entry, "metadata_size", int, what)
+        if size <= 0 or meta <= 0 or not entry.get("lv") or not entry.get("vg"):
+            continue
+        out[(str(entry["vg"]), str(entry["lv"]))] = (
+            round(min(_num(entry, "used", int, what) / size, 1.0), 6),
+            round(min(_num(entry, "metadata_used", int, what) / meta, 1.0), 6))
+    return out
+
+
 def filesystems(data: Any) -> tuple[int, int]:
     """agent/get-fsinfo (``{"result": [GuestFilesystemInfo...]}``) -> (used, total) bytes over its filesystems.
 

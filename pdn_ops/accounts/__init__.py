@@ -10,12 +10,14 @@ from pdn_ops.accounts.deps import (
     OpdUser,
     Staff,
     Supervisor,
+    confirmed_principal_in,
     current_principal,
     current_principal_in,
+    guarded_principal_in,
     require_staff,
 )
 from pdn_ops.accounts.model import Principal, Role
-from pdn_ops.accounts.service import principal_of, staff_members, staff_name, usernames
+from pdn_ops.accounts.service import principal_of, staff_members, staff_name, token_still_valid, usernames
 from pdn_ops.accounts.tables import UserRow
 
 __all__ = [
@@ -27,11 +29,14 @@ __all__ = [
     "Staff",
     "Supervisor",
     "UserRow",
+    "confirmed_principal_in",
     "current_principal",
     "current_principal_in",
+    "guarded_principal_in",
     "principal_of",
     "require_staff",
     "staff_members",
     "staff_name",
+    "token_still_valid",
     "usernames",
 ]

@@ -35,6 +35,29 @@ def current_principal_in(request: Request, session: Session) -> Principal:
     return principal
 
 
+def guarded_principal_in(request: Request, session: Session) -> tuple[Principal, int | None]:
+    """For the hot reads: the principal, possibly from the authenticator's token cache, and the id of the API
+    token the read must guard its query with (``token_still_valid``); None when nothing needs guarding.
+    A guarded read that finds nothing asks ``confirmed_principal_in`` (a revoked token then answers 401)."""
+    authenticate = accounts_parts(request).authenticate
+    guarded = getattr(authenticate, "guarded", None)
+    if guarded is None:
+        return current_principal_in(request, session), None
+    principal, token_id = guarded(request, session)
+    if principal is None:
+        raise HTTPException(status_code=401, detail="login required")
+    return principal, token_id
+
+
+def confirmed_principal_in(request: Request, session: Session) -> Principal:
+    """The full lookup after a guarded read came back empty (401 if the credential is gone)."""
+    confirm = getattr(accounts_parts(request).authenticate, "confirm", None)
+    principal: Principal | None = confirm(request, session) if confirm else None
+    if principal is None:
+        raise HTTPException(status_code=401, detail="login required")
+    return principal
+
+
 def require_staff(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_staff:
         raise HTTPException(status_code=404, detail="Not Found")

@@ -15,7 +15,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pdn_ops.accounts.model import OPD_ROLES, STAFF_ROLES, Principal, Role
@@ -232,6 +232,18 @@ def by_api_token(session: Session, token: str, now: datetime | None = None) -> A
         return None
     stale = row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY
     return Authenticated(_principal(row), None, "token", row.token_id, stale)
+
+
+def token_key(token: str) -> str | None:
+    """What a cache of token lookups may key on: the token's digest (never the token), None for no API token."""
+    return _digest(token) if token.startswith(TOKEN_PREFIX) else None
+
+
+def token_still_valid(token_id: Any) -> Any:
+    """A condition a read adds to its own query when it trusts a cached token lookup: true while the token is not
+    revoked and its user active. One index probe inside the read, instead of a round trip of its own."""
+    return exists(select(ApiTokenRow.id).join(UserRow, UserRow.id == ApiTokenRow.user_id).where(
+        ApiTokenRow.id == token_id, ApiTokenRow.revoked_at.is_(None), UserRow.active.is_(True)))
 
 
 def touch_token(session: Session, token_id: int, now: datetime | None = None) -> None:

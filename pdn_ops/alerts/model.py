@@ -22,7 +22,8 @@ _ID = re.compile(r"[0-9]{1,18}")
 # The remediation playbooks that fit each alert (pdn_ops.core.registry names), for the link engineers get.
 PLAYBOOKS_FOR: dict[str, tuple[str, ...]] = {
     "PdnSiteDown": ("restart_service", "restart_vm", "restore_snapshot"),
-    "PdnVmDown": ("restart_vm",),
+    "PdnVmDown": ("restart_vm", "restore_backup"),
+    "PdnVmStaleLock": ("clear_lock",),
     "PdnGuestDiskAlmostFull": ("free_disk", "resize_vm"),
     "PdnVmDiskAlmostFull": ("free_disk", "resize_vm"),
 }

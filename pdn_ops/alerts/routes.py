@@ -15,8 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pdn_ops.alerts import model, service
-from pdn_ops.complaints import engineer_recipients
+from pdn_ops.alerts import duty_service, model, service
+from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.parts import CoreParts
 from pdn_ops.web.deps import Ctx, unit_of_work
 
@@ -44,8 +44,9 @@ async def receive(request: Request, ctx: Ctx) -> Response:
 
     def record() -> service.Received:
         with unit_of_work(ctx) as session:  # a writer from the start: concurrent deliveries queue on SQLite
-            return service.receive(session, alerts, engineers=engineer_recipients(session),
-                                   public_url=ctx.settings.public_url)
+            # The engineers on duty (the roster), or every active engineer when nobody is.
+            engineers, _ = duty_service.recipients(session, utcnow(), ctx.settings.tz)
+            return service.receive(session, alerts, engineers=engineers, public_url=ctx.settings.public_url)
 
     result = await run_in_threadpool(record)
     log.info("alertmanager: %d alert(s) recorded, %d message(s) to engineers", result.recorded, result.notified)

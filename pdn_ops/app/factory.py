@@ -15,6 +15,7 @@ import pdn_ops
 from pdn_ops.accounts import auth
 from pdn_ops.accounts import routes as accounts
 from pdn_ops.accounts import user_routes as users
+from pdn_ops.alerts import duty_routes as duty_pages
 from pdn_ops.alerts import routes as alertmanager_webhook
 from pdn_ops.app.runtime import Runtime
 from pdn_ops.complaints import api as complaints_api
@@ -51,7 +52,7 @@ PACKAGE = Path(pdn_ops.__file__).parent
 STATIC = PACKAGE / "web" / "static"
 # Each feature keeps its pages beside its routes; the names stay unique across features.
 TEMPLATE_DIRS = tuple(PACKAGE / feature / "templates"
-                      for feature in ("accounts", "complaints", "health", "runs", "survey", "public", "app"))
+                      for feature in ("accounts", "complaints", "health", "runs", "survey", "public", "alerts", "app"))
 
 
 # Runs when the app starts (workers, the scheduler, the inventory sync); returns how to stop what it started.
@@ -93,7 +94,7 @@ def create_app(runtime: Runtime, *, start_hooks: Sequence[StartHook] = ()) -> Fa
     # The JSON API first: routes are matched in order, and its lists are the hottest requests.
     for module in (complaints_api, health, home, metrics, fleet, accounts, complaints, reports, whatsapp_webhook,
                    alertmanager_webhook, remediation, remediation_auto, procedure_settings, users, survey,
-                   public_pages, status_pages):
+                   public_pages, status_pages, duty_pages):
         app.include_router(module.router)
     if runtime.settings.office_logo is not None:
         app.include_router(home.logo_router)

@@ -7,19 +7,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from pdn_ops.accounts.jobs import account_jobs
 from pdn_ops.app.runtime import Runtime
 from pdn_ops.complaints import service as complaint_service
 from pdn_ops.complaints.jobs import complaint_jobs, photo_jobs
-from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.engine import after_commit, transaction
 from pdn_ops.core.inventory import Inventory, load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
 from pdn_ops.core.jobs import retention_jobs
 from pdn_ops.core.locks import leader_lock_for
 from pdn_ops.core.scheduler import start_scheduler
+from pdn_ops.health import service as health_service
 from pdn_ops.health.collection import inventory_collectors
 from pdn_ops.health.jobs import FAST_JOB, CollectorFactory, HealthConfig, build_jobs, fast_lane_job
+from pdn_ops.health.metrics import SnapshotCache
 from pdn_ops.notify.worker import start_notify_worker
 from pdn_ops.public.intake import MessageFeedback
 from pdn_ops.runs import alerts as remediation_alerts
@@ -85,16 +91,31 @@ def scheduler_hook(factory: CollectorFactory | None = None, *,
                 specs.append(fast_lane_job(runtime.inventory, chosen, health_config, sessions=runtime.sessions,
                                            watched=watched, after_record=after_record))
         snapshot = runtime.health.snapshot
-
-        def after_run() -> None:
-            # Here, in the job's thread: scrapes then render without waiting (only once a scrape asked for it).
-            snapshot.refresh_if_loaded()
-
-        service = start_scheduler(runtime.sessions, leader_lock_for(runtime.engine), specs, after_run=after_run)
+        specs = [replace(spec, record=feed_snapshot(snapshot, spec.record)) for spec in specs]
+        # Here, in the job's thread: the snapshot takes what the job wrote, and scrapes never wait for it.
+        service = start_scheduler(runtime.sessions, leader_lock_for(runtime.engine), specs,
+                                  after_run=snapshot.after_job)
         runtime.scheduler = service
         return service.stop
 
     return hook
+
+
+Record = Callable[[Session, Any], object]
+
+
+def feed_snapshot(snapshot: SnapshotCache, record: Record) -> Record:
+    """A job's record step that, once its transaction commits, hands the health targets it wrote to the /metrics
+    snapshot (which then updates those only)."""
+
+    def run(session: Session, result: Any) -> object:
+        recorded = record(session, result)
+        written = health_service.written_targets(session)
+        if written:
+            after_commit(session, lambda: snapshot.written(written))
+        return recorded
+
+    return run
 
 
 def notify_worker(runtime: Runtime) -> Stop | None:

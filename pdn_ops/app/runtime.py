@@ -34,6 +34,7 @@ from pdn_ops.core.parts import CoreParts
 from pdn_ops.core.settings import Settings
 from pdn_ops.health import assets as asset_health
 from pdn_ops.health import queries as health_queries
+from pdn_ops.health import safety
 from pdn_ops.health.metrics import SnapshotCache
 from pdn_ops.health.parts import HealthParts
 from pdn_ops.notify import outbox as notify_outbox
@@ -91,9 +92,17 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, check_dat
             wait_seconds=settings.password_wait_seconds)),
         complaints=ComplaintsParts(config=config, terms=terms, intake=ComplaintsIntake(config, settings.public_url),
                                    asset_states=asset_health.states, asset_uptime=asset_health.uptime,
-                                   linked_runs=linked_runs),
+                                   backup_coverage=safety.coverage,
+                                   linked_runs=linked_runs,
+                                   photo_gate=Gate("photo processing", limit=settings.photo_checks,
+                                                   queue=settings.photo_queue,
+                                                   wait_seconds=settings.photo_wait_seconds),
+                                   pdf_gate=Gate("PDF rendering", limit=settings.pdf_renders, queue=settings.pdf_queue,
+                                                 wait_seconds=settings.pdf_wait_seconds, retry_after=10)),
         health=HealthParts(
-            snapshot=SnapshotCache(lambda: health_queries.load_snapshot(sessions)),
+            snapshot=SnapshotCache(lambda: health_queries.load_snapshot(sessions),
+                                   load_delta=lambda targets, opds: health_queries.load_delta(
+                                       sessions, targets_written=targets, opds=opds)),
             area_collectors=(ComplaintCollector(complaint_stats.reader(sessions)),
                              NotifyCollector(notify_outbox.snapshot_reader(sessions)),
                              RemediationCollector(sessions))),

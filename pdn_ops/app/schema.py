@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 import pdn_ops.accounts.tables
+import pdn_ops.alerts.tables
 import pdn_ops.complaints.tables
 import pdn_ops.health.tables
 import pdn_ops.notify.tables

@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts import CurrentUser, OpdAdmin, current_principal_in, require_staff
+from pdn_ops.accounts import (
+    CurrentUser,
+    OpdAdmin,
+    confirmed_principal_in,
+    guarded_principal_in,
+    require_staff,
+)
 from pdn_ops.complaints import queries as complaint_queries
 from pdn_ops.complaints import service as complaints
 from pdn_ops.complaints import timeline_text as timeline
@@ -138,9 +144,11 @@ def list_complaints(request: Request, ctx: Ctx, config: Config, state: str | Non
                     limit: Annotated[int, Query(ge=1, le=complaint_queries.MAX_PAGE)] = complaint_queries.PAGE,
                     ) -> Response:
     with read_only(ctx.sessions) as session:
-        user = current_principal_in(request, session)
+        user, guard = guarded_principal_in(request, session)
         page = complaint_queries.listing(session, user, state=state, opd_id=opd_id, cursor=cursor, limit=limit,
-                                         light=True)
+                                         light=True, token_guard=guard)
+        if guard is not None and not page.rows:
+            confirmed_principal_in(request, session)  # empty, or the token revoked since it was cached: 401
     return _page_response(page, config.policy)
 
 
@@ -149,8 +157,11 @@ def engineer_queue(request: Request, ctx: Ctx, config: Config, cursor: str | Non
                    limit: Annotated[int, Query(ge=1, le=complaint_queries.MAX_PAGE)] = complaint_queries.PAGE,
                    ) -> Response:
     with read_only(ctx.sessions) as session:
-        user = require_staff(current_principal_in(request, session))
-        page = complaint_queries.queue(session, user, cursor=cursor, limit=limit, light=True)
+        user, guard = guarded_principal_in(request, session)
+        page = complaint_queries.queue(session, require_staff(user), cursor=cursor, limit=limit, light=True,
+                                       token_guard=guard)
+        if guard is not None and not page.rows:
+            confirmed_principal_in(request, session)
     return _page_response(page, config.policy)
 
 

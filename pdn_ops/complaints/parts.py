@@ -33,6 +33,13 @@ class AssetStates(Protocol):
     def __call__(self, session: Session, refs: Sequence[str]) -> Mapping[str, str]: ...
 
 
+class BackupCoverage(Protocol):
+    """(OPD name, VMs with a recent good backup, VMs whose backups are watched) per OPD, now (one OPD or all)."""
+
+    def __call__(self, session: Session, now: datetime, opd_id: int | None = None) -> list[tuple[str, int, int]]:
+        ...
+
+
 class AssetUptime(Protocol):
     """Uptime of every active VM and site (of one OPD, or all) between two instants, as ``(label, fraction)``."""
 
@@ -84,11 +91,13 @@ class ComplaintsParts:
     intake: ComplaintsIntake
     asset_states: AssetStates = no_states
     asset_uptime: AssetUptime | None = None  # None: the monthly report says uptime is not available
+    backup_coverage: BackupCoverage | None = None  # None: the monthly report says backups are not watched
     linked_runs: LinkedRuns = no_runs
     playbooks: PlaybookChoices = no_playbooks
     extra_actions: Sequence[ExtraActions] = field(default_factory=tuple)
     # The CPU-heavy parts, each with a bounded queue (beyond it 503 + Retry-After): decoding and re-encoding
-    # uploaded photos (~50-300 ms each), rendering a PDF report (up to a few seconds with photos). Sized for 2 cores.
+    # uploaded photos (~50-300 ms each), rendering a PDF report (up to a few seconds with photos). The runtime
+    # builds them from the settings (PDN_OPS_PHOTO_*, PDN_OPS_PDF_*); these defaults are the same, for 2 cores.
     photo_gate: Gate = field(default_factory=lambda: Gate("photo processing", limit=2, queue=40,
                                                           wait_seconds=15.0))
     pdf_gate: Gate = field(default_factory=lambda: Gate("PDF rendering", limit=1, queue=8, wait_seconds=20.0,

@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Integer, Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from pdn_ops.accounts import Principal, UserRow
+from pdn_ops.accounts import Principal, UserRow, token_still_valid
 from pdn_ops.complaints import timeline as tl
 from pdn_ops.complaints.model import State
 from pdn_ops.complaints.service import get
@@ -60,9 +60,14 @@ def _base(light: bool) -> Select[Any]:
     return select(ComplaintRow)
 
 
+_GUARD = bindparam("guard_token_id", type_=Integer)
+
+
 @cache
-def _queue_statement(after: bool, light: bool, mine: bool = False) -> Select[Any]:
+def _queue_statement(after: bool, light: bool, mine: bool = False, guarded: bool = False) -> Select[Any]:
     stmt = _base(light)
+    if guarded:
+        stmt = stmt.where(token_still_valid(_GUARD))
     stmt = stmt.where(ComplaintRow.sla_due_at.is_not(None))
     if mine:
         stmt = stmt.where(ComplaintRow.assignee_id == bindparam("assignee_id", type_=Integer))
@@ -74,8 +79,10 @@ def _queue_statement(after: bool, light: bool, mine: bool = False) -> Select[Any
 
 
 @cache
-def _listing_statement(opd: bool, state: bool, before: bool, light: bool) -> Select[Any]:
+def _listing_statement(opd: bool, state: bool, before: bool, light: bool, guarded: bool = False) -> Select[Any]:
     stmt = _base(light)
+    if guarded:
+        stmt = stmt.where(token_still_valid(_GUARD))
     if opd:
         stmt = stmt.where(ComplaintRow.opd_id == bindparam("opd_id", type_=Integer))
     if state:
@@ -93,9 +100,10 @@ def _fetch(session: Session, stmt: Select[Any], params: dict[str, Any], light: b
 
 
 def queue(session: Session, principal: Principal, *, cursor: str | None = None, limit: int = PAGE,
-          light: bool = False, assignee_id: int | None = None) -> Page:
+          light: bool = False, assignee_id: int | None = None, token_guard: int | None = None) -> Page:
     """Running complaints (submitted, verified, in progress), the least SLA time left first; with
-    ``assignee_id`` only those assigned to that person ("my complaints")."""
+    ``assignee_id`` only those assigned to that person ("my complaints"). With ``token_guard`` (an API token id
+    from a cached lookup) the query returns nothing once that token is revoked."""
     if not principal.is_staff:
         raise NotFound("no such page")
     limit = _limit(limit)
@@ -112,7 +120,10 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
             raise NotFound("bad cursor")
     if assignee_id is not None:
         params["assignee_id"] = assignee_id
-    rows = _fetch(session, _queue_statement(bool(cursor), light, assignee_id is not None), params, light)
+    if token_guard is not None:
+        params["guard_token_id"] = token_guard
+    rows = _fetch(session, _queue_statement(bool(cursor), light, assignee_id is not None, token_guard is not None),
+                  params, light)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
@@ -123,8 +134,8 @@ def queue(session: Session, principal: Principal, *, cursor: str | None = None, 
 
 
 def listing(session: Session, principal: Principal, *, state: str | None = None, opd_id: int | None = None,
-            cursor: str | None = None, limit: int = PAGE, light: bool = False) -> Page:
-    """Newest first; OPD users get only their OPD whatever ``opd_id`` says."""
+            cursor: str | None = None, limit: int = PAGE, light: bool = False, token_guard: int | None = None) -> Page:
+    """Newest first; OPD users get only their OPD whatever ``opd_id`` says (``token_guard``: as for ``queue``)."""
     limit = _limit(limit)
     params: dict[str, Any] = {"limit": limit + 1}
     # Tenancy: an OPD user's scope comes from the session's principal, never from the request.
@@ -142,7 +153,10 @@ def listing(session: Session, principal: Principal, *, state: str | None = None,
         if not cursor.isdigit() or len(cursor) > 10 or int(cursor) > MAX_ID:
             raise NotFound("bad cursor")
         params["before_id"] = int(cursor)
-    stmt = _listing_statement("opd_id" in params, "state" in params, "before_id" in params, light)
+    if token_guard is not None:
+        params["guard_token_id"] = token_guard
+    stmt = _listing_statement("opd_id" in params, "state" in params, "before_id" in params, light,
+                              token_guard is not None)
     rows = _fetch(session, stmt, params, light)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -16,6 +16,7 @@ from pdn_ops.complaints import pdf
 from pdn_ops.complaints import reports as complaint_reports
 from pdn_ops.complaints.parts import ComplaintsParts, Config, Parts
 from pdn_ops.core import fleet
+from pdn_ops.core.db.tables import utcnow
 from pdn_ops.web import charts
 from pdn_ops.web.deps import Ctx, DbSession, get_language
 from pdn_ops.web.templating import render, translators
@@ -50,8 +51,10 @@ def monthly(request: Request, ctx: Ctx, user: CurrentUser, session: DbSession, p
     month = month or datetime.now(config.policy.tz).strftime("%Y-%m")
     report = _report(ctx, user, session, config, month, opd)
     uptime = _uptime(parts, session, report)
+    coverage = parts.backup_coverage(session, utcnow(), report.opd_id) if parts.backup_coverage else None
     year, mon = (int(x) for x in month.split("-"))
     return render(request, "complaints/monthly.html", report=report, month=month, opd=opd, uptime=uptime,
+                  backup_coverage=coverage,
                   opds=fleet.opds(session) if user.is_staff else [], charts=charts,
                   pictures=complaint_reports.pictures(report), month_name=(year, mon),
                   office=complaint_reports.office_from(ctx.settings),

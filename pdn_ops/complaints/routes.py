@@ -8,7 +8,7 @@ VM, more actions for staff) comes through the seams of ``ComplaintsParts`` (``pd
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -94,7 +94,8 @@ def queue(request: Request, user: Staff, session: DbSession, config: Config, cur
 
 def _form(request: Request, parts: ComplaintsParts, session: Session, user: accounts.Principal, *,
           draft: complaints.Draft, errors: Mapping[str, str], photo_error: PhotoRefused | None,
-          row: ComplaintRow | None, status_code: int = 200, idempotency_key: str | None = None) -> HTMLResponse:
+          row: ComplaintRow | None, status_code: int = 200, idempotency_key: str | None = None,
+          removing: Collection[int] = ()) -> HTMLResponse:
     found = complaints.assets(session, user)
     health = asset_health(parts, session, [a.ref for a in found])
     attached: list[Any] = []
@@ -108,7 +109,8 @@ def _form(request: Request, parts: ComplaintsParts, session: Session, user: acco
     return render(request, "complaints/form.html", status_code=status_code, assets=found, health=health,
                   categories=list(Category), draft=draft, errors=errors, photo_error=photo_error, row=row,
                   max_photos=photos.MAX_PHOTOS, idempotency_key=idempotency_key or uuid.uuid4().hex,
-                  attached=attached, return_reason=reason, max_photo_bytes=photos.MAX_BYTES)
+                  attached=attached, return_reason=reason, max_photo_bytes=photos.MAX_BYTES,
+                  removing=set(removing))
 
 
 @router.get("/complaints/new", response_class=HTMLResponse)
@@ -124,7 +126,7 @@ def _already_filed(row: ComplaintRow) -> Response:
 
 def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accounts.Principal,
           draft: complaints.Draft, files: list[UploadFile], complaint_id: int | None,
-          idempotency_key: str | None = None) -> Response:
+          idempotency_key: str | None = None, remove_photos: Collection[int] = ()) -> Response:
     config = parts.config
     if idempotency_key is not None:
         with read_only(ctx.sessions) as session:  # before the photos' work: a retry costs one lookup
@@ -143,7 +145,8 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
                 row = complaints.submit(session, user, draft, uploads, config=config,
                                         idempotency_key=idempotency_key)
             else:
-                row = complaints.resubmit(session, user, complaint_id, draft, uploads, config=config)
+                row = complaints.resubmit(session, user, complaint_id, draft, uploads, config=config,
+                                          remove_photos=remove_photos)
             target = row.id
             done = "submitted" if complaint_id is None else "resubmitted"
     except IntegrityError:
@@ -160,7 +163,7 @@ def _save(request: Request, ctx: CoreParts, parts: ComplaintsParts, user: accoun
         with ctx.sessions() as session:
             row_now = complaints.get(session, user, complaint_id) if complaint_id else None
             return _form(request, parts, session, user, draft=draft, errors=errors, photo_error=photo_error,
-                         row=row_now, status_code=400, idempotency_key=idempotency_key)
+                         row=row_now, status_code=400, idempotency_key=idempotency_key, removing=remove_photos)
     return flash_redirect(f"/complaints/{target}", done)
 
 
@@ -187,9 +190,13 @@ def detail(request: Request, ctx: Ctx, parts: Parts, user: CurrentUser, row: Sco
         playbooks = parts.playbooks(session, row)
         links = [link for extra in parts.extra_actions for link in extra(session, row, user)]
     names = accounts.usernames(session, {row.created_by} | ({row.assignee_id} if row.assignee_id else set()))
+    asset_detail = _asset_detail(session, user, row)
+    # Whether the VM has a recent backup decides the safe path (restore, or not before a fresh backup).
+    vm_view = next((v for v in asset_detail.targets if v.kind == "vm"), None) if asset_detail else None
     return render(request, "complaints/detail.html", row=row, label=complaints.asset_label(session, row),
                   health=asset_health(parts, session, [ref]).get(ref), fleet_url=fleet_url,
-                  asset_detail=_asset_detail(session, user, row), when=when_formatter(ctx),
+                  asset_detail=asset_detail, when=when_formatter(ctx),
+                  backup=health.backup_line(vm_view.values, utcnow()) if vm_view is not None else None,
                   actions=available_actions(State(row.state), user.role),
                   versions=complaint_queries.versions(session, row),
                   photos=complaint_queries.attachments(session, row), notes=complaint_queries.notes(
@@ -247,9 +254,12 @@ def edit(request: Request, parts: Parts, user: OpdAdmin, row: Scoped, session: D
 def resubmit(request: Request, ctx: Ctx, user: OpdAdmin, row: Scoped, parts: Parts,
              asset: Annotated[str, Form(max_length=40)] = "", category: Annotated[str, Form(max_length=40)] = "",
              description: Annotated[str, Form(max_length=20000)] = "",
-             photo: Annotated[list[UploadFile] | None, File()] = None) -> Response:
+             photo: Annotated[list[UploadFile] | None, File()] = None,
+             remove_photo: Annotated[list[str] | None, Form()] = None) -> Response:
     draft = complaints.Draft(asset=asset, category=category, description=description)
-    return _save(request, ctx, parts, user, draft, photo or [], row.id)
+    # Only ids that are short digit strings: anything else names no photo of this complaint anyway.
+    remove = {int(v) for v in (remove_photo or [])[:photos.MAX_PHOTOS * 4] if v.isdigit() and len(v) <= 10}
+    return _save(request, ctx, parts, user, draft, photo or [], row.id, remove_photos=remove)
 
 
 @router.post("/complaints/{complaint_id}/actions/{action}")

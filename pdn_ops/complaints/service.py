@@ -13,7 +13,7 @@ Seams for other parts of pdn-ops:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -374,17 +374,30 @@ def submit(session: Session, principal: Principal, draft: Draft, uploads: Sequen
 
 
 def resubmit(session: Session, principal: Principal, complaint_id: int, draft: Draft,
-             uploads: Sequence[Upload], *, config: ComplaintConfig,
+             uploads: Sequence[Upload], *, config: ComplaintConfig, remove_photos: Collection[int] = (),
              now: datetime | None = None) -> ComplaintRow:
-    """The OPD admin corrects a returned complaint: a new version, earlier ones kept; the clock resumes."""
+    """The OPD admin corrects a returned complaint: a new version, earlier ones kept; the clock resumes.
+
+    ``remove_photos`` are attachments the admin chose not to keep (a wrong screenshot); ids of other complaints'
+    photos are ignored. Their rows go; their files are left to the photo janitor, which removes files no
+    attachment names, so a rolled-back correction never loses a photo it kept.
+    """
     now = now or utcnow()
     row = get(session, principal, complaint_id, for_update=True)
     if row.state != State.RETURNED or principal.role is not Role.OPD_ADMIN:
         raise Conflict("only a returned complaint can be corrected, by an OPD admin")
-    existing = len(list(session.scalars(select(AttachmentRow.id).where(AttachmentRow.complaint_id == row.id))))
-    asset, category, description = _validate(session, principal, draft, len(uploads), need_photos=existing == 0)
-    if existing + len(uploads) > photos.MAX_PHOTOS:
+    attached = list(session.scalars(select(AttachmentRow).where(AttachmentRow.complaint_id == row.id)))
+    removed = [a for a in attached if a.id in set(remove_photos)]
+    kept = len(attached) - len(removed)
+    asset, category, description = _validate(session, principal, draft, len(uploads), need_photos=kept == 0)
+    if kept + len(uploads) > photos.MAX_PHOTOS:
         raise ComplaintInvalid({"photos": "complaints.error.photo_count"})
+    for attachment in removed:
+        session.delete(attachment)
+    if removed:
+        session.add(AuditRow(at=now, actor=principal.username, action="complaint.photo_removed",
+                             subject=f"complaint:{row.id}",
+                             detail=", ".join(a.original_name or f"#{a.id}" for a in removed)))
     row.version += 1
     row.vm_id = asset.id if asset.kind == "vm" else None
     row.site_id = asset.id if asset.kind == "site" else None

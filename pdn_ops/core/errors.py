@@ -129,6 +129,10 @@ class RuleInvalid(FormInvalid):
     """The automatic rule form has problems."""
 
 
+class DutyInvalid(FormInvalid):
+    """The on-duty roster's form has problems."""
+
+
 class WindowInvalid(RuleInvalid):
     """The maintenance window form has problems."""
 

@@ -112,6 +112,9 @@ class Cluster(_Model):
     backups: bool = False
     # Watch node pressure (memory, swap, load, KSM, root filesystem): one call per online node per cycle.
     node_status: bool = False
+    # Watch LVM-thin pools' data and metadata use: /storage and one /nodes/{node}/disks/lvmthin per node that has
+    # an available lvmthin storage, per cycle (only when the cluster has such a storage).
+    thin_pools: bool = False
 
     @field_validator("api_url")
     @classmethod

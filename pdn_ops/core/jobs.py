@@ -16,6 +16,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.faults import OutageLog, database_fault
 from pdn_ops.core.db.tables import JobRunRow, JobStatusRow, utcnow
 
 
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 
 ERROR_MAX = 1000
+# Every job meets the same database outage: one line when it starts and one when it ends, for all of them.
+JOB_OUTAGES = OutageLog(logging.getLogger(__name__), what="job runs fail")
 
 
 class JobWrapper:
@@ -71,6 +74,20 @@ class JobWrapper:
             yield s
 
     def run(self, spec: JobSpec) -> None:
+        """Run one job and record it. A database fault (locked past the busy timeout, unreachable, pool
+        exhausted, disk full) is not a bug: it is counted as the run's failure where it can still be recorded,
+        logged once per outage for all jobs (no traceback), and the next run tries again. Anything else raises."""
+        try:
+            self._run(spec)
+        except Exception as exc:
+            kind = database_fault(exc)
+            if kind is None:
+                raise
+            JOB_OUTAGES.failed(kind, exc)
+            return
+        JOB_OUTAGES.succeeded()
+
+    def _run(self, spec: JobSpec) -> None:
         started = utcnow()
         t0 = time.perf_counter()
         with self._writing() as session:
@@ -95,7 +112,8 @@ class JobWrapper:
         finished = utcnow()
         failed = error is not None or refused is not None
         if error is not None:
-            message, failure = f"{type(error).__name__}: {error}"[:ERROR_MAX], "error"
+            message = f"{type(error).__name__}: {error}"[:ERROR_MAX]
+            failure = database_fault(error) or "error"
         elif refused is not None:
             message, failure = f"{refused.failure}: {refused.detail}"[:ERROR_MAX], refused.failure[:32]
         else:
@@ -125,7 +143,8 @@ class JobWrapper:
         if refused is not None:
             log.warning("job %s failed after %.3f s: %s", spec.name, duration, message)
         if error is not None:
-            log.error("job %s failed after %.3f s: %s", spec.name, duration, message, exc_info=error)
+            if database_fault(error) is None:
+                log.error("job %s failed after %.3f s: %s", spec.name, duration, message, exc_info=error)
             raise error
 
     @staticmethod

@@ -91,9 +91,9 @@ _ALL = (
            "1 when the storage is available on the node, 0 when not (backup: 1 when it holds backups)."),
     Series("pdn_storage_used_bytes", "gauge", ("cluster", "node", "storage"), "Space used on the storage."),
     Series("pdn_storage_total_bytes", "gauge", ("cluster", "node", "storage"), "Size of the storage."),
-    Series("pdn_storage_days_until_full", "gauge", ("cluster", "node", "storage"),
-           "Days until the storage is full: the least-squares slope of its hourly use (absent: not growing, or "
-           "fewer than 3 hours seen)."),
+    Series("pdn_storage_full_in_seconds", "gauge", ("cluster", "node", "storage"),
+           "Time until the storage is full (/ 86400: days): the least-squares slope of its hourly use (absent: not "
+           "growing, or fewer than 3 hours seen)."),
     Series("pdn_node_memory_used_ratio", "gauge", ("cluster", "node"), "Share of the node's memory in use."),
     Series("pdn_node_swap_used_ratio", "gauge", ("cluster", "node"), "Share of the node's swap in use."),
     Series("pdn_node_load1", "gauge", ("cluster", "node"), "The node's one-minute load average."),

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     password_checks: int = Field(default=2, ge=1, le=64)
     password_queue: int = Field(default=32, ge=0, le=10000)
     password_wait_seconds: float = Field(default=10.0, ge=0, le=120)
+    # The same for decoding and re-encoding uploaded photos (~50-300 ms of CPU each) and for rendering PDF reports
+    # (up to a few seconds with photos). Sized for 2 cores; raise the "at once" figures with the cores.
+    photo_checks: int = Field(default=2, ge=1, le=64)
+    photo_queue: int = Field(default=40, ge=0, le=10000)
+    photo_wait_seconds: float = Field(default=15.0, ge=0, le=120)
+    pdf_renders: int = Field(default=1, ge=1, le=16)
+    pdf_queue: int = Field(default=8, ge=0, le=1000)
+    pdf_wait_seconds: float = Field(default=20.0, ge=0, le=300)
     # /readyz says "not ready" below this much free space in data_dir (photos would fail to store).
     min_free_disk_mb: int = Field(default=16, ge=0, le=1_000_000)
     # The photo janitor leaves staged files younger than this alone (a filing may be in progress).

@@ -1,5 +1,6 @@
-"""History for pictures: uptime per hour (24 h) and per day (30 days) from the hourly rollups, and a target's
-response times over a day from its raw checks, downsampled for a chart.
+"""History for pictures: uptime per hour (24 h) and per day (30 days) from the hourly rollups, a target's
+response times over a day from its raw checks, downsampled for a chart, and a VM's CPU, memory and disk use per
+hour over a week from its resource rollups.
 
 One query per question, whatever the number of targets (the homes show every asset of an OPD).
 """
@@ -15,7 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pdn_ops.health import model
-from pdn_ops.health.tables import HealthCheckRow, HealthRollupRow, HealthTargetRow
+from pdn_ops.health.tables import (
+    HealthCheckRow,
+    HealthEventRow,
+    HealthRollupRow,
+    HealthTargetRow,
+    VmResourceRollupRow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +101,92 @@ def response_times(session: Session, target_id: int, now: datetime, *, hours: in
         if duration is not None and ok:
             slowest[i] = max(slowest[i] or 0.0, float(duration))
     return [(start + width * i, slowest[i], failed[i]) for i in range(buckets)]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """A VM's hourly mean CPU, memory and disk use (fractions), oldest first; None for hours without a sample."""
+
+    cpu: tuple[float | None, ...]
+    mem: tuple[float | None, ...]
+    disk: tuple[float | None, ...]
+
+    @staticmethod
+    def last(values: tuple[float | None, ...]) -> float | None:
+        return next((v for v in reversed(values) if v is not None), None)
+
+    @property
+    def seen(self) -> bool:
+        return any(v is not None for v in (*self.cpu, *self.mem, *self.disk))
+
+
+def resources(session: Session, target_id: int, now: datetime, *, hours: int = 7 * 24) -> Resources:
+    """The last ``hours`` hours of one VM's resource rollups (kept as long as raw checks, so older hours may be
+    gone: they show as gaps)."""
+    first = _hour(now) - timedelta(hours=hours - 1)
+    by_hour = {_hour(hour): (cpu, mem, disk) for hour, cpu, mem, disk in session.execute(
+        select(VmResourceRollupRow.hour, VmResourceRollupRow.cpu, VmResourceRollupRow.mem, VmResourceRollupRow.disk)
+        .where(VmResourceRollupRow.target_id == target_id, VmResourceRollupRow.hour >= first))}
+    rows = [by_hour.get(first + timedelta(hours=i), (None, None, None)) for i in range(hours)]
+    return Resources(tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows))
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A span in which a target was observed down (or degraded): from the change into it to the change back to
+    up; ``ended`` None while it lasts. ``state`` is the worst seen (down over degraded)."""
+
+    target_id: int
+    state: str  # down | degraded
+    started: datetime
+    ended: datetime | None
+
+
+OUTAGE_STATES = ("down", "degraded")
+
+
+def fold_outages(target_id: int, changes: list[tuple[datetime, str | None]], current: str | None = None,
+                 since: datetime | None = None) -> list[Outage]:
+    """The outages in one target's state changes (oldest first), pure. An outage opens at a change into down or
+    degraded and closes at the next change to up; unknown (nobody could look) neither opens nor closes one. A
+    target still down or degraded with no opening change in the window (it went down before) opens at ``since``."""
+    found: list[Outage] = []
+    open_at: datetime | None = None
+    worst = ""
+    for at, state in changes:
+        if state in OUTAGE_STATES:
+            if open_at is None:
+                open_at, worst = at, state
+            elif state == "down":
+                worst = "down"
+        elif state == "up" and open_at is not None:
+            found.append(Outage(target_id, worst, open_at, at))
+            open_at = None
+    if open_at is not None:
+        found.append(Outage(target_id, worst, open_at, None))
+    elif not changes and current in OUTAGE_STATES and since is not None:
+        found.append(Outage(target_id, current, since, None))
+    return found
+
+
+def outages(session: Session, target_ids: list[int], since: datetime) -> dict[int, list[Outage]]:
+    """Per target: its outages that were open at some time after ``since``, from its state changes (the health
+    model's events, one query) and its current state."""
+    if not target_ids:
+        return {}
+    changes: dict[int, list[tuple[datetime, str | None]]] = defaultdict(list)
+    for target_id, at, state in session.execute(
+            select(HealthEventRow.target_id, HealthEventRow.at, HealthEventRow.new_state)
+            .where(HealthEventRow.target_id.in_(target_ids), HealthEventRow.event == "state",
+                   HealthEventRow.at >= since)
+            .order_by(HealthEventRow.target_id, HealthEventRow.at, HealthEventRow.id)):
+        changes[target_id].append((at, state))
+    current = {i: (state, at) for i, state, at in session.execute(
+        select(HealthTargetRow.id, HealthTargetRow.state, HealthTargetRow.since)
+        .where(HealthTargetRow.id.in_(target_ids)))}
+    found: dict[int, list[Outage]] = {}
+    for target_id in target_ids:
+        state, went = current.get(target_id, (None, None))
+        start = max(went, since) if went is not None else since
+        found[target_id] = fold_outages(target_id, changes.get(target_id, []), state, start)
+    return found

@@ -95,7 +95,7 @@ class Thresholds:
     backup_max_age_h: float = 26.0  # a daily job plus its run time
     storage_used_ratio: float = 0.90
     storage_full_ratio: float = 0.98  # "full" as a cause of io-error (a pool at 90% still takes writes)
-    stale_lock_s: float = 900.0  # a lock no running task holds for this long is stuck
+    stale_lock_s: float = 600.0  # a lock no running task holds for this long is stuck
     forecast_window_h: int = 7 * 24  # hours of storage rollups the days-until-full slope is fitted over
     forecast_min_points: int = 3  # never a guess from two points
 

@@ -38,6 +38,7 @@ class TargetSnapshot:
     values: dict[str, Any]
     cause_unknown: bool = False
     failure: str | None = None
+    id: int | None = None  # health_targets.id: what an incremental update of the snapshot replaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +82,40 @@ def open_incidents(session: Session, *, opd_id: int | None = None) -> dict[str, 
 def health_snapshot(session: Session) -> HealthSnapshot:
     t = HealthTargetRow
     stmt = select(t.kind, t.ref, t.state, t.reason, OpdRow.code, t.vm_id, t.site_id, t.cause_key, t.values,
-                  t.cause_reason, t.failure).outerjoin(OpdRow, OpdRow.id == t.opd_id)
+                  t.cause_reason, t.failure, t.id).outerjoin(OpdRow, OpdRow.id == t.opd_id)
     targets = tuple(TargetSnapshot(kind, ref, state, reason, opd, vm_id, site_id, cause, values or {},
-                                   cause is None and cause_reason == CAUSE_UNKNOWN.value, failure)
-                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values, cause_reason, failure
+                                   cause is None and cause_reason == CAUSE_UNKNOWN.value, failure, target_id)
+                    for kind, ref, state, reason, opd, vm_id, site_id, cause, values, cause_reason, failure, target_id
                     in session.execute(stmt))
+    return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=job_snapshots(session),
+                          incidents=open_incidents(session))
+
+
+def job_snapshots(session: Session) -> tuple[JobSnapshot, ...]:
     j = JobStatusRow
-    jobs = tuple(JobSnapshot(*row) for row in session.execute(
+    return tuple(JobSnapshot(*row) for row in session.execute(
         select(j.job, j.kind, j.runs_total, j.errors_total, j.last_duration_s, j.last_ok, j.last_success_at,
                j.last_failure, j.interval_s)))
-    return HealthSnapshot(taken_at=utcnow(), targets=targets, jobs=jobs, incidents=open_incidents(session))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDelta:
+    """What an incremental update of the snapshot reads after a job: the small tables only (``job_status`` and
+    the incident counts, plus the OPD codes when a written target names an OPD not seen yet); the written
+    targets themselves come from the job, in memory."""
+
+    jobs: tuple[JobSnapshot, ...]
+    incidents: dict[str, int] | None  # None: not re-read (no health data written)
+    opd_codes: dict[int, str] | None  # None: not re-read
+
+
+def target_snapshot(target: health_service.Target, opd_codes: dict[int, str]) -> TargetSnapshot:
+    """A target as a job wrote it, in the snapshot's shape (what the snapshot query would have read back)."""
+    return TargetSnapshot(target.kind, target.ref, target.state, target.reason,
+                          opd_codes.get(target.opd_id) if target.opd_id is not None else None, target.vm_id,
+                          target.site_id, target.cause_key, target.values or {},
+                          target.cause_key is None and target.cause_reason == CAUSE_UNKNOWN.value, target.failure,
+                          target.id)
 
 
 # --- alerts received from Alertmanager ---------------------------------------------------------------------------
@@ -227,27 +252,77 @@ def _rows(session: Session, opd_id: int | None) -> dict[tuple[str, str], HealthT
 def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
     """Every active OPD with its VMs and sites and their live state; ``opd_id`` limits it to one OPD."""
     opd_stmt = select(OpdRow).where(OpdRow.retired_at.is_(None)).order_by(OpdRow.name)
-    vm_stmt = select(VmRow).where(VmRow.retired_at.is_(None)).order_by(VmRow.name)
-    site_stmt = select(SiteRow).where(SiteRow.retired_at.is_(None)).order_by(SiteRow.url)
     if opd_id is not None:
         opd_stmt = opd_stmt.where(OpdRow.id == opd_id)
-        vm_stmt = vm_stmt.where(VmRow.opd_id == opd_id)
-        site_stmt = site_stmt.where(SiteRow.opd_id == opd_id)
-    rows = _rows(session, opd_id)
+    opd_rows = list(session.scalars(opd_stmt))
+    opds, counts = _opds(session, opd_rows, _rows(session, opd_id), only=opd_id)
+    return _view_of(session, opds, counts, opd_id)
+
+
+def fleet_page(session: Session, *, offset: int, limit: int) -> tuple[FleetView, int | None]:
+    """``limit`` OPDs from position ``offset`` (by name), built alone: only their VMs, sites and health rows are
+    read and turned into views. The counts, the open incidents and the alerts stay the whole fleet's (counted from
+    bare columns, no view built). Returns the view and the position of the next page (None on the last)."""
+    opd_rows = list(session.scalars(select(OpdRow).where(OpdRow.retired_at.is_(None))
+                                    .order_by(OpdRow.name, OpdRow.id).offset(offset).limit(limit + 1)))
+    more = offset + limit if len(opd_rows) > limit else None
+    opd_rows = opd_rows[:limit]
+    ids = [o.id for o in opd_rows]
+    rows = {(row.kind, row.ref): row for row in session.scalars(
+        select(HealthTargetRow).where(HealthTargetRow.opd_id.in_(ids)))} if ids else {}
+    opds, _ = _opds(session, opd_rows, rows, ids=ids)
+    return _view_of(session, opds, _fleet_counts(session), None), more
+
+
+def _fleet_counts(session: Session) -> dict[str, int]:
+    """The states of every active VM, guest (VMs with SSH) and site, as ``fleet`` counts them (no row: unknown)."""
+    states = {(kind, ref): state for kind, ref, state in session.execute(
+        select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.state)
+        .where(HealthTargetRow.kind.in_(("vm", "guest", "site"))))}
+    counts = {"up": 0, "degraded": 0, "down": 0, "unknown": 0}
+
+    def add(key: tuple[str, str]) -> None:
+        state = states.get(key, "unknown")
+        counts[state] = counts.get(state, 0) + 1
+
+    active_opds = select(OpdRow.id).where(OpdRow.retired_at.is_(None))
+    for cluster, vmid, has_ssh in session.execute(select(VmRow.cluster, VmRow.vmid, VmRow.has_ssh).where(
+            VmRow.retired_at.is_(None), VmRow.opd_id.in_(active_opds))):
+        add(("vm", f"{cluster}/{vmid}"))
+        if has_ssh:
+            add(("guest", f"{cluster}/{vmid}"))
+    for (url,) in session.execute(select(SiteRow.url).where(SiteRow.retired_at.is_(None),
+                                                            SiteRow.opd_id.in_(active_opds))):
+        add(("site", url))
+    return counts
+
+
+def _opds(session: Session, opd_rows: list[OpdRow], rows: dict[tuple[str, str], HealthTargetRow], *,
+          only: int | None = None, ids: list[int] | None = None) -> tuple[list[OpdFleet], dict[str, int]]:
+    vm_stmt = select(VmRow).where(VmRow.retired_at.is_(None)).order_by(VmRow.name)
+    site_stmt = select(SiteRow).where(SiteRow.retired_at.is_(None)).order_by(SiteRow.url)
+    if only is not None:
+        vm_stmt = vm_stmt.where(VmRow.opd_id == only)
+        site_stmt = site_stmt.where(SiteRow.opd_id == only)
+    if ids is not None:
+        vm_stmt = vm_stmt.where(VmRow.opd_id.in_(ids))
+        site_stmt = site_stmt.where(SiteRow.opd_id.in_(ids))
     vms_by_opd: dict[int, list[VmView]] = {}
-    for vm in session.scalars(vm_stmt):
-        ref = f"{vm.cluster}/{vm.vmid}"
-        guest = _view(rows.get(("guest", ref)), "guest", ref) if vm.has_ssh else None
-        vms_by_opd.setdefault(vm.opd_id, []).append(
-            VmView(vm.id, vm.name, vm.cluster, vm.vmid, vm.opd_id, _view(rows.get(("vm", ref)), "vm", ref), guest))
     sites_by_opd: dict[int, list[SiteView]] = {}
-    for site in session.scalars(site_stmt):
-        sites_by_opd.setdefault(site.opd_id, []).append(
-            SiteView(site.id, site.url, site.name, site.opd_id, site.vm_id,
-                     _view(rows.get(("site", site.url)), "site", site.url)))
+    if opd_rows:
+        for vm in session.scalars(vm_stmt):
+            ref = f"{vm.cluster}/{vm.vmid}"
+            guest = _view(rows.get(("guest", ref)), "guest", ref) if vm.has_ssh else None
+            vms_by_opd.setdefault(vm.opd_id, []).append(
+                VmView(vm.id, vm.name, vm.cluster, vm.vmid, vm.opd_id, _view(rows.get(("vm", ref)), "vm", ref),
+                       guest))
+        for site in session.scalars(site_stmt):
+            sites_by_opd.setdefault(site.opd_id, []).append(
+                SiteView(site.id, site.url, site.name, site.opd_id, site.vm_id,
+                         _view(rows.get(("site", site.url)), "site", site.url)))
     counts = {"up": 0, "degraded": 0, "down": 0, "unknown": 0}
     opds: list[OpdFleet] = []
-    for opd in session.scalars(opd_stmt):
+    for opd in opd_rows:
         vms = tuple(vms_by_opd.get(opd.id, ()))
         sites = tuple(sites_by_opd.get(opd.id, ()))
         incidents: list[Incident] = []
@@ -266,11 +341,16 @@ def fleet(session: Session, *, opd_id: int | None = None) -> FleetView:
                                           health))
         incidents.sort(key=lambda i: (not i.is_root, i.health.state != "down", i.label))
         opds.append(OpdFleet(opd.id, opd.code, opd.name, vms, sites, tuple(incidents)))
+    return opds, counts
+
+
+def _view_of(session: Session, opds: list[OpdFleet], counts: dict[str, int], opd_id: int | None) -> FleetView:
     infrastructure: tuple[Incident, ...] = ()
     if opd_id is None:
+        infra_rows = session.scalars(select(HealthTargetRow).where(HealthTargetRow.kind.in_(("cluster", "node")),
+                                                                   HealthTargetRow.state != "up"))
         infrastructure = tuple(Incident(row.kind, row.ref, None, _view(row, row.kind, row.ref))
-                               for (kind, _ref), row in sorted(rows.items())
-                               if kind in ("cluster", "node") and row.state != "up")
+                               for row in sorted(infra_rows, key=lambda r: (r.kind, r.ref)))
     return FleetView(opds=tuple(opds), infrastructure=infrastructure, counts=counts,
                      open_incidents=sum(open_incidents(session, opd_id=opd_id).values()),
                      alerts=alert_views(session, opd_id=opd_id))
@@ -378,3 +458,13 @@ def load_snapshot(sessions: sessionmaker[Session]) -> HealthSnapshot:
     """The snapshot in its own short read-only session (what /metrics calls through its cache)."""
     with sessions() as session:
         return health_snapshot(session)
+
+
+def load_delta(sessions: sessionmaker[Session], *, targets_written: bool, opds: bool) -> SnapshotDelta:
+    """The small reads of an incremental update (``SnapshotDelta``), in one short session."""
+    with sessions() as session:
+        return SnapshotDelta(
+            jobs=job_snapshots(session),
+            incidents=open_incidents(session) if targets_written else None,
+            opd_codes={opd_id: code for opd_id, code in session.execute(select(OpdRow.id, OpdRow.code))}
+            if opds else None)

@@ -6,7 +6,6 @@ OPD pages call ``pdn_ops.health.queries.fleet(session, opd_id=...)`` themselves.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import utcnow
 from pdn_ops.core.errors import NotFound
-from pdn_ops.health import history
+from pdn_ops.health import history, safety
 from pdn_ops.health import queries as health_queries
 from pdn_ops.health.queries import TargetDetail, TargetView
 from pdn_ops.web import charts
@@ -46,31 +45,68 @@ def fleet_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff, pa
 
 
 def _fleet_page(session: Any, paging: PageRequest) -> tuple[Any, int | None]:
-    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name); the counts stay the whole fleet's. The
-    view is built whole from the snapshot the health model keeps, then cut: the page bounds the answer."""
-    view = health_queries.fleet(session)
-    start = paging.after or 0
-    shown = view.opds[start:start + paging.limit]
-    more = start + paging.limit if start + paging.limit < len(view.opds) else None
-    return dataclasses.replace(view, opds=tuple(shown)), more
+    """``limit`` OPDs from position ``cursor`` (OPDs are listed by name), built alone; the counts stay the whole
+    fleet's."""
+    return health_queries.fleet_page(session, offset=paging.after or 0, limit=paging.limit)
 
 
 def history_of(session: Any, detail: TargetDetail, tz: Any) -> dict[str, Any]:
-    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times."""
+    """The pictures of one VM or site: uptime bars (24 h, 30 days) and, for a site, its response times; for a VM,
+    its CPU, memory and disk use over a week."""
     now = utcnow()
     keys = [(v.kind, v.ref) for v in detail.targets if v.kind in ("vm", "site")]
     ids = history.target_ids(session, keys)
     main = ids.get(keys[0]) if keys else None
     bars = history.uptime(session, [main], now, tz).get(main) if main is not None else None
     response = history.response_times(session, main, now) if main is not None and detail.kind == "site" else []
-    return {"uptime": bars, "response": response}
+    used = history.resources(session, main, now) if main is not None and detail.kind == "vm" else None
+    return {"uptime": bars, "response": response, "resources": used if used is not None and used.seen else None}
 
 
 def _detail_page(request: Request, ctx: Ctx, detail: TargetDetail, session: Any = None) -> HTMLResponse:
-    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {"uptime": None,
-                                                                                          "response": []}
+    pictures = history_of(session, detail, ctx.settings.tz) if session is not None else {
+        "uptime": None, "response": [], "resources": None}
+    vm = next((v for v in detail.targets if v.kind == "vm"), None)
+    backup = safety.backup_line(vm.values, utcnow()) if vm is not None else None
     return render(request, "fleet_target.html", detail=detail, when=when_formatter(ctx), charts=charts,
-                  **pictures)
+                  backup=backup, **pictures)
+
+
+@router.get("/fleet/backups", response_class=HTMLResponse, include_in_schema=False)
+def backups_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    """Backups per OPD and per VM: coverage, the newest good backup and its age, failures, locks."""
+    now = utcnow()
+    return render(request, "fleet_backups.html", opds=safety.backups(session, now), now=now,
+                  when=when_formatter(ctx))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@router.get("/api/v1/fleet/backups", tags=["fleet"])
+def backups_api(session: DbSession, _staff: Staff) -> dict[str, Any]:
+    """Backups per OPD (coverage: VMs with a recent good backup of those watched) and per VM: state (ok, failed,
+    too_old, unprotected; null when its cluster's backups are not watched), newest good backup, its age and the
+    threshold in force, jobs, the newest failure, and a lock no running task holds."""
+    now = utcnow()
+    return {"opds": [
+        {"id": o.id, "code": o.code, "name": o.name, "covered": o.covered, "watched": o.watched,
+         "vms": [{"id": vm.vm_id, "name": vm.name, "cluster": vm.cluster, "vmid": vm.vmid, "lock": vm.lock,
+                  "lock_stale": vm.lock_stale,
+                  "backup": None if vm.backup is None else {
+                      "state": vm.backup.state, "last_ok_at": _iso(vm.backup.last_ok_at), "age_h": vm.backup.age_h,
+                      "max_age_h": vm.backup.max_age_h, "size": vm.backup.size, "storage": vm.backup.storage,
+                      "jobs": list(vm.backup.jobs), "failed_at": _iso(vm.backup.failed_at)}}
+                 for vm in o.vms]}
+        for o in safety.backups(session, now)]}
+
+
+@router.get("/fleet/storage", response_class=HTMLResponse, include_in_schema=False)
+def storage_page(request: Request, ctx: Ctx, session: DbSession, _staff: Staff) -> HTMLResponse:
+    """Storages with their use and days-until-full forecast, nodes with their pressure and the VMs on them."""
+    storages, nodes = safety.storages(session)
+    return render(request, "fleet_storage.html", storages=storages, nodes=nodes)
 
 
 @router.get("/fleet/vm/{vm_id}", response_class=HTMLResponse, include_in_schema=False)

@@ -12,15 +12,23 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.health import model
 from pdn_ops.health.model import Cause, Kind, Reason, State, StateChange, TargetState, Thresholds, Verdict
-from pdn_ops.health.observations import BackupObservation, ClusterObservation, FailureClass, SiteCheck, SshObservation
+from pdn_ops.health.observations import (
+    BackupObservation,
+    ClusterObservation,
+    FailureClass,
+    GuestObservation,
+    SiteCheck,
+    SshObservation,
+)
 from pdn_ops.health.tables import (
     HealthAlertRow,
     HealthCheckRow,
@@ -28,6 +36,7 @@ from pdn_ops.health.tables import (
     HealthRollupRow,
     HealthTargetRow,
     StorageRollupRow,
+    VmResourceRollupRow,
 )
 
 STORAGE_ROLLUP_DAYS = 35
@@ -53,6 +62,12 @@ MUTABLE = ("opd_id", "vm_id", "site_id", "parent_key", "state", "since", "reason
            "failures", "successes", "last_check_at", "cause_key", "cause_reason", "values")
 COLUMNS = (HealthTargetRow.id, HealthTargetRow.kind, HealthTargetRow.ref,
            *(getattr(HealthTargetRow, name) for name in MUTABLE))
+
+
+# The tables themselves, for Core bulk statements (see _conn).
+_TARGETS = cast(Table, HealthTargetRow.__table__)
+_CHECKS = cast(Table, HealthCheckRow.__table__)
+_EVENTS = cast(Table, HealthEventRow.__table__)
 
 
 @dataclass(slots=True)
@@ -82,15 +97,50 @@ class Target:
         return f"{self.kind}:{self.ref}"
 
 
+# Targets written in a session's transaction, by id (the latest copy wins): once it commits, the job hands them to
+# the /metrics snapshot, which then updates those targets only (pdn_ops.health.metrics.SnapshotCache).
+WRITTEN = "pdn_health_written"
+
+
+def _note_written(session: Session, targets: Iterable[Target]) -> None:
+    written = session.info.setdefault(WRITTEN, {})
+    for target in targets:
+        written[target.id] = target
+
+
+def written_targets(session: Session) -> list[Target]:
+    """The health targets this session's transaction wrote (inserted or updated), as written."""
+    return list(session.info.get(WRITTEN, {}).values())
+
+
+def _conn(session: Session) -> Connection:
+    """The session's connection for plain-column reads and bulk writes: the ORM's loading and bulk machinery cost
+    more than the evaluation itself at thousands of rows (pending ORM changes are flushed first, as a query
+    through the session would)."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
+
+
 def _load(session: Session, *where: Any) -> list[Target]:
-    return [Target(*row) for row in session.execute(select(*COLUMNS).where(*where))]
+    return [Target(*row) for row in _conn(session).execute(select(*COLUMNS).where(*where))]
+
+
+@cache
+def _update_statement(names: tuple[str, ...]) -> Any:
+    table = _TARGETS
+    return (update(table).where(table.c.id == bindparam("p_id"))
+            .values({name: bindparam(f"p_{name}") for name in (*names, "updated_at")}))
 
 
 def _save(session: Session, targets: Iterable[Target], now: datetime, names: Sequence[str] = MUTABLE) -> None:
-    rows = [{"id": t.id, "updated_at": now, **{name: getattr(t, name) for name in names}} for t in targets]
-    if not rows:
+    targets = list(targets)
+    if not targets:
         return
-    session.execute(update(HealthTargetRow), rows)
+    keys = [(name, f"p_{name}") for name in names]
+    rows = [{"p_id": t.id, "p_updated_at": now, **{key: getattr(t, name) for name, key in keys}} for t in targets]
+    _conn(session).execute(_update_statement(tuple(names)), rows)
+    _note_written(session, targets)
     # ORM entities of these rows loaded earlier in this session would now be stale.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, HealthTargetRow):
@@ -127,18 +177,26 @@ def _apply_state(row: Target, state: TargetState) -> None:
         row.cause_key = row.cause_reason = None
 
 
-def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None) -> dict[str, Target]:
-    rows = {row.ref: row for row in _load(session, HealthTargetRow.kind == kind.value)}
+def _targets(session: Session, kind: Kind, refs: Iterable[str] | None = None, *,
+             prefix: str | None = None) -> dict[str, Target]:
+    """The targets of ``kind`` (those whose ref starts with ``prefix``, e.g. one cluster's VMs: a cycle reads its
+    own, not the fleet's), with a new UNKNOWN row for each of ``refs`` not seen yet."""
+    where = [HealthTargetRow.kind == kind.value]
+    if prefix:
+        # A range of the (kind, ref) unique index: everything that starts with the prefix.
+        where += [HealthTargetRow.ref >= prefix, HealthTargetRow.ref < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+    rows = {row.ref: row for row in _load(session, *where)}
     new = list(dict.fromkeys(ref for ref in refs or () if ref not in rows))
     if new:
         now = utcnow()
-        session.execute(insert(HealthTargetRow), [
+        _conn(session).execute(insert(_TARGETS), [
             {"kind": kind.value, "ref": ref, "state": State.UNKNOWN.value, "reason": Reason.OK.value, "detail": "",
              "degraded": [], "failures": 0, "successes": 0, "values": {}, "updated_at": now} for ref in new])
         for start in range(0, len(new), 500):
             chunk = new[start:start + 500]
-            rows.update((row.ref, row) for row in _load(session, HealthTargetRow.kind == kind.value,
-                                                        HealthTargetRow.ref.in_(chunk)))
+            added = _load(session, HealthTargetRow.kind == kind.value, HealthTargetRow.ref.in_(chunk))
+            rows.update((row.ref, row) for row in added)
+            _note_written(session, added)
     return rows
 
 
@@ -186,9 +244,9 @@ class _Batch:
     def finish(self) -> Recorded:
         _save(self.session, self.touched.values(), self.now)
         if self.checks:
-            self.session.execute(insert(HealthCheckRow), self.checks)
+            _conn(self.session).execute(insert(_CHECKS), self.checks)
         if self.events:
-            self.session.execute(insert(HealthEventRow), self.events)
+            _conn(self.session).execute(insert(_EVENTS), self.events)
         resolve_causes(self.session, now=self.now)
         return Recorded(changes=tuple(self.changes), security_events=self.security)
 
@@ -259,8 +317,9 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
         vms[vmid] = (vm_id, opd_id)
         if own_age is not None or opd_age is not None:
             max_age[vmid] = own_age if own_age is not None else opd_age
-    vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms])
-    node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes])
+    vm_rows = _targets(session, Kind.VM, [f"{cluster_ref}/{vmid}" for vmid in vms], prefix=f"{cluster_ref}/")
+    node_rows = _targets(session, Kind.NODE, [f"{cluster_ref}/{n.node}" for n in observation.nodes],
+                         prefix=f"{cluster_ref}/")
     cluster_key = model.target_key(Kind.CLUSTER, cluster_ref)
 
     if not observation.ok:
@@ -284,10 +343,13 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
     guests = {g.vmid: g for g in observation.guests if g.cluster == cluster_ref}
     online = {n.node: n.online for n in observation.nodes}
     backups = {b.vmid: b for b in observation.backups or ()}
+    samples: dict[int, tuple[float | None, float | None, float | None]] = {}
     for vmid, (vm_id, opd_id) in vms.items():
         row = vm_rows[f"{cluster_ref}/{vmid}"]
         row.vm_id, row.opd_id = vm_id, opd_id
         guest = guests.get(vmid)
+        if guest is not None and guest.status == "running":
+            samples[row.id] = _resource_use(guest)
         if guest is not None:
             row.parent_key = model.target_key(Kind.NODE, f"{cluster_ref}/{guest.node}")
             row.values = {"status": guest.status, "node": guest.node, "cpu": guest.cpu, "maxcpu": guest.maxcpu,
@@ -302,7 +364,58 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                 row.values = {**row.values, **_backup_values(backup, observation.at, own)}
         node_online = guest is None or online.get(guest.node, True)
         batch.fold(row, model.assess_vm(guest, thresholds, node_online=node_online), observation.at, thresholds)
+    _resource_rollups(session, samples, observation.at)
     return batch.finish()
+
+
+def _share(used: float | None, total: float | None) -> float | None:
+    if used is None or not total:
+        return None
+    return max(0.0, min(1.0, float(used) / float(total)))
+
+
+def _resource_use(guest: GuestObservation) -> tuple[float | None, float | None, float | None]:
+    """CPU, memory and disk in use, as fractions of what the VM is given. Proxmox's ``cpu`` already is one (of
+    the VM's cores); the disk is the guest agent's file systems when it reports them, else Proxmox's own figure
+    (0 for most qemu disks, so 0 of a known size stays unknown)."""
+    cpu = max(0.0, min(1.0, float(guest.cpu))) if guest.cpu is not None else None
+    disk = _share(guest.fs_used, guest.fs_total)
+    if disk is None and guest.disk:
+        disk = _share(guest.disk, guest.maxdisk)
+    return cpu, _share(guest.mem, guest.maxmem), disk
+
+
+def _resource_rollups(session: Session, samples: dict[int, tuple[float | None, float | None, float | None]],
+                      at: datetime) -> None:
+    """Fold this cycle's samples into each VM's row for the hour (a running mean): one read, one executemany
+    per insert and update, as for the targets themselves (thousands of VMs per cycle)."""
+    if not samples:
+        return
+    hour = _hour(at)
+    table = VmResourceRollupRow
+    current = {target_id: (cpu, mem, disk, n) for target_id, cpu, mem, disk, n in session.execute(
+        select(table.target_id, table.cpu, table.mem, table.disk, table.samples).where(
+            table.hour == hour, table.target_id.in_(list(samples))))}
+    added, changed = [], []
+    for target_id, (cpu, mem, disk) in samples.items():
+        if target_id not in current:
+            added.append({"target_id": target_id, "hour": hour, "cpu": cpu, "mem": mem, "disk": disk, "samples": 1})
+            continue
+        old_cpu, old_mem, old_disk, n = current[target_id]
+        changed.append({"target_id": target_id, "hour": hour, "cpu": _mean(old_cpu, cpu, n),
+                        "mem": _mean(old_mem, mem, n), "disk": _mean(old_disk, disk, n), "samples": n + 1})
+    if added:
+        session.execute(insert(table), added)
+    if changed:
+        session.execute(update(table), changed)
+
+
+def _mean(previous: float | None, value: float | None, n: int) -> float | None:
+    if value is None:
+        return previous
+    if previous is None:
+        return value
+    return (previous * n + value) / (n + 1)
 
 
 def _vm_columns(cluster: str) -> Any:
@@ -365,7 +478,13 @@ def record_ssh(session: Session, observations: Sequence[SshObservation], *, thre
     refs = {f"{o.cluster}/{o.vmid}" for o in observations}
     if not refs:
         return batch.finish()
-    vms = {f"{vm.cluster}/{vm.vmid}": vm for vm in session.scalars(select(VmRow).where(VmRow.retired_at.is_(None)))}
+    # The observed VMs only, as plain columns: one SSH round must not read the whole inventory as ORM objects.
+    pairs = sorted({(o.cluster, o.vmid) for o in observations})
+    vms: dict[str, Any] = {}
+    for start in range(0, len(pairs), 500):
+        vms.update((f"{vm.cluster}/{vm.vmid}", vm) for vm in _conn(session).execute(
+            select(VmRow.id, VmRow.cluster, VmRow.vmid, VmRow.opd_id, VmRow.services).where(
+                VmRow.retired_at.is_(None), tuple_(VmRow.cluster, VmRow.vmid).in_(pairs[start:start + 500]))))
     rows = _targets(session, Kind.GUEST, [ref for ref in refs if ref in vms])
     for obs in observations:
         ref = f"{obs.cluster}/{obs.vmid}"
@@ -402,11 +521,13 @@ def resolve_causes(session: Session, *, now: datetime | None = None) -> int:
     # Ancestors that are UP are not loaded; their parent links are needed only to walk past them.
     missing = {p for p in parents.values() if p and p not in rows}
     while missing:
-        kinds_refs = [model.split_key(k) for k in missing]
-        found = session.execute(
-            select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.parent_key).where(
-                or_(*[(HealthTargetRow.kind == k.value) & (HealthTargetRow.ref == r) for k, r in kinds_refs])))
-        new_parents = {f"{kind}:{ref}": parent for kind, ref, parent in found}
+        kinds_refs = sorted((k.value, r) for k, r in (model.split_key(key) for key in missing))
+        new_parents: dict[str, str | None] = {}
+        for start in range(0, len(kinds_refs), 500):
+            # One bound tuple list per chunk: a statement of the same shape each time, not an OR per ancestor.
+            new_parents.update((f"{kind}:{ref}", parent) for kind, ref, parent in _conn(session).execute(
+                select(HealthTargetRow.kind, HealthTargetRow.ref, HealthTargetRow.parent_key).where(
+                    tuple_(HealthTargetRow.kind, HealthTargetRow.ref).in_(kinds_refs[start:start + 500]))))
         parents.update(new_parents)
         for key in missing - set(new_parents):
             parents[key] = None
@@ -507,6 +628,7 @@ def purge_raw(session: Session, *, retention: timedelta, now: datetime | None = 
     rollup(session, now=now)
     horizon = min(now - retention, _hour(now))
     result = session.execute(delete(HealthCheckRow).where(HealthCheckRow.at < horizon))
+    session.execute(delete(VmResourceRollupRow).where(VmResourceRollupRow.hour < horizon))
     # Resolved alerts are history the pages show for a while; an alert still firing is never purged.
     session.execute(delete(HealthAlertRow).where(HealthAlertRow.status == "resolved",
                                                  HealthAlertRow.updated_at < now - ALERT_RETENTION))

@@ -102,6 +102,21 @@ class StorageRollupRow(Base):
     samples: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class VmResourceRollupRow(Base):
+    """A VM's CPU, memory and disk use per UTC hour: the mean of the hour's Proxmox samples while it ran, each a
+    fraction of what the VM is given (None where Proxmox did not report it). The VM page's history; purged with
+    the raw checks, after ``health_raw_retention_days``."""
+
+    __tablename__ = "vm_resource_rollups"
+
+    target_id: Mapped[int] = mapped_column(ForeignKey("health_targets.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    cpu: Mapped[float | None] = mapped_column(Float, default=None)
+    mem: Mapped[float | None] = mapped_column(Float, default=None)
+    disk: Mapped[float | None] = mapped_column(Float, default=None)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class HealthAlertRow(Base):
     """One alert episode as Alertmanager reported it (fingerprint + start), and the target it is about.
 

@@ -24,12 +24,13 @@ from pdn_ops.accounts import Principal
 from pdn_ops.complaints import ComplaintRow
 from pdn_ops.core.db.tables import AuditRow, OpdRow, SiteRow, utcnow
 from pdn_ops.core.errors import Conflict, NotFound
-from pdn_ops.health import HealthTargetRow, uptime_history
+from pdn_ops.health import HealthTargetRow, outage_history, uptime_history
 from pdn_ops.public.service import new_share_token
 from pdn_ops.public.tables import StatusPageRow
 
 DAYS = 90
 TTL = 30.0
+MAX_INCIDENTS = 30  # newest first, ongoing ones on top
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +43,15 @@ class SiteStatus:
 
 @dataclass(frozen=True, slots=True)
 class Incident:
+    """A complaint about a site (``category`` is the complaint's) or an outage the health checks saw
+    (``kind`` "outage", ``category`` the state: down or degraded)."""
+
     site: str
     category: str
     started: datetime | None
     ended: datetime | None
     note: str = ""  # what the OPD was told when it was fixed, shown only if the OPD chose so
+    kind: str = "complaint"  # complaint | outage
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,14 @@ def build_view(session: Session, page: StatusPageRow, states: dict[int, str], no
     notes = fix_notes(session, [row[0] for row in found_incidents]) if page.show_notes else {}
     incidents = [Incident(labels[site_id], category, started, ended, notes.get(cid, ""))
                  for cid, site_id, category, started, ended in found_incidents]
+    # What the health checks saw, whether or not anyone complained: the site's outages (down or degraded spans
+    # from its state changes), never their internal cause or detail.
+    site_of = {target_id: site_id for site_id, target_id in targets.items()}
+    for target_id, spans in outage_history(session, list(site_of), now - timedelta(days=DAYS)).items():
+        incidents += [Incident(labels[site_of[target_id]], o.state, o.started, o.ended, kind="outage")
+                      for o in spans]
+    incidents.sort(key=lambda i: (i.ended is None, i.started or now), reverse=True)
+    incidents = incidents[:MAX_INCIDENTS]
     first = datetime.combine((now.astimezone(tz) - timedelta(days=DAYS - 1)).date(), datetime.min.time(), tz)
     return StatusView(opd.name if opd else "", sites, incidents, now, first)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, extract, func, or_, select
@@ -23,6 +23,7 @@ from pdn_ops.core.db.tables import AuditRow, OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import ConfigError, Conflict, NotFound, PolicyRefused
 from pdn_ops.core.inventory import Inventory, resolve_secret_path
 from pdn_ops.runs import model as rem
+from pdn_ops.runs.problem import problem_started_at
 from pdn_ops.runs.tables import AutoRuleRow, MaintenanceWindowRow, RemediationRunRow, RemediationSwitchRow
 from remediation import registry, runner
 from remediation.executors.ssh import SshTarget
@@ -139,8 +140,9 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
                           requester=requester, base_dir=base_dir, session=session, complaint_id=complaint_id,
                           known_snapshots=known_snapshots)
     if existing is not None:
-        _same_request(existing, idempotency_key, params=clean)
+        _same_request(existing, idempotency_key, params=_as_filled(existing, playbook, clean))
         return existing
+    clean = fill_problem_start(session, playbook, target, clean, complaint_id)
     book = registry.playbook(playbook)
     if approvals_needed is not None:
         needed = approvals_needed
@@ -169,6 +171,30 @@ def request_run(session: Session, inventory: Inventory, *, playbook: str, target
         raise ActiveRunConflict(active.id, active.playbook, active.state, target) from None
     _audit(session, requester.name, "remediation.requested", row, f"{playbook} {clean}")
     return row
+
+
+def fill_problem_start(session: Session, playbook: str, target: str, params: dict[str, Any],
+                       complaint_id: int | None) -> dict[str, Any]:
+    """A playbook that names a ``problem_start_param`` (restore_backup's ``before``) and was not given it, nor a
+    backup, gets when the VM's problem began (``problem.problem_started_at``: the first failed check of the
+    current failure, or the complaint's filing), so that what it suggests is the last good one from before."""
+    key = getattr(registry.playbook(playbook), "problem_start_param", None)
+    if not key or key in params or "backup" in params:
+        return params
+    complaint = session.get(ComplaintRow, complaint_id) if complaint_id is not None else None
+    began = problem_started_at(session, target, complaint=complaint)
+    if began is None:
+        return params
+    began = began if began.tzinfo is not None else began.replace(tzinfo=UTC)
+    return {**params, key: int(began.timestamp())}
+
+
+def _as_filled(existing: RemediationRunRow, playbook: str, clean: dict[str, Any]) -> dict[str, Any]:
+    """A retried request compares as the stored one did before ``fill_problem_start`` added the problem's start."""
+    key = getattr(registry.playbook(playbook), "problem_start_param", None)
+    if key and key not in clean and key in (existing.params or {}):
+        return {**clean, key: existing.params[key]}
+    return clean
 
 
 def playbook_approvals(playbook: str, params: Mapping[str, Any]) -> int:

@@ -26,23 +26,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pdn_ops.complaints import ComplaintRow
 from pdn_ops.core.db.tables import OpdRow, utcnow
 from pdn_ops.core.errors import NotFound, PdnOpsError, PolicyRefused, TargetUnreachable, UnexpectedResponse
 from pdn_ops.core.inventory import Inventory
-from pdn_ops.health import HealthCheckRow
-from pdn_ops.runs.closure import linked_targets
 from pdn_ops.runs.model import Outcome, StepStatus, suggest_snapshot
+from pdn_ops.runs.problem import problem_started_at as problem_started_at
 from pdn_ops.runs.service import vm_target
 from remediation.executors.proxmox import ApiCall
 
 log = logging.getLogger(__name__)
 MAX_AGE = timedelta(seconds=30)
 WORKERS = 2
-PROBLEM_STATES = ("down", "degraded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,27 +200,6 @@ class SnapshotCache:
 
 
 # --- the suggestion ------------------------------------------------------------------------------------------------
-
-def problem_started_at(session: Session, target: str, *, complaint: ComplaintRow | None = None) -> datetime | None:
-    """When the VM's current problem began: the earliest first failed check of a linked target that is down or
-    degraded now (its state's start when no check failed, e.g. a degraded disk), or the complaint's filing."""
-    found: list[datetime] = []
-    if complaint is not None:
-        found.append(complaint.submitted_at or complaint.created_at)
-    for row in linked_targets(session, target):
-        if row.state not in PROBLEM_STATES:
-            continue
-        last_ok = session.scalar(select(func.max(HealthCheckRow.at)).where(HealthCheckRow.target_id == row.id,
-                                                                           HealthCheckRow.ok.is_(True)))
-        first_bad = select(func.min(HealthCheckRow.at)).where(HealthCheckRow.target_id == row.id,
-                                                              HealthCheckRow.ok.is_(False))
-        if last_ok is not None:
-            first_bad = first_bad.where(HealthCheckRow.at > last_ok)
-        when = session.scalar(first_bad) or row.since
-        if when is not None:
-            found.append(when)
-    return min(found) if found else None
-
 
 def _complaint(session: Session, complaint_id: int, opd: str) -> ComplaintRow:
     row = session.get(ComplaintRow, complaint_id)

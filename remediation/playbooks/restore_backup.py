@@ -194,6 +194,8 @@ class RestoreBackup:
     name = "restore_backup"
     risk = Risk.HIGH
     needs = "api"
+    # Filled by the service with when the VM's problem began, when neither it nor a backup is given.
+    problem_start_param = "before"
 
     def validate(self, params: Mapping[str, object], target: VmTarget, policy: Policy) -> dict[str, Any]:
         with refusals():

@@ -89,6 +89,7 @@ BACKUP_FAILS = ("backup_fails", {"vmid": 102})
 BACKUP_STORAGE_OFFLINE = ("storage_offline", {"storage": "local", "node": "pve1"})
 STORAGE_FULL = ("fill_storage", {"storage": "vmdata", "percent": 95})  # a storage of pve1 only
 NODE_PRESSED = ("node_pressure", {"node": "pve1"})
+STALE_LOCK = ("stale_lock", {"vmid": 103, "lock": "snapshot"})  # its qmsnapshot worker killed by a signal
 
 MATRIX = (
     Row("Proxmox API down", (API_DOWN,), frozenset({"PdnProxmoxApiDown"}),
@@ -120,6 +121,9 @@ MATRIX = (
     # (about 3-7 intervals, 12 seen on a machine running two suites at once).
     Row("node pressure", (NODE_PRESSED,), frozenset({"PdnNodeMemoryPressure", "PdnNodeCpuPressure"}),
         frozenset({"PdnNodeDown"}), 32),
+    # A lock no task holds: "for: 10m" (10 intervals) plus detection and delivery, as for node pressure.
+    Row("stale lock (snapshot worker killed)", (STALE_LOCK,), frozenset({"PdnVmStaleLock"}),
+        frozenset({"PdnVmDown", "PdnBackupFailed"}), 27),
 )
 
 
@@ -154,6 +158,8 @@ def revert(lab: Any, name: str, args: dict[str, Any]) -> None:
         faults.fill_storage(args["storage"], percent=0)
     elif name == "node_pressure":
         faults.node_pressure(args["node"], on=0)
+    elif name == "stale_lock":
+        faults.unlock(args["vmid"])
 
 
 def duration(seconds: float) -> str:

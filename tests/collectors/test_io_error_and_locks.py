@@ -5,7 +5,7 @@ own), into the health model, its root cause and its series (both engines)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,13 +64,18 @@ class Observed:
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     require_lab()
-    lab = _start(tmp_path_factory.mktemp("lab"), vms=3, sites=0, guests=0)
+    instance = _start(tmp_path_factory.mktemp("lab"), vms=3, sites=0, guests=0)
     try:
-        yield _observe(lab)
+        yield instance
     finally:
-        lab.stop()
+        instance.stop()
+
+
+@pytest.fixture(scope="module")
+def observed(lab: Any) -> Observed:
+    return _observe(lab)
 
 
 def _observe(lab: Any) -> Observed:
@@ -91,7 +96,7 @@ def _observe(lab: Any) -> Observed:
         lab.faults.fill_storage("local-lvm", percent=0)
         vms[102].lock = "backup"  # left by a vzdump worker that died: no task holds it
         cycles = []
-        for minutes in (1, 10, 20):
+        for minutes in (1, 5, 20):
             clock[0] = start + timedelta(minutes=minutes)
             cycles.append(collector.collect())
         vms[102].lock = None
@@ -115,7 +120,7 @@ def test_the_collector_finds_a_vm_in_io_error_on_a_full_storage_with_bounded_cal
 
 def test_a_lock_no_task_holds_is_timed_until_it_goes(observed: Observed) -> None:
     free = [next(g for g in c.guests if g.vmid == 102).lock_free_s for c in observed.lock_cycles]
-    assert free == [0.0, 540.0, 1140.0, None]
+    assert free == [0.0, 240.0, 1140.0, None]
     assert all(g.lock_free_s is None for c in observed.lock_cycles for g in c.guests if g.vmid != 102)
 
 
@@ -169,3 +174,52 @@ def test_a_stale_lock_degrades_the_vm_after_the_threshold_and_is_a_series(observ
     assert all(len(lines) == 1 and 'vmid="102"' in lines[0] and 'lock="backup"' in lines[0]
                and lines[0].endswith(" 1") for lines in stale[:3])
     assert stale[3] == [], "no lock, no series"
+
+
+# --- thin pools ----------------------------------------------------------------------------------------------
+
+STORAGE_CFG = [{"storage": "local", "type": "dir", "path": "/var/lib/vz", "content": "iso,backup"},
+               {"storage": "local-lvm", "type": "lvmthin", "vgname": "pve", "thinpool": "data",
+                "content": "images,rootdir"},
+               {"storage": "fast", "type": "lvmthin", "vgname": "nvme", "thinpool": "vms", "content": "images"}]
+LVMTHIN_PVE1 = [{"lv": "data", "vg": "pve", "lv_size": 100 * 2**30, "used": 60 * 2**30,
+                 "metadata_size": 2**30, "metadata_used": 2**30 * 97 // 100},
+                {"lv": "vms", "vg": "nvme", "lv_size": 0, "used": 0, "metadata_size": 0, "metadata_used": 0}]
+
+
+def test_thin_pool_use_is_read_per_pool_from_the_node_and_matched_by_the_storage_config() -> None:
+    names = parse.thin_pool_names(STORAGE_CFG)
+    assert names == {"local-lvm": ("pve", "data"), "fast": ("nvme", "vms")}
+    use = parse.thin_pools(LVMTHIN_PVE1, "pve1")
+    assert use == {("pve", "data"): (0.6, 0.97)}, "a pool without a size is left out, not reported empty"
+
+
+def test_the_collector_reads_thin_pools_with_one_call_per_node_and_the_lab_sample_gives_nothing(
+        observed: Observed, lab: Any) -> None:
+    inventory = observed.inventory
+    cluster = inventory.clusters[0].model_copy(update={"thin_pools": True})
+    plain = ProxmoxCollector.from_inventory(inventory.clusters[0], inventory.vms, base_dir=lab.inventory_path.parent)
+    thin = ProxmoxCollector.from_inventory(cluster, inventory.vms, base_dir=lab.inventory_path.parent)
+    try:
+        plain.collect(), thin.collect()
+        without, with_pools = plain.collect(), thin.collect()
+    finally:
+        plain.close()
+        thin.close()
+    assert with_pools.api_calls == without.api_calls + 2, "/storage, and disks/lvmthin of the one node"
+    # fakepve answers disks/lvmthin with a schema sample (vg "fake", size 0): no figure is made up from it.
+    assert all(s.thin_data is None and s.thin_metadata is None for s in with_pools.storages)
+
+
+def test_thin_pool_use_becomes_series_of_its_storage(observed: Observed, session: Session) -> None:
+    sync_inventory(session, observed.inventory, now=observed.healthy.at)
+    storages = tuple(replace(s, thin_data=0.6, thin_metadata=0.97) if s.plugintype == "lvmthin" else s
+                     for s in observed.healthy.storages)
+    health.record_cluster(session, replace(observed.healthy, storages=storages), thresholds=Thresholds())
+    session.commit()
+    text = render_health(health_queries.health_snapshot(session)).splitlines()
+    cluster = observed.healthy.cluster
+    lbl = f'{{cluster="{cluster}",node="pve1",storage="local-lvm"}}'
+    assert f"pdn_storage_thin_data_used_ratio{lbl} 0.6" in text
+    assert f"pdn_storage_thin_metadata_used_ratio{lbl} 0.97" in text
+    assert not any("storage=\"local\"" in line for line in text if line.startswith("pdn_storage_thin_"))

@@ -59,7 +59,7 @@ def test_a_filling_lab_storage_gets_a_forecast(make_lab, session: Session) -> No
     assert len(rows) == 4 and [r.used for r in rows] == sorted(r.used for r in rows) and rows[0].used < rows[-1].used
     text = render_health(health_queries.health_snapshot(session))
     line = next(x for x in text.splitlines()
-                if x.startswith('pdn_storage_days_until_full{cluster="lab",node="pve1",storage="local-lvm"}'))
-    assert 0 < float(line.rsplit(" ", 1)[1]) < 1000
+                if x.startswith('pdn_storage_full_in_seconds{cluster="lab",node="pve1",storage="local-lvm"}'))
+    assert 0 < float(line.rsplit(" ", 1)[1]) < 1000 * 86400
     # The lab's other storage does not grow: no forecast for it.
-    assert 'pdn_storage_days_until_full{cluster="lab",node="pve1",storage="local"}' not in text
+    assert 'pdn_storage_full_in_seconds{cluster="lab",node="pve1",storage="local"}' not in text

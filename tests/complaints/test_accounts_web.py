@@ -169,3 +169,39 @@ def test_reassigning_an_admin_with_a_new_password_ends_their_old_sessions_and_to
     fresh = world.client()
     login(fresh, "reassigned-dinkes", "second-password-2")
     assert fresh.get("/complaints").status_code == 200
+
+
+def test_a_cached_api_token_costs_the_lists_no_lookup_and_its_revocation_counts_at_once(world) -> None:
+    from sqlalchemy import event
+
+    with transaction(world.ctx.sessions) as session:
+        user = session.scalars(select(UserRow).where(UserRow.username == "engineer")).one()
+        token, row = accounts.create_token(session, accounts.principal_of(user), "dashboard")
+        token_id = row.id
+    assert file_complaint(world.client("admin-dinkes"), f"vm:{world.vm['web-dinkes']}").status_code in (200, 303)
+    bearer = {"Authorization": f"Bearer {token}"}
+    script = world.client()
+    first = script.get("/api/v1/complaints?limit=20", headers=bearer)
+    assert first.status_code == 200 and first.json()["items"], "a first request looks the token up in full"
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = world.ctx.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        again = script.get("/api/v1/complaints?limit=20", headers=bearer)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert again.status_code == 200
+    assert [i["id"] for i in again.json()["items"]] == [i["id"] for i in first.json()["items"]]
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1 and "api_tokens" in reads[0], "one query: the page, guarded by the token's validity"
+    assert script.get("/api/v1/complaints/queue", headers=bearer).status_code == 200
+    # Revoked elsewhere (another worker process, the database directly): refused at the very next request.
+    with transaction(world.ctx.sessions) as session:
+        accounts.revoke_token(session, accounts.principal_of(user), token_id)
+    assert script.get("/api/v1/complaints?limit=20", headers=bearer).status_code == 401
+    assert script.get("/api/v1/complaints/queue", headers=bearer).status_code == 401
+    assert script.get("/api/v1/me", headers=bearer).status_code == 401

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from pdn_ops.accounts import service as accounts
+from pdn_ops.alerts.tables import DutyOverrideRow, DutyShiftRow
 from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import utcnow
@@ -89,8 +90,11 @@ ACCESS: dict[str, frozenset[str]] = {
     # Fleet pages show every OPD: staff only. /metrics is for Prometheus (bearer token or loopback), no portal user.
     "GET /fleet": STAFF,
     "GET /fleet/vm/{vm_id}": STAFF,
+    "GET /fleet/backups": STAFF,
+    "GET /fleet/storage": STAFF,
     "GET /fleet/site/{site_id}": STAFF,
     "GET /api/v1/fleet": STAFF,
+    "GET /api/v1/fleet/backups": STAFF,
     "GET /metrics": frozenset(),
     "GET /webhooks/whatsapp": SIGNED,
     "POST /webhooks/whatsapp": SIGNED,
@@ -116,6 +120,11 @@ ACCESS: dict[str, frozenset[str]] = {
     # Automatic remediation: the global switch, rules (retired, never deleted), maintenance windows.
     "GET /remediation/automation": STAFF,
     "POST /remediation/automation/switch": STAFF,
+    "GET /duty": STAFF,
+    "POST /duty/shifts": frozenset({SUPERVISOR}),
+    "POST /duty/shifts/{shift_id}/delete": frozenset({SUPERVISOR}),
+    "POST /duty/overrides": frozenset({SUPERVISOR}),
+    "POST /duty/overrides/{override_id}/delete": frozenset({SUPERVISOR}),
     "POST /remediation/rules": STAFF,
     "POST /remediation/rules/{rule_id}/{change}": STAFF,
     "POST /remediation/windows": STAFF,
@@ -237,8 +246,12 @@ def test_every_route_answers_every_role_as_the_table_says(world) -> None:
         session.add(StandardVersionRow(parts={"time": "7 hari"}, created_by="supervisor"))
         session.add(StatusPageRow(opd_id=world.opd["dinkes"], enabled=True, public=True, share_token="route-table",
                                   show_addresses=False, site_ids=[world.site["Portal Dinkes"]], updated_by="x"))
+        shift = DutyShiftRow(user_id=spare.id, weekday=0, start_minute=0, end_minute=60, created_by="x")
+        override = DutyOverrideRow(user_id=spare.id, kind="on", starts_at=utcnow(),
+                                   ends_at=utcnow() + timedelta(days=1), created_by="x")
+        session.add_all([shift, override])
         session.flush()
-        params = {"complaint_id": complaint_id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
+        params = {"complaint_id": complaint_id, "shift_id": shift.id, "override_id": override.id, "attachment_id": photo_id, "action": "start", "token_id": token.id,
                   "user_id": spare.id, "vm_id": world.vm["web-dinkes"], "site_id": world.site["Portal Dinkes"],
                   "run_id": run.id, "cluster": "pdn1", "vmid": 101, "rule_id": rule.id, "change": "disable",
                   "window_id": window.id, "response_id": response.id,

@@ -3,7 +3,9 @@ inline field errors tied to their fields."""
 
 from __future__ import annotations
 
-from tests.complaints.world import World, file_complaint
+import re
+
+from tests.complaints.world import World, file_complaint, jpeg
 
 
 def test_the_returned_complaint_form_shows_the_reason_and_the_photos_and_marks_bad_fields(world: World) -> None:
@@ -21,3 +23,27 @@ def test_the_returned_complaint_form_shows_the_reason_and_the_photos_and_marks_b
     assert refused.status_code == 400
     assert 'aria-invalid="true" aria-describedby="err-category"' in refused.text
     assert 'id="err-description"' in refused.text and 'aria-describedby="err-description"' in refused.text
+
+
+def test_the_returned_complaint_keeps_or_removes_its_photos_as_the_admin_chooses(world: World) -> None:
+    admin = world.client("admin-dinkes")
+    engineer = world.client("engineer")
+    asset = f"vm:{world.vm['web-dinkes']}"
+    url = file_complaint(admin, asset, photos=[("salah.jpg", jpeg(), "image/jpeg"),
+                                               ("layar.jpg", jpeg(color=(10, 200, 10)), "image/jpeg")]).headers["location"]
+    assert engineer.post(f"{url}/actions/return", data={"reason": "Foto pertama bukan halaman yang gagal"}).status_code == 303
+    form = admin.get(f"{url}/edit").text
+    wrong, right = re.findall(r'name="remove_photo" value="(\d+)"', form)
+    fields = {"asset": asset, "category": "site_down", "description": "Halaman layanan gagal dibuka sejak pagi"}
+    # Removing every photo without adding one leaves the complaint without evidence: refused, the choice kept.
+    refused = admin.post(f"{url}/edit", data={**fields, "remove_photo": [wrong, right]})
+    assert refused.status_code == 400 and 'id="err-photos"' in refused.text
+    assert refused.text.count('name="remove_photo" value=') == 2 and refused.text.count(" checked>") == 2
+    assert admin.get(f"{url}/photos/{wrong}/thumb").status_code == 200  # nothing removed by a refusal
+    kept = admin.post(f"{url}/edit", data={**fields, "remove_photo": [wrong, "not-a-photo", "99999"]})
+    assert kept.status_code == 303
+    assert admin.get(f"{url}/photos/{wrong}/thumb").status_code == 404
+    assert admin.get(f"{url}/photos/{right}/thumb").status_code == 200
+    page = engineer.get(f"{url}?lang=en").text
+    assert page.count(f"{url}/photos/") >= 1 and f"{url}/photos/{wrong}/" not in page
+    assert "removed attached photos" in page and "salah.jpg" in page

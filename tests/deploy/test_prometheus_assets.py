@@ -22,7 +22,7 @@ from pdn_ops.core.db import migrate
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.metric_names import PREFIX, SERIES
 from pdn_ops.core.settings import load_settings
-from tests.health_world import Served, record_world
+from tests.health_world import Served, record_safety_net, record_world
 from tests.support import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,8 @@ def test_dashboard_is_well_formed_with_an_opd_variable_and_provisioning() -> Non
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)), "panel ids are unique"
     titles = " ".join(p["title"] for p in panels()).lower()
-    for topic in ("sites down", "vm state", "response time", "tls", "complaints", "sla"):
+    for topic in ("sites down", "vm state", "response time", "tls", "complaints", "sla", "backup age per vm",
+                  "storage usage", "days until full", "node memory"):
         assert topic in titles, topic
     for panel in panels():
         assert panel["targets"], panel["title"]
@@ -121,6 +122,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     app = create_app(build_runtime(load_settings(demo=True, database_url=url, run_scheduler=False)))
     with transaction(app.state.runtime.sessions) as session:
         record_world(session)
+        record_safety_net(session)
     app_port, prom_port = free_port(), free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -120,9 +120,9 @@ def test_an_io_error_vm_is_down_at_once_and_a_lock_left_long_enough_degrades_it(
     verdict = model.assess_vm(frozen, Thresholds())
     assert (verdict.ok, verdict.reason, verdict.definitive) == (False, Reason.IO_ERROR, True)
     locked = GuestObservation(cluster="pdn1", vmid=101, node="pve1", name="web", type="qemu", status="running",
-                              lock="backup", lock_free_s=899.0)
+                              lock="backup", lock_free_s=599.0)
     assert model.assess_vm(locked, Thresholds()).degraded == ()
-    assert model.assess_vm(replace(locked, lock_free_s=900.0), Thresholds()).degraded == (Reason.STALE_LOCK,)
+    assert model.assess_vm(replace(locked, lock_free_s=600.0), Thresholds()).degraded == (Reason.STALE_LOCK,)
     assert model.assess_vm(replace(locked, lock_free_s=None), Thresholds()).degraded == (), "a task holds it"
 
 

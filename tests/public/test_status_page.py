@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from pdn_ops.complaints import Action, ComplaintRow, act
 from pdn_ops.complaints.tables import WorkNoteRow
 from pdn_ops.core.db.engine import transaction
+from pdn_ops.core.db.tables import SiteRow, utcnow
+from pdn_ops.health.history import Outage, fold_outages
+from pdn_ops.health.tables import HealthEventRow, HealthTargetRow
 from tests.complaints.world import file_complaint, principal_named
 
 
@@ -73,3 +77,46 @@ def test_resolution_notes_are_shown_only_when_the_opd_chooses(world) -> None:
     text = anonymous.get("/status/dinkes").text
     assert note in text and "vault" not in text, "the OPD's note, never the work notes"
     assert anonymous.get("/status-link/" + "x" * 65).status_code in (404, 422)
+
+
+def test_outages_seen_by_the_health_checks_are_on_the_page_without_their_detail(world) -> None:
+    admin, anonymous = world.client("admin-dinkes"), world.client()
+    site = world.site["Portal Dinkes"]
+    now = utcnow()
+    secret = "connect ECONNREFUSED 127.0.10.1:80 (nginx.service inactive)"
+    with transaction(world.ctx.sessions) as session:
+        row = session.scalar(select(SiteRow).where(SiteRow.id == site))
+        assert row is not None
+        target = session.scalar(select(HealthTargetRow).where(HealthTargetRow.kind == "site",
+                                                              HealthTargetRow.ref == row.url))
+        if target is None:
+            target = HealthTargetRow(kind="site", ref=row.url, site_id=site, opd_id=row.opd_id)
+            session.add(target)
+        target.state, target.since, target.detail = "degraded", now - timedelta(minutes=30), secret
+        session.flush()
+        # Down for an hour two days ago (nobody complained), degraded since half an hour ago.
+        for at, old, new in ((now - timedelta(days=2), "up", "down"), (now - timedelta(days=2, minutes=-60), "down", "up"),
+                             (now - timedelta(minutes=30), "up", "degraded")):
+            session.add(HealthEventRow(target_id=target.id, at=at, old_state=old, new_state=new, reason="http",
+                                       detail=secret))
+    _save(admin, [site], enabled="1", public="1")
+    text = anonymous.get("/status/dinkes").text
+    assert "tidak dapat diakses (terdeteksi pemantauan)" in text
+    assert "lambat atau terganggu sebagian (terdeteksi pemantauan)" in text
+    ongoing = text.index("lambat atau terganggu sebagian")
+    assert ongoing < text.index("tidak dapat diakses (terdeteksi"), "the ongoing outage comes first"
+    for leaked in ("ECONNREFUSED", "127.0.10.1", "nginx.service"):
+        assert leaked not in text
+    assert "unreachable (seen by monitoring)" in anonymous.get("/status/dinkes?lang=en").text
+
+
+def test_outages_fold_from_state_changes() -> None:
+    t0 = utcnow() - timedelta(days=3)
+    at = [t0 + timedelta(hours=h) for h in range(6)]
+    spans = fold_outages(7, [(at[0], "degraded"), (at[1], "down"), (at[2], "unknown"), (at[3], "up"),
+                             (at[4], "down")])
+    assert spans == [Outage(7, "down", at[0], at[3]), Outage(7, "down", at[4], None)]
+    assert fold_outages(7, [(at[0], "unknown"), (at[1], "up")]) == []
+    # Down since before the window, no change inside it: one outage from the window's start, still going.
+    assert fold_outages(7, [], "down", at[5]) == [Outage(7, "down", at[5], None)]
+    assert fold_outages(7, [], "up", at[5]) == []

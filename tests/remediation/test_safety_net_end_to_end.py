@@ -96,14 +96,29 @@ def test_a_bad_update_is_undone_by_a_restore_in_place_after_two_approvals(world:
     assert all(ok for ok in world.check(vmid))
 
 
-def test_a_restore_to_a_new_vmid_leaves_the_vm_alone(world: LabWorld) -> None:
+def test_a_restore_to_a_new_vmid_takes_the_last_backup_from_before_the_problem(world: LabWorld) -> None:
+    """The site fails after the first backup; a second backup is taken while it fails. Asked without a backup,
+    the run is given when the problem began (its first failed check) and restores the first backup, as a new VM;
+    the broken VM is left alone (here the engineer then switches the site over, and its checks close the run)."""
     vmid = 104
+    world.lab.faults.backup_now(vmid)
+    good = max(v["ctime"] for k, v in world.lab.pve.storages["local"]["volumes"].items() if f"-{vmid}-" in k)
+    time.sleep(1.1)
+    world.lab.faults.site_error(vmid)
+    for _ in range(3):
+        assert not any(world.check(vmid))
+    time.sleep(1.1)  # the backup taken while broken is a second later
     world.lab.faults.backup_now(vmid)
     run_id = world.request("restore_backup", vmid, {}, "e2e-restore-new")
     with world.sessions() as session:
-        assert svc.get_run(session, run_id).approvals_needed == 0
+        row = svc.get_run(session, run_id)
+        assert row.approvals_needed == 0 and good < row.params["before"] <= int(time.time())
+    assert world.request("restore_backup", vmid, {}, "e2e-restore-new") == run_id  # a retry is the same request
+    world.lab.faults.site_ok(vmid)
     done = confirm(world, run_id, vmid)
     assert (done.outcome, done.closure) == ("succeeded", "confirmed"), done.summary
+    chosen = next(s for s in done.steps if s.name == "choose_backup").facts
+    assert chosen["backup_ctime"] == good
     restored: Any = world.lab.pve.vm(105)
     assert restored is not None and restored.status == "stopped" and "as VM 105 on local-lvm" in done.summary
     assert world.lab.pve.vm(vmid).status == "running"

@@ -192,3 +192,10 @@ def test_restore_to_a_new_vmid_next_to_the_vm_on_a_storage_with_room(lab: Any, p
     assert restored.status == "stopped" and restored.config["scsi0"].startswith("local-lvm:vm-109-disk-0")
     assert restored.config["net0"] != lab.pve.vm(104).config["net0"]
     assert lab.pve.vm(104).status == "running"  # the broken VM is not touched
+
+
+def test_the_alerts_link_the_safety_net_playbooks_by_registered_names() -> None:
+    from pdn_ops.alerts.model import PLAYBOOKS_FOR
+
+    assert PLAYBOOKS_FOR["PdnVmStaleLock"] == ("clear_lock",) and "restore_backup" in PLAYBOOKS_FOR["PdnVmDown"]
+    assert {p for names in PLAYBOOKS_FOR.values() for p in names} <= set(registry.PLAYBOOKS)

@@ -210,3 +210,75 @@ def test_sigkill_while_the_task_still_runs_never_repeats_it(make_lab: Any, tmp_p
     finally:
         held.close()
         engine.dispose()
+
+
+# The safety-net playbooks, on the lab (two nodes: fakepve has no migrate, restore or vzdump of its own). Each case
+# prepares a fresh VM (a stale lock, a backup), then chains as above: each worker recovers what the one before left
+# and dies at the given boundary of a fresh run. A restore in place is approved by two engineers before a worker sees
+# it; its stop step (boundaries 5-8) is the same step as restart_vm's, cut above, so it is not cut again here.
+SAFETY_CASES: list[tuple[str, dict[str, object], tuple[int, ...]]] = [
+    ("clear_lock", {}, (1, 2)),  # a synchronous change: intent and result
+    ("migrate_vm", {}, (1, 2, 3, 4)),  # intent, called, UPID stored, result
+    ("restore_backup", {}, (1, 2, 3, 4)),  # the task belongs to the new VMID
+    ("restore_backup", {"mode": "in_place", "start": True}, (1, 2, 3, 4, 9, 10, 11, 12)),  # safety backup, restore
+]
+
+
+def test_sigkill_at_every_boundary_of_the_safety_net_playbooks(make_lab: Any, tmp_path: Path) -> None:
+    from pdn_ops.core.inventory import load_inventory
+
+    lab = make_lab(nodes=2, vms=40, sites=0, guests=0)
+    url = f"sqlite:///{tmp_path / 'safety.sqlite3'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    inventory = load_inventory(lab.inventory_path)
+    base_dir = lab.inventory_path.parent
+    runs: dict[int, tuple[str, int, dict[str, object]]] = {}
+
+    def enqueue(playbook: str, vmid: int, params: dict[str, object]) -> None:
+        with transaction(sessions) as session:
+            row = svc.request_run(session, inventory, playbook=playbook, target=f"lab/{vmid}", params=params,
+                                  requester=svc.Requester("policy-engine"), idempotency_key=f"s{vmid}",
+                                  policy=rem.Policy(), trigger="rule:0", base_dir=base_dir)
+            for engineer in ("eng1", "eng2")[:row.approvals_needed]:
+                svc.approve(session, row.id, engineer=engineer, policy=rem.Policy())
+            runs[row.id] = (playbook, vmid, params)
+
+    def worker(kill_at: int | None = None) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PDN_OPS_REMEDIATION_KILL")}
+        if kill_at is not None:
+            env.update(PDN_OPS_REMEDIATION_KILL_AT=str(kill_at), PDN_OPS_REMEDIATION_KILL_SCOPE="act")
+        proc = subprocess.run(
+            [sys.executable, "-c", "from pdn_ops.app.cli import main; main()", "remediation", "worker", "--once",
+             "--database-url", url, "--inventory", str(lab.inventory_path), "--worker-id", f"s{kill_at}"],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode in (0, -9), proc.stderr[-2000:]
+        return proc.returncode
+
+    vmid = 100
+    try:
+        for playbook, params, cuts in SAFETY_CASES:
+            for at in cuts:
+                vmid += 1
+                if playbook == "clear_lock":
+                    lab.faults.stale_lock(vmid, lock="backup")
+                elif playbook == "restore_backup":
+                    lab.faults.backup_now(vmid)
+                enqueue(playbook, vmid, params)
+                assert worker(kill_at=at) == -9, f"{playbook} {params}: no boundary {at}"
+        assert worker() == 0
+        ours = Counter((t["type"], t["id"]) for t in lab.pve.tasklog if "!" in t["user"])
+        assert ours and all(n == 1 for n in ours.values()), ours  # no task of the worker's token ran twice
+        with sessions() as session:
+            for run_id, (playbook, vm_id, params) in runs.items():
+                run = session.get(RemediationRunRow, run_id)
+                assert run is not None and run.outcome == "succeeded", (playbook, vm_id, run and run.summary)
+                vm = lab.pve.vm(vm_id)
+                assert vm.lock is None, (playbook, vm_id)
+                if playbook == "migrate_vm":
+                    assert run.summary.split("; ")[1].startswith(f"pve{2 - vm_id % 2} -> {vm.node}"), run.summary
+                if params.get("mode") == "in_place":
+                    assert vm.status == "running" and ours[("vzdump", str(vm_id))] == 1
+    finally:
+        engine.dispose()

@@ -145,6 +145,49 @@ def test_a_failing_job_is_recorded_reported_and_does_not_stop_the_others(db) -> 
     assert healthy_row is not None and healthy_row.errors_total == 0
 
 
+def test_a_locked_database_is_a_failed_run_logged_once_per_outage_not_a_traceback(db, caplog, monkeypatch) -> None:
+    """Under load the scheduler's writes can wait past SQLite's busy timeout: that is not a bug. The run is
+    recorded failed ("locked"), one line says the outage started (none per further run, none a traceback), and
+    the next run that succeeds ends it."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from pdn_ops.core import jobs
+    from pdn_ops.core.db.faults import OutageLog
+
+    # A log of its own: no outage left open by another test, and an end as soon as a run succeeds.
+    monkeypatch.setattr(jobs, "JOB_OUTAGES", OutageLog(logging.getLogger("pdn_ops.core.jobs"), what="job runs fail",
+                                                       quiet_seconds=0.0))
+    _url, _engine, sessions = db
+    locked = True
+
+    def record(_session: Session, _result: object) -> None:
+        if locked:
+            raise OperationalError("UPDATE job_status ...", {}, Exception("database is locked"))
+
+    spec = JobSpec("sites:busy", "sites", 60, lambda: None, record)
+    wrapper = JobWrapper(sessions)
+    with caplog.at_level("INFO", logger="pdn_ops.core.jobs"):
+        wrapper.run(spec)  # does not raise
+        wrapper.run(spec)
+        failed = status(sessions, "sites:busy")
+        assert failed is not None and failed.last_failure == "locked" and failed.last_ok is False
+        locked = False
+        wrapper.run(spec)
+    lines = [r for r in caplog.records if r.name == "pdn_ops.core.jobs"]
+    assert not any(r.exc_info for r in lines), "no traceback for a locked database"
+    started = [r for r in lines if "database locked" in r.getMessage() and "until it passes" in r.getMessage()]
+    assert len(started) == 1, [r.getMessage() for r in lines]
+    assert any("over after" in r.getMessage() for r in lines), "the outage's end is logged"
+    row = status(sessions, "sites:busy")
+    assert row is not None and (row.runs_total, row.errors_total, row.last_ok) == (3, 2, True)
+    assert row.last_failure is None and row.last_success_at is not None
+    with sessions() as session:
+        runs = session.scalars(select(JobRunRow).where(JobRunRow.job == "sites:busy").order_by(JobRunRow.id)).all()
+        assert [r.outcome for r in runs] == ["failed", "failed", "succeeded"]
+
+
 def test_a_run_whose_calls_were_refused_is_a_failed_run_with_its_class_and_its_data_kept(db) -> None:
     _url, _engine, sessions = db
     inventory = load_inventory(ROOT / "inventory.example.yaml")

@@ -84,6 +84,18 @@ def test_detail_pages_show_state_checks_events_and_related_targets(client: TestC
     assert client.get("/fleet/site/99999").status_code == 404
 
 
+def test_a_running_vms_page_charts_its_cpu_memory_and_disk_over_a_week(client: TestClient, app: FastAPI) -> None:
+    known = ids(app)
+    page = client.get(f"/fleet/vm/{known['vm101']}?lang=en").text
+    assert "Resource use over the last 7 days" in page
+    # 12.5 % of its cores, 768 MiB of 2 GiB, 10 of 32 GiB: the last hour's means, one line each
+    for caption in ("CPU, now 12", "Memory, now 38", "Disk, now 31"):
+        assert caption in page, caption
+    assert page.count('class="chart line"') == 3
+    stopped = client.get(f"/fleet/vm/{known['vm102']}?lang=id").text  # never sampled while running
+    assert "Pemakaian sumber daya" not in stopped
+
+
 def test_fleet_pages_are_for_staff_only(app: FastAPI) -> None:
     with TestClient(app, follow_redirects=False) as anonymous:
         page = anonymous.get("/fleet")
