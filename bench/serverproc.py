@@ -65,6 +65,9 @@ def prepare(database_url: str, data_dir: Path, *, admins_per_opd: int = 10, engi
                 sync_inventory(session, load_inventory(inventory or ROOT / "inventory.example.yaml"))
         hashed = accounts.hash_password(PASSWORD)
         with transaction(sessions) as session:
+            # A writer from the start: a running demo's scheduler writes meanwhile, and SQLite cannot turn a reader
+            # into a writer once another writer has committed.
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             for opd in session.scalars(select(OpdRow).order_by(OpdRow.id)):
                 refs = [f"vm:{i}" for i in session.scalars(select(VmRow.id).where(VmRow.opd_id == opd.id))]
                 refs += [f"site:{i}" for i in session.scalars(select(SiteRow.id).where(SiteRow.opd_id == opd.id))]

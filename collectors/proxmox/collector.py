@@ -113,6 +113,8 @@ class ProxmoxCollector:
                 observation = replace(observation, storages=backups.storages(resources))
                 observation = self._refine_changed(observation)
                 observation = self._with_agent_disks(observation)
+                if self.watch_thin_pools:  # first: a pool whose metadata is full freezes its VMs too
+                    observation = self._with_thin_pools(observation)
                 observation = self._with_io_errors(observation)
                 tasks = self._tasks() if self.watch_backups or any(g.lock for g in observation.guests) else None
                 observation = self._with_locks(observation, tasks)
@@ -120,8 +122,6 @@ class ProxmoxCollector:
                     observation = self._with_backups(observation, tasks)
                 if self.watch_nodes:
                     observation = self._with_node_pressure(observation)
-                if self.watch_thin_pools:
-                    observation = self._with_thin_pools(observation)
         except CollectorError as exc:
             observation = ClusterObservation(
                 cluster=self.cluster, at=now, ok=False, failure=FailureClass(exc.failure), detail=str(exc),
@@ -226,7 +226,7 @@ class ProxmoxCollector:
         least recently asked), and a guest found in io-error has its config read once for its disks' storages.
         No storage that full: no call."""
         nodes = {s.node for s in observation.storages
-                 if s.available and s.total and s.used / s.total >= self.io_check_ratio
+                 if s.available and s.fill >= self.io_check_ratio
                  and {"images", "rootdir"} & set(s.content)}
         online = {n.node for n in observation.nodes if n.online}
         suspects = [g for g in observation.guests if g.type == "qemu" and g.status == "running" and g.node in online

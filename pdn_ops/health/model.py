@@ -38,6 +38,7 @@ from pdn_ops.health.observations import (
     NodeObservation,
     SiteCheck,
     SshObservation,
+    StorageObservation,
 )
 
 
@@ -410,8 +411,8 @@ def storage_key(cluster: str, node: str, storage: str) -> str:
     return target_key(Kind.STORAGE, f"{cluster}/{node}/{storage}")
 
 
-def storage_full(used: float, total: float, thresholds: Thresholds) -> bool:
-    return total > 0 and used / total >= thresholds.storage_full_ratio
+def storage_full(store: StorageObservation, thresholds: Thresholds) -> bool:
+    return store.available and store.fill >= thresholds.storage_full_ratio
 
 
 def _storage_cause(vm_key: str, states: Mapping[str, TargetState], storages: Mapping[str, Iterable[str]],

@@ -118,6 +118,12 @@ class StorageObservation:
     thin_data: float | None = None
     thin_metadata: float | None = None
 
+    @property
+    def fill(self) -> float:
+        """How full it is for its VMs' writes: its use, or an LVM-thin pool's data or metadata use, the highest (a
+        pool whose metadata is full refuses writes while its data has room)."""
+        return max(self.used / self.total if self.total else 0.0, self.thin_data or 0.0, self.thin_metadata or 0.0)
+
 
 @dataclass(frozen=True, slots=True)
 class BackupObservation:

@@ -305,7 +305,7 @@ def record_cluster(session: Session, observation: ClusterObservation, *, thresho
                           "storages": [{"node": s.node, "storage": s.storage, "type": s.plugintype,
                                         "backup": "backup" in s.content, "available": s.available, "used": s.used,
                                         "total": s.total, "days_until_full": forecasts.get((s.node, s.storage)),
-                                        "full": s.available and model.storage_full(s.used, s.total, thresholds),
+                                        "full": model.storage_full(s, thresholds),
                                         **({"thin": {"data": s.thin_data, "metadata": s.thin_metadata}}
                                            if s.thin_data is not None or s.thin_metadata is not None else {})}
                                        for s in observation.storages]}

@@ -223,3 +223,15 @@ def test_thin_pool_use_becomes_series_of_its_storage(observed: Observed, session
     assert f"pdn_storage_thin_data_used_ratio{lbl} 0.6" in text
     assert f"pdn_storage_thin_metadata_used_ratio{lbl} 0.97" in text
     assert not any("storage=\"local\"" in line for line in text if line.startswith("pdn_storage_thin_"))
+
+
+def test_a_thin_pool_whose_metadata_is_full_is_full_for_the_vms_on_it(observed: Observed, session: Session) -> None:
+    """Its data at 60%, its metadata at 99%: writes fail, so a VM in io-error there is down because of it."""
+    sync_inventory(session, observed.inventory, now=observed.healthy.at)
+    health.record_cluster(session, observed.healthy, thresholds=Thresholds())
+    storages = tuple(replace(s, used=s.total * 6 // 10, thin_data=0.6, thin_metadata=0.99)
+                     if s.storage == "local-lvm" else s for s in observed.frozen.storages)
+    health.record_cluster(session, replace(observed.frozen, storages=storages), thresholds=Thresholds())
+    session.commit()
+    vm = _row(session, "vm", f"{observed.frozen.cluster}/101")
+    assert (vm.state, vm.cause_key) == ("down", f"storage:{observed.frozen.cluster}/pve1/local-lvm")
