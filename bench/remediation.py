@@ -1,13 +1,16 @@
 """Remediation benchmarks: fault to health-confirmed closure in the lab, and 100 runs on two PostgreSQL workers.
 
     .venv/bin/python -m bench.remediation [--interval 2] [--runs 100] [--skip-lab] [--skip-scale]
+                                          [--lanes fast,regular]
 
 1. Lab scenarios with automatic remediation (rule: its symptom in 3 checks in a row, then the playbook): crashed
    service, stopped VM, full disk, bad update rolled back (the rule rolls back to the snapshot taken before the
    deploy, the one the snapshot chooser suggests), memory pressure fixed by a resize with the reboot it needs. The
-   real collectors (HTTPS sites, SSH guest, the Proxmox API) check every ``--interval`` seconds; after each round
-   the product's ``remediation:auto-rules`` job runs through the scheduler's job wrapper (signals from the health
-   model, the policy, the enqueue); one in-process worker executes and closes (3 passing checks). Rollback and
+   product's regular collector jobs (HTTPS sites, SSH guests, the Proxmox API) run every ``--interval`` seconds,
+   the product's ``remediation:auto-rules`` job every half interval, and (lane ``fast``) the fast lane
+   (``health:fast-lane``: targets of runs awaiting closure, of rules part-way to firing, of fresh alerts and
+   complaints) every sixth of an interval, all through the scheduler's job wrapper; one in-process worker executes
+   and closes (3 passing checks) at every slot. The fault is made just after a regular round (worst phase). Rollback and
    resize runs wait for an engineer's approval (the issue's rule), which the bench gives at once as "bench-eng".
    Reported: first failed check after the fault, rule fired, run finished, closure confirmed (seconds and check
    intervals).
@@ -38,10 +41,8 @@ from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
 from pdn_ops.core.inventory import load_inventory
 from pdn_ops.core.inventory_sync import sync_inventory
 from pdn_ops.core.jobs import JobWrapper
-from pdn_ops.health import service as health
 from pdn_ops.health.collection import InventoryCollectorFactory
 from pdn_ops.health.jobs import HealthConfig, build_jobs
-from pdn_ops.health.model import Thresholds
 from pdn_ops.runs import auto as remediation_auto
 from pdn_ops.runs import model as rem
 from pdn_ops.runs import service as svc
@@ -53,12 +54,13 @@ from pdn_ops.runs.worker import Clients, Worker, WorkerConfig, proxmox_executor_
 PG_ADMIN = os.environ.get("PDN_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def lab_scenarios(interval: float) -> list[dict[str, Any]]:
-    from collectors.http.collector import run_cycle
-    from collectors.ssh.collector import SshCollector
+def lab_scenarios(interval: float, *, fast: bool = True) -> list[dict[str, Any]]:
+    from pdn_ops.health.jobs import FAST_DIVISOR, fast_lane_job
     from pdn_ops.lab.lab import Lab
+    from pdn_ops.runs.jobs import fast_confirmation
 
     results = []
+    slot = interval / FAST_DIVISOR
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab.start(Path(tmp) / "lab", vms=5, sites=5, time_scale=0.02)
         try:
@@ -73,10 +75,14 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
             worker = Worker(engine, sessions, inventory,
                             Clients(proxmox=lambda name: proxmox_executor_for(inventory, name, base)),
                             WorkerConfig(worker_id="bench", base_dir=base, closure=ClosurePolicy(needed=3)))
-            # The product's jobs: the Proxmox collector (the VM's status as pdn-ops sees it) and the policy engine.
+            # The product's jobs: the regular collectors, the policy engine and (unless --no-fast-lane) the fast
+            # lane, all through the scheduler's job wrapper.
             factory = InventoryCollectorFactory(inventory, base_dir=base, site_ca_file=str(lab.ca_file))
-            proxmox_job = next(j for j in build_jobs(inventory, factory, HealthConfig()) if j.kind == "proxmox")
+            regular = [j for j in build_jobs(inventory, factory, HealthConfig()) if j.kind != "maintenance"]
             rules_job = remediation_jobs(inventory, base_dir=base)[0]
+            watched, after_record = fast_confirmation(inventory, base_dir=base, closure=ClosurePolicy(needed=3))
+            fast_job = fast_lane_job(inventory, factory, HealthConfig(), sessions=sessions, watched=watched,
+                                     after_record=after_record, interval_s=slot)
             wrapper = JobWrapper(sessions)
             scenarios: list[tuple[str, int, str, dict[str, object], str | None, Any]] = [
                 ("crashed service", 102, "restart_service", {"unit": "nginx.service"}, "running",
@@ -92,34 +98,32 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
             lab.faults.take_snapshot(104, "before_update", description="before opd-portal 1.5.0")
             for name, vmid, playbook, params, vm_status, fault in scenarios:
                 target = f"lab/{vmid}"
-                vm = inventory.vm(target)
-                assert vm is not None
-                sites = [s for s in inventory.sites if s.vm == target]
                 with transaction(sessions) as session:
                     remediation_auto.create_rule(session, inventory, target=target, playbook=playbook,
                                                  min_failed_checks=3, vm_status=vm_status, params=params,
                                                  created_by="bench", policy=rem.Policy())
-                if playbook == "restore_snapshot":
-                    # For the record only (not timed): the snapshot the chooser would suggest once it breaks.
-                    marks_suggested = None
+                marks_suggested = None
+                # The fault comes just after a regular round: the worst phase, detection waits a whole interval.
+                for job in regular:
+                    wrapper.run(job)
                 t0 = time.monotonic()
                 fault()
                 marks: dict[str, Any] = {}
                 run_id = None
+                index = 0
                 while time.monotonic() - t0 < 300:
-                    round_start = time.monotonic()
-                    checks = run_cycle(sites, ca_file=str(lab.ca_file))
-                    guest = SshCollector.from_inventory(vm, base_dir=base).collect()
-                    with transaction(sessions) as session:
-                        health.record_site_checks(session, checks, thresholds=Thresholds())
-                        health.record_ssh(session, [guest], thresholds=Thresholds())
-                    wrapper.run(proxmox_job)
-                    disk_full = any(m.used_ratio >= 0.9 for m in guest.mounts)
-                    bad = not all(c.ok for c in checks) or not guest.ok or disk_full
-                    if bad and "detected" not in marks:
+                    index += 1
+                    time.sleep(max(0.0, t0 + index * slot - time.monotonic()))
+                    if index % FAST_DIVISOR == 0:
+                        for job in regular:
+                            wrapper.run(job)
+                    if index % (FAST_DIVISOR // 2) == 0:  # the rules' 15 s of a 30 s interval
+                        wrapper.run(rules_job)
+                    if fast:
+                        wrapper.run(fast_job)
+                    if "detected" not in marks and _failing(sessions, target):
                         marks["detected"] = time.monotonic() - t0
                     if run_id is None:
-                        wrapper.run(rules_job)
                         with transaction(sessions) as session:
                             run = session.scalar(select(RemediationRunRow).where(RemediationRunRow.target == target)
                                                  .order_by(RemediationRunRow.id.desc()))
@@ -129,20 +133,21 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
                                 if run.state == rem.State.AWAITING_APPROVAL:
                                     svc.approve(session, run.id, engineer="bench-eng")
                                     marks["approved"] = True
-                        if run_id is not None:
-                            if playbook == "restore_snapshot":
-                                spent = time.monotonic()
-                                marks_suggested = _suggested(sessions, inventory, base, target)
-                                t0 += time.monotonic() - spent
-                            worker.run_pending()
-                            marks["run finished"] = time.monotonic() - t0
+                        if run_id is not None and playbook == "restore_snapshot":
+                            spent = time.monotonic()
+                            marks_suggested = _suggested(sessions, inventory, base, target)
+                            t0 += time.monotonic() - spent
+                    if run_id is not None and "run finished" not in marks and worker.run_pending():
+                        marks["run finished"] = time.monotonic() - t0
                     if run_id is not None and worker.close_runs():
                         marks["closed"] = time.monotonic() - t0
+                        marks["slots"] = index
                         break
-                    time.sleep(max(0.0, interval - (time.monotonic() - round_start)))
                 with sessions() as session:
                     row = session.get(RemediationRunRow, run_id) if run_id else None
                     closure = (row.outcome, row.closure) if row else ("no run", None)
+                    if row is not None and row.started_at and row.finished_at:
+                        marks["playbook"] = (row.finished_at - row.started_at).total_seconds()
                     if row is None:
                         marks["why"] = remediation_auto.evaluate_all(
                             session, inventory, policy=rem.Policy(), now=datetime.now(UTC))
@@ -155,6 +160,14 @@ def lab_scenarios(interval: float) -> list[dict[str, Any]]:
         finally:
             lab.stop()
     return results
+
+
+def _failing(sessions: Any, target: str) -> bool:
+    """Does the health model already see something wrong with the VM ``target`` (a failed check, or a guest
+    finding such as a full disk)?"""
+    with sessions() as session:
+        signals = remediation_auto.signals_for(session, target)
+    return bool(signals.consecutive_failed_checks or signals.guest_problems or signals.vm_status == "stopped")
 
 
 def _suggested(sessions: Any, inventory: Any, base: Path, target: str) -> str | None:
@@ -244,22 +257,32 @@ def scale(runs: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from pdn_ops.health.jobs import FAST_DIVISOR
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between check rounds in the lab")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--skip-lab", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--lanes", default="fast,regular",
+                        help="fast: with the fast lane (the product's default); regular: without it (before)")
     args = parser.parse_args()
     if not args.skip_lab:
-        print(f"lab scenarios, check interval {args.interval:g} s, rule: its symptom in 3 checks in a row, "
-              "evaluated by the product's remediation:auto-rules job")
-        for r in lab_scenarios(args.interval):
-            marks = " | ".join(f"{k} {r[k]:.1f} s ({r[k] / r['interval']:.1f} intervals)"
-                               for k in ("detected", "rule fired", "run finished", "closed") if k in r)
-            extra = f" | suggested snapshot {r['suggested']}" if "suggested" in r else ""
-            approved = " | approved by an engineer at once" if r.get("approved") else ""
-            print(f"  {r['scenario']:<16} {r['closure']} | {marks}" + ("" if "closed" in r else f" | {r.get('why')}")
-                  + approved + extra)
+        for lane in args.lanes.split(","):
+            print(f"lab scenarios, {lane} lane, check interval {args.interval:g} s, fault right after a regular "
+                  "round (worst phase), rule: its symptom in 3 checks in a row, closure: 3 passing checks")
+            for r in lab_scenarios(args.interval, fast=lane == "fast"):
+                marks = " | ".join(f"{k} {r[k]:.1f} s ({r[k] / r['interval']:.1f} intervals)"
+                                   for k in ("detected", "rule fired", "run finished", "closed") if k in r)
+                if "slots" in r:
+                    marks += f" | closed in slot {r['slots']} ({r['slots'] / FAST_DIVISOR:.2f} scheduled intervals)"
+                if "closed" in r and "playbook" in r:
+                    marks += (f" | playbook {r['playbook']:.2f} s; closed minus playbook "
+                              f"{(r['closed'] - r['playbook']) / r['interval']:.2f} intervals")
+                extra = f" | suggested snapshot {r['suggested']}" if "suggested" in r else ""
+                approved = " | approved by an engineer at once" if r.get("approved") else ""
+                print(f"  {r['scenario']:<16} {r['closure']} | {marks}"
+                      + ("" if "closed" in r else f" | {r.get('why')}") + approved + extra)
     if not args.skip_scale:
         s = scale(args.runs)
         print(f"scale-out: {s['runs']} runs, two workers on PostgreSQL: {s['total_s']:.1f} s total, "

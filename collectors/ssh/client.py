@@ -15,6 +15,12 @@ is a HostKeyMismatch, a security event. Error mapping:
 Every bound holds whatever the server does: paramiko's ``exec_command`` waits for the reply to the exec request
 with no timeout, so a guest that authenticates and then never answers would hold the collector's thread for good.
 A watchdog closes the connection at the command's deadline (a timeout, like any other unanswered step).
+
+Connections may be kept open between checks (``KeptConnections``: a bound on how many, and a number of checks and
+a maximum age after which the next check connects afresh). A kept connection is the one that was verified against
+the pin when it was made; connecting afresh every few checks verifies the pinned host key and the client key again
+(a guest that revoked pdn-ops' key, or whose key changed behind a session that outlived its sshd, is seen within
+those checks, not at the next restart); keepalives (every ``KEEPALIVE_SECONDS``) notice a guest that went away.
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ from pdn_ops.health.observations import FailureClass
 DEFAULT_MAX_OUTPUT = 256 * 1024
 _READ_CHUNK = 32 * 1024
 KEEPALIVE_SECONDS = 15
+# How often an open connection's transport thread wakes up when nothing arrives: paramiko's default, 0.1 s, is ten
+# wake-ups a second per connection, which made holding connections open cost more than it saved (bench/ssh_scale.py).
+# The keepalive is sent from these wake-ups, so they come at its own period. Set once connected: the handshake
+# keeps paramiko's timing, and data wakes the thread at once whatever this is.
+IDLE_WAKEUP_SECONDS = float(KEEPALIVE_SECONDS)
 # The watchdog closes the connection this long after a command's deadline: the read loop's own checks normally end
 # the command first; the watchdog is for calls that block inside paramiko with no timeout.
 WATCHDOG_GRACE = 0.5
@@ -95,8 +106,43 @@ def translate(exc: BaseException, target: str) -> CollectorError:
     return CollectorError(f"{target}: {type(exc).__name__}", failure=FailureClass.ERROR)
 
 
+class KeptConnections:
+    """Which clients may keep their connection open between checks: at most ``limit`` at once (first come), each
+    for at most ``max_uses`` checks and ``max_age`` seconds. Shared by the collectors of one process; thread-safe."""
+
+    def __init__(self, limit: int = 2000, max_age: float = 600.0, max_uses: int = 4) -> None:
+        self.limit = limit
+        self.max_age = max_age
+        self.max_uses = max_uses
+        self._lock = threading.Lock()
+        self._open: set[SshClient] = set()
+
+    def admit(self, client: SshClient) -> bool:
+        with self._lock:
+            if client in self._open:
+                return True
+            if len(self._open) >= self.limit:
+                return False
+            self._open.add(client)
+            return True
+
+    def discard(self, client: SshClient) -> None:
+        with self._lock:
+            self._open.discard(client)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def close_all(self) -> None:
+        with self._lock:
+            clients, self._open = list(self._open), set()
+        for client in clients:
+            client.close()
+
+
 class SshClient:
-    """One guest. ``with client: client.run("...")``; each ``with`` is one connection."""
+    """One guest. ``with client: client.run("...")``; each ``with`` is one connection (or ``connect``, then
+    ``run`` as often as needed while ``is_open``, then ``close``)."""
 
     def __init__(
         self,
@@ -115,6 +161,8 @@ class SshClient:
         self.timeout = timeout
         self.max_output = max_output
         self._client: paramiko.SSHClient | None = None
+        self._connected_at = 0.0
+        self.uses = 0  # commands run on this connection
 
     @classmethod
     def for_ssh(cls, ssh: Ssh, *, base_dir: Path | None = None) -> SshClient:
@@ -151,7 +199,20 @@ class SshClient:
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(KEEPALIVE_SECONDS)
+            transport.sock.settimeout(IDLE_WAKEUP_SECONDS)
         self._client = client
+        self._connected_at = time.monotonic()
+        self.uses = 0
+
+    def is_open(self, max_age: float | None = None, max_uses: int | None = None) -> bool:
+        """Connected, the transport alive, and (given them) made less than ``max_age`` seconds ago and used for
+        fewer than ``max_uses`` commands."""
+        transport = self._client.get_transport() if self._client is not None else None
+        if transport is None or not transport.is_active():
+            return False
+        if max_uses is not None and self.uses >= max_uses:
+            return False
+        return max_age is None or time.monotonic() - self._connected_at < max_age
 
     def close(self) -> None:
         if self._client is not None:
@@ -178,6 +239,7 @@ class SshClient:
             raise TargetUnreachable(f"{self.target}: not connected", failure=FailureClass.REFUSED)
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
+        self.uses += 1
         fired = threading.Event()
 
         def expire() -> None:

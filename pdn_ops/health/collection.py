@@ -7,6 +7,7 @@ failure (``job_runs``, ``pdn_collector_last_run_success``), never a service that
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
@@ -21,23 +22,38 @@ from pdn_ops.core.settings import Settings
 from pdn_ops.health.observations import ClusterObservation, FailureClass, SiteCheck, SshObservation
 
 SSH_CONCURRENCY = 16  # one thread per connection: paramiko blocks
+# SSH connections kept open between checks (bench/ssh_scale.py: a check on a kept connection costs about a third of
+# one that connects), at most this many per process, each re-made (host key and client key verified again) every
+# SSH_KEPT_USES checks and at least every SSH_KEPT_MAX_AGE_S seconds: a revoked key is seen within 4 checks.
+SSH_KEPT_LIMIT = 2000
+SSH_KEPT_USES = 4
+SSH_KEPT_MAX_AGE_S = 600.0
 
 
 class InventoryCollectorFactory:
     def __init__(self, inventory: Inventory, *, base_dir: Path | None = None, site_ca_file: str | None = None,
-                 site_concurrency: int = 100, ssh_concurrency: int = SSH_CONCURRENCY) -> None:
+                 site_concurrency: int = 100, ssh_concurrency: int = SSH_CONCURRENCY,
+                 ssh_kept_limit: int = SSH_KEPT_LIMIT) -> None:
         self._inventory = inventory
         self._base_dir = base_dir
         self._site_ca_file = site_ca_file
         self._site_concurrency = site_concurrency
         self._ssh_concurrency = ssh_concurrency
         self._kept: list[Any] = []  # Proxmox collectors keep an HTTPS session between cycles
+        # One SSH collector per guest, shared by the jobs that check it (regular and fast lane), and the bound on
+        # the connections they keep open (built on the first SSH check, with the collector's module).
+        self._ssh_collectors: dict[str, Any] = {}
+        self._ssh_kept_limit = ssh_kept_limit
+        self._ssh_kept: Any = None
+        self._ssh_lock = threading.Lock()
 
     def close(self) -> None:
-        """Close the kept Proxmox sessions (at shutdown, once the scheduler has stopped)."""
+        """Close the kept Proxmox sessions and SSH connections (at shutdown, once the scheduler has stopped)."""
         for collector in self._kept:
             collector.close()
         self._kept.clear()
+        if self._ssh_kept is not None:
+            self._ssh_kept.close_all()
 
     def proxmox(self, cluster: Cluster) -> Callable[[], ClusterObservation]:
         built: list[Any] = []  # the collector keeps state between cycles (which guests changed)
@@ -66,16 +82,22 @@ class InventoryCollectorFactory:
 
         return collect
 
-    def ssh(self, vms: Sequence[Vm]) -> Callable[[], Sequence[SshObservation]]:
-        built: dict[str, Any] = {}
+    def _ssh_collector(self, vm: Vm) -> Any:
+        with self._ssh_lock:
+            collector = self._ssh_collectors.get(vm.key)
+            if collector is None:
+                cls: Any = collector_class("ssh")
+                if self._ssh_kept is None and self._ssh_kept_limit > 0:
+                    self._ssh_kept = cls.kept_connections(limit=self._ssh_kept_limit, max_age=SSH_KEPT_MAX_AGE_S,
+                                                         max_uses=SSH_KEPT_USES)
+                collector = cls.from_inventory(vm, base_dir=self._base_dir, kept=self._ssh_kept)
+                self._ssh_collectors[vm.key] = collector
+            return collector
 
+    def ssh(self, vms: Sequence[Vm]) -> Callable[[], Sequence[SshObservation]]:
         def one(vm: Vm) -> SshObservation:
             try:
-                collector = built.get(vm.key)
-                if collector is None:
-                    cls: Any = collector_class("ssh")
-                    collector = cls.from_inventory(vm, base_dir=self._base_dir)
-                    built[vm.key] = collector
+                collector = self._ssh_collector(vm)
                 observation: SshObservation = collector.collect()
                 return observation
             except ConfigError as exc:  # e.g. the key file is missing: this guest fails, the others are checked

@@ -226,3 +226,48 @@ def test_paramiko_is_never_told_to_add_unknown_keys():
     text = source.read_text()
     assert "RejectPolicy()" in text
     assert not any(name in text for name in ("AutoAddPolicy", "WarningPolicy"))
+
+
+def _transport(collector: SshCollector) -> object:
+    client = collector.client._client
+    return client.get_transport() if client is not None else None
+
+
+def test_kept_connection_is_reused_remade_after_its_age_and_bounded(world):
+    from collectors.ssh.client import KeptConnections
+
+    vm = world.vm(101)
+    kept = KeptConnections(limit=1, max_age=600)
+    collector = SshCollector.from_inventory(vm, base_dir=world.base_dir, kept=kept)
+    first = collector.collect()
+    transport = _transport(collector)
+    assert first.ok and transport is not None and len(kept) == 1
+    second = collector.collect()
+    assert second.ok and _transport(collector) is transport, "one exec on the kept connection"
+    # Over the bound: another guest is checked with a connection of its own, closed after the check.
+    other = SshCollector.from_inventory(world.vm(103), base_dir=world.base_dir, kept=kept)
+    assert other.collect().ok and not other.client.is_open() and len(kept) == 1
+    # After its checks, or past its age, the connection is made again: the pinned host key and the client key are
+    # verified again.
+    kept.max_uses = 2
+    assert collector.collect().ok and _transport(collector) is not transport
+    transport = _transport(collector)
+    kept.max_uses, kept.max_age = 100, 0.0
+    assert collector.collect().ok and _transport(collector) is not transport
+    kept.close_all()
+    assert not collector.client.is_open() and len(kept) == 0
+
+
+def test_kept_connection_to_a_guest_whose_sshd_restarted_with_another_key_is_refused(world):
+    from collectors.ssh.client import KeptConnections
+
+    vm = world.vm(102)
+    kept = KeptConnections(limit=10, max_age=600)
+    collector = SshCollector.from_inventory(vm, base_dir=world.base_dir, kept=kept)
+    assert collector.collect().ok
+    world.lab.faults.change_host_key(102)  # sshd restarts with a new key; the inventory pins the old one
+    wait_listening(vm)
+    # The restart dropped the kept connection: the next check connects again and meets the new key.
+    obs = collector.collect()
+    assert (obs.ok, obs.failure) == (False, FailureClass.HOST_KEY)
+    assert len(kept) == 0
