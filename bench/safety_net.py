@@ -27,6 +27,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bench.procstat import free_port, stop, tree_cpu_seconds, wait_port
 from collectors.proxmox.collector import ProxmoxCollector
@@ -45,7 +46,7 @@ def _count(lab: Lab) -> int:
     return len(lab.pve.requests)
 
 
-def ours(lab: Lab, rounds: int) -> dict[str, object]:
+def ours(lab: Lab, rounds: int) -> dict[str, Any]:
     inventory = load_inventory(lab.inventory_path)
     cluster = inventory.clusters[0].model_copy(update={"backups": True, "node_status": True})
     collector = ProxmoxCollector.from_inventory(cluster, inventory.vms, base_dir=lab.inventory_path.parent)
@@ -74,7 +75,7 @@ def ours(lab: Lab, rounds: int) -> dict[str, object]:
             "with_backup": sum(1 for b in found if b.last_ok_at), "shapes": shapes}
 
 
-def exporter(lab: Lab, tmp: Path, rounds: int) -> dict[str, object]:
+def exporter(lab: Lab, tmp: Path, rounds: int) -> dict[str, Any]:
     local = Path(sys.executable).with_name("pve_exporter")
     binary = str(local) if local.exists() else shutil.which("pve_exporter")
     if not binary:
@@ -120,7 +121,7 @@ def exporter(lab: Lab, tmp: Path, rounds: int) -> dict[str, object]:
         stop(proc)
 
 
-def measure(guests: int, rounds: int) -> tuple[dict[str, object], dict[str, object]]:
+def measure(guests: int, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="pdn-bench-safety-") as tmpdir:
         tmp = Path(tmpdir)
         with Lab.start(tmp / "lab", nodes=2, vms=guests, sites=0, guests=0) as lab:
