@@ -96,6 +96,7 @@ class TimelineEntry(BaseModel):
     action: str
     detail: str
     text: str = Field(description="the entry as a sentence in the caller's language")
+    summary: str = Field("", description="staff only, on a run's outcome: how it ended, in the caller's language")
     run_id: int | None = None
     run_url: str | None = None
     playbook: str | None = None
@@ -240,8 +241,9 @@ def get_complaint(row: Annotated[ComplaintRow, Depends(scoped_complaint)], sessi
 def complaint_timeline(row: Annotated[ComplaintRow, Depends(scoped_complaint)], user: CurrentUser,
                        session: DbSession, lang: Language, parts: Parts) -> list[TimelineEntry]:
     entries = complaint_queries.timeline(session, user, row, runs=parts.linked_runs)
-    return [TimelineEntry(at=e.at, actor=e.actor, action=e.action, detail=e.detail, text=line.text, run_id=e.run_id,
-                          run_url=line.run_url, playbook=e.playbook, automatic=e.automatic, step=e.step,
+    return [TimelineEntry(at=e.at, actor=e.actor, action=e.action, detail=e.detail, text=line.text,
+                          summary=line.summary, run_id=e.run_id, run_url=line.run_url, playbook=e.playbook,
+                          automatic=e.automatic, step=e.step,
                           step_name=e.step_name, state=e.state, intent=e.intent, upid=e.upid, output=e.output,
                           reconciled=e.reconciled, approval=e.approval, approvals_needed=e.approvals_needed,
                           plan=list(e.plan), params=dict(e.params))

@@ -224,6 +224,8 @@ def work_lines(report: ResolutionReport, fmt: Formatter, *, t: Translate, tk: Tr
             outcome += f" · {tk('remediation.closure', w.closure)}"
         outcome += f" · {fmt.short(w.started_at)} – {fmt.short(w.finished_at)}"
         lines = [outcome, t("report.work.by", requester=w.requested_by, approvers=", ".join(w.approvers) or "–")]
+        if w.summary is not None:
+            lines.append(f"{t('remediation.summary')}: {t(w.summary.key, **w.summary.params)}")
         lines += [f"{s.position + 1}. {tk('remediation.step_name', s.name)} · {tk('remediation.step_state', s.state)}"
                   for s in w.steps]
         lines += [t("report.work.evidence", target=e.target, passed=e.passed, total=e.total, at=fmt.short(e.last_at))
@@ -273,7 +275,8 @@ def resolution_pdf(report: ResolutionReport, lines: Sequence[Line], *, t: Transl
         doc.paragraph(t("report.work.none"))
     doc.heading(t("complaints.report.evidence"))
     doc.bullets([" · ".join(part for part in (
-        fmt.short(line.entry.at), line.entry.actor, line.text, line.entry.detail) if part) for line in lines])
+        fmt.short(line.entry.at), line.entry.actor, line.text, line.summary, line.entry.detail) if part)
+        for line in lines])
     signatures(doc, report.office, report.engineer, t=t)
     doc.ln(3)
     doc.paragraph(t("complaints.report.printed", at=fmt.datetime(printed_at)), size=8)

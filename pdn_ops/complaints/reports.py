@@ -32,6 +32,7 @@ from pdn_ops.complaints.tables import AttachmentRow, ComplaintRow, ComplaintVers
 from pdn_ops.core import fleet
 from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow, utcnow
 from pdn_ops.core.errors import NotFound
+from pdn_ops.core.i18n import Message
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -287,9 +288,12 @@ class WorkDone:
     finished_at: datetime | None
     steps: tuple[tl.StepFact, ...]
     evidence: tuple[CheckEvidence, ...]
+    summary: Message | None = None  # staff only: it names nodes and tasks
 
 
-def work_done(facts: list[tl.RunFact]) -> list[WorkDone]:
+
+
+def work_done(facts: list[tl.RunFact], *, staff: bool = True) -> list[WorkDone]:
     done = []
     for fact in facts:
         evidence = []
@@ -299,7 +303,7 @@ def work_done(facts: list[tl.RunFact]) -> list[WorkDone]:
                                           max(times) if times else None))
         done.append(WorkDone(fact.id, fact.playbook, fact.state, fact.closure, fact.requested_by,
                              tuple(fact.approvers), fact.started_at, fact.finished_at, tuple(fact.steps),
-                             tuple(evidence)))
+                             tuple(evidence), fact.summary if staff else None))
     return done
 
 
@@ -342,7 +346,7 @@ def resolution(session: Session, principal: Principal, complaint_id: int, *, run
     moment = now or utcnow()
     office = office or Office()
     facts = runs(session, row.id)
-    work = work_done(facts)
+    work = work_done(facts, staff=principal.is_staff)
     entries = complaint_queries.timeline(session, principal, row, runs=lambda _s, _id: facts)
     return ResolutionReport(sla=complaints.sla_verdict(row, moment, policy),
         row=row, label=complaints.asset_label(session, row),

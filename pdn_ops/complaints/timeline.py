@@ -39,6 +39,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pdn_ops.core.i18n import Message
+
 SYSTEM_ACTOR = "pdn-ops"  # how the OPD sees any machine actor (workers, the policy engine, the closure job)
 OUTPUT_SUMMARY_CHARS = 300
 RUN_SUBJECT = "remediation_run:"
@@ -49,6 +51,7 @@ _SECRET_NAME = re.compile(r"pass|secret|token|credential|private|key", re.IGNORE
 # Written by workers and the closure job: the OPD sees them with the system as actor and without the English detail.
 _MACHINE_EVENTS = frozenset(f"remediation.{e}" for e in ("interrupted", "succeeded", "failed", "unknown", "confirmed",
                                                            "ineffective"))
+_OUTCOMES = frozenset(f"remediation.{e}" for e in ("succeeded", "failed", "unknown"))
 
 
 class Audience(StrEnum):
@@ -102,6 +105,8 @@ class RunFact:
     finished_at: datetime | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     approvers: Sequence[str] = ()
+    # How it ended as a sentence of the catalogue, not yet worded (it names nodes and tasks: staff only).
+    summary: Message | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,7 @@ class Entry:
     approvals_needed: int | None = None  # ... of this many
     plan: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
+    outcome: Message | None = None  # staff only: the run's summary on its outcome, in place of the English detail
 
 
 def output_summary(stdout: str, stderr: str, limit: int = OUTPUT_SUMMARY_CHARS) -> str:
@@ -206,6 +212,8 @@ def _run_entries(run: RunFact, audits: list[AuditFact], staff: bool) -> list[Ent
                              approvals_needed=run.approvals_needed))
         elif audit.action == "remediation.cancelled":
             out.append(entry(audit.at, audit.actor, audit.action))
+        elif audit.action in _OUTCOMES and staff and run.summary is not None:
+            out.append(entry(audit.at, audit.actor, audit.action, outcome=run.summary))
         elif audit.action in _MACHINE_EVENTS:
             out.append(entry(audit.at, who(audit.actor, person=False), audit.action,
                              detail=audit.detail if staff else ""))

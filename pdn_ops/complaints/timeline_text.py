@@ -19,6 +19,7 @@ _RUN_EVENTS = ("cancelled", "started", "interrupted", "succeeded", "failed", "un
 class Line:
     entry: Entry
     text: str
+    summary: str = ""  # staff only: how the run ended, worded in the same language
 
     @property
     def run_url(self) -> str | None:
@@ -55,4 +56,4 @@ def sentence(entry: Entry, lang: str) -> str:
 
 
 def lines(entries: list[Entry], lang: str) -> list[Line]:
-    return [Line(e, sentence(e, lang)) for e in entries]
+    return [Line(e, sentence(e, lang), e.outcome.text(lang) if e.outcome is not None else "") for e in entries]

@@ -11,9 +11,11 @@ shows up as a failing test, not as a vague page.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pdn_ops.core.errors import Conflict, NotFound
-from pdn_ops.core.i18n import translate
+from pdn_ops.core.i18n import Message, catalogue, translate
 from pdn_ops.runs.service import ActiveRunConflict
 
 FALLBACK = "remediation.error.refused"
@@ -107,3 +109,97 @@ def message_key(exc: Exception) -> tuple[str, dict[str, str]]:
 def message(exc: Exception, language: str) -> str:
     key, params = message_key(exc)
     return translate(key, language, **params)
+
+
+# --- Run summaries ------------------------------------------------------------------------------------------------
+# The worker stores the playbook's English summary for logs, the journal and the API; people read a sentence of the
+# catalogue built here from what is stored without language: the run's state and outcome and the facts its steps
+# recorded (codes and figures). ``summary_message`` is language-neutral (a key and parameters), worded on the page.
+
+_CANCELLED = re.compile(r"^cancelled by (?P<by>.+) before it started$")
+_UNKNOWN = Message("remediation.summary.unknown_value")
+
+
+def run_facts(steps: Iterable[Any]) -> dict[str, Any]:
+    """The facts a run's steps recorded, later steps over earlier ones (as the runner's context held them)."""
+    facts: dict[str, Any] = {}
+    for step in sorted(steps, key=lambda s: s.position):
+        facts.update(step.facts or {})
+    return facts
+
+
+def _value(value: Any) -> object:
+    return str(value) if value not in (None, "") else _UNKNOWN
+
+
+def _word(key: str, **params: object) -> Message:
+    return Message(f"remediation.summary.{key}", params)
+
+
+def _sentence_params(playbook: str, facts: Mapping[str, Any]) -> dict[str, object]:
+    final = _value(facts.get("final_status"))
+    if playbook == "restart_vm":
+        how = "forced" if facts.get("status_after_shutdown") == "running" else (
+            "graceful" if facts.get("status") == "running" else "was_stopped")
+        return {"how": _word(f"how.{how}"), "final": final}
+    if playbook == "restart_service":
+        return {"before": _value(facts.get("state_before")), "after": _value(facts.get("state_after"))}
+    if playbook == "free_disk":
+        before, after = facts.get("before_avail_kib"), facts.get("after_avail_kib")
+        if isinstance(before, int) and isinstance(after, int):
+            return {"space": _word("space", before=before // 1024, after=after // 1024)}
+        return {"space": _word("space_not_measured")}
+    if playbook == "resize_vm":
+        live = ", ".join(str(x) for x in facts.get("plan_live") or []) or "-"
+        reboot = ", ".join(str(x) for x in facts.get("plan_reboot") or [])
+        after = _word("no_reboot") if not reboot else _word(
+            "rebooted" if facts.get("reboot_now") else "reboot_planned", items=reboot)
+        return {"live": live, "after": after}
+    if playbook == "restore_snapshot":
+        return {"final": final}
+    if playbook == "restore_backup":
+        where = _word("as_new", vmid=facts["new_vmid"], storage=_value(facts.get("storage"))) \
+            if facts.get("new_vmid") else _word("in_place")
+        return {"backup": _value(facts.get("backup")), "where": where, "final": final}
+    if playbook == "migrate_vm":
+        reason = str(facts.get("reason") or "")
+        why = "asked" if reason.startswith("asked") else "most_free" if reason else "none"
+        return {"source": _value(facts.get("source")), "target": _value(facts.get("target")),
+                "how": _word("online" if facts.get("online") else "offline"), "why": _word(f"why.{why}")}
+    if playbook == "clear_lock":
+        taker = facts.get("lock_task")
+        left = _word("left_by", task=taker.get("type", ""), upid=taker.get("upid", ""),
+                     status=taker.get("status", "")) if isinstance(taker, dict) else _word("left_by_none")
+        return {"lock": _value(facts.get("lock")), "left": left}
+    raise KeyError(playbook)
+
+
+def summary_message(*, playbook: str, state: str, outcome: str | None, facts: Mapping[str, Any],
+                    stored: str) -> Message | None:
+    """A finished run's summary as a sentence of the catalogue; None while it has none. ``stored``: the English."""
+    if state == "cancelled":
+        found = _CANCELLED.match(stored)
+        return _word("cancelled", by=found["by"] if found else "-")
+    if not outcome:
+        return None
+    key = f"remediation.state.{outcome}"
+    result: object = Message(key) if key in catalogue() else outcome
+    try:
+        params = _sentence_params(playbook, facts)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # A playbook without a sentence of its own, or facts of an older shape: the outcome alone is still true.
+        return _word("outcome_only", outcome=result)
+    return Message(f"remediation.summary.{playbook}", {"outcome": result, **params})
+
+
+def run_summary(*, playbook: str, state: str, outcome: str | None, facts: Mapping[str, Any], stored: str,
+                language: str) -> str:
+    """``summary_message`` worded in ``language``; empty while the run has no summary."""
+    found = summary_message(playbook=playbook, state=state, outcome=outcome, facts=facts, stored=stored)
+    return found.text(language) if found is not None else ""
+
+
+def summary_of(row: Any, language: str) -> str:
+    """``run_summary`` for a run row with its steps."""
+    return run_summary(playbook=row.playbook, state=row.state, outcome=row.outcome, facts=run_facts(row.steps),
+                       stored=row.summary or "", language=language)

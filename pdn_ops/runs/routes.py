@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from pdn_ops.accounts import Staff
 from pdn_ops.core.db.tables import MAX_ID, utcnow
@@ -24,11 +25,11 @@ from pdn_ops.runs import alerts as remediation_alerts
 from pdn_ops.runs import auto as remediation_auto
 from pdn_ops.runs import service as svc
 from pdn_ops.runs import snapshots
-from pdn_ops.runs.messages import message, message_key
+from pdn_ops.runs.messages import message, message_key, run_facts, run_summary, summary_of
 from pdn_ops.runs.model import ACTIVE_STATES, Policy
 from pdn_ops.runs.model import may_approve as rem_may_approve
 from pdn_ops.runs.parts import runs_of
-from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.web.deps import Ctx, DbSession, get_language, unit_of_work
 from pdn_ops.web.paging import DEFAULT_LIMIT, PageRequest, Paging, next_link, next_url
 from pdn_ops.web.templating import flash_redirect, render
@@ -203,6 +204,19 @@ def snapshots_api(cluster: Cluster, vmid: Vmid, ctx: Ctx, session: DbSession, _s
 
 # --- pages ------------------------------------------------------------------------------------------------------
 
+def _summaries(session: Any, runs: Sequence[RemediationRunRow], language: str) -> dict[int, str]:
+    """Each listed run's summary in the reader's language; the steps' facts of the whole page in one query."""
+    steps: dict[int, list[Any]] = {run.id: [] for run in runs}
+    if steps:
+        for step in session.execute(select(RemediationStepRow.run_id, RemediationStepRow.position,
+                                           RemediationStepRow.facts)
+                                    .where(RemediationStepRow.run_id.in_(list(steps)))):
+            steps[step.run_id].append(step)
+    return {run.id: run_summary(playbook=run.playbook, state=run.state, outcome=run.outcome,
+                                facts=run_facts(steps[run.id]), stored=run.summary or "", language=language)
+            for run in runs}
+
+
 def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None, error: Exception | None = None,
                status_code: int = 200, paging: PageRequest | None = None) -> HTMLResponse:
     """The runs page; after a refused form, with the reason in the reader's language and the values as typed."""
@@ -212,7 +226,9 @@ def _runs_page(request: Request, ctx: Ctx, *, form: dict[str, str] | None = None
         runs, more = paging.cut(svc.list_runs(session, limit=paging.limit + 1, before=paging.after))
         auto = svc.auto_enabled(session)
         attention = remediation_auto.attention(session, since=utcnow() - remediation_alerts.LOOKBACK)
+        summaries = _summaries(session, runs, get_language(request))
     return render(request, "remediation_runs.html", status_code=status_code, runs=runs, targets=targets,
+                  summaries=summaries,
                   playbooks=sorted(registry.PLAYBOOKS), auto=auto, lab_demo=runs_of(ctx).lab_demo,
                   attention=attention, form=form or {},
                   error=message(error, get_language(request)) if error is not None else None,
@@ -307,7 +323,8 @@ def _run_context(request: Request, ctx: Ctx, session: Any, staff: Staff, run_id:
     live = row.state in {s.value for s in ACTIVE_STATES} or (row.state == "succeeded" and row.closure == "confirming")
     started = row.started_at
     end = row.finished_at or utcnow()
-    return {"run": row, "live": live, "steps_done": sum(1 for s in row.steps if s.state != "running"),
+    return {"run": row, "live": live, "summary": summary_of(row, get_language(request)),
+            "steps_done": sum(1 for s in row.steps if s.state != "running"),
             "steps_total": max(len(row.plan), len(row.steps)),
             "current_step": next((s for s in row.steps if s.state == "running"), None),
             "elapsed": (end - started).total_seconds() if started is not None else None,

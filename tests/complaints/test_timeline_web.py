@@ -11,14 +11,14 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import AuditRow, utcnow
 from pdn_ops.runs import model as rem
 from pdn_ops.runs import service as svc
 from pdn_ops.runs.model import Outcome, StepStatus
-from pdn_ops.runs.tables import RemediationRunRow
+from pdn_ops.runs.tables import RemediationRunRow, RemediationStepRow
 from pdn_ops.runs.worker import Clients, DbJournal, Worker, WorkerConfig
 from remediation import registry
 from remediation.executors.proxmox import ProxmoxExecutor
@@ -152,3 +152,29 @@ def test_the_page_costs_the_same_queries_with_one_short_run_or_many_long_ones(wo
         for path in ("{c}", "/api/v1{c}/timeline"):
             assert counts[(who, path)] == counts[(who, path + " (3 x 40 steps)")], counts
     assert engineer.get(f"/api/v1{urls[1]}/timeline").json()[-1]["text"].endswith("teknisi menindaklanjuti")
+
+
+def test_a_run_summary_is_worded_in_the_readers_language_on_every_page_and_only_for_staff(world: World) -> None:
+    admin = world.client("admin-dinkes")
+    url = file_complaint(admin, f"vm:{world.vm['web-dinkes']}").headers["location"]
+    run_id = add_run(world, int(url.rsplit("/", 1)[1]), steps=2)
+    with transaction(world.ctx.sessions) as session:  # what restart_vm's steps record (codes, no language)
+        first = session.scalars(select(RemediationStepRow).where(RemediationStepRow.run_id == run_id,
+                                                                 RemediationStepRow.position == 0)).one()
+        first.facts = {**first.facts, "status": "running", "final_status": "running"}
+    words = {"id": "berhasil; shutdown yang wajar; keadaan akhir running",
+             "en": "succeeded; graceful shutdown; final state running"}
+    stored = "restart VM: succeeded; graceful shutdown; final state running"  # the worker's English, for logs
+    engineer = world.client("engineer")
+    for lang, other in (("id", "en"), ("en", "id")):
+        for path in (f"/remediation/runs/{run_id}", f"/remediation/runs/{run_id}/live", "/remediation", url,
+                     f"{url}/report"):
+            page = engineer.get(path, params={"lang": lang}).text
+            assert words[lang] in page and words[other] not in page and stored not in page, (lang, path)
+        entries = engineer.get(f"/api/v1{url}/timeline", headers={"Accept-Language": lang}).json()
+        outcome = next(e for e in entries if e["action"] == "remediation.succeeded")
+        assert (outcome["summary"], outcome["detail"]) == (words[lang], "")
+    assert engineer.get(f"/api/v1/remediation/runs/{run_id}").json()["summary"] == stored
+    for path in (url, f"{url}/report"):  # the summary names nodes and tasks: never for an OPD user
+        assert not [w for w in words.values() if w in admin.get(path).text], path
+    assert all(e["summary"] == "" for e in admin.get(f"/api/v1{url}/timeline").json())

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from pdn_ops.core.errors import PdnOpsError, Refused
-from pdn_ops.core.i18n import translate
+from pdn_ops.core.i18n import catalogue, translate
 from pdn_ops.core.inventory import Inventory
 from pdn_ops.runs import model as rem
 from pdn_ops.runs import service as svc
-from pdn_ops.runs.messages import FALLBACK, message, message_key
+from pdn_ops.runs.messages import FALLBACK, message, message_key, run_summary
+from remediation import registry
 from tests.remediation.world import add_vms, inventory, write_inventory
 
 ENG = svc.Requester("eng1")
@@ -105,3 +106,17 @@ def test_an_unknown_refusal_is_still_a_sentence_of_the_catalogue() -> None:
     assert message_key(Conflict("raced"))[0] == "remediation.error.conflict"
     assert message(svc.ActiveRunConflict(7, "restart_vm", "running", "pve/101"), "en") == \
         "Run #7 is still active on this VM."
+
+
+def test_every_playbook_has_a_run_summary_in_both_languages_from_its_facts() -> None:
+    for name in registry.PLAYBOOKS:
+        assert set(catalogue().get(f"remediation.summary.{name}", {})) == {"id", "en"}, name
+        texts = {lang: run_summary(playbook=name, state="failed", outcome="failed", facts={}, stored="",
+                                   language=lang) for lang in ("id", "en")}
+        assert texts["id"].startswith("gagal; ") and texts["en"].startswith("failed; "), texts
+    facts = {"lock": "backup", "lock_task": {"type": "vzdump", "upid": "UPID:pve1:1", "status": "job errors"}}
+    assert run_summary(playbook="clear_lock", state="succeeded", outcome="succeeded", facts=facts, stored="",
+                       language="id") == "berhasil; kunci backup; ditinggalkan oleh tugas vzdump UPID:pve1:1 (job errors)"
+    assert run_summary(playbook="restart_vm", state="cancelled", outcome=None, facts={}, language="en",
+                       stored="cancelled by ana before it started") == "Cancelled by ana before it started"
+    assert run_summary(playbook="restart_vm", state="running", outcome=None, facts={}, stored="", language="id") == ""

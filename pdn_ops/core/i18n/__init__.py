@@ -9,6 +9,8 @@ a language, is a programming error caught by the tests, not a blank on a page.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -63,13 +65,29 @@ def _load() -> dict[str, dict[str, str]]:
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A sentence of the catalogue not yet worded: its key and parameters, kept or passed without a language.
+
+    A parameter that is itself a ``Message`` is worded in the same language as the sentence around it.
+    """
+
+    key: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    def text(self, language: str) -> str:
+        return translate(self.key, language, **self.params)
+
+
 def translate(key: str, language: str = DEFAULT_LANGUAGE, /, **params: object) -> str:
     """The text for ``key`` in ``language`` (Indonesian when the language is unknown), formatted with params."""
     entry = catalogue().get(key)
     if entry is None:
         raise KeyError(f"message key {key!r} is not in the catalogue")
     text = entry.get(language) or entry[DEFAULT_LANGUAGE]
-    return text.format(**params) if params else text
+    if not params:
+        return text
+    return text.format(**{k: v.text(language) if isinstance(v, Message) else v for k, v in params.items()})
 
 
 def negotiate(accept_language: str | None) -> str:
