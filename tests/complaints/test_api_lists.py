@@ -84,3 +84,23 @@ def test_a_read_only_session_leaves_pooled_connections_transactional(world) -> N
     finally:
         with transaction(world.ctx.sessions) as session:
             session.execute(text("DROP TABLE read_only_probe"))
+
+
+def test_a_list_entry_from_a_plain_row_is_the_detail_route_s_entry(world) -> None:
+    from pydantic_core import to_json
+
+    from pdn_ops.complaints import queries as complaint_queries
+    from pdn_ops.complaints.api import _item, _light_item
+    from pdn_ops.complaints.tables import ComplaintRow
+    from pdn_ops.core.db.tables import utcnow
+
+    _file_some(world, 2)
+    policy = world.ctx.complaints.config.policy
+    now = utcnow()
+    with read_only(world.ctx.sessions) as session:
+        rows = session.connection().execute(
+            complaint_queries._listing_statement(False, False, False, True), {"limit": 50}).all()
+        assert rows
+        for row in rows:
+            orm = session.get(ComplaintRow, row.id)
+            assert to_json(_light_item(row, now, policy)) == to_json(_item(orm, now, policy))
