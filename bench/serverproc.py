@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "load-test-password-1"
@@ -43,13 +44,11 @@ def prepare(database_url: str, data_dir: Path, *, admins_per_opd: int = 10, engi
     """Migrate, sync the example inventory and create the accounts (one argon2 hash shared by all). With
     ``sync=False`` the database is the one a running ``pdn-ops demo`` made (migrated, its lab's inventory synced):
     only the accounts are added, for the OPDs and assets found there."""
-    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
 
     from pdn_ops.accounts import service as accounts
-    from pdn_ops.accounts.model import Role
     from pdn_ops.core.db import migrate
     from pdn_ops.core.db.engine import make_engine, make_sessionmaker, transaction
-    from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
     from pdn_ops.core.inventory import load_inventory
     from pdn_ops.core.inventory_sync import sync_inventory
 
@@ -64,29 +63,49 @@ def prepare(database_url: str, data_dir: Path, *, admins_per_opd: int = 10, engi
             with transaction(sessions) as session:
                 sync_inventory(session, load_inventory(inventory or ROOT / "inventory.example.yaml"))
         hashed = accounts.hash_password(PASSWORD)
-        with transaction(sessions) as session:
-            # A writer from the start: a running demo's scheduler writes meanwhile, and SQLite cannot turn a reader
-            # into a writer once another writer has committed.
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            for opd in session.scalars(select(OpdRow).order_by(OpdRow.id)):
-                refs = [f"vm:{i}" for i in session.scalars(select(VmRow.id).where(VmRow.opd_id == opd.id))]
-                refs += [f"site:{i}" for i in session.scalars(select(SiteRow.id).where(SiteRow.opd_id == opd.id))]
-                if not refs:
-                    continue
-                world.assets[opd.code] = refs
-                names = [f"admin{n}-{opd.code}" for n in range(admins_per_opd)]
-                for name in names:
-                    accounts.create_user(session, username=name, password=PASSWORD, role=Role.OPD_ADMIN,
-                                         opd_code=opd.code, password_hash=hashed, actor="load")
-                world.admins[opd.code] = names
-            for n in range(engineers):
-                name = f"engineer{n}"
-                accounts.create_user(session, username=name, password=PASSWORD, role=Role.ENGINEER,
-                                     password_hash=hashed, actor="load")
-                world.engineers.append(name)
+        for attempt in range(5):
+            world = World()
+            try:
+                _make_accounts(sessions, world, hashed, admins_per_opd, engineers)
+                break
+            except OperationalError as exc:
+                # A running demo's scheduler may hold SQLite's lock past the busy timeout on a loaded machine.
+                if "locked" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(1.0)
     finally:
         engine.dispose()
     return world
+
+
+def _make_accounts(sessions: Any, world: World, hashed: str, admins_per_opd: int, engineers: int) -> None:
+    from sqlalchemy import select
+
+    from pdn_ops.accounts import service as accounts
+    from pdn_ops.accounts.model import Role
+    from pdn_ops.core.db.engine import transaction
+    from pdn_ops.core.db.tables import OpdRow, SiteRow, VmRow
+
+    with transaction(sessions) as session:
+        # A writer from the start: a running demo's scheduler writes meanwhile, and SQLite cannot turn a reader
+        # into a writer once another writer has committed.
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        for opd in session.scalars(select(OpdRow).order_by(OpdRow.id)):
+            refs = [f"vm:{i}" for i in session.scalars(select(VmRow.id).where(VmRow.opd_id == opd.id))]
+            refs += [f"site:{i}" for i in session.scalars(select(SiteRow.id).where(SiteRow.opd_id == opd.id))]
+            if not refs:
+                continue
+            world.assets[opd.code] = refs
+            names = [f"admin{n}-{opd.code}" for n in range(admins_per_opd)]
+            for name in names:
+                accounts.create_user(session, username=name, password=PASSWORD, role=Role.OPD_ADMIN,
+                                     opd_code=opd.code, password_hash=hashed, actor="load")
+            world.admins[opd.code] = names
+        for n in range(engineers):
+            name = f"engineer{n}"
+            accounts.create_user(session, username=name, password=PASSWORD, role=Role.ENGINEER,
+                                 password_hash=hashed, actor="load")
+            world.engineers.append(name)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The SSH collector at size: 500+ real OpenSSH sshd guests, pdn-ops' collector against OpenSSH's own client.
 
     .venv/bin/python -m bench.ssh_scale [--guests 500] [--rounds 3] [--concurrency 16]
+                                        [--modes paramiko,asyncssh,openssh]
 
 Each guest is its own ``/usr/sbin/sshd -D`` (started by Popen, stopped by PID) on its own loopback address
 (127.88.x.y:2222) with its own ed25519 host key, pinned by the clients; one client key. The command is the
@@ -14,6 +15,8 @@ systemctl), run by the host's real commands. In the same run, over the same gues
   between checks, keepalive, bounded, re-made every 4 checks), measured over 4 rounds, the first connecting: the
   average cost of a check, reconnections included;
 - ``paramiko, kept open, warm``: checks on open connections only, and the idle cost of holding them open;
+- ``asyncssh``: if installed (it is not a pdn-ops dependency), the same checks on asyncssh's event loop, a new
+  connection per check and kept open;
 - ``ssh + ControlMaster``: OpenSSH's ``ssh`` with a master connection per guest (``-M``, ``ControlPersist``), each
   check a ``ssh -S socket host BATCH`` client process multiplexed over it;
 - ``ssh, new connection``: OpenSSH's ``ssh`` with no multiplexing, for reference.
@@ -253,6 +256,70 @@ def paramiko_modes(guests: list[Guest], client_key: Path, rounds: int, concurren
     return figures
 
 
+def asyncssh_modes(guests: list[Guest], client_key: Path, rounds: int, concurrency: int,
+                   idle_s: float) -> list[Figures]:
+    """asyncssh (if installed; not a pdn-ops dependency): one event loop in a thread of this process, the same
+    batch, the same pins and concurrency; a new connection per check, and connections kept open."""
+    import asyncio
+
+    try:
+        import asyncssh
+    except ImportError:
+        print("  (asyncssh not installed: pip install asyncssh to measure it)")
+        return []
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    key = asyncssh.read_private_key(str(client_key))
+    pins = [asyncssh.import_public_key(g.host_key) for g in guests]
+    marker = f"@@pdn-ops:{secrets.token_hex(4)}@@"
+    batch = build_batch(SERVICES, marker)
+    gate = asyncio.Semaphore(concurrency)
+    conns: dict[int, asyncssh.SSHClientConnection] = {}
+
+    async def connect(i: int) -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(guests[i].host, PORT, username="root", client_keys=[key],
+                                      known_hosts=([pins[i]], [], []), keepalive_interval=15, connect_timeout=10,
+                                      agent_path=None, config=[])
+
+    async def check(i: int, keep: bool) -> bool:
+        async with gate:
+            conn = conns.get(i) if keep else None
+            if conn is None:
+                conn = await connect(i)
+                if keep:
+                    conns[i] = conn
+            try:
+                result = await asyncio.wait_for(conn.run(batch, check=False), 10)
+            finally:
+                if not keep:
+                    conn.close()
+            return marker + " failed" in str(result.stdout)
+
+    def sync(i: int, keep: bool) -> bool:
+        return asyncio.run_coroutine_threadsafe(check(i, keep), loop).result(30)
+
+    try:
+        # The pool's threads only wait on the loop: the loop does the work, all of it in this process.
+        figures = [_measure("asyncssh, new connection", guests, rounds, lambda i: sync(i, False), concurrency,
+                            skip_first=False)]
+        warm = _measure("asyncssh, kept open, warm", guests, rounds, lambda i: sync(i, True), concurrency,
+                        skip_first=True)
+        warm.idle_cpu_per_s = _idle(idle_s)
+        figures.append(warm)
+        return figures
+    finally:
+        async def close_all() -> None:
+            for conn in conns.values():
+                conn.close()
+            await asyncio.gather(*(c.wait_closed() for c in conns.values()), return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close_all(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
 def _ssh_argv(directory: Path, client_key: Path, known_hosts: Path) -> list[str]:
     return ["ssh", "-F", "/dev/null", "-p", str(PORT), "-i", str(client_key), "-o", "IdentitiesOnly=yes",
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
@@ -327,7 +394,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16, help="the product's SSH_CONCURRENCY")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds to measure holding connections open")
-    parser.add_argument("--modes", default="paramiko,openssh")
+    parser.add_argument("--modes", default="paramiko,asyncssh,openssh")
     args = parser.parse_args()
     if not Path(SSHD).exists() or shutil.which("ssh") is None:
         raise SystemExit("needs OpenSSH's sshd and ssh (Debian packages openssh-server, openssh-client)")
@@ -342,6 +409,8 @@ def main() -> None:
             figures: list[Figures] = []
             if "paramiko" in args.modes:
                 figures += paramiko_modes(guests, client_key, args.rounds, args.concurrency, args.idle)
+            if "asyncssh" in args.modes:
+                figures += asyncssh_modes(guests, client_key, args.rounds, args.concurrency, args.idle)
             if "openssh" in args.modes:
                 figures += openssh_modes(guests, directory, client_key, args.rounds, args.concurrency, args.idle)
             for f in figures:

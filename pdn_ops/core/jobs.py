@@ -137,9 +137,13 @@ class JobWrapper:
         if self._after_run is not None:
             try:
                 self._after_run()
-            except Exception:
-                # A stale metrics snapshot must not turn a successful run into a failed one; it is logged.
-                log.exception("after-run hook of job %s failed", spec.name)
+            except Exception as exc:
+                # A stale metrics snapshot must not turn a successful run into a failed one; it is logged (a
+                # database fault once per outage, like the runs').
+                if database_fault(exc) is not None:
+                    JOB_OUTAGES.failed(database_fault(exc) or "", exc)
+                else:
+                    log.exception("after-run hook of job %s failed", spec.name)
         if refused is not None:
             log.warning("job %s failed after %.3f s: %s", spec.name, duration, message)
         if error is not None:
