@@ -17,7 +17,7 @@ systemctl), run by the host's real commands. In the same run, over the same gues
 - ``paramiko, kept open, warm``: checks on open connections only, and the idle cost of holding them open;
 - ``asyncssh``: if installed (it is not a pdn-ops dependency), the same checks on asyncssh's event loop, a new
   connection per check and kept open;
-- ``ssh + ControlMaster``: OpenSSH's ``ssh`` with a master connection per guest (``-M``, ``ControlPersist``), each
+- ``ssh + ControlMaster``: OpenSSH's ``ssh`` with a master connection per guest (``-M``, in the foreground), each
   check a ``ssh -S socket host BATCH`` client process multiplexed over it;
 - ``ssh, new connection``: OpenSSH's ``ssh`` with no multiplexing, for reference.
 
@@ -356,8 +356,10 @@ def openssh_modes(guests: list[Guest], directory: Path, client_key: Path, rounds
     try:
         t0 = time.monotonic()
         for i, guest in enumerate(guests):
+            # A master in the foreground (no ControlPersist, which forks it away from its Popen): its PID is the
+            # one measured and stopped.
             masters.append(subprocess.Popen([*base, "-M", "-N", "-o", f"ControlPath={sockets[i]}",
-                                             "-o", "ControlPersist=yes", f"root@{guest.host}"],
+                                             f"root@{guest.host}"],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 120
         for path in sockets:

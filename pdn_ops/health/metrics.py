@@ -151,7 +151,12 @@ class SnapshotCache:
                 return
             need_opds = any(t.opd_id is not None and t.opd_id not in self._render.opd_codes
                             for t in pending.values())
-            delta = self._load_delta(bool(pending), need_opds)
+            try:
+                delta = self._load_delta(bool(pending), need_opds)
+            except Exception:
+                with self._lock:  # the database is out: keep what the job wrote for the next update
+                    self._pending = {**pending, **self._pending}
+                raise
             previous = self._render.snapshot
             snapshot = self._render.apply(pending.values(), delta)
             # Only the job rows changed (rendered per scrape by the registry): the health families stand.

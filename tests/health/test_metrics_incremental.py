@@ -148,3 +148,31 @@ def test_site_lines_follow_a_site_job(sessions: sessionmaker[Session], tmp_path:
     body = cache.body().decode()
     assert re.search(r'pdn_site_http_status_code\{site_id="\d+",opd="\w+"\} 203', body)
     assert samples(body) == samples(render_health(queries.load_snapshot(sessions))) and loads.full == 1
+
+
+def test_what_a_job_wrote_is_kept_when_the_update_cannot_read_the_database(sessions: sessionmaker[Session]) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    loads = Loads(sessions)
+    failing = [True]
+
+    def delta(targets: bool, opds: bool) -> queries.SnapshotDelta:
+        if failing[0]:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return queries.load_delta(sessions, targets_written=targets, opds=opds)
+
+    from pdn_ops.health.observations import SiteCheck
+
+    def sites(session: Session, _: object) -> object:
+        return health.record_site_checks(session, [SiteCheck(url=SITE_A, at=utcnow(), ok=True, status_code=299,
+                                                             total_s=0.5)], thresholds=TH)
+
+    cache = SnapshotCache(loads.load, ttl=3600.0, load_delta=delta)
+    cache.body()
+    run_job(sessions, cache, "sites:60s", sites)  # its update fails (the job wrapper logs it)
+    assert "} 299\n" not in cache.body().decode()
+    failing[0] = False
+    run_job(sessions, cache, "remediation:auto-rules", lambda session, _: None)
+    body = cache.body().decode()
+    assert re.search(r'pdn_site_http_status_code\{site_id="\d+",opd="\w+"\} 299', body), "applied at the next job"
+    assert samples(body) == samples(render_health(queries.load_snapshot(sessions))) and loads.full == 1
