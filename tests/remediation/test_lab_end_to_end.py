@@ -7,6 +7,7 @@ and SSH collectors record their checks through the health services; closure read
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,12 +78,20 @@ class LabWorld:
                                    policy=rem.Policy(), trigger="rule:e2e", complaint_id=complaint_id,
                                    base_dir=self.base_dir).id
 
+    def until_closed(self, vmid: int, within: float = 60.0) -> None:
+        """Check the VM until the closure is decided. Bounded by time, not by a count of checks: a guest that
+        boots after a start answers only after its boot delay, which a loaded machine stretches, and checks of a
+        guest still down fail at once (ten of them can all fall inside that delay)."""
+        deadline = time.monotonic() + within
+        while True:
+            self.check(vmid)
+            if self.worker.close_runs() or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
     def fix_and_confirm(self, run_id: int, vmid: int) -> RemediationRunRow:
         assert self.worker.run_pending() >= 1
-        for _ in range(10):
-            self.check(vmid)
-            if self.worker.close_runs():
-                break
+        self.until_closed(vmid)
         with self.sessions() as session:
             run = session.get(RemediationRunRow, run_id)
             assert run is not None
@@ -179,8 +188,6 @@ def _site_status(url: str, cafile: Path) -> int | None:
 
 def _serving(world: LabWorld, vmid: int) -> list[int | None]:
     """Wait for the guest to be up and its site to answer (after a start or reboot), then its sites' statuses."""
-    import time
-
     world.lab.wait_guest(vmid, up=True)
     urls = [s.url for s in world.sites_of(vmid)]
     deadline = time.monotonic() + 10
@@ -267,7 +274,6 @@ def _restart_alone_is_ineffective(world: LabWorld, vmid: int, playbook: str, par
 def test_bad_update_is_rolled_back_to_the_suggested_snapshot_and_the_complaint_closed_by_its_checks(
         world: LabWorld) -> None:
     import math
-    import time
 
     from pdn_ops.complaints import service as complaints
     from pdn_ops.complaints.model import State

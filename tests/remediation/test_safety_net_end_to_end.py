@@ -39,10 +39,7 @@ def confirm(world: LabWorld, run_id: int, vmid: int) -> RemediationRunRow:
         row = session.get(RemediationRunRow, run_id)
         assert row is not None and row.outcome == "succeeded", row and row.summary
     _serving(world, vmid)
-    for _ in range(10):
-        world.check(vmid)
-        if world.worker.close_runs():
-            break
+    world.until_closed(vmid)
     with world.sessions() as session:
         run = session.get(RemediationRunRow, run_id)
         assert run is not None
