@@ -92,6 +92,10 @@ class LabWorld:
     def fix_and_confirm(self, run_id: int, vmid: int) -> RemediationRunRow:
         assert self.worker.run_pending() >= 1
         self.until_closed(vmid)
+        return self.run(run_id)
+
+    def run(self, run_id: int) -> RemediationRunRow:
+        """The run with its steps loaded."""
         with self.sessions() as session:
             run = session.get(RemediationRunRow, run_id)
             assert run is not None

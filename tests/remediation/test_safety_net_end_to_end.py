@@ -35,16 +35,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabWorld]:
 def confirm(world: LabWorld, run_id: int, vmid: int) -> RemediationRunRow:
     """The worker runs the playbook; the guest's checks (after it booted, if it had to) confirm the closure."""
     assert world.worker.run_pending() >= 1
-    with world.sessions() as session:
-        row = session.get(RemediationRunRow, run_id)
-        assert row is not None and row.outcome == "succeeded", row and row.summary
+    row = world.run(run_id)
+    assert row.outcome == "succeeded", row.summary
     _serving(world, vmid)
     world.until_closed(vmid)
-    with world.sessions() as session:
-        run = session.get(RemediationRunRow, run_id)
-        assert run is not None
-        list(run.steps)
-        return run
+    return world.run(run_id)
 
 
 def test_a_stale_lock_is_cleared_with_its_history(world: LabWorld) -> None:
