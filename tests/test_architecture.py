@@ -14,6 +14,7 @@ PURE = {
     "pdn_ops.accounts.model", "pdn_ops.complaints.model", "pdn_ops.complaints.sla", "pdn_ops.complaints.procedure",
     "pdn_ops.complaints.timeline", "pdn_ops.health.model", "pdn_ops.health.observations", "pdn_ops.health.drift",
     "pdn_ops.notify.model", "pdn_ops.notify.policy", "pdn_ops.runs.model", "pdn_ops.survey.model", "pdn_ops.public.model",
+    "pdn_ops.core.i18n.message",
 }
 
 

@@ -39,7 +39,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pdn_ops.core.i18n import Message
+from pdn_ops.core.i18n.message import Message
 
 SYSTEM_ACTOR = "pdn-ops"  # how the OPD sees any machine actor (workers, the policy engine, the closure job)
 OUTPUT_SUMMARY_CHARS = 300

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pdn_ops.complaints.timeline import Entry
-from pdn_ops.core.i18n import catalogue, translate
+from pdn_ops.core.i18n import catalogue, translate, word
 
 # Run events with a sentence of their own; each takes the playbook's name.
 _RUN_EVENTS = ("cancelled", "started", "interrupted", "succeeded", "failed", "unknown", "confirmed", "ineffective",
@@ -56,4 +56,4 @@ def sentence(entry: Entry, lang: str) -> str:
 
 
 def lines(entries: list[Entry], lang: str) -> list[Line]:
-    return [Line(e, sentence(e, lang), e.outcome.text(lang) if e.outcome is not None else "") for e in entries]
+    return [Line(e, sentence(e, lang), word(e.outcome, lang) if e.outcome is not None else "") for e in entries]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pdn_ops.core.errors import Conflict, NotFound
-from pdn_ops.core.i18n import Message, catalogue, translate
+from pdn_ops.core.i18n import Message, catalogue, translate, word
 from pdn_ops.runs.service import ActiveRunConflict
 
 FALLBACK = "remediation.error.refused"
@@ -196,7 +196,7 @@ def run_summary(*, playbook: str, state: str, outcome: str | None, facts: Mappin
                 language: str) -> str:
     """``summary_message`` worded in ``language``; empty while the run has no summary."""
     found = summary_message(playbook=playbook, state=state, outcome=outcome, facts=facts, stored=stored)
-    return found.text(language) if found is not None else ""
+    return word(found, language) if found is not None else ""
 
 
 def summary_of(row: Any, language: str) -> str:

@@ -9,12 +9,12 @@ a language, is a programming error caught by the tests, not a blank on a page.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import yaml
+
+from pdn_ops.core.i18n.message import Message as Message
 
 LANGUAGES: Final = ("id", "en")
 DEFAULT_LANGUAGE: Final = "id"
@@ -65,18 +65,9 @@ def _load() -> dict[str, dict[str, str]]:
     return merged
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A sentence of the catalogue not yet worded: its key and parameters, kept or passed without a language.
-
-    A parameter that is itself a ``Message`` is worded in the same language as the sentence around it.
-    """
-
-    key: str
-    params: Mapping[str, object] = field(default_factory=dict)
-
-    def text(self, language: str) -> str:
-        return translate(self.key, language, **self.params)
+def word(message: Message, language: str = DEFAULT_LANGUAGE) -> str:
+    """The message in ``language``."""
+    return translate(message.key, language, **message.params)
 
 
 def translate(key: str, language: str = DEFAULT_LANGUAGE, /, **params: object) -> str:
@@ -87,7 +78,7 @@ def translate(key: str, language: str = DEFAULT_LANGUAGE, /, **params: object) -
     text = entry.get(language) or entry[DEFAULT_LANGUAGE]
     if not params:
         return text
-    return text.format(**{k: v.text(language) if isinstance(v, Message) else v for k, v in params.items()})
+    return text.format(**{k: word(v, language) if isinstance(v, Message) else v for k, v in params.items()})
 
 
 def negotiate(accept_language: str | None) -> str:

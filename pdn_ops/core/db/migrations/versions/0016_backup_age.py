@@ -24,7 +24,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("vms") as batch:
-        batch.drop_column("backup_max_age_h")
-    with op.batch_alter_table("opds") as batch:
-        batch.drop_column("backup_max_age_h")
+    for table in ("vms", "opds"):
+        if op.get_bind().dialect.name == "sqlite":
+            # Not batch mode: it rebuilds the table (DROP TABLE), which SQLite refuses while other tables' rows
+            # refer to it (sites -> vms -> opds, foreign keys on). SQLite >= 3.35 drops a plain column in place.
+            op.execute(f"ALTER TABLE {table} DROP COLUMN backup_max_age_h")
+        else:
+            op.drop_column(table, "backup_max_age_h")
