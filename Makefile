@@ -36,10 +36,10 @@ run: $(VENV)/.installed-run
 	$(BIN)/pdn-ops demo
 
 ## test: ruff, mypy, the import contracts, the whole pytest suite, and the suite again with the clock a year ahead
-## (PDN_OPS_STRICT_TESTS=1 turns missing components into failures). The two suites run side by side, one per core,
-## each in a temporary directory of its own; their outputs are printed whole, one after the other.
-test: $(VENV)/.installed-test lint typecheck contracts
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-future
+## (PDN_OPS_STRICT_TESTS=1 turns missing components into failures). The two suites run one after the other: side by
+## side they took 30 instead of about 40 minutes, but the future-clock fault matrix then starved for CPU (its
+## scrapes and alerts follow real time) and failed in one of two runs.
+test: $(VENV)/.installed-test lint typecheck contracts pytest pytest-future
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
