@@ -245,10 +245,11 @@ class Stack:
 
 @pytest.fixture
 def stack(make_lab: Callable[..., Any], engine_name: str, fresh_db_url: str, tmp_path: Path) -> Iterator[Stack]:
-    if os.environ.get("PDN_OPS_FUTURE_CLOCK") and engine_name == "postgresql":
-        # Under libfaketime every cycle is about three times slower (the matrix takes ~5 min per engine): the
-        # moved clock is proven on SQLite; PostgreSQL runs the matrix in the real-clock pass.
-        pytest.skip("fault matrix on PostgreSQL: real-clock pass only (time budget of make test)")
+    if os.environ.get("PDN_OPS_FUTURE_CLOCK"):
+        # Prometheus and Alertmanager are Go programs and ignore libfaketime: under the moved clock the matrix
+        # would mix two clocks (alerts' startsAt/endsAt 400 days behind the receiver's), which no test may do
+        # (tests/alerts/test_rules_fire.py skips for the same reason). The matrix runs in the real-clock pass.
+        pytest.skip("fault matrix: real-clock pass only (Prometheus and Alertmanager do not follow libfaketime)")
     prometheus_bin = require_binary("prometheus", "/usr/bin/prometheus")
     alertmanager_bin = require_binary("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
     lab = make_lab(nodes=2, vms=3, sites=2)
