@@ -67,6 +67,9 @@ def test_a_bad_update_is_undone_by_a_restore_in_place_after_two_approvals(world:
     vmid = 103
     world.lab.faults.backup_now(vmid)
     good = int(time.time()) + 1
+    # The run's fresh backup of the broken state must fall in a later second: a backup's name and ctime have
+    # one-second resolution, and one taken in the same second would replace the good one (same volume name).
+    time.sleep(1.1)
     world.lab.faults.ship_bad_update(vmid)
     assert not any(world.check(vmid))
     run_id = world.request("restore_backup", vmid, {"mode": "in_place", "start": True, "before": good},
