@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from pdn_ops.core.db.tables import JobStatusRow, utcnow
@@ -128,3 +131,26 @@ def record_safety_net(session: Session) -> None:
         nodes=(NodeObservation("pdn1", "pve1", True, 0.5, pressure=pressure),), guests=guests, storages=storages,
         backups=backups, api_calls=2, duration_s=0.05), thresholds=TH)
     session.flush()
+
+
+@contextmanager
+def world_app(directory: Path, *record: Callable[[Session], None]) -> Iterator[FastAPI]:
+    """The demo app on a fresh SQLite database of the example inventory, holding what ``record`` writes."""
+    from pdn_ops.app.factory import create_app
+    from pdn_ops.app.runtime import build_runtime
+    from pdn_ops.core.db import migrate
+    from pdn_ops.core.db.engine import transaction
+    from pdn_ops.core.settings import load_settings
+
+    url = f"sqlite:///{directory / 'world.sqlite3'}"
+    migrate.upgrade(url)
+    settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml",
+                             run_scheduler=False)
+    app = create_app(build_runtime(settings))
+    with transaction(app.state.runtime.sessions) as session:
+        for write in record:
+            write(session)
+    try:
+        yield app
+    finally:
+        app.state.runtime.engine.dispose()

@@ -19,10 +19,9 @@ from pdn_ops.accounts.model import Principal, Role
 from pdn_ops.app.factory import create_app
 from pdn_ops.app.runtime import build_runtime
 from pdn_ops.core.db import migrate
-from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import SiteRow, VmRow
 from pdn_ops.core.settings import load_settings
-from tests.health_world import ROOT, SITE_B, record_world
+from tests.health_world import SITE_B, record_world, world_app
 from tests.support import missing
 
 ENGINEER = Principal(user_id=1, username="eng", role=Role.ENGINEER, opd_id=None)
@@ -31,15 +30,8 @@ OPD_ADMIN = Principal(user_id=2, username="admin-dinkes", role=Role.OPD_ADMIN, o
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('fleet') / 'fleet.sqlite3'}"
-    migrate.upgrade(url)
-    settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml",
-                             run_scheduler=False)
-    app = create_app(build_runtime(settings))
-    with transaction(app.state.runtime.sessions) as session:
-        record_world(session)
-    yield app
-    app.state.runtime.engine.dispose()
+    with world_app(tmp_path_factory.mktemp("fleet"), record_world) as app:
+        yield app
 
 
 @pytest.fixture

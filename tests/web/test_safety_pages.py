@@ -13,29 +13,16 @@ from sqlalchemy import select
 
 from pdn_ops.accounts.auth import Authenticator
 from pdn_ops.accounts.model import Principal, Role
-from pdn_ops.app.factory import create_app
-from pdn_ops.app.runtime import build_runtime
-from pdn_ops.core.db import migrate
-from pdn_ops.core.db.engine import transaction
 from pdn_ops.core.db.tables import VmRow
-from pdn_ops.core.settings import load_settings
-from tests.health_world import ROOT, record_safety_net, record_world
+from tests.health_world import record_safety_net, record_world, world_app
 
 ENGINEER = Principal(user_id=1, username="eng", role=Role.ENGINEER, opd_id=None)
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('safety') / 'safety.sqlite3'}"
-    migrate.upgrade(url)
-    settings = load_settings(demo=True, database_url=url, inventory=ROOT / "inventory.example.yaml",
-                             run_scheduler=False)
-    app = create_app(build_runtime(settings))
-    with transaction(app.state.runtime.sessions) as session:
-        record_world(session)
-        record_safety_net(session)
-    yield app
-    app.state.runtime.engine.dispose()
+    with world_app(tmp_path_factory.mktemp("safety"), record_world, record_safety_net) as app:
+        yield app
 
 
 @pytest.fixture
